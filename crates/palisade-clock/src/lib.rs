@@ -1,0 +1,111 @@
+//! The only source of time in Palisade.
+//!
+//! Every strategy (timeouts, backoff sleeps, open breakers, rate limits, sliding
+//! windows) reads time through a [`Clock`], so that tests run in virtual time: a
+//! test of a 60-second open state takes milliseconds and never sleeps for real.
+//!
+//! | clock | `now()` | sleeps | use it for |
+//! | --- | --- | --- | --- |
+//! | [`TokioClock`] (the default) | tokio's clock: follows `tokio::time::pause` and `#[tokio::test(start_paused = true)]` | tokio timers | everything, in production and in tests |
+//! | [`MonotonicClock`] | the OS monotonic clock, never paused | tokio timers | code that must see real time even under a paused runtime |
+//! | [`ManualClock`] | a shared counter moved only by [`ManualClock::advance`] | woken by `advance` | deterministic tests, also across threads and without a runtime |
+//!
+//! Time is a [`Timestamp`]: nanoseconds since a process-wide origin in one `u64`, so
+//! lock-free structures can keep it in an atomic. All clocks of one process except the
+//! manual one share that origin, so their timestamps compare.
+//!
+//! # Cheap reads: `recent()`
+//!
+//! [`Clock::recent`] may lag `now()` by up to one kernel tick and is several times
+//! cheaper. Sliding windows rotate buckets on it. On Linux, [`TokioClock`] and
+//! [`MonotonicClock`] answer it from `CLOCK_MONOTONIC_COARSE`, whose resolution is the
+//! kernel tick (1 to 4 ms, see [`recent_resolution`]); elsewhere it is `now()`.
+//! With this crate's `test-util` feature, [`TokioClock::recent`] is exact so that it
+//! follows tokio's paused time: enable it in dev-dependencies next to tokio's
+//! `test-util`.
+//!
+//! # Example
+//!
+//! ```
+//! use palisade_clock::{Clock, ManualClock};
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let start = clock.now();
+//! clock.advance(Duration::from_secs(60));
+//! assert_eq!(clock.now().saturating_duration_since(start), Duration::from_secs(60));
+//! ```
+//!
+//! With tokio's paused time, the default clock and its sleeps move together:
+//!
+//! ```
+//! use palisade_clock::{Clock, TokioClock};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let clock = TokioClock;
+//! let start = clock.now();
+//! clock.sleep(Duration::from_secs(3600)).await; // returns at once in paused time
+//! assert_eq!(clock.now().saturating_duration_since(start), Duration::from_secs(3600));
+//! # }
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+// This crate is where the clocks are implemented: it may read the OS clock.
+#![allow(clippy::disallowed_methods)]
+
+mod manual;
+mod origin;
+mod timestamp;
+mod tokio_clock;
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+pub use manual::{ManualClock, ManualSleep};
+pub use origin::recent_resolution;
+pub use timestamp::Timestamp;
+pub use tokio_clock::{MonotonicClock, TokioClock, TokioSleep};
+
+/// A source of time and of sleeps.
+///
+/// Implementations are cheap to clone; clones share one time. Timestamps from
+/// different clocks compare only when the clocks share an origin (all clocks of this
+/// crate except [`ManualClock`] do).
+pub trait Clock: Clone + Send + Sync + Debug + 'static {
+    /// The future returned by [`Clock::sleep_until`].
+    type Sleep: Future<Output = ()> + Send + 'static;
+
+    /// The current time, exactly.
+    fn now(&self) -> Timestamp;
+
+    /// The current time, possibly lagging `now()` by up to [`recent_resolution`];
+    /// never ahead of it and never going backwards. Cheaper than `now()` where the
+    /// platform allows; by default it is `now()`.
+    #[inline]
+    fn recent(&self) -> Timestamp {
+        self.now()
+    }
+
+    /// A future that completes once this clock reaches `deadline` (at once if it has).
+    fn sleep_until(&self, deadline: Timestamp) -> Self::Sleep;
+
+    /// A future that completes after `duration` on this clock.
+    #[inline]
+    fn sleep(&self, duration: Duration) -> Self::Sleep {
+        self.sleep_until(self.now().saturating_add(duration))
+    }
+}
+
+/// The clock strategies use when none is given: [`TokioClock`].
+///
+/// It is the default because it is the only one that follows tokio's paused time, so
+/// the same code runs in production and in virtual-time tests.
+pub type DefaultClock = TokioClock;

@@ -1,0 +1,255 @@
+//! The project's own commands, in plain Rust so they run the same everywhere.
+//!
+//! - `cargo xtask ci`: everything CI checks, in order, stopping at the first failure.
+//! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
+//! - `cargo xtask demo`: the defence against a failing dependency, live.
+#![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = env::args().skip(1).collect();
+    let root = workspace_root();
+    let result = match args.first().map(String::as_str) {
+        Some("ci") => ci(&root, &args[1..]),
+        Some("bench") => bench(&root, &args[1..]),
+        Some("demo") => demo(&root, &args[1..]),
+        Some("loom") => loom(&root),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <command>\n\n\
+                 commands:\n  \
+                 ci              formatting, clippy, tests, docs, loom models and a benchmark smoke run\n  \
+                 bench [--quick] palisade next to its peers, side by side in one run\n  \
+                 demo            the defence holding against a failing dependency\n  \
+                 loom            only the loom models"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+fn cargo() -> Command {
+    Command::new(env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+struct Step {
+    name: String,
+    command: Command,
+}
+
+impl Step {
+    fn new(name: &str, root: &Path, args: &[&str]) -> Step {
+        let mut command = cargo();
+        command.current_dir(root).args(args);
+        Step {
+            name: name.to_owned(),
+            command,
+        }
+    }
+
+    fn env(mut self, key: &str, value: &str) -> Step {
+        self.command.env(key, value);
+        self
+    }
+}
+
+fn run_steps(steps: Vec<Step>) -> Result<(), String> {
+    let started = Instant::now();
+    let mut timings = Vec::new();
+    for mut step in steps {
+        println!("\n==> {}", step.name);
+        let t = Instant::now();
+        let status = step
+            .command
+            .status()
+            .map_err(|e| format!("{}: could not start: {e}", step.name))?;
+        let secs = t.elapsed().as_secs_f64();
+        timings.push((step.name.clone(), secs, status.success()));
+        if !status.success() {
+            print_timings(&timings, started.elapsed().as_secs_f64());
+            return Err(format!("{} failed ({status})", step.name));
+        }
+    }
+    print_timings(&timings, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_timings(timings: &[(String, f64, bool)], total: f64) {
+    println!("\n==> summary");
+    for (name, secs, ok) in timings {
+        println!(
+            "  {:<7} {:>7.1}s  {name}",
+            if *ok { "ok" } else { "FAILED" },
+            secs
+        );
+    }
+    println!("  total   {total:>7.1}s");
+}
+
+/// The README's test command.
+const TEST_ARGS: &[&str] = &["test", "--workspace", "--all-features"];
+
+fn ci(root: &Path, args: &[String]) -> Result<(), String> {
+    if let Some(a) = args.first() {
+        return Err(format!("ci takes no arguments, got `{a}`"));
+    }
+    let mut steps = vec![
+        Step::new("rustfmt", root, &["fmt", "--all", "--", "--check"]),
+        Step::new(
+            "clippy",
+            root,
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--all-features",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+        Step::new("tests", root, TEST_ARGS),
+        Step::new(
+            "docs",
+            root,
+            &["doc", "--workspace", "--no-deps", "--all-features"],
+        )
+        .env("RUSTDOCFLAGS", "-D warnings --cfg docsrs"),
+    ];
+    steps.extend(loom_steps(root));
+    if has_bench(root) {
+        steps.push(Step::new(
+            "benchmark smoke run (compiles and sanity-checks every case; no timing)",
+            root,
+            &["run", "--package", "palisade-bench", "--", "--check"],
+        ));
+    }
+    for fuzz in fuzz_dirs(root) {
+        let manifest = fuzz.join("Cargo.toml");
+        let manifest = manifest.to_string_lossy().into_owned();
+        steps.push(
+            Step::new(
+                &format!("fuzz targets build ({})", fuzz.display()),
+                root,
+                &["build", "--manifest-path", &manifest, "--bins"],
+            )
+            .env("RUSTFLAGS", "--cfg fuzzing"),
+        );
+    }
+    run_steps(steps)
+}
+
+/// Crates with loom models: those with a `tests/loom.rs`.
+fn loom_crates(root: &Path) -> Vec<String> {
+    let mut crates = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root.join("crates")) {
+        for entry in entries.flatten() {
+            if entry.path().join("tests/loom.rs").is_file() {
+                crates.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    crates.sort();
+    crates
+}
+
+fn loom_steps(root: &Path) -> Vec<Step> {
+    let target = root.join("target/loom");
+    let target = target.to_string_lossy().into_owned();
+    loom_crates(root)
+        .into_iter()
+        .map(|krate| {
+            Step::new(
+                &format!("loom models ({krate})"),
+                root,
+                &[
+                    "test",
+                    "--release",
+                    "--package",
+                    &krate,
+                    "--test",
+                    "loom",
+                    "--target-dir",
+                    &target,
+                ],
+            )
+            .env("RUSTFLAGS", "--cfg loom")
+            .env("LOOM_MAX_PREEMPTIONS", "2")
+        })
+        .collect()
+}
+
+fn loom(root: &Path) -> Result<(), String> {
+    let steps = loom_steps(root);
+    if steps.is_empty() {
+        println!("no crate has loom models yet");
+    }
+    run_steps(steps)
+}
+
+fn fuzz_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root.join("crates")) {
+        for entry in entries.flatten() {
+            let fuzz = entry.path().join("fuzz");
+            if fuzz.join("Cargo.toml").is_file() {
+                dirs.push(fuzz);
+            }
+        }
+    }
+    dirs.sort();
+    dirs
+}
+
+fn has_bench(root: &Path) -> bool {
+    root.join("bench/Cargo.toml").is_file()
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<(), String> {
+    if !has_bench(root) {
+        return Err("the benchmark crate (bench/) does not exist yet".into());
+    }
+    let mut step = Step::new(
+        "benchmarks",
+        root,
+        &["run", "--release", "--package", "palisade-bench", "--"],
+    );
+    step.command.args(args);
+    run_steps(vec![step])
+}
+
+fn demo(root: &Path, args: &[String]) -> Result<(), String> {
+    if !root.join("demo/Cargo.toml").is_file() {
+        println!(
+            "The demo (a failing HTTP dependency, a client with and without palisade) is not \
+             built yet. Until it lands, `cargo test --workspace --all-features` runs every \
+             strategy's tests in virtual time."
+        );
+        return Ok(());
+    }
+    let mut step = Step::new(
+        "demo",
+        root,
+        &["run", "--release", "--package", "palisade-demo", "--"],
+    );
+    step.command.args(args);
+    run_steps(vec![step])
+}
