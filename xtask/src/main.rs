@@ -132,7 +132,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             root,
             &["doc", "--workspace", "--no-deps", "--all-features"],
         )
-        .env("RUSTDOCFLAGS", "-D warnings --cfg docsrs"),
+        .env("RUSTDOCFLAGS", "-D warnings"),
     ];
     steps.extend(loom_steps(root));
     if has_bench(root) {
