@@ -1,0 +1,312 @@
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::{Backoff, BackoffBuilder, ConfigError, Jitter};
+
+/// The curve of a [`BackoffConfig`].
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackoffKind {
+    /// [`Backoff::constant`].
+    Constant,
+    /// [`Backoff::linear`].
+    Linear,
+    /// [`Backoff::exponential`]; the default, the shape that relieves an overloaded
+    /// dependency fastest.
+    #[default]
+    Exponential,
+    /// [`Backoff::fibonacci`].
+    Fibonacci,
+    /// [`Backoff::decorrelated`].
+    Decorrelated,
+}
+
+/// A backoff schedule as configuration (serde), validated by
+/// [`build`](BackoffConfig::build). Every field is optional; unknown fields are
+/// errors, so a typo does not pass silently.
+///
+/// Durations are strings of a number and a unit: `ns`, `us`, `ms`, `s`, `m`, `h`
+/// (`"250ms"`, `"1.5s"`).
+///
+/// ```
+/// use palisade_backoff::{BackoffConfig, Jitter};
+/// use std::time::Duration;
+///
+/// let config: BackoffConfig = toml::from_str(r#"
+///     kind = "exponential"
+///     initial = "50ms"
+///     factor = 3.0
+///     max_delay = "2s"
+///     jitter = { proportional = 0.1 }
+///     max_attempts = 5
+/// "#)?;
+/// let backoff = config.build()?;
+/// assert_eq!(backoff.max_delay(), Duration::from_secs(2));
+/// assert_eq!(backoff.jitter(), Jitter::Proportional(0.1));
+///
+/// let bad: BackoffConfig = toml::from_str("factor = 0.5")?;
+/// assert_eq!(bad.build().unwrap_err().field(), "factor");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    /// The curve (default exponential).
+    pub kind: BackoffKind,
+    /// The first delay; the delay of a constant schedule; the base of a decorrelated
+    /// one (default [`DEFAULT_INITIAL`](crate::DEFAULT_INITIAL)).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub initial: Option<Duration>,
+    /// The growth per delay of a linear schedule (default: `initial`).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub step: Option<Duration>,
+    /// The growth factor of an exponential schedule (default
+    /// [`DEFAULT_FACTOR`](crate::DEFAULT_FACTOR)).
+    pub factor: Option<f64>,
+    /// The cap on every delay (default as [`BackoffBuilder::max_delay`]).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub max_delay: Option<Duration>,
+    /// The jitter (default [`Jitter::Full`], none for decorrelated).
+    pub jitter: Option<Jitter>,
+    /// The number of attempts, the first included (default
+    /// [`DEFAULT_MAX_ATTEMPTS`](crate::DEFAULT_MAX_ATTEMPTS)).
+    pub max_attempts: Option<u32>,
+    /// The cap on the sum of the delays (default none).
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub max_elapsed: Option<Duration>,
+}
+
+impl BackoffConfig {
+    /// Validates and builds the schedule.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid field (see
+    /// [`BackoffBuilder::build`]); also a `step` or `factor` given for a curve that
+    /// has none.
+    pub fn build(&self) -> Result<Backoff, ConfigError> {
+        self.builder()?.build()
+    }
+
+    /// The builder this configuration describes, to adjust before building.
+    ///
+    /// # Errors
+    ///
+    /// A `step` or `factor` given for a curve that has none.
+    pub fn builder(&self) -> Result<BackoffBuilder, ConfigError> {
+        let initial = self.initial.unwrap_or(crate::DEFAULT_INITIAL);
+        if self.step.is_some() && self.kind != BackoffKind::Linear {
+            return Err(ConfigError::new(
+                "step",
+                self.step.unwrap_or_default(),
+                "only on a linear schedule",
+            ));
+        }
+        let mut builder = match self.kind {
+            BackoffKind::Constant => Backoff::constant(initial),
+            BackoffKind::Linear => Backoff::linear(initial, self.step.unwrap_or(initial)),
+            BackoffKind::Exponential => Backoff::exponential(initial),
+            BackoffKind::Fibonacci => Backoff::fibonacci(initial),
+            BackoffKind::Decorrelated => Backoff::decorrelated(initial),
+        };
+        if let Some(factor) = self.factor {
+            builder = builder.factor(factor);
+        }
+        if let Some(max_delay) = self.max_delay {
+            builder = builder.max_delay(max_delay);
+        }
+        if let Some(jitter) = self.jitter {
+            builder = builder.jitter(jitter);
+        }
+        if let Some(max_attempts) = self.max_attempts {
+            builder = builder.max_attempts(max_attempts);
+        }
+        if let Some(max_elapsed) = self.max_elapsed {
+            builder = builder.max_elapsed(max_elapsed);
+        }
+        Ok(builder)
+    }
+}
+
+impl TryFrom<BackoffConfig> for Backoff {
+    type Error = ConfigError;
+
+    fn try_from(config: BackoffConfig) -> Result<Self, ConfigError> {
+        config.build()
+    }
+}
+
+impl TryFrom<&BackoffConfig> for Backoff {
+    type Error = ConfigError;
+
+    fn try_from(config: &BackoffConfig) -> Result<Self, ConfigError> {
+        config.build()
+    }
+}
+
+/// Parses a duration written as a number and a unit: `ns`, `us` (or `µs`), `ms`,
+/// `s`, `m`, `h`, as in `"250ms"`, `"1.5s"`, `"2m"`.
+///
+/// ```
+/// use palisade_backoff::parse_duration;
+/// use std::time::Duration;
+///
+/// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+/// assert!(parse_duration("10 parsecs").is_err());
+/// ```
+///
+/// # Errors
+///
+/// A [`DurationParseError`] for a missing or unknown unit, a malformed, negative or
+/// non-finite number, or a value beyond `Duration::MAX`.
+pub fn parse_duration(text: &str) -> Result<Duration, DurationParseError> {
+    let err = || DurationParseError {
+        text: text.to_owned(),
+    };
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(err)?;
+    let (number, unit) = trimmed.split_at(split);
+    let seconds_per_unit = match unit.trim() {
+        "ns" => 1e-9,
+        "us" | "µs" => 1e-6,
+        "ms" => 1e-3,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(err()),
+    };
+    if number.is_empty() {
+        return Err(err());
+    }
+    // Whole numbers are exact; fractions go through f64.
+    if let Ok(whole) = number.parse::<u64>() {
+        let d = match unit.trim() {
+            "ns" => Some(Duration::from_nanos(whole)),
+            "us" | "µs" => Some(Duration::from_micros(whole)),
+            "ms" => Some(Duration::from_millis(whole)),
+            "s" => Some(Duration::from_secs(whole)),
+            "m" => whole.checked_mul(60).map(Duration::from_secs),
+            _ => whole.checked_mul(3600).map(Duration::from_secs),
+        };
+        return d.ok_or_else(err);
+    }
+    let value: f64 = number.parse().map_err(|_| err())?;
+    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| err())
+}
+
+/// A duration string that [`parse_duration`] cannot read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DurationParseError {
+    text: String,
+}
+
+impl fmt::Display for DurationParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid duration {:?}: expected a non-negative number and a unit (ns, us, ms, s, m, h), as in \"250ms\"",
+            self.text
+        )
+    }
+}
+
+impl std::error::Error for DurationParseError {}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    let text = Option::<String>::deserialize(de)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        let ok = |s: &str| parse_duration(s).unwrap();
+        assert_eq!(ok("0s"), Duration::ZERO);
+        assert_eq!(ok("7ns"), Duration::from_nanos(7));
+        assert_eq!(ok("3us"), Duration::from_micros(3));
+        assert_eq!(ok("3µs"), Duration::from_micros(3));
+        assert_eq!(ok("250ms"), Duration::from_millis(250));
+        assert_eq!(ok(" 2 s "), Duration::from_secs(2));
+        assert_eq!(ok("0.25s"), Duration::from_millis(250));
+        assert_eq!(ok("2m"), Duration::from_secs(120));
+        assert_eq!(ok("1h"), Duration::from_secs(3600));
+        for bad in [
+            "",
+            "5",
+            "ms",
+            "-1s",
+            "1.2.3s",
+            "1d",
+            "nan s",
+            "1e400s",
+            "99999999999999999999h",
+            "18446744073709551615h",
+        ] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} parsed");
+        }
+        assert!(
+            parse_duration("x")
+                .unwrap_err()
+                .to_string()
+                .contains("\"x\"")
+        );
+    }
+
+    #[test]
+    fn json_and_toml() {
+        let c: BackoffConfig = serde_json::from_str(
+            r#"{"kind":"linear","initial":"10ms","step":"5ms","max_delay":"20ms","jitter":"none","max_attempts":5}"#,
+        )
+        .unwrap();
+        let ms: Vec<u128> = c.build().unwrap().iter().map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [10, 15, 20, 20]);
+
+        let c: BackoffConfig =
+            toml::from_str("kind = \"decorrelated\"\ninitial = \"1s\"\nmax_delay = \"1m\"")
+                .unwrap();
+        assert_eq!(Backoff::try_from(&c).unwrap().kind(), "decorrelated");
+        assert_eq!(
+            Backoff::try_from(BackoffConfig::default()),
+            Ok(Backoff::default())
+        );
+    }
+
+    #[test]
+    fn bad_configuration_is_explained() {
+        let err = serde_json::from_str::<BackoffConfig>(r#"{"factr": 2}"#).unwrap_err();
+        assert!(err.to_string().contains("factr"), "{err}");
+        let err = serde_json::from_str::<BackoffConfig>(r#"{"initial": "fast"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("invalid duration \"fast\""),
+            "{err}"
+        );
+        let err = serde_json::from_str::<BackoffConfig>(r#"{"jitter": "sometimes"}"#).unwrap_err();
+        assert!(err.to_string().contains("sometimes"), "{err}");
+
+        let build = |json: &str| {
+            serde_json::from_str::<BackoffConfig>(json)
+                .unwrap()
+                .build()
+                .unwrap_err()
+        };
+        assert_eq!(build(r#"{"kind":"constant","step":"1s"}"#).field(), "step");
+        assert_eq!(
+            build(r#"{"kind":"fibonacci","factor":2}"#).field(),
+            "factor"
+        );
+        assert_eq!(build(r#"{"jitter":{"proportional":2}}"#).field(), "jitter");
+        assert_eq!(build(r#"{"max_attempts":0}"#).field(), "max_attempts");
+        assert_eq!(
+            build(r#"{"initial":"1m"}"#).to_string(),
+            "invalid backoff configuration: `initial` is 60s; allowed: at most max_delay (10s)"
+        );
+    }
+}
