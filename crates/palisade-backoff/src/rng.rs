@@ -169,9 +169,10 @@ mod tests {
     #[test]
     fn thread_local_threads_differ() {
         let here: Vec<u64> = (0..4).map(|_| ThreadLocalRng.next_u64()).collect();
-        let there: Vec<u64> = std::thread::spawn(|| (0..4).map(|_| ThreadLocalRng.next_u64()).collect())
-            .join()
-            .unwrap();
+        let there: Vec<u64> =
+            std::thread::spawn(|| (0..4).map(|_| ThreadLocalRng.next_u64()).collect())
+                .join()
+                .unwrap();
         assert_ne!(here, there);
         let mut buf = [0u8; 3];
         ThreadLocalRng.fill_bytes(&mut buf);
