@@ -13,8 +13,8 @@ use crate::ConfigError;
 /// values without the cancellation, so that the background work outlives the call
 /// that failed.
 ///
-/// `()` detaches to `()`, for chains that carry no context. A context type
-/// implements it by keeping its values and dropping its cancellation and deadline.
+/// `()` detaches to `()`, for chains that carry no context; a
+/// [`Context`](palisade_context::Context) to its values without its cancellation.
 pub trait Detach {
     /// The detached form handed to the background task.
     type Detached: Send + 'static;
@@ -27,6 +27,17 @@ impl Detach for () {
     type Detached = ();
 
     fn detach(&self) {}
+}
+
+/// A [`Context`](palisade_context::Context) detaches to
+/// [`without_cancel()`](palisade_context::Context::without_cancel): the same typed
+/// values (request id, tenant, trace ids), no cancellation and no deadline.
+impl Detach for palisade_context::Context {
+    type Detached = palisade_context::Context;
+
+    fn detach(&self) -> palisade_context::Context {
+        self.without_cancel()
+    }
 }
 
 /// The default bound on compensation tasks in flight: 1024.

@@ -62,6 +62,11 @@ impl<E> FallbackError<E> {
     pub fn into_original(self) -> E {
         self.original
     }
+
+    /// Takes the original error and, if a tier failed, that tier's name and error.
+    pub fn into_parts(self) -> (E, Option<(Cow<'static, str>, BoxError)>) {
+        (self.original, self.tier)
+    }
 }
 
 impl<E: fmt::Display> fmt::Display for FallbackError<E> {

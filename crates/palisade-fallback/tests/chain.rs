@@ -289,3 +289,39 @@ async fn dropping_a_recovery_mid_source_releases_it() {
     assert!(timed.is_err());
     no_live_tasks().await;
 }
+
+#[tokio::test]
+async fn compensation_gets_the_values_but_not_the_cancellation() {
+    use palisade_context::Context;
+    #[derive(Debug, PartialEq)]
+    struct OrderId(u32);
+
+    let compensator = Compensator::new();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let s = seen.clone();
+    let chain: Fallback<u32, Boom, Context> = Fallback::builder()
+        .compensate(
+            Trigger::failures(),
+            &compensator,
+            move |ctx: Context, _: &palisade_fallback::Failure<'_, u32, Boom>| {
+                let s = s.clone();
+                async move {
+                    tokio::task::yield_now().await;
+                    *s.lock().unwrap() =
+                        Some((ctx.get::<OrderId>().map(|o| o.0), ctx.is_cancelled()));
+                }
+            },
+        )
+        .build();
+    let (request, guard) = Context::background().with_value(OrderId(9)).with_cancel();
+    let e = chain
+        .recover(&request, Err(Boom("charge")), Outcome::transient())
+        .await
+        .unwrap_err();
+    assert!(e.is_compensating());
+    // The request ends before the compensation runs; the compensation does not.
+    guard.cancel();
+    assert!(request.is_cancelled());
+    compensator.shutdown().await;
+    assert_eq!(*seen.lock().unwrap(), Some((Some(9), false)));
+}

@@ -1,23 +1,41 @@
 //! Palisade keeps an async service answering while what it depends on is slow,
 //! failing or overloaded.
 //!
-//! This facade is the one dependency most users add. Each concept lives in a focused
-//! crate, re-exported here as a module behind a feature of the same name:
+//! This facade is the one dependency most users add. It holds the [`Pipeline`]
+//! that composes every strategy around a call to a dependency, in a fixed order,
+//! with one [`Error`] type; and each concept's crate, re-exported as a module behind
+//! a feature of the same name:
 //!
 //! | module | feature | what it holds |
 //! | --- | --- | --- |
 //! | [`clock`] | `clock` (default) | the only source of time; virtual time in tests |
 //! | [`classify`] | `classify` (default) | the outcome taxonomy every strategy speaks |
+//! | [`context`] | `context` (default) | cancellation, deadlines and values carried by every call |
+//! | [`fallback`] | `fallback` (default) | tiered fallback chains |
 //!
 //! # Example
 //!
 //! ```
-//! use palisade::classify::{Classify, HttpStatus, Outcome};
+//! use palisade::{Context, Pipeline};
+//! use palisade::classify::HttpStatus;
+//! use std::time::Duration;
 //!
-//! // An `Ok` response can still be a failure: a 503 is transient.
-//! let classifier = HttpStatus::new();
-//! let result: Result<u16, std::io::Error> = Ok(503);
-//! assert!(matches!(classifier.classify(&result), Outcome::Transient(_)));
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One pipeline per dependency, shared by every call to it.
+//! let users = Pipeline::builder("users-api")
+//!     .classifier(HttpStatus::new()) // an `Ok` 503 is still a failure
+//!     .attempt_timeout(Duration::from_millis(300))
+//!     .total_timeout(Duration::from_secs(2))
+//!     .build()?;
+//!
+//! let ctx = Context::background();
+//! let status = users
+//!     .execute(&ctx, |_ctx| async { Ok::<u16, std::io::Error>(200) })
+//!     .await?;
+//! assert_eq!(status, 200);
+//! # Ok(())
+//! # }
 //! ```
 #![warn(
     missing_docs,
@@ -28,6 +46,14 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod error;
+mod pipeline;
+pub mod timeout;
+
+pub use error::{BoxError, ConfigError, Error, TimeoutKind};
+pub use palisade_context::Context;
+pub use pipeline::{MAX_TIMEOUT, Pipeline, PipelineBuilder, WithFallback};
+
 #[cfg(feature = "clock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clock")))]
 #[doc(inline)]
@@ -37,3 +63,13 @@ pub use palisade_clock as clock;
 #[cfg_attr(docsrs, doc(cfg(feature = "classify")))]
 #[doc(inline)]
 pub use palisade_classify as classify;
+
+#[cfg(feature = "context")]
+#[cfg_attr(docsrs, doc(cfg(feature = "context")))]
+#[doc(inline)]
+pub use palisade_context as context;
+
+#[cfg(feature = "fallback")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
+#[doc(inline)]
+pub use palisade_fallback as fallback;

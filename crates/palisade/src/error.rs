@@ -1,0 +1,465 @@
+//! The one error type of a pipeline.
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::time::Duration;
+
+use palisade_classify::{ClassifyError, Outcome, Panicked, Rejection, Strategy};
+use palisade_context::Cause;
+
+/// Which timeout of a pipeline ran out.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// One attempt took longer than the attempt timeout.
+    Attempt,
+    /// The whole execution, retries included, took longer than the total timeout.
+    Total,
+}
+
+impl TimeoutKind {
+    /// A short, stable name for logs and metric labels.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            TimeoutKind::Attempt => "attempt_timeout",
+            TimeoutKind::Total => "total_timeout",
+        }
+    }
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Attempt => "attempt timeout",
+            TimeoutKind::Total => "total timeout",
+        })
+    }
+}
+
+/// Why a [`Pipeline`](crate::Pipeline) execution failed: the call's own error, a
+/// strategy's rejection, a timeout, a cancellation with its cause, a panic, or
+/// retries exhausted with the attempt count and the last error.
+///
+/// The error is an opaque struct: ask it with the `is_*()` predicates and the
+/// accessors. [`source()`](std::error::Error::source) keeps the chain (the call's
+/// error, the cancellation cause, the last attempt's error), and
+/// [`outcome()`](Self::outcome) gives its class in the taxonomy.
+///
+/// ```
+/// use palisade::{Error, classify::Outcome};
+///
+/// let e: Error<std::io::Error> = Error::inner(std::io::ErrorKind::ConnectionReset.into(), Outcome::transient());
+/// assert!(e.is_inner());
+/// assert!(e.outcome().is_retryable());
+/// assert_eq!(e.inner_error().unwrap().kind(), std::io::ErrorKind::ConnectionReset);
+/// ```
+pub struct Error<E> {
+    kind: Kind<E>,
+}
+
+enum Kind<E> {
+    Inner {
+        error: E,
+        outcome: Outcome,
+    },
+    Rejected(Rejection),
+    Timeout {
+        kind: TimeoutKind,
+        after: Duration,
+    },
+    Cancelled(Cause),
+    Panicked(Panicked),
+    Exhausted {
+        attempts: u32,
+        last: Box<Error<E>>,
+    },
+    Fallback {
+        tier: Cow<'static, str>,
+        error: BoxError,
+        original: Box<Error<E>>,
+    },
+}
+
+/// A boxed error: what a fallback tier may fail with.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+impl<E> Error<E> {
+    /// The call's own error, with the outcome its classifier gave it.
+    pub fn inner(error: E, outcome: Outcome) -> Self {
+        Error {
+            kind: Kind::Inner { error, outcome },
+        }
+    }
+
+    /// A strategy refused the call.
+    pub fn rejected(rejection: Rejection) -> Self {
+        Error {
+            kind: Kind::Rejected(rejection),
+        }
+    }
+
+    /// A timeout of the pipeline ran out after `after`.
+    pub fn timeout(kind: TimeoutKind, after: Duration) -> Self {
+        Error {
+            kind: Kind::Timeout { kind, after },
+        }
+    }
+
+    /// The caller's context was cancelled, or its deadline passed.
+    pub fn cancelled(cause: Cause) -> Self {
+        Error {
+            kind: Kind::Cancelled(cause),
+        }
+    }
+
+    /// The call panicked.
+    pub fn panicked(panic: Panicked) -> Self {
+        Error {
+            kind: Kind::Panicked(panic),
+        }
+    }
+
+    /// Every allowed attempt failed; `last` is the last attempt's error.
+    pub fn exhausted(attempts: u32, last: Error<E>) -> Self {
+        // Keep the chain flat: the last error of an exhausted retry is never itself
+        // an exhausted retry.
+        let last = match last.kind {
+            Kind::Exhausted { last, .. } => *last,
+            _ => last,
+        };
+        Error {
+            kind: Kind::Exhausted {
+                attempts,
+                last: Box::new(last),
+            },
+        }
+    }
+
+    /// The fallback tier `tier` failed with `error` while replacing `original`.
+    pub fn fallback_failed(
+        tier: impl Into<Cow<'static, str>>,
+        error: BoxError,
+        original: Error<E>,
+    ) -> Self {
+        Error {
+            kind: Kind::Fallback {
+                tier: tier.into(),
+                error,
+                original: Box::new(original),
+            },
+        }
+    }
+
+    /// Whether a fallback tier failed too (the pipeline's error is then the
+    /// `source()`, and [`original`](Self::original) returns it).
+    pub fn is_fallback_failed(&self) -> bool {
+        matches!(self.kind, Kind::Fallback { .. })
+    }
+
+    /// The name of the fallback tier that failed, if one did.
+    pub fn fallback_tier(&self) -> Option<&str> {
+        match &self.kind {
+            Kind::Fallback { tier, .. } => Some(tier),
+            _ => None,
+        }
+    }
+
+    /// The error of the fallback tier that failed, if one did.
+    pub fn fallback_error(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
+        match &self.kind {
+            Kind::Fallback { error, .. } => Some(&**error),
+            _ => None,
+        }
+    }
+
+    /// The pipeline's own error: behind a failed fallback, the error it tried to
+    /// replace; otherwise this error.
+    pub fn original(&self) -> &Error<E> {
+        match &self.kind {
+            Kind::Fallback { original, .. } => original,
+            _ => self,
+        }
+    }
+
+    /// The error of the call itself (of the last attempt, when retries ran out).
+    pub fn inner_error(&self) -> Option<&E> {
+        match &self.kind {
+            Kind::Inner { error, .. } => Some(error),
+            Kind::Exhausted { last, .. } => last.inner_error(),
+            Kind::Fallback { original, .. } => original.inner_error(),
+            _ => None,
+        }
+    }
+
+    /// Alias of [`inner_error`](Self::inner_error).
+    pub fn get_inner(&self) -> Option<&E> {
+        self.inner_error()
+    }
+
+    /// Takes the error of the call itself (of the last attempt, when retries ran
+    /// out); `Err(self)` when there is none.
+    pub fn into_inner(self) -> Result<E, Self> {
+        match self.kind {
+            Kind::Inner { error, .. } => Ok(error),
+            Kind::Exhausted { attempts, last } => match last.into_inner() {
+                Ok(e) => Ok(e),
+                Err(last) => Err(Error {
+                    kind: Kind::Exhausted {
+                        attempts,
+                        last: Box::new(last),
+                    },
+                }),
+            },
+            kind => Err(Error { kind }),
+        }
+    }
+
+    /// Whether this is the call's own error (not wrapped by an exhausted retry).
+    pub fn is_inner(&self) -> bool {
+        matches!(self.kind, Kind::Inner { .. })
+    }
+
+    /// Whether a strategy refused the call.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self.kind, Kind::Rejected(_))
+    }
+
+    /// The rejection, if a strategy refused the call.
+    pub fn rejection(&self) -> Option<Rejection> {
+        match &self.kind {
+            Kind::Rejected(r) => Some(*r),
+            _ => None,
+        }
+    }
+
+    /// The strategy that refused the call, if one did.
+    pub fn rejected_by(&self) -> Option<Strategy> {
+        self.rejection().map(|r| r.strategy())
+    }
+
+    /// Whether the circuit breaker refused the call.
+    pub fn is_breaker_open(&self) -> bool {
+        self.rejected_by() == Some(Strategy::CircuitBreaker)
+    }
+
+    /// Whether an attempt or total timeout ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.kind, Kind::Timeout { .. })
+    }
+
+    /// Which timeout ran out, if one did.
+    pub fn timeout_kind(&self) -> Option<TimeoutKind> {
+        match &self.kind {
+            Kind::Timeout { kind, .. } => Some(*kind),
+            _ => None,
+        }
+    }
+
+    /// Whether the caller's context was cancelled or its deadline passed.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, Kind::Cancelled(_))
+    }
+
+    /// The cancellation cause, if the context was cancelled.
+    pub fn cancel_cause(&self) -> Option<&Cause> {
+        match &self.kind {
+            Kind::Cancelled(c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Whether the call panicked.
+    pub fn is_panic(&self) -> bool {
+        matches!(self.kind, Kind::Panicked(_))
+    }
+
+    /// The panic, if the call panicked.
+    pub fn panic(&self) -> Option<&Panicked> {
+        match &self.kind {
+            Kind::Panicked(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// Whether every allowed attempt failed.
+    pub fn is_retries_exhausted(&self) -> bool {
+        matches!(self.kind, Kind::Exhausted { .. })
+    }
+
+    /// How many attempts ran before the retry gave up (`None` if it did not).
+    pub fn attempts(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Exhausted { attempts, .. } => Some(*attempts),
+            _ => None,
+        }
+    }
+
+    /// The last attempt's error, when retries ran out.
+    pub fn last_error(&self) -> Option<&Error<E>> {
+        match &self.kind {
+            Kind::Exhausted { last, .. } => Some(last),
+            _ => None,
+        }
+    }
+
+    /// The class of this error in the outcome taxonomy:
+    ///
+    /// | error | outcome |
+    /// | --- | --- |
+    /// | the call's error | what the classifier said |
+    /// | rejected | `Rejected` (with which strategy and the retry-after hint) |
+    /// | timeout | `Transient` (the request may have been delivered) |
+    /// | cancelled | `Ignored` (the caller's choice, not the dependency's health) |
+    /// | panicked | `Permanent` |
+    /// | retries exhausted | the last attempt's outcome |
+    /// | fallback failed | the original error's outcome |
+    pub fn outcome(&self) -> Outcome {
+        match &self.kind {
+            Kind::Inner { outcome, .. } => *outcome,
+            Kind::Rejected(r) => Outcome::Rejected(*r),
+            Kind::Timeout { .. } => Outcome::transient(),
+            Kind::Cancelled(_) => Outcome::Ignored,
+            Kind::Panicked(_) => Outcome::Permanent,
+            Kind::Exhausted { last, .. } => last.outcome(),
+            Kind::Fallback { original, .. } => original.outcome(),
+        }
+    }
+
+    /// A short, stable label of the kind, for logs and metrics: `error`,
+    /// `rejected`, `timeout`, `cancelled`, `panicked`, `retries_exhausted` or
+    /// `fallback_failed`.
+    pub fn kind_str(&self) -> &'static str {
+        match &self.kind {
+            Kind::Inner { .. } => "error",
+            Kind::Rejected(_) => "rejected",
+            Kind::Timeout { .. } => "timeout",
+            Kind::Cancelled(_) => "cancelled",
+            Kind::Panicked(_) => "panicked",
+            Kind::Exhausted { .. } => "retries_exhausted",
+            Kind::Fallback { .. } => "fallback_failed",
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Inner { error, .. } => error.fmt(f),
+            Kind::Rejected(r) => r.fmt(f),
+            Kind::Timeout { kind, after } => write!(f, "{kind} of {after:?} elapsed"),
+            // The cause and the last error are the `source()`: reporters that walk
+            // the chain print them once.
+            Kind::Cancelled(_) => f.write_str("the call was cancelled"),
+            Kind::Panicked(p) => p.fmt(f),
+            Kind::Exhausted { attempts, .. } => {
+                write!(f, "gave up after {attempts} attempts")
+            }
+            Kind::Fallback { tier, error, .. } => write!(f, "fallback `{tier}` failed: {error}"),
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for Error<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Inner { error, outcome } => f
+                .debug_struct("Inner")
+                .field("error", error)
+                .field("outcome", outcome)
+                .finish(),
+            Kind::Rejected(r) => f.debug_tuple("Rejected").field(r).finish(),
+            Kind::Timeout { kind, after } => f
+                .debug_struct("Timeout")
+                .field("kind", kind)
+                .field("after", after)
+                .finish(),
+            Kind::Cancelled(c) => f.debug_tuple("Cancelled").field(c).finish(),
+            Kind::Panicked(p) => f.debug_tuple("Panicked").field(p).finish(),
+            Kind::Exhausted { attempts, last } => f
+                .debug_struct("RetriesExhausted")
+                .field("attempts", attempts)
+                .field("last", last)
+                .finish(),
+            Kind::Fallback {
+                tier,
+                error,
+                original,
+            } => f
+                .debug_struct("FallbackFailed")
+                .field("tier", tier)
+                .field("error", error)
+                .field("original", original)
+                .finish(),
+        }
+    }
+}
+
+impl<E: StdError + 'static> StdError for Error<E> {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        match &self.kind {
+            // Transparent: the call's error is this error.
+            Kind::Inner { error, .. } => error.source(),
+            Kind::Rejected(_) | Kind::Timeout { .. } | Kind::Panicked(_) => None,
+            Kind::Cancelled(c) => Some(c),
+            Kind::Exhausted { last, .. } => Some(&**last),
+            Kind::Fallback { original, .. } => Some(&**original),
+        }
+    }
+}
+
+impl<E> ClassifyError for Error<E> {
+    fn outcome(&self) -> Outcome {
+        Error::outcome(self)
+    }
+}
+
+impl<E> From<Rejection> for Error<E> {
+    fn from(r: Rejection) -> Self {
+        Error::rejected(r)
+    }
+}
+
+/// A pipeline setting that was refused, naming the field and what it allows.
+///
+/// Building a pipeline, or loading one from configuration, never panics on a bad
+/// value and never clamps it silently: it returns this error.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: String,
+    message: String,
+}
+
+impl ConfigError {
+    /// A refusal of `field` with a message saying what it allows.
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The refused field, as a dotted path (`pipelines.billing.retry.max_attempts`).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What the field allows, and what it was given.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The same error, with `prefix.` before the field.
+    pub fn within(mut self, prefix: &str) -> Self {
+        self.field = format!("{prefix}.{}", self.field);
+        self
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid `{}`: {}", self.field, self.message)
+    }
+}
+
+impl StdError for ConfigError {}
