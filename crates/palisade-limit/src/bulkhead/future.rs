@@ -1,0 +1,202 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use palisade_clock::Clock;
+
+use super::core::{Core, Enqueued};
+use super::{Bulkhead, BulkheadFull, OwnedPermit, Permit};
+
+/// Where a waiting acquisition stands.
+#[derive(Debug)]
+pub(crate) enum Wait {
+    Start,
+    /// In the queue under this id.
+    Queued(u64),
+    Done,
+}
+
+impl Wait {
+    /// Drives the acquisition; `Ready(Ok(()))` means the caller now holds a permit.
+    pub(crate) fn poll<C: Clock>(
+        &mut self,
+        core: &Core,
+        clock: &C,
+        max_wait: Duration,
+        mut sleep: Pin<&mut Option<C::Sleep>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BulkheadFull>> {
+        if let Wait::Start = self {
+            if core.try_acquire() {
+                *self = Wait::Done;
+                return Poll::Ready(Ok(()));
+            }
+            let max_queue = core.max_queue();
+            let result = if max_queue == 0 {
+                Err(BulkheadFull::full(core.limit()))
+            } else {
+                match core.enqueue() {
+                    Enqueued::Acquired => Ok(()),
+                    Enqueued::QueueFull => Err(BulkheadFull::queue_full(core.limit(), max_queue)),
+                    Enqueued::Queued(id) => {
+                        *self = Wait::Queued(id);
+                        sleep.set(Some(clock.sleep(max_wait)));
+                        return self.poll(core, clock, max_wait, sleep, cx);
+                    }
+                }
+            };
+            *self = Wait::Done;
+            if let Err(e) = &result {
+                core.rejected(e);
+            }
+            return Poll::Ready(result);
+        }
+        let Wait::Queued(id) = *self else {
+            panic!("a bulkhead acquisition polled after it completed");
+        };
+        if core.poll_grant(id, cx.waker()) {
+            *self = Wait::Done;
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(sleep) = sleep.as_mut().as_pin_mut() {
+            if sleep.poll(cx).is_ready() {
+                *self = Wait::Done;
+                // A permit granted at the last moment wins over the timeout.
+                if core.leave(id) {
+                    return Poll::Ready(Ok(()));
+                }
+                let e = BulkheadFull::timed_out(core.limit(), max_wait);
+                core.rejected(&e);
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Pending
+    }
+
+    /// Leaves the queue if still in it, releasing a permit granted meanwhile.
+    pub(crate) fn cancel(&mut self, core: &Core) {
+        if let Wait::Queued(id) = *self {
+            *self = Wait::Done;
+            if core.leave(id) {
+                core.release();
+            }
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Bulkhead::acquire`]: a [`Permit`], or [`BulkheadFull`] when the
+    /// queue is full or the longest wait runs out. Dropping it leaves the queue at
+    /// once (and releases a permit granted meanwhile).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Acquire<'a, C: Clock> {
+        bulkhead: &'a Bulkhead<C>,
+        max_wait: Duration,
+        wait: Wait,
+        #[pin]
+        sleep: Option<C::Sleep>,
+    }
+
+    impl<'a, C: Clock> PinnedDrop for Acquire<'a, C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.wait.cancel(&this.bulkhead.core);
+        }
+    }
+}
+
+impl<'a, C: Clock> Acquire<'a, C> {
+    pub(crate) fn new(bulkhead: &'a Bulkhead<C>, max_wait: Duration) -> Self {
+        Acquire {
+            bulkhead,
+            max_wait,
+            wait: Wait::Start,
+            sleep: None,
+        }
+    }
+}
+
+impl<'a, C: Clock> Future for Acquire<'a, C> {
+    type Output = Result<Permit<'a>, BulkheadFull>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let bulkhead: &'a Bulkhead<C> = this.bulkhead;
+        this.wait
+            .poll(
+                &bulkhead.core,
+                &bulkhead.clock,
+                *this.max_wait,
+                this.sleep,
+                cx,
+            )
+            .map_ok(|()| Permit::new(&bulkhead.core))
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for Acquire<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acquire")
+            .field("wait", &self.wait)
+            .field("max_wait", &self.max_wait)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`Bulkhead::acquire_owned`]: as [`Acquire`], but `'static`.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct AcquireOwned<C: Clock> {
+        bulkhead: Bulkhead<C>,
+        max_wait: Duration,
+        wait: Wait,
+        #[pin]
+        sleep: Option<C::Sleep>,
+    }
+
+    impl<C: Clock> PinnedDrop for AcquireOwned<C> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.wait.cancel(&this.bulkhead.core);
+        }
+    }
+}
+
+impl<C: Clock> AcquireOwned<C> {
+    pub(crate) fn new(bulkhead: Bulkhead<C>, max_wait: Duration) -> Self {
+        AcquireOwned {
+            bulkhead,
+            max_wait,
+            wait: Wait::Start,
+            sleep: None,
+        }
+    }
+}
+
+impl<C: Clock> Future for AcquireOwned<C> {
+    type Output = Result<OwnedPermit, BulkheadFull>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let bulkhead = &*this.bulkhead;
+        this.wait
+            .poll(
+                &bulkhead.core,
+                &bulkhead.clock,
+                *this.max_wait,
+                this.sleep,
+                cx,
+            )
+            .map_ok(|()| OwnedPermit::new(bulkhead.core.clone()))
+    }
+}
+
+impl<C: Clock> std::fmt::Debug for AcquireOwned<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireOwned")
+            .field("wait", &self.wait)
+            .field("max_wait", &self.max_wait)
+            .finish_non_exhaustive()
+    }
+}

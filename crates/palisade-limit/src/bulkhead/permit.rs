@@ -1,0 +1,56 @@
+use std::fmt;
+
+use super::core::Core;
+use crate::sync::Arc;
+
+/// A permit to run one call, borrowed from a [`Bulkhead`](crate::Bulkhead); the call
+/// slot is released when it is dropped.
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct Permit<'a> {
+    core: &'a Core,
+}
+
+impl<'a> Permit<'a> {
+    pub(crate) fn new(core: &'a Core) -> Self {
+        Permit { core }
+    }
+}
+
+impl Drop for Permit<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.release();
+    }
+}
+
+impl fmt::Debug for Permit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit").finish_non_exhaustive()
+    }
+}
+
+/// A permit that owns a handle to its [`Bulkhead`](crate::Bulkhead), for futures
+/// that must be `'static`; the call slot is released when it is dropped.
+#[must_use = "the permit is released as soon as it is dropped"]
+pub struct OwnedPermit {
+    core: Arc<Core>,
+}
+
+impl OwnedPermit {
+    pub(crate) fn new(core: Arc<Core>) -> Self {
+        OwnedPermit { core }
+    }
+}
+
+impl Drop for OwnedPermit {
+    #[inline]
+    fn drop(&mut self) {
+        self.core.release();
+    }
+}
+
+impl fmt::Debug for OwnedPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedPermit").finish_non_exhaustive()
+    }
+}

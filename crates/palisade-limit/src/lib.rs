@@ -1,0 +1,47 @@
+//! Isolation for one dependency: bulkheads, rate limiters, adaptive concurrency
+//! limits and client-side adaptive throttling.
+//!
+//! | strategy | what it bounds | rejection |
+//! | --- | --- | --- |
+//! | [`Bulkhead`] | calls in flight at once, with an optional bounded FIFO wait queue | [`Strategy::Bulkhead`](palisade_classify::Strategy::Bulkhead) |
+//! | [`RateLimiter`] | calls per period (GCRA, one atomic word), with a burst | [`Strategy::RateLimiter`](palisade_classify::Strategy::RateLimiter), with when to retry |
+//!
+//! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
+//! in virtual time, is configured by a serde configuration validated with errors that
+//! name the field and its allowed range, reports state changes as `tracing` events
+//! and has a snapshot of its counters.
+//!
+//! # Example
+//!
+//! ```
+//! use palisade_limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let bulkhead = Bulkhead::new(BulkheadConfig::new(10)).unwrap();
+//! let limiter = RateLimiter::new(RateLimiterConfig::per_second(100)).unwrap();
+//!
+//! limiter.check().unwrap();
+//! let permit = bulkhead.try_acquire().unwrap();
+//! // ... call the dependency ...
+//! drop(permit);
+//! # }
+//! ```
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod bulkhead;
+mod config;
+pub mod rate;
+mod sync;
+
+pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, Permit};
+pub use config::ConfigError;
+pub use rate::{RateLimited, RateLimiter, RateLimiterConfig, RateLimiterSnapshot};
