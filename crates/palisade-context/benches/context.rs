@@ -1,0 +1,3 @@
+//! Benchmarks of the context next to tokio-util's `CancellationToken`.
+
+fn main() {}

@@ -1,0 +1,406 @@
+use std::any::{Any, TypeId};
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::time::Duration;
+
+use palisade_clock::{Clock, Timestamp, TokioClock};
+
+use crate::cause::Cause;
+use crate::future::{Cancelled, Run};
+use crate::node::{Listener, NO_DEADLINE, Node};
+use crate::sync::Arc;
+
+/// A cancellation signal, a deadline and typed values, carried by every call.
+///
+/// A `Context` is cheap to clone (one or two reference-count increments) and is
+/// `Send + Sync`. Contexts form a tree: [`Context::background`] is the root that
+/// never ends, and each `with_*` method derives a child. A parent's cancellation
+/// reaches every descendant; a child never cancels its parent; a child's deadline
+/// is never later than its parent's.
+///
+/// The handle that can cancel a child is a [`CancelGuard`], and dropping it cancels
+/// the child: the leak of a forgotten `cancel()` cannot happen. A child whose last
+/// handle is gone unregisters from its parent, so a long-lived parent does not grow.
+///
+/// ```
+/// use palisade_context::Context;
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let root = Context::background();
+/// let (request, _guard) = root.with_timeout(Duration::from_secs(2));
+/// let (step, step_guard) = request.with_cancel();
+/// assert!(step.remaining().unwrap() <= Duration::from_secs(2));
+///
+/// drop(step_guard); // cancels `step`, not `request`
+/// assert!(step.is_cancelled());
+/// assert!(!request.is_cancelled());
+///
+/// // The deadline ends `request` once it passes.
+/// request.cancelled().await;
+/// assert!(request.cause().unwrap().is_deadline_exceeded());
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Context {
+    /// `None` for a context that can never be cancelled (background, `without_cancel`).
+    node: Option<Arc<Node>>,
+    values: Option<Arc<ValueNode>>,
+}
+
+struct ValueNode {
+    type_id: TypeId,
+    type_name: &'static str,
+    value: Box<dyn Any + Send + Sync>,
+    next: Option<Arc<ValueNode>>,
+}
+
+impl Context {
+    /// The root context: never cancelled, no deadline, no values. Allocates nothing.
+    pub const fn background() -> Context {
+        Context {
+            node: None,
+            values: None,
+        }
+    }
+
+    /// A child that can be cancelled through the returned guard (Go's `WithCancel`
+    /// and `WithCancelCause`). Dropping the guard cancels the child.
+    pub fn with_cancel(&self) -> (Context, CancelGuard) {
+        self.child(NO_DEADLINE)
+    }
+
+    /// A child that ends at the earlier of `deadline` and the parent's deadline (Go's
+    /// `WithDeadline`). `deadline` is on the [`TokioClock`] axis (`TokioClock.now()`).
+    pub fn with_deadline(&self, deadline: Timestamp) -> (Context, CancelGuard) {
+        self.child(deadline.as_nanos())
+    }
+
+    /// A child that ends after `timeout` or at the parent's deadline, whichever comes
+    /// first (Go's `WithTimeout`).
+    pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelGuard) {
+        self.with_deadline(TokioClock.now().saturating_add(timeout))
+    }
+
+    fn child(&self, deadline: u64) -> (Context, CancelGuard) {
+        let node = match &self.node {
+            Some(parent) => Node::child(parent, deadline),
+            None => Node::root(deadline),
+        };
+        let guard = CancelGuard {
+            node: Some(Arc::clone(&node)),
+        };
+        let ctx = Context {
+            node: Some(node),
+            values: self.values.clone(),
+        };
+        (ctx, guard)
+    }
+
+    /// A context with the same cancellation and deadline that also carries `value`
+    /// (Go's `WithValue`). Values are keyed by type: a value of a type already present
+    /// shadows it. Wrap values in a newtype to give them a meaning of their own.
+    ///
+    /// ```
+    /// use palisade_context::Context;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct RequestId(u64);
+    ///
+    /// let ctx = Context::background().with_value(RequestId(7));
+    /// assert_eq!(ctx.get::<RequestId>(), Some(&RequestId(7)));
+    /// assert_eq!(ctx.get::<String>(), None);
+    /// ```
+    pub fn with_value<T: Send + Sync + 'static>(&self, value: T) -> Context {
+        Context {
+            node: self.node.clone(),
+            values: Some(Arc::new(ValueNode {
+                type_id: TypeId::of::<T>(),
+                type_name: std::any::type_name::<T>(),
+                value: Box::new(value),
+                next: self.values.clone(),
+            })),
+        }
+    }
+
+    /// The nearest value of type `T`, if any.
+    pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
+        let wanted = TypeId::of::<T>();
+        let mut link = self.values.as_deref();
+        while let Some(node) = link {
+            if node.type_id == wanted {
+                return node.value.downcast_ref::<T>();
+            }
+            link = node.next.as_deref();
+        }
+        None
+    }
+
+    /// A context with this one's values but neither its cancellation nor its deadline
+    /// (Go's `WithoutCancel`): for compensation work that must outlive the request.
+    ///
+    /// ```
+    /// use palisade_context::Context;
+    ///
+    /// let (request, guard) = Context::background().with_value(42u32).with_cancel();
+    /// let cleanup = request.without_cancel();
+    /// guard.cancel();
+    /// assert!(request.is_cancelled());
+    /// assert!(!cleanup.is_cancelled());
+    /// assert_eq!(cleanup.get::<u32>(), Some(&42));
+    /// ```
+    pub fn without_cancel(&self) -> Context {
+        Context {
+            node: None,
+            values: self.values.clone(),
+        }
+    }
+
+    /// The deadline, on the [`TokioClock`] axis, if the context has one.
+    pub fn deadline(&self) -> Option<Timestamp> {
+        match self.deadline_nanos() {
+            NO_DEADLINE => None,
+            nanos => Some(Timestamp::from_nanos(nanos)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn deadline_nanos(&self) -> u64 {
+        self.node
+            .as_ref()
+            .map_or(NO_DEADLINE, |node| node.deadline())
+    }
+
+    /// The time left until the deadline (zero once it has passed), or `None` without
+    /// a deadline. It does not look at cancellation.
+    pub fn remaining(&self) -> Option<Duration> {
+        let deadline = self.deadline()?;
+        Some(deadline.saturating_duration_since(TokioClock.now()))
+    }
+
+    /// Whether the context has ended: cancelled, or its deadline has passed.
+    ///
+    /// Lock-free: one atomic load, plus one clock reading when the context has a
+    /// deadline. Seeing a passed deadline cancels the context (with
+    /// [`Cause::deadline_exceeded`]) as a timer would have.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        match &self.node {
+            Some(node) => node.is_cancelled(),
+            None => false,
+        }
+    }
+
+    /// Why the context ended, or `None` while it has not (Go's `Err` and `Cause` in
+    /// one).
+    pub fn cause(&self) -> Option<Cause> {
+        self.node.as_ref()?.cause()
+    }
+
+    /// A future that completes when the context ends (Go's `<-ctx.Done()`).
+    ///
+    /// It never completes on a context that cannot be cancelled. On a context with a
+    /// deadline, the first poll starts the context's one timer (shared by every
+    /// waiter, released with the context); before anybody awaits, a deadline costs
+    /// no timer.
+    ///
+    /// # Panics
+    ///
+    /// Polling it on a context with a deadline outside a tokio runtime.
+    pub fn cancelled(&self) -> Cancelled<'_> {
+        Cancelled::new(self.node.as_ref(), true)
+    }
+
+    /// Runs `fut` until it completes or the context ends, whichever comes first. If
+    /// the context ends first (or had already ended), `fut` is dropped, so its work
+    /// stops, and the cause is returned.
+    ///
+    /// ```
+    /// use palisade_context::Context;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (ctx, _guard) = Context::background().with_timeout(Duration::from_millis(100));
+    /// let slow = tokio::time::sleep(Duration::from_secs(10));
+    /// let cause = ctx.run(slow).await.unwrap_err();
+    /// assert!(cause.is_deadline_exceeded());
+    /// # }
+    /// ```
+    pub fn run<F: IntoFuture>(&self, fut: F) -> Run<'_, F::IntoFuture> {
+        Run::new(self, fut.into_future())
+    }
+
+    /// Registers `callback` to run once when the context ends (Go's `AfterFunc`). It
+    /// runs on the thread that cancels the context, after the context's waiters are
+    /// woken: keep it short, and spawn a task for longer work. If the context has
+    /// already ended, it runs at once, on this thread.
+    ///
+    /// The returned handle can stop the callback before it runs. Dropping the handle
+    /// does not stop it.
+    ///
+    /// On a context with a deadline, registering starts the context's timer, as
+    /// awaiting [`Context::cancelled`] does.
+    ///
+    /// ```
+    /// use palisade_context::Context;
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let (ctx, guard) = Context::background().with_cancel();
+    /// let ran = Arc::new(AtomicBool::new(false));
+    /// let flag = ran.clone();
+    /// let _handle = ctx.after_cancel(move || flag.store(true, Ordering::SeqCst));
+    /// guard.cancel();
+    /// assert!(ran.load(Ordering::SeqCst));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// On a context with a deadline outside a tokio runtime. A panic in the callback
+    /// is raised again in the thread that cancels, after the whole tree is cancelled.
+    pub fn after_cancel<F>(&self, callback: F) -> AfterCancel
+    where
+        F: FnOnce() + Send + 'static,
+    {
+        let Some(node) = &self.node else {
+            // Never cancelled: the callback can never run.
+            return AfterCancel { registration: None };
+        };
+        if node.is_cancelled() {
+            callback();
+            return AfterCancel { registration: None };
+        }
+        match node.register_callback(Box::new(callback)) {
+            Ok(key) => {
+                node.arm_timer();
+                AfterCancel {
+                    registration: Some((Arc::clone(node), key)),
+                }
+            }
+            Err(callback) => {
+                callback();
+                AfterCancel { registration: None }
+            }
+        }
+    }
+
+    #[allow(dead_code)]
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.node.as_ref()
+    }
+}
+
+impl fmt::Debug for Context {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut values = Vec::new();
+        let mut link = self.values.as_deref();
+        while let Some(node) = link {
+            values.push(node.type_name);
+            link = node.next.as_deref();
+        }
+        f.debug_struct("Context")
+            .field("cancellable", &self.node.is_some())
+            .field(
+                "cancelled",
+                &self.node.as_ref().is_some_and(|node| node.is_marked()),
+            )
+            .field("deadline", &self.deadline())
+            .field("values", &values)
+            .finish()
+    }
+}
+
+/// The handle that cancels a child [`Context`]; dropping it cancels the child.
+///
+/// Returned by [`Context::with_cancel`], [`Context::with_timeout`] and
+/// [`Context::with_deadline`]. Because dropping it cancels, the child's waiters, timer
+/// and registration in its parent are always released: Go's forgotten `cancel()`
+/// cannot happen. Call [`detach`](CancelGuard::detach) to let the child live on
+/// until its parent ends or its deadline passes.
+#[must_use = "dropping the guard cancels the context at once"]
+pub struct CancelGuard {
+    node: Option<Arc<Node>>,
+}
+
+impl CancelGuard {
+    /// Cancels the context and its descendants with [`Cause::canceled`]. Returns
+    /// whether this call ended it (`false` if it had already ended).
+    pub fn cancel(&self) -> bool {
+        self.cancel_with_cause(Cause::canceled())
+    }
+
+    /// Cancels the context and its descendants with a user-supplied cause (Go's
+    /// `WithCancelCause`): any error, or a message. Returns whether this call ended
+    /// it; a context that already ended keeps its first cause.
+    pub fn cancel_with(&self, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> bool {
+        self.cancel_with_cause(Cause::user(cause))
+    }
+
+    /// Cancels the context with `cause`. Returns whether this call ended it.
+    pub fn cancel_with_cause(&self, cause: Cause) -> bool {
+        match &self.node {
+            Some(node) => node.cancel_from(&cause),
+            None => false,
+        }
+    }
+
+    /// Whether the context has ended.
+    pub fn is_cancelled(&self) -> bool {
+        self.node.as_ref().is_some_and(|node| node.is_cancelled())
+    }
+
+    /// Drops the guard without cancelling: the context then ends only with its
+    /// parent or at its deadline, and unregisters once its last handle is gone.
+    pub fn detach(mut self) {
+        self.node = None;
+    }
+}
+
+impl Drop for CancelGuard {
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node.cancel_from(&Cause::canceled());
+        }
+    }
+}
+
+impl fmt::Debug for CancelGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CancelGuard")
+            .field(
+                "cancelled",
+                &self.node.as_ref().map(|node| node.is_marked()),
+            )
+            .finish()
+    }
+}
+
+/// A callback registered with [`Context::after_cancel`] (Go's `AfterFunc`).
+#[derive(Debug)]
+pub struct AfterCancel {
+    registration: Option<(Arc<Node>, usize)>,
+}
+
+impl AfterCancel {
+    /// Stops the callback from running. Returns `true` if it was stopped, `false` if
+    /// it has already run (or started running) or can never run.
+    pub fn stop(mut self) -> bool {
+        match self.registration.take() {
+            Some((node, key)) => matches!(node.remove_listener(key), Some(Listener::Callback(_))),
+            None => false,
+        }
+    }
+}
+
+// Keep the `Future` import used in docs of this module meaningful.
+#[allow(dead_code)]
+fn _assert_traits() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Context>();
+    send_sync::<CancelGuard>();
+    send_sync::<AfterCancel>();
+    fn is_future<T: Future>() {}
+    is_future::<Cancelled<'static>>();
+}

@@ -1,0 +1,305 @@
+//! Deadlines across process boundaries.
+//!
+//! A deadline travels as the time remaining, never as a wall-clock instant, so clock
+//! skew between machines does not matter. Two encodings are supported:
+//!
+//! | form | example | where |
+//! | --- | --- | --- |
+//! | gRPC `grpc-timeout` | `1500m` | an integer of at most 8 digits and a unit: `H` hours, `M` minutes, `S` seconds, `m` milliseconds, `u` microseconds, `n` nanoseconds |
+//! | plain milliseconds | `1500` | any header of your choosing, e.g. `x-request-timeout-ms` |
+//!
+//! Decoding treats the value as untrusted: surrounding whitespace is ignored,
+//! anything else that is not the format is rejected with a [`HeaderError`] that
+//! says what was wrong, and a valid value above the maximum is clamped to it (the
+//! sender asked for more time than this service grants; the request is still
+//! served). The default maximum is [`MAX_HEADER_TIMEOUT`]; the `_with_max` functions
+//! take another. Nothing here panics.
+//!
+//! ```
+//! use palisade_context::{Context, header};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // Client: encode the time left.
+//! let (ctx, _guard) = Context::background().with_timeout(Duration::from_millis(1500));
+//! let value = header::encode_grpc_timeout(ctx.remaining().unwrap());
+//! assert_eq!(value, "1500000u");
+//!
+//! // Server: decode it and derive the request's context.
+//! let remaining = header::decode_grpc_timeout(&value).unwrap();
+//! let (request, _guard) = Context::background().with_timeout(remaining);
+//! assert_eq!(request.remaining(), Some(Duration::from_millis(1500)));
+//!
+//! assert!(header::decode_grpc_timeout("soon").is_err());
+//! # }
+//! ```
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// The largest timeout a decoded header grants by default: one hour.
+///
+/// A deadline header comes from the caller, who may be buggy or hostile; an hour is
+/// longer than any request-scoped call should take, and short enough that a bogus
+/// `99999999H` cannot pin a request's resources for years.
+pub const MAX_HEADER_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// The name of the gRPC timeout header.
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// The gRPC limit on the number of digits in a `grpc-timeout` value.
+const GRPC_MAX_DIGITS: usize = 8;
+const GRPC_MAX_VALUE: u64 = 99_999_999;
+
+/// Encodes `remaining` as a `grpc-timeout` value: the finest unit whose value fits
+/// in 8 digits, rounded up so the receiver never sees less time than was left
+/// (gRPC's own encoders do the same). Durations beyond the format's range encode as
+/// its maximum, `99999999H`.
+pub fn encode_grpc_timeout(remaining: Duration) -> String {
+    let nanos = remaining.as_nanos();
+    const UNITS: [(u128, char); 6] = [
+        (1, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+        (3_600_000_000_000, 'H'),
+    ];
+    for (scale, unit) in UNITS {
+        let value = nanos.div_ceil(scale);
+        if value <= GRPC_MAX_VALUE as u128 {
+            return format!("{value}{unit}");
+        }
+    }
+    format!("{GRPC_MAX_VALUE}H")
+}
+
+/// Decodes a `grpc-timeout` value, clamped to [`MAX_HEADER_TIMEOUT`].
+pub fn decode_grpc_timeout(value: &str) -> Result<Duration, HeaderError> {
+    decode_grpc_timeout_with_max(value, MAX_HEADER_TIMEOUT)
+}
+
+/// Decodes a `grpc-timeout` value, clamped to `max`.
+pub fn decode_grpc_timeout_with_max(value: &str, max: Duration) -> Result<Duration, HeaderError> {
+    let trimmed = value.trim();
+    let Some(unit) = trimmed.chars().last() else {
+        return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::Empty));
+    };
+    let digits = &trimmed[..trimmed.len() - unit.len_utf8()];
+    let scale: u64 = match unit {
+        'H' => 3_600_000_000_000,
+        'M' => 60_000_000_000,
+        'S' => 1_000_000_000,
+        'm' => 1_000_000,
+        'u' => 1_000,
+        'n' => 1,
+        _ => return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::Unit)),
+    };
+    if digits.is_empty() {
+        return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::NoDigits));
+    }
+    if digits.len() > GRPC_MAX_DIGITS {
+        return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::TooManyDigits));
+    }
+    let amount = parse_digits(digits)
+        .ok_or_else(|| HeaderError::new(GRPC_TIMEOUT, value, Reason::NotDigits))?;
+    // At most 99_999_999 hours: fits in u128 nanoseconds, not always in u64.
+    let nanos = u128::from(amount) * u128::from(scale);
+    Ok(clamp(nanos, max))
+}
+
+/// Encodes `remaining` as whole milliseconds, rounded up so the receiver never sees
+/// less time than was left.
+pub fn encode_millis(remaining: Duration) -> String {
+    remaining.as_nanos().div_ceil(1_000_000).to_string()
+}
+
+/// Decodes a plain milliseconds value, clamped to [`MAX_HEADER_TIMEOUT`].
+pub fn decode_millis(value: &str) -> Result<Duration, HeaderError> {
+    decode_millis_with_max(value, MAX_HEADER_TIMEOUT)
+}
+
+/// Decodes a plain milliseconds value (ASCII digits only, at most 20), clamped to
+/// `max`.
+pub fn decode_millis_with_max(value: &str, max: Duration) -> Result<Duration, HeaderError> {
+    const FIELD: &str = "milliseconds timeout";
+    let digits = value.trim();
+    if digits.is_empty() {
+        return Err(HeaderError::new(FIELD, value, Reason::Empty));
+    }
+    if digits.len() > 20 {
+        return Err(HeaderError::new(FIELD, value, Reason::TooManyDigits));
+    }
+    let millis =
+        parse_digits(digits).ok_or_else(|| HeaderError::new(FIELD, value, Reason::NotDigits))?;
+    Ok(clamp(u128::from(millis) * 1_000_000, max))
+}
+
+fn parse_digits(digits: &str) -> Option<u64> {
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+fn clamp(nanos: u128, max: Duration) -> Duration {
+    if nanos >= max.as_nanos() {
+        max
+    } else {
+        // Below `max`, so it fits.
+        Duration::new(
+            (nanos / 1_000_000_000) as u64,
+            (nanos % 1_000_000_000) as u32,
+        )
+    }
+}
+
+/// A deadline header value that is not in the expected format.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderError {
+    field: &'static str,
+    value: String,
+    reason: Reason,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Reason {
+    Empty,
+    Unit,
+    NoDigits,
+    TooManyDigits,
+    NotDigits,
+}
+
+/// How much of a bad value an error repeats: enough to recognise it, bounded so a
+/// hostile header cannot blow up logs.
+const SHOWN: usize = 32;
+
+impl HeaderError {
+    fn new(field: &'static str, value: &str, reason: Reason) -> Self {
+        let mut shown: String = value.chars().take(SHOWN).collect();
+        if value.chars().nth(SHOWN).is_some() {
+            shown.push('…');
+        }
+        HeaderError {
+            field,
+            value: shown,
+            reason,
+        }
+    }
+
+    /// The header or form that was being decoded.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+}
+
+impl fmt::Display for HeaderError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let expected = match (self.field, self.reason) {
+            (GRPC_TIMEOUT, Reason::Unit) => "must end in a unit: H, M, S, m, u or n",
+            (GRPC_TIMEOUT, Reason::TooManyDigits) => "allows at most 8 digits before the unit",
+            (GRPC_TIMEOUT, _) => {
+                "must be 1 to 8 ASCII digits followed by a unit (H, M, S, m, u, n)"
+            }
+            (_, Reason::TooManyDigits) => "allows at most 20 digits",
+            _ => "must be 1 to 20 ASCII digits (a count of milliseconds)",
+        };
+        write!(
+            f,
+            "invalid {} value {:?}: {}",
+            self.field, self.value, expected
+        )
+    }
+}
+
+impl Error for HeaderError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_round_trips() {
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1500),
+            Duration::from_millis(99_999_999),
+            Duration::from_secs(3000),
+        ] {
+            let encoded = encode_grpc_timeout(d);
+            let decoded = decode_grpc_timeout_with_max(&encoded, Duration::MAX).unwrap();
+            assert!(decoded >= d, "{d:?} -> {encoded} -> {decoded:?}");
+        }
+        assert_eq!(encode_grpc_timeout(Duration::from_millis(10)), "10000000n");
+        assert_eq!(encode_grpc_timeout(Duration::from_millis(100)), "100000u");
+        assert_eq!(encode_grpc_timeout(Duration::from_secs(1)), "1000000u");
+        assert_eq!(encode_grpc_timeout(Duration::MAX), "99999999H");
+        assert_eq!(
+            decode_grpc_timeout("250m").unwrap(),
+            Duration::from_millis(250)
+        );
+        assert_eq!(decode_grpc_timeout(" 3S ").unwrap(), Duration::from_secs(3));
+        assert_eq!(decode_grpc_timeout("7n").unwrap(), Duration::from_nanos(7));
+    }
+
+    #[test]
+    fn grpc_clamps_and_rejects() {
+        assert_eq!(
+            decode_grpc_timeout("99999999H").unwrap(),
+            MAX_HEADER_TIMEOUT
+        );
+        assert_eq!(
+            decode_grpc_timeout_with_max("99999999H", Duration::MAX).unwrap(),
+            Duration::from_secs(99_999_999 * 3600)
+        );
+        for bad in [
+            "",
+            " ",
+            "S",
+            "12",
+            "12x",
+            "123456789S",
+            "-1S",
+            "+1S",
+            "1.5S",
+            "１S",
+            "1 S",
+            "0x1S",
+        ] {
+            let err = decode_grpc_timeout(bad).unwrap_err();
+            assert_eq!(err.field(), "grpc-timeout");
+            assert!(
+                err.to_string().starts_with("invalid grpc-timeout value"),
+                "{err}"
+            );
+        }
+        let long = "9".repeat(1000) + "S";
+        let err = decode_grpc_timeout(&long).unwrap_err();
+        assert!(err.to_string().len() < 200);
+    }
+
+    #[test]
+    fn millis_round_trip_clamp_and_reject() {
+        assert_eq!(encode_millis(Duration::from_micros(1500)), "2");
+        assert_eq!(decode_millis("1500").unwrap(), Duration::from_millis(1500));
+        assert_eq!(
+            decode_millis("18446744073709551615").unwrap(),
+            MAX_HEADER_TIMEOUT
+        );
+        for bad in [
+            "",
+            "abc",
+            "-5",
+            "1.0",
+            "99999999999999999999999",
+            "18446744073709551616",
+        ] {
+            let err = decode_millis(bad).unwrap_err();
+            assert!(err.to_string().contains("milliseconds"), "{err}");
+        }
+    }
+}
