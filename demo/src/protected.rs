@@ -1,0 +1,75 @@
+//! The protected service: the same client of the dependency through a Palisade
+//! pipeline.
+
+use std::time::Duration;
+
+/// The protected service's settings. Request-level timings stay fixed when a
+/// scenario is compressed; the breaker's windows and open time scale with it.
+#[derive(Copy, Clone, Debug, PartialEq)]
+pub struct ProtectionConfig {
+    /// Each attempt's own timeout. Default 150 ms: a healthy answer on loopback
+    /// takes a few milliseconds, so 150 ms only cuts spikes, and leaves room for
+    /// several attempts within a one-second deadline.
+    pub attempt_timeout: Duration,
+    /// Attempts per request, the first included. Default 3.
+    pub max_attempts: u32,
+    /// The first retry's backoff ceiling (exponential, full jitter). Default 25 ms.
+    pub backoff_base: Duration,
+    /// The backoff cap. Default 250 ms: a retry that waits longer would not fit in
+    /// the deadline after an attempt timeout.
+    pub backoff_cap: Duration,
+    /// Retries allowed as a share of requests, in percent. Default 20: a failing
+    /// dependency sees at most 1.2 times the offered load, never 3 times.
+    pub retry_budget_percent: u32,
+    /// Retries allowed per second whatever the request rate. Default 5, so a quiet
+    /// service can still retry.
+    pub retry_budget_min_per_sec: u32,
+    /// The breaker's failure-rate threshold, in percent. Default 50.
+    pub failure_rate_percent: u32,
+    /// The breaker's sliding window. Default 2 s (scaled).
+    pub breaker_window: Duration,
+    /// Calls the window must hold before the breaker judges. Default 10.
+    pub breaker_min_calls: u32,
+    /// How long the breaker stays open before probing. Default 1 s (scaled).
+    pub open_duration: Duration,
+    /// Probe calls allowed while half-open. Default 2.
+    pub half_open_probes: u32,
+    /// Calls in flight at once. Default 32: at 50 requests per second with
+    /// 150 ms attempts, about 8 are in flight; 32 leaves room for bursts and
+    /// bounds the damage of a stuck dependency.
+    pub max_concurrent: u32,
+}
+
+impl Default for ProtectionConfig {
+    fn default() -> Self {
+        ProtectionConfig {
+            attempt_timeout: Duration::from_millis(150),
+            max_attempts: 3,
+            backoff_base: Duration::from_millis(25),
+            backoff_cap: Duration::from_millis(250),
+            retry_budget_percent: 20,
+            retry_budget_min_per_sec: 5,
+            failure_rate_percent: 50,
+            breaker_window: Duration::from_secs(2),
+            breaker_min_calls: 10,
+            open_duration: Duration::from_secs(1),
+            half_open_probes: 2,
+            max_concurrent: 32,
+        }
+    }
+}
+
+impl ProtectionConfig {
+    /// The same settings with the breaker's window and open time scaled by
+    /// `factor`, in `0.01..=10`.
+    pub fn scaled(mut self, factor: f64) -> Result<Self, String> {
+        if !(0.01..=10.0).contains(&factor) {
+            return Err(format!(
+                "protection: scale factor is {factor}; allowed: 0.01..=10"
+            ));
+        }
+        self.breaker_window = self.breaker_window.mul_f64(factor);
+        self.open_duration = self.open_duration.mul_f64(factor);
+        Ok(self)
+    }
+}
