@@ -1,7 +1,18 @@
 //! The protected service: the same client of the dependency through a Palisade
 //! pipeline.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use palisade::classify::{ClassifyError, HttpResponse, HttpStatus, Outcome};
+use palisade::clock::Timestamp;
+use palisade::fallback::{Fallback, Trigger};
+use palisade::{Context, Error, Pipeline, WithFallback};
+
+use crate::client::{HttpError, Reply};
+use crate::health::BreakerView;
+use crate::load::{CallAttempts, CallFuture, Failure, Served, Service, Transport};
+use crate::services::WORK_PATH;
 
 /// The protected service's settings. Request-level timings stay fixed when a
 /// scenario is compressed; the breaker's windows and open time scale with it.
@@ -34,6 +45,9 @@ pub struct ProtectionConfig {
     pub open_duration: Duration,
     /// Probe calls allowed while half-open. Default 2.
     pub half_open_probes: u32,
+    /// How long before the request's deadline the pipeline gives up, so that the
+    /// fallback still answers in time. Default 100 ms.
+    pub fallback_reserve: Duration,
     /// Calls in flight at once. Default 32: at 50 requests per second with
     /// 150 ms attempts, about 8 are in flight; 32 leaves room for bursts and
     /// bounds the damage of a stuck dependency.
@@ -54,6 +68,7 @@ impl Default for ProtectionConfig {
             breaker_min_calls: 10,
             open_duration: Duration::from_secs(1),
             half_open_probes: 2,
+            fallback_reserve: Duration::from_millis(100),
             max_concurrent: 32,
         }
     }
@@ -71,5 +86,129 @@ impl ProtectionConfig {
         self.breaker_window = self.breaker_window.mul_f64(factor);
         self.open_duration = self.open_duration.mul_f64(factor);
         Ok(self)
+    }
+}
+
+/// What the protected service answers: the dependency's reply, or the fallback's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// The dependency's reply.
+    Fresh(Reply),
+    /// The fallback's answer: a stale but valid default.
+    Fallback,
+}
+
+impl HttpResponse for Answer {
+    fn status_code(&self) -> u16 {
+        match self {
+            Answer::Fresh(reply) => reply.status_code(),
+            Answer::Fallback => 200,
+        }
+    }
+
+    fn retry_after_header(&self) -> Option<&[u8]> {
+        match self {
+            Answer::Fresh(reply) => reply.retry_after_header(),
+            Answer::Fallback => None,
+        }
+    }
+}
+
+/// Responses by status and `Retry-After`; errors by what they are (a refused
+/// connection was not delivered, a reset may have been).
+fn classify(result: &Result<Answer, HttpError>) -> Outcome {
+    match result {
+        Ok(answer) => HttpStatus::new().classify_response(answer),
+        Err(error) => error.outcome(),
+    }
+}
+
+type Classifier = fn(&Result<Answer, HttpError>) -> Outcome;
+
+/// The service through a pipeline: fallback, total timeout, retry under a budget,
+/// breaker, bulkhead, attempt timeout.
+#[derive(Clone, Debug)]
+pub struct Protected {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pipeline: WithFallback<Answer, HttpError, Classifier>,
+    transport: Transport,
+}
+
+impl Protected {
+    /// The protected service over `transport`, for requests with `deadline`.
+    pub fn new(
+        transport: Transport,
+        config: &ProtectionConfig,
+        deadline: Duration,
+    ) -> Result<Self, String> {
+        let total = deadline.checked_sub(config.fallback_reserve).ok_or_else(|| {
+            format!(
+                "protection: fallback_reserve is {:?}; allowed: less than the deadline ({deadline:?})",
+                config.fallback_reserve
+            )
+        })?;
+        let pipeline = Pipeline::builder("dependency")
+            .classifier(classify as Classifier)
+            .attempt_timeout(config.attempt_timeout)
+            .total_timeout(total)
+            .build()
+            .map_err(|e| e.to_string())?;
+        let fallback = Fallback::builder()
+            .value(Trigger::failures(), Answer::Fallback)
+            .named("static default")
+            .build();
+        Ok(Protected {
+            inner: Arc::new(Inner {
+                pipeline: pipeline.with_fallback(fallback),
+                transport,
+            }),
+        })
+    }
+}
+
+fn failure(error: &Error<HttpError>) -> Failure {
+    if let Some(strategy) = error.rejected_by() {
+        Failure::Rejected(strategy)
+    } else if error.is_timeout() || error.is_cancelled() {
+        Failure::Timeout
+    } else {
+        Failure::Connection
+    }
+}
+
+impl Service for Protected {
+    fn name(&self) -> &str {
+        "palisade"
+    }
+
+    fn call(&self, deadline: Timestamp, attempts: CallAttempts) -> CallFuture {
+        let inner = self.inner.clone();
+        Box::pin(async move {
+            let (ctx, _guard) = Context::background().with_deadline(deadline);
+            let result = inner
+                .pipeline
+                .execute(&ctx, |_ctx| {
+                    let transport = inner.transport.clone();
+                    let attempts = attempts.clone();
+                    async move { transport.get(WORK_PATH, &attempts).await.map(Answer::Fresh) }
+                })
+                .await;
+            match result {
+                Ok(Answer::Fallback) => Served::Fallback,
+                Ok(Answer::Fresh(reply)) if (200..300).contains(&reply.status()) => {
+                    Served::Dependency
+                }
+                Ok(Answer::Fresh(reply)) => Served::Failed(Failure::Status(reply.status())),
+                Err(error) => Served::Failed(failure(&error)),
+            }
+        })
+    }
+
+    fn breaker(&self) -> Option<BreakerView> {
+        None
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::client::HttpClient;
 use crate::health::{BreakerSource, HEALTH_PATH, HealthCheck, HealthServer, HealthStatus};
 use crate::load::{LoadConfig, Progress, Recorder, Service, Transport, run_load};
-use crate::protected::ProtectionConfig;
+use crate::protected::{Protected, ProtectionConfig};
 use crate::report::RunReport;
 use crate::server::{Dependency, DependencyStats};
 use crate::services::Unprotected;
@@ -24,6 +24,8 @@ use crate::timeline::{Behaviour, Phase, Timeline};
 pub enum RunKind {
     /// [`Unprotected`]: one attempt within the deadline.
     Unprotected,
+    /// [`Protected`]: through a Palisade pipeline.
+    Protected,
 }
 
 /// Everything a scenario needs.
@@ -59,7 +61,7 @@ impl ScenarioConfig {
             rate: 50,
             deadline: Duration::from_secs(1),
             protection: ProtectionConfig::default(),
-            runs: vec![RunKind::Unprotected],
+            runs: vec![RunKind::Unprotected, RunKind::Protected],
             buckets: 160,
             tick: Duration::from_millis(250),
         }
@@ -157,6 +159,15 @@ pub async fn run_scenario(
         let transport = Transport::new(http.clone(), recorder.clone());
         let (service, breaker): (Arc<dyn Service>, Option<BreakerSource>) = match kind {
             RunKind::Unprotected => (Arc::new(Unprotected::new(transport)), None),
+            RunKind::Protected => {
+                let protected = Arc::new(
+                    Protected::new(transport, &config.protection, config.deadline)
+                        .map_err(io::Error::other)?,
+                );
+                let view = protected.clone();
+                let breaker: BreakerSource = Arc::new(move || view.breaker());
+                (protected as Arc<dyn Service>, Some(breaker))
+            }
         };
         runs.push(Run {
             dependency,
