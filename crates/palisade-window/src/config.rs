@@ -1,0 +1,382 @@
+//! Window configuration and its validation.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// The largest [`CountConfig::size`]: a million outcomes (a megabyte of slots).
+pub const MAX_SIZE: usize = 1_000_000;
+/// The largest [`TimeConfig::buckets`].
+pub const MAX_BUCKETS: usize = 1_000;
+/// The narrowest [`TimeConfig::bucket_width`]: one microsecond.
+pub const MIN_BUCKET_WIDTH: Duration = Duration::from_micros(1);
+/// The widest [`TimeConfig::bucket_width`]: one hour.
+pub const MAX_BUCKET_WIDTH: Duration = Duration::from_secs(3600);
+/// The longest time window, `buckets × bucket_width`: one day.
+pub const MAX_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The largest slow-call threshold: one day.
+pub const MAX_SLOW_CALL_THRESHOLD: Duration = Duration::from_secs(24 * 3600);
+
+/// The configuration of a [`CountWindow`](crate::CountWindow): the last `size`
+/// outcomes.
+///
+/// Deserializes from a table whose missing fields take their defaults; durations are
+/// written as strings with a unit (`"250ms"`, `"2s"`, `"1m"`).
+///
+/// ```
+/// use palisade_window::{CountConfig, CountWindow};
+/// use std::time::Duration;
+///
+/// let config = CountConfig {
+///     size: 50,
+///     slow_call_threshold: Some(Duration::from_millis(500)),
+/// };
+/// let window = CountWindow::new(config).unwrap();
+/// assert_eq!(window.size(), 50);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CountConfig {
+    /// How many of the latest outcomes the window holds, from 1 to 1 000 000.
+    ///
+    /// Default **100**: a failure rate over 100 calls has a resolution of 1 %, and a
+    /// dependency that starts failing is noticed within 100 calls.
+    pub size: usize,
+    /// Calls that took at least this long count as slow; `None` (the default) counts
+    /// none as slow. At most one day.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub slow_call_threshold: Option<Duration>,
+}
+
+impl Default for CountConfig {
+    fn default() -> Self {
+        CountConfig {
+            size: 100,
+            slow_call_threshold: None,
+        }
+    }
+}
+
+impl CountConfig {
+    /// Checks every field, naming the first that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_SIZE).contains(&self.size) {
+            return Err(ConfigError::new(
+                "size",
+                "from 1 to 1000000",
+                Value::Count(self.size),
+            ));
+        }
+        validate_slow(self.slow_call_threshold)
+    }
+}
+
+/// The configuration of a [`TimeWindow`](crate::TimeWindow): `buckets` buckets of
+/// `bucket_width` each, so the window spans `buckets × bucket_width`.
+///
+/// Deserializes from a table whose missing fields take their defaults; durations are
+/// written as strings with a unit (`"250ms"`, `"2s"`, `"1m"`).
+///
+/// ```
+/// use palisade_window::TimeConfig;
+/// use std::time::Duration;
+///
+/// let config: TimeConfig = serde_json::from_str(r#"{ "buckets": 20, "bucket_width": "500ms" }"#).unwrap();
+/// assert_eq!(config.buckets, 20);
+/// assert_eq!(config.bucket_width, Duration::from_millis(500));
+/// assert_eq!(config.slow_call_threshold, None);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimeConfig {
+    /// How many buckets the window has, from 1 to 1 000.
+    ///
+    /// Default **10**: with the default width, a 10-second window that forgets the
+    /// oldest second at a time (the rolling window Hystrix made standard).
+    pub buckets: usize,
+    /// How much time each bucket covers, from 1 µs to 1 h; `buckets × bucket_width`
+    /// is at most one day.
+    ///
+    /// Default **1 s**: coarse enough that rotation costs nothing measurable, fine
+    /// enough that a failure burst leaves the window within a second of its age.
+    #[serde(deserialize_with = "de_duration")]
+    pub bucket_width: Duration,
+    /// Calls that took at least this long count as slow; `None` (the default) counts
+    /// none as slow. At most one day.
+    #[serde(deserialize_with = "de_opt_duration")]
+    pub slow_call_threshold: Option<Duration>,
+}
+
+impl Default for TimeConfig {
+    fn default() -> Self {
+        TimeConfig {
+            buckets: 10,
+            bucket_width: Duration::from_secs(1),
+            slow_call_threshold: None,
+        }
+    }
+}
+
+impl TimeConfig {
+    /// Checks every field, naming the first that is out of range.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_BUCKETS).contains(&self.buckets) {
+            return Err(ConfigError::new(
+                "buckets",
+                "from 1 to 1000",
+                Value::Count(self.buckets),
+            ));
+        }
+        if !(MIN_BUCKET_WIDTH..=MAX_BUCKET_WIDTH).contains(&self.bucket_width) {
+            return Err(ConfigError::new(
+                "bucket_width",
+                "from 1µs to 1h",
+                Value::Duration(self.bucket_width),
+            ));
+        }
+        let window = self.bucket_width.saturating_mul(self.buckets as u32);
+        if window > MAX_WINDOW {
+            return Err(ConfigError::new(
+                "buckets × bucket_width",
+                "at most 24h",
+                Value::Duration(window),
+            ));
+        }
+        validate_slow(self.slow_call_threshold)
+    }
+}
+
+fn validate_slow(threshold: Option<Duration>) -> Result<(), ConfigError> {
+    match threshold {
+        Some(t) if t > MAX_SLOW_CALL_THRESHOLD => Err(ConfigError::new(
+            "slow_call_threshold",
+            "at most 24h",
+            Value::Duration(t),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A window configuration field out of its allowed range.
+///
+/// Its `Display` names the field, the allowed range and the value given:
+///
+/// ```
+/// use palisade_window::{CountConfig, CountWindow};
+///
+/// let err = CountWindow::new(CountConfig { size: 0, ..Default::default() }).unwrap_err();
+/// assert_eq!(err.field(), "size");
+/// assert_eq!(err.to_string(), "invalid window configuration: `size` must be from 1 to 1000000, got 0");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    allowed: &'static str,
+    value: Value,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Value {
+    Count(usize),
+    Duration(Duration),
+}
+
+impl ConfigError {
+    fn new(field: &'static str, allowed: &'static str, value: Value) -> Self {
+        ConfigError {
+            field,
+            allowed,
+            value,
+        }
+    }
+
+    /// The name of the offending field (`size`, `buckets`, `bucket_width`,
+    /// `slow_call_threshold`, or `buckets × bucket_width` for the window's span).
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The allowed range, in words.
+    pub fn allowed(&self) -> &'static str {
+        self.allowed
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid window configuration: `{}` must be {}, got ",
+            self.field, self.allowed
+        )?;
+        match self.value {
+            Value::Count(n) => write!(f, "{n}"),
+            Value::Duration(d) => write!(f, "{d:?}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses `"1500ms"`, `"2s"`, `"1.5s"`, `"3m"`, `"1h"`, `"250us"`, `"10ns"`.
+pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let nanos_per_unit: f64 = match unit.trim() {
+        "ns" => 1.0,
+        "us" | "µs" => 1e3,
+        "ms" => 1e6,
+        "s" => 1e9,
+        "m" | "min" => 60e9,
+        "h" => 3600e9,
+        _ => return None,
+    };
+    if number.is_empty() || number.matches('.').count() > 1 || number == "." {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let nanos = value * nanos_per_unit;
+    // Bounded far above every limit, so that the conversion cannot overflow; the
+    // range checks then reject what is too long.
+    if !nanos.is_finite() || nanos > 1e18 {
+        return None;
+    }
+    Some(Duration::from_nanos(nanos.round() as u64))
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Text(String),
+    Std { secs: u64, nanos: u32 },
+}
+
+impl DurationRepr {
+    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
+        match self {
+            DurationRepr::Text(text) => parse_duration(&text).ok_or_else(|| {
+                E::custom(format!(
+                    "invalid duration {text:?}: expected a number and a unit (ns, us, ms, s, m, h), such as \"250ms\""
+                ))
+            }),
+            DurationRepr::Std { secs, nanos } => {
+                if nanos >= 1_000_000_000 {
+                    return Err(E::custom("invalid duration: `nanos` must be below 1000000000"));
+                }
+                Ok(Duration::new(secs, nanos))
+            }
+        }
+    }
+}
+
+fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    DurationRepr::deserialize(d)?.into_duration()
+}
+
+fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<DurationRepr>::deserialize(d)? {
+        None => Ok(None),
+        Some(repr) => repr.into_duration().map(Some),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("10us"), Some(Duration::from_micros(10)));
+        assert_eq!(parse_duration("7ns"), Some(Duration::from_nanos(7)));
+        for bad in [
+            "",
+            "ms",
+            "10",
+            "1..5s",
+            "-1s",
+            "1e3s",
+            "10 parsecs",
+            ".s",
+            "1e300h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        CountConfig::default().validate().unwrap();
+        TimeConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn every_bound_is_checked_and_named() {
+        let count = |size| CountConfig {
+            size,
+            ..Default::default()
+        };
+        assert_eq!(count(0).validate().unwrap_err().field(), "size");
+        assert_eq!(count(MAX_SIZE + 1).validate().unwrap_err().field(), "size");
+        count(1).validate().unwrap();
+        count(MAX_SIZE).validate().unwrap();
+
+        let time = |buckets, width| TimeConfig {
+            buckets,
+            bucket_width: width,
+            slow_call_threshold: None,
+        };
+        let s = Duration::from_secs(1);
+        assert_eq!(time(0, s).validate().unwrap_err().field(), "buckets");
+        assert_eq!(time(1001, s).validate().unwrap_err().field(), "buckets");
+        let e = time(10, Duration::ZERO).validate().unwrap_err();
+        assert_eq!(e.field(), "bucket_width");
+        assert_eq!(
+            e.to_string(),
+            "invalid window configuration: `bucket_width` must be from 1µs to 1h, got 0ns"
+        );
+        assert_eq!(
+            time(10, Duration::from_secs(3601))
+                .validate()
+                .unwrap_err()
+                .field(),
+            "bucket_width"
+        );
+        let e = time(25, Duration::from_secs(3600)).validate().unwrap_err();
+        assert_eq!(e.field(), "buckets × bucket_width");
+        assert!(e.to_string().contains("at most 24h"), "{e}");
+        time(24, Duration::from_secs(3600)).validate().unwrap();
+        time(1, MIN_BUCKET_WIDTH).validate().unwrap();
+
+        let slow = TimeConfig {
+            slow_call_threshold: Some(Duration::from_secs(86_401)),
+            ..Default::default()
+        };
+        assert_eq!(slow.validate().unwrap_err().field(), "slow_call_threshold");
+    }
+
+    #[test]
+    fn configs_deserialize_with_defaults_and_units() {
+        let c: CountConfig = toml::from_str("size = 20\nslow_call_threshold = \"300ms\"").unwrap();
+        assert_eq!(c.size, 20);
+        assert_eq!(c.slow_call_threshold, Some(Duration::from_millis(300)));
+        let c: CountConfig = toml::from_str("").unwrap();
+        assert_eq!(c, CountConfig::default());
+
+        let t: TimeConfig = serde_json::from_str(
+            r#"{"bucket_width": {"secs": 2, "nanos": 0}, "slow_call_threshold": null}"#,
+        )
+        .unwrap();
+        assert_eq!(t.bucket_width, Duration::from_secs(2));
+        assert_eq!(t.buckets, 10);
+        assert!(serde_json::from_str::<TimeConfig>(r#"{"bucket_width": "fast"}"#).is_err());
+        assert!(serde_json::from_str::<TimeConfig>(r#"{"bucketz": 3}"#).is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! The one place that names atomics: std's, or loom's under `--cfg loom`.
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicU8, AtomicU64, Ordering, fence};
+
+pub(crate) use crossbeam_utils::CachePadded;
+
+/// The number of stripes a time window spreads its counters over: enough that
+/// threads recording at the same time rarely share one, few enough that a snapshot
+/// stays cheap. Twice the available parallelism, rounded up to a power of two, at
+/// most 16. Under loom there is one stripe, so that every recorder races on the same
+/// words.
+pub(crate) fn stripe_count() -> usize {
+    #[cfg(loom)]
+    {
+        1
+    }
+    #[cfg(not(loom))]
+    {
+        use std::sync::OnceLock;
+        static STRIPES: OnceLock<usize> = OnceLock::new();
+        *STRIPES.get_or_init(|| {
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (2 * cpus).next_power_of_two().clamp(2, 16)
+        })
+    }
+}
+
+/// A small number that differs between threads created one after the other: the
+/// stripe a thread records into is this number modulo the stripe count.
+#[inline]
+pub(crate) fn thread_index() -> usize {
+    #[cfg(loom)]
+    {
+        0
+    }
+    #[cfg(not(loom))]
+    {
+        use std::cell::Cell;
+        use std::sync::atomic::AtomicUsize;
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        std::thread_local! {
+            static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+        }
+        INDEX
+            .try_with(|index| {
+                let mut i = index.get();
+                if i == usize::MAX {
+                    i = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
+                    index.set(i);
+                }
+                i
+            })
+            .unwrap_or(0)
+    }
+}
+
+/// Hooks that break the implementation on purpose, so that the loom models can show
+/// they catch the bug each of them guards against.
+#[cfg(loom)]
+pub(crate) mod broken {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    static BROKEN: AtomicU8 = AtomicU8::new(0);
+
+    /// Which deliberate bug is switched on.
+    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Bug {
+        /// No bug.
+        None = 0,
+        /// Counter updates as a load and a store instead of one atomic step.
+        LostUpdate = 1,
+        /// A stale bucket is reset with a store, then counted with an add.
+        SplitRollover = 2,
+        /// Snapshots report the raw counts without bounding them.
+        NoClamp = 3,
+    }
+
+    /// Switches `bug` on for the whole process.
+    pub fn set(bug: Bug) {
+        BROKEN.store(bug as u8, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is(bug: Bug) -> bool {
+        BROKEN.load(Ordering::Relaxed) == bug as u8
+    }
+}
