@@ -1,0 +1,828 @@
+//! The breaker: the state word, the transitions and the permits' bookkeeping.
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, OutcomeKind};
+use palisade_clock::{Clock, DefaultClock, Timestamp};
+
+use crate::config::{BreakerConfig, ConfigError};
+use crate::error::{CallError, Rejected};
+use crate::event::{Reason, Transition, trace};
+use crate::permit::{OwnedPermit, Permit, Ticket};
+use crate::snapshot::Snapshot;
+use crate::state::{
+    CLOSED, DISABLED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, State, code,
+    generation, pack,
+};
+use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::window::ClosedWindow;
+
+/// A subscriber to transitions.
+pub(crate) type Hook = Arc<dyn Fn(&Transition) + Send + Sync>;
+
+/// A circuit breaker.
+///
+/// Cheap to clone: clones share one breaker. See the [crate docs](crate) for the
+/// states, the rules and an example.
+pub struct Breaker<C: Clock = DefaultClock> {
+    pub(crate) inner: Arc<Inner<C>>,
+}
+
+impl<C: Clock> Clone for Breaker<C> {
+    fn clone(&self) -> Self {
+        Breaker {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for Breaker<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let word = self.inner.word.load(Ordering::Relaxed);
+        f.debug_struct("Breaker")
+            .field("name", &self.inner.name)
+            .field("state", &State::from_code(code(word)))
+            .field("generation", &generation(word))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Breaker`] with a name, a clock and transition subscribers.
+pub struct BreakerBuilder<C: Clock = DefaultClock> {
+    config: BreakerConfig,
+    clock: C,
+    name: String,
+    hooks: Vec<Hook>,
+}
+
+impl<C: Clock> fmt::Debug for BreakerBuilder<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BreakerBuilder")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .field("name", &self.name)
+            .field("hooks", &self.hooks.len())
+            .finish()
+    }
+}
+
+impl<C: Clock> BreakerBuilder<C> {
+    /// Reads time from `clock` (a [`ManualClock`](palisade_clock::ManualClock) in
+    /// tests) instead of the default.
+    pub fn clock<C2: Clock>(self, clock: C2) -> BreakerBuilder<C2> {
+        BreakerBuilder {
+            config: self.config,
+            clock,
+            name: self.name,
+            hooks: self.hooks,
+        }
+    }
+
+    /// The name tracing events carry (`breaker = "..."`); empty by default.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Calls `hook` on every transition, after the breaker's lock is released (so
+    /// the hook may call the breaker). Hooks of concurrent transitions may run out of
+    /// order; [`Transition::generation`] orders them.
+    pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+        self.hooks.push(Arc::new(hook));
+        self
+    }
+
+    /// Validates the configuration and builds the breaker, closed.
+    pub fn build(self) -> Result<Breaker<C>, ConfigError> {
+        self.config.validate()?;
+        let slow = self.config.slow_call.map(|s| s.duration);
+        let now = self.clock.now();
+        let rules = Rules::default();
+        rules.store(&self.config);
+        let inner = Inner {
+            word: AtomicU64::new(pack(0, self.config.metrics_only, CLOSED)),
+            retry_at: AtomicU64::new(0),
+            consecutive: AtomicU32::new(0),
+            slow_threshold: slow,
+            window: ClosedWindow::new(self.config.window, slow, self.clock.clone()),
+            rules,
+            state_since: AtomicU64::new(now.as_nanos()),
+            control: Mutex::new(Control {
+                config: self.config,
+                reopenings: 0,
+                probes: Vec::new(),
+                probe_successes: 0,
+                probe_failures: 0,
+                next_lease: 0,
+            }),
+            clock: self.clock,
+            name: self.name.into_boxed_str(),
+            hooks: self.hooks.into_boxed_slice(),
+        };
+        Ok(Breaker {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+pub(crate) struct Inner<C> {
+    /// `generation << 4 | metrics_only << 3 | state`; changed only under `control`.
+    word: AtomicU64,
+    /// When the open state ends, in clock nanoseconds; stored before the word.
+    retry_at: AtomicU64,
+    consecutive: AtomicU32,
+    /// The slow-call duration, when the slow-call rule is on: calls are timed only
+    /// then.
+    slow_threshold: Option<Duration>,
+    window: ClosedWindow<C>,
+    rules: Rules,
+    state_since: AtomicU64,
+    control: Mutex<Control>,
+    clock: C,
+    name: Box<str>,
+    hooks: Box<[Hook]>,
+}
+
+/// The closed state's thresholds, readable without the lock and changeable live.
+#[derive(Debug, Default)]
+struct Rules {
+    /// `f64` bits of the percentage; `OFF` when the rule is off.
+    failure_rate: AtomicU64,
+    slow_rate: AtomicU64,
+    minimum_calls: AtomicU32,
+    /// 0 when the rule is off.
+    consecutive: AtomicU32,
+}
+
+const OFF: u64 = u64::MAX;
+
+impl Rules {
+    fn store(&self, config: &BreakerConfig) {
+        let bits = |p: Option<f64>| p.map_or(OFF, f64::to_bits);
+        self.failure_rate
+            .store(bits(config.failure_rate_threshold), Ordering::Relaxed);
+        self.slow_rate.store(
+            bits(config.slow_call.map(|s| s.rate_threshold)),
+            Ordering::Relaxed,
+        );
+        self.minimum_calls
+            .store(config.minimum_calls, Ordering::Relaxed);
+        self.consecutive
+            .store(config.consecutive_failures.unwrap_or(0), Ordering::Relaxed);
+    }
+}
+
+/// Whether `part` out of `whole` reaches `percent` (with a little slack for the
+/// rounding of the percentage itself: 10 % of 10 calls is 1 call).
+#[inline]
+pub(crate) fn reaches(part: u64, whole: u64, percent: f64) -> bool {
+    whole > 0 && part as f64 * 100.0 >= percent * whole as f64 - 1e-9 * whole as f64
+}
+
+/// How many failed probes out of `probes` reach `percent`.
+pub(crate) fn failures_to_reopen(percent: f64, probes: u32) -> u32 {
+    (1..=probes)
+        .find(|&f| reaches(u64::from(f), u64::from(probes), percent))
+        .unwrap_or(probes)
+}
+
+struct Control {
+    config: BreakerConfig,
+    /// Openings since the last clean close: picks the next open duration.
+    reopenings: u32,
+    /// The half-open probe slots of the current half-open state.
+    probes: Vec<Option<Lease>>,
+    probe_successes: u32,
+    probe_failures: u32,
+    next_lease: u64,
+}
+
+#[derive(Copy, Clone, Debug)]
+struct Lease {
+    id: u64,
+    started: Timestamp,
+}
+
+/// Transitions to report once the lock is released.
+type Events = Option<Transition>;
+
+impl Breaker {
+    /// A breaker on the default clock, closed; the configuration is validated.
+    ///
+    /// ```
+    /// use palisade_breaker::{Breaker, BreakerConfig};
+    ///
+    /// let breaker = Breaker::new(BreakerConfig::default()).unwrap();
+    /// assert!(breaker.try_acquire().is_ok());
+    /// ```
+    pub fn new(config: BreakerConfig) -> Result<Breaker, ConfigError> {
+        Self::builder(config).build()
+    }
+
+    /// A builder, for a name, a clock or transition subscribers.
+    pub fn builder(config: BreakerConfig) -> BreakerBuilder {
+        BreakerBuilder {
+            config,
+            clock: DefaultClock::default(),
+            name: String::new(),
+            hooks: Vec::new(),
+        }
+    }
+}
+
+impl<C: Clock> Breaker<C> {
+    /// Asks to run one call. On success, run the call and hand its outcome to
+    /// [`Permit::record`]; dropping the permit instead records nothing (a cancelled
+    /// call is never a success) and frees its probe slot.
+    ///
+    /// In the closed state this is one atomic load; in the open state one more load
+    /// and a coarse clock reading ([`Clock::recent`]).
+    #[inline]
+    pub fn try_acquire(&self) -> Result<Permit<'_, C>, Rejected> {
+        let ticket = self.inner.acquire()?;
+        Ok(Permit::new(&self.inner, ticket))
+    }
+
+    /// Like [`try_acquire`](Self::try_acquire), with a permit that owns a handle to
+    /// the breaker, for calls that outlive the borrow (spawned tasks, services).
+    #[inline]
+    pub fn try_acquire_owned(&self) -> Result<OwnedPermit<C>, Rejected> {
+        let ticket = self.inner.acquire()?;
+        Ok(OwnedPermit::new(Arc::clone(&self.inner), ticket))
+    }
+
+    /// Runs `fut` if the breaker admits it; counts an `Ok` as a success and an `Err`
+    /// as a failure ([`AnyErrorIsTransient`]). If the returned future is dropped
+    /// before `fut` completes, nothing is counted.
+    pub async fn call<F, T, E>(&self, fut: F) -> Result<T, CallError<E>>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.call_with(&AnyErrorIsTransient, fut).await
+    }
+
+    /// Runs `fut` if the breaker admits it and counts the outcome `classifier`
+    /// gives its result. If the returned future is dropped before `fut` completes,
+    /// nothing is counted.
+    ///
+    /// ```
+    /// use palisade_breaker::{Breaker, BreakerConfig};
+    /// use palisade_classify::{AnyErrorIsTransient, ClassifyExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let breaker = Breaker::new(BreakerConfig::default()).unwrap();
+    /// // A "not found" is the caller's business, not the dependency's failure.
+    /// let classifier = AnyErrorIsTransient.ignore_err(|e: &&str| *e == "not found");
+    /// let result = breaker.call_with(&classifier, async { Err::<u32, _>("not found") }).await;
+    /// assert!(!result.unwrap_err().is_rejected());
+    /// assert_eq!(breaker.snapshot().calls, 0);
+    /// # }
+    /// ```
+    pub async fn call_with<K, F, T, E>(&self, classifier: &K, fut: F) -> Result<T, CallError<E>>
+    where
+        K: Classify<T, E> + ?Sized,
+        F: Future<Output = Result<T, E>>,
+    {
+        let permit = self.try_acquire().map_err(CallError::Rejected)?;
+        let result = fut.await;
+        permit.record(classifier.classify(&result));
+        result.map_err(CallError::Inner)
+    }
+
+    /// Runs `f` on this thread if the breaker admits it, counting `Ok` as a success
+    /// and `Err` as a failure. For code that is not async.
+    pub fn call_sync<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
+        self.call_sync_with(&AnyErrorIsTransient, f)
+    }
+
+    /// Runs `f` on this thread if the breaker admits it, counting the outcome
+    /// `classifier` gives its result.
+    pub fn call_sync_with<K, T, E>(
+        &self,
+        classifier: &K,
+        f: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, CallError<E>>
+    where
+        K: Classify<T, E> + ?Sized,
+    {
+        let permit = self.try_acquire().map_err(CallError::Rejected)?;
+        let result = f();
+        permit.record(classifier.classify(&result));
+        result.map_err(CallError::Inner)
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        State::from_code(code(self.inner.word.load(Ordering::Acquire)))
+    }
+
+    /// State, counters, rates and time in state, read together.
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.snapshot()
+    }
+
+    /// The breaker's name, as given to [`BreakerBuilder::name`].
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The clock the breaker reads.
+    pub fn clock(&self) -> &C {
+        &self.inner.clock
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> BreakerConfig {
+        self.inner.control.lock().config.clone()
+    }
+
+    /// Holds the breaker open: every call is rejected until [`reset`](Self::reset).
+    pub fn force_open(&self) {
+        self.inner.force(FORCED_OPEN, Reason::ForcedOpen);
+    }
+
+    /// Holds the breaker closed: every call passes and is counted (the snapshot
+    /// shows the rates), and nothing trips until [`reset`](Self::reset).
+    pub fn force_closed(&self) {
+        self.inner.force(FORCED_CLOSED, Reason::ForcedClosed);
+    }
+
+    /// Turns the breaker off: every call passes and nothing is counted until
+    /// [`reset`](Self::reset).
+    pub fn disable(&self) {
+        self.inner.force(DISABLED, Reason::Disabled);
+    }
+
+    /// Back to a clean closed state: counters emptied, the open duration back to its
+    /// first value, outcomes of calls admitted before dropped.
+    pub fn reset(&self) {
+        self.inner.force(CLOSED, Reason::Reset);
+    }
+
+    /// Applies a changed configuration to the live breaker, keeping its state and
+    /// counters: thresholds, minimum calls and the consecutive-failures limit apply
+    /// to the next outcome; the open durations to the next opening (the current
+    /// open state keeps its end); the half-open settings to the next half-open
+    /// state; metrics-only at once.
+    ///
+    /// The window's shape (its kind, size, buckets and the slow-call duration) cannot
+    /// change on a live breaker: that is an error naming `window` or
+    /// `slow_call.duration`, and the caller builds a new breaker.
+    pub fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
+        self.inner.reconfigure(config)
+    }
+}
+
+impl<C: Clock> Inner<C> {
+    #[inline]
+    pub(crate) fn acquire(&self) -> Result<Ticket, Rejected> {
+        let word = self.word.load(Ordering::Acquire);
+        if code(word) == CLOSED {
+            return Ok(Ticket::Closed {
+                generation: generation(word),
+                started: self.start(),
+            });
+        }
+        if code(word) == OPEN {
+            // No lock and no exact clock reading while open: the coarse reading only
+            // decides whether to look closer.
+            let retry_at = self.retry_at.load(Ordering::Acquire);
+            let now = self.clock.recent().as_nanos();
+            if now < retry_at {
+                return if word & METRICS_ONLY != 0 {
+                    Ok(Ticket::Untracked)
+                } else {
+                    Err(Rejected::new(
+                        State::Open,
+                        Some(Duration::from_nanos(retry_at - now)),
+                    ))
+                };
+            }
+        }
+        self.acquire_slow()
+    }
+
+    #[inline]
+    fn start(&self) -> u64 {
+        if self.slow_threshold.is_some() {
+            self.clock.recent().as_nanos()
+        } else {
+            0
+        }
+    }
+
+    #[cold]
+    fn acquire_slow(&self) -> Result<Ticket, Rejected> {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        let metrics_only = word & METRICS_ONLY != 0;
+        let mut event = None;
+        let result = match code(word) {
+            CLOSED | FORCED_CLOSED => Ok(Ticket::Closed {
+                generation: generation(word),
+                started: self.start(),
+            }),
+            DISABLED => Ok(Ticket::Untracked),
+            FORCED_OPEN if metrics_only => Ok(Ticket::Untracked),
+            FORCED_OPEN => Err(Rejected::new(State::ForcedOpen, None)),
+            OPEN => {
+                let now = self.clock.now();
+                let retry_at = self.retry_at.load(Ordering::Acquire);
+                if now.as_nanos() < retry_at {
+                    if metrics_only {
+                        Ok(Ticket::Untracked)
+                    } else {
+                        Err(Rejected::new(
+                            State::Open,
+                            Some(Duration::from_nanos(retry_at - now.as_nanos())),
+                        ))
+                    }
+                } else {
+                    let t = self.transition(
+                        &mut ctl,
+                        word,
+                        HALF_OPEN,
+                        Reason::OpenDurationElapsed,
+                        now,
+                    );
+                    event = Some(t);
+                    self.probe(&mut ctl, now, metrics_only)
+                }
+            }
+            _ => {
+                let now = self.clock.now();
+                self.probe(&mut ctl, now, metrics_only)
+            }
+        };
+        drop(ctl);
+        self.emit(event);
+        result
+    }
+
+    /// Admits a half-open probe if a slot is free and more outcomes are needed.
+    fn probe(
+        &self,
+        ctl: &mut MutexGuard<'_, Control>,
+        now: Timestamp,
+        metrics_only: bool,
+    ) -> Result<Ticket, Rejected> {
+        let wait = ctl.config.half_open.max_probe_wait;
+        let mut in_flight = 0u32;
+        let mut free = None;
+        for (i, slot) in ctl.probes.iter_mut().enumerate() {
+            match slot {
+                Some(lease) if now.saturating_duration_since(lease.started) >= wait => {
+                    // A lost probe: its lease ran out; its outcome will be dropped.
+                    *slot = None;
+                    tracing::debug!(
+                        target: "palisade::breaker",
+                        breaker = &*self.name,
+                        "half-open probe lease expired"
+                    );
+                    free.get_or_insert(i);
+                }
+                Some(_) => in_flight += 1,
+                None => {
+                    free.get_or_insert(i);
+                }
+            }
+        }
+        let probes = ctl.probes.len() as u32;
+        let counted = ctl.probe_successes + ctl.probe_failures;
+        let needed = probes.saturating_sub(counted);
+        match free {
+            Some(slot) if in_flight < needed => {
+                let id = ctl.next_lease;
+                ctl.next_lease += 1;
+                ctl.probes[slot] = Some(Lease { id, started: now });
+                Ok(Ticket::Probe {
+                    generation: generation(self.word.load(Ordering::Relaxed)),
+                    slot: slot as u32,
+                    lease: id,
+                    started: now.as_nanos(),
+                })
+            }
+            _ if metrics_only => Ok(Ticket::Untracked),
+            _ => Err(Rejected::new(State::HalfOpen, None)),
+        }
+    }
+
+    /// Records the outcome of a permit, or its drop (`None`).
+    #[inline]
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Option<Outcome>) {
+        match ticket {
+            Ticket::Closed {
+                generation,
+                started,
+            } => {
+                if let Some(outcome) = outcome {
+                    self.record_closed(generation, started, outcome);
+                }
+            }
+            Ticket::Probe {
+                generation,
+                slot,
+                lease,
+                started,
+            } => self.finish_probe(generation, slot, lease, started, outcome),
+            Ticket::Untracked | Ticket::Done => {}
+        }
+    }
+
+    #[inline]
+    fn elapsed(&self, started: u64) -> Option<Duration> {
+        self.slow_threshold
+            .map(|_| Duration::from_nanos(self.clock.recent().as_nanos().saturating_sub(started)))
+    }
+
+    #[inline]
+    fn record_closed(&self, gen_: u64, started: u64, outcome: Outcome) {
+        let kind = outcome.kind();
+        if kind == OutcomeKind::Ignored {
+            return;
+        }
+        let word = self.word.load(Ordering::Acquire);
+        if generation(word) != gen_ {
+            // Admitted under an earlier state: not evidence about this one.
+            return;
+        }
+        let elapsed = self.elapsed(started);
+        self.window.record(kind, elapsed);
+        if code(word) != CLOSED {
+            // Forced closed: counted, never tripped.
+            return;
+        }
+        if kind == OutcomeKind::Success {
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            if self.is_slow(elapsed) {
+                self.evaluate(word);
+            }
+        } else {
+            let run = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+            let limit = self.rules.consecutive.load(Ordering::Relaxed);
+            if limit != 0 && run >= limit {
+                self.trip(word, Reason::ConsecutiveFailures);
+            } else {
+                self.evaluate(word);
+            }
+        }
+    }
+
+    #[inline]
+    fn is_slow(&self, elapsed: Option<Duration>) -> bool {
+        matches!((self.slow_threshold, elapsed), (Some(t), Some(e)) if e >= t)
+    }
+
+    /// Applies the rate rules to the window after a failure or a slow call.
+    fn evaluate(&self, word: u64) {
+        let counts = self.window.counts();
+        if counts.calls < u64::from(self.rules.minimum_calls.load(Ordering::Relaxed)) {
+            return;
+        }
+        let failure_rate = self.rules.failure_rate.load(Ordering::Relaxed);
+        if failure_rate != OFF
+            && reaches(counts.failures, counts.calls, f64::from_bits(failure_rate))
+        {
+            self.trip(word, Reason::FailureRate);
+            return;
+        }
+        let slow_rate = self.rules.slow_rate.load(Ordering::Relaxed);
+        if slow_rate != OFF && reaches(counts.slow_calls, counts.calls, f64::from_bits(slow_rate)) {
+            self.trip(word, Reason::SlowCallRate);
+        }
+    }
+
+    /// Opens the breaker if it is still in the closed state `seen`.
+    #[cold]
+    fn trip(&self, seen: u64, reason: Reason) {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        if generation(word) != generation(seen) || code(word) != CLOSED {
+            // Another call already moved it on: open once only.
+            return;
+        }
+        let now = self.clock.now();
+        let event = self.transition(&mut ctl, word, OPEN, reason, now);
+        drop(ctl);
+        self.emit(Some(event));
+    }
+
+    #[cold]
+    fn finish_probe(
+        &self,
+        gen_: u64,
+        slot: u32,
+        lease: u64,
+        started: u64,
+        outcome: Option<Outcome>,
+    ) {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        if generation(word) != gen_ {
+            return;
+        }
+        match ctl.probes.get(slot as usize) {
+            Some(Some(l)) if l.id == lease => {}
+            // The lease expired and the slot went to another probe.
+            _ => return,
+        }
+        ctl.probes[slot as usize] = None;
+        let failed = match outcome.map(|o| o.kind()) {
+            // Dropped or ignored: the slot is free, nothing is counted.
+            None | Some(OutcomeKind::Ignored) => return,
+            Some(OutcomeKind::Failure) => true,
+            Some(OutcomeKind::Success) => self.is_slow(self.elapsed(started)),
+        };
+        if failed {
+            ctl.probe_failures += 1;
+        } else {
+            ctl.probe_successes += 1;
+        }
+        let probes = ctl.probes.len() as u32;
+        let to_reopen = failures_to_reopen(ctl.config.half_open.failure_rate_threshold, probes);
+        let event = if ctl.probe_failures >= to_reopen {
+            let now = self.clock.now();
+            Some(self.transition(&mut ctl, word, OPEN, Reason::ProbesFailed, now))
+        } else if ctl.probe_successes > probes - to_reopen {
+            let now = self.clock.now();
+            Some(self.transition(&mut ctl, word, CLOSED, Reason::ProbesSucceeded, now))
+        } else {
+            None
+        };
+        drop(ctl);
+        self.emit(event);
+    }
+
+    /// Moves to state `to`; the caller holds the lock and has read `word` under it.
+    fn transition(
+        &self,
+        ctl: &mut MutexGuard<'_, Control>,
+        word: u64,
+        to: u64,
+        reason: Reason,
+        now: Timestamp,
+    ) -> Transition {
+        let from = State::from_code(code(word));
+        let next_gen = generation(word) + 1;
+        ctl.probes.clear();
+        ctl.probe_successes = 0;
+        ctl.probe_failures = 0;
+        match to {
+            OPEN => {
+                let open_for = ctl.config.open.nth(ctl.reopenings);
+                ctl.reopenings = ctl.reopenings.saturating_add(1);
+                self.retry_at
+                    .store(now.saturating_add(open_for).as_nanos(), Ordering::Release);
+            }
+            HALF_OPEN => {
+                let probes = ctl.config.half_open.probes as usize;
+                ctl.probes.resize(probes, None);
+            }
+            CLOSED | FORCED_CLOSED => {
+                ctl.reopenings = 0;
+                self.window.reset();
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+        self.state_since.store(now.as_nanos(), Ordering::Relaxed);
+        self.word.store(
+            pack(next_gen, word & METRICS_ONLY != 0, to),
+            Ordering::Release,
+        );
+        let t = Transition {
+            from,
+            to: State::from_code(to),
+            generation: next_gen,
+            reason,
+            at: now,
+        };
+        trace(&self.name, &t);
+        t
+    }
+
+    fn emit(&self, event: Events) {
+        if let Some(t) = event {
+            for hook in self.hooks.iter() {
+                hook(&t);
+            }
+        }
+    }
+
+    fn force(&self, to: u64, reason: Reason) {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        if code(word) == to && to != CLOSED {
+            return;
+        }
+        let now = self.clock.now();
+        let event = self.transition(&mut ctl, word, to, reason, now);
+        drop(ctl);
+        self.emit(Some(event));
+    }
+
+    fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
+        config.validate()?;
+        let mut ctl = self.control.lock();
+        if config.window != ctl.config.window {
+            return Err(ConfigError::new(
+                "window",
+                format!(
+                    "cannot change on a live breaker (from {:?} to {:?}): build a new breaker",
+                    ctl.config.window, config.window
+                ),
+            ));
+        }
+        let slow = config.slow_call.map(|s| s.duration);
+        if slow != self.slow_threshold {
+            return Err(ConfigError::new(
+                "slow_call.duration",
+                format!(
+                    "cannot change on a live breaker (from {:?} to {:?}): build a new breaker",
+                    self.slow_threshold, slow
+                ),
+            ));
+        }
+        self.rules.store(&config);
+        let word = self.word.load(Ordering::Acquire);
+        let flagged = if config.metrics_only {
+            word | METRICS_ONLY
+        } else {
+            word & !METRICS_ONLY
+        };
+        self.word.store(flagged, Ordering::Release);
+        ctl.config = config;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        let now = self.clock.now();
+        let counts = self.window.counts();
+        let rate = |part: u64| {
+            if counts.calls == 0 {
+                0.0
+            } else {
+                part as f64 * 100.0 / counts.calls as f64
+            }
+        };
+        let state = State::from_code(code(word));
+        let retry_after = (state == State::Open).then(|| {
+            Duration::from_nanos(
+                self.retry_at
+                    .load(Ordering::Acquire)
+                    .saturating_sub(now.as_nanos()),
+            )
+        });
+        Snapshot {
+            state,
+            generation: generation(word),
+            metrics_only: word & METRICS_ONLY != 0,
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow_calls,
+            failure_rate: rate(counts.failures),
+            slow_call_rate: rate(counts.slow_calls),
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            time_in_state: now.saturating_duration_since(Timestamp::from_nanos(
+                self.state_since.load(Ordering::Relaxed),
+            )),
+            retry_after,
+            probes_in_flight: ctl.probes.iter().filter(|p| p.is_some()).count() as u32,
+            probe_successes: ctl.probe_successes,
+            probe_failures: ctl.probe_failures,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reaches_is_exact_at_round_percentages() {
+        assert!(reaches(1, 10, 10.0));
+        assert!(!reaches(0, 10, 10.0));
+        assert!(reaches(5, 10, 50.0));
+        assert!(!reaches(4, 10, 50.0));
+        assert!(reaches(1, 3, 33.333_333_333));
+        assert!(!reaches(0, 0, 50.0));
+        assert!(reaches(3, 3, 100.0));
+        assert!(!reaches(2, 3, 100.0));
+    }
+
+    #[test]
+    fn probes_to_reopen() {
+        assert_eq!(failures_to_reopen(50.0, 5), 3);
+        assert_eq!(failures_to_reopen(50.0, 1), 1);
+        assert_eq!(failures_to_reopen(100.0, 5), 5);
+        assert_eq!(failures_to_reopen(10.0, 10), 1);
+        assert_eq!(failures_to_reopen(1.0, 10), 1);
+    }
+}

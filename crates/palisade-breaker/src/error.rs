@@ -1,0 +1,110 @@
+//! What a rejected or failed call returns.
+
+use std::fmt;
+use std::time::Duration;
+
+use palisade_classify::{Rejection, Strategy};
+
+use crate::State;
+
+/// The breaker refused a call: it is open, forced open, or its half-open probes
+/// are all taken.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    state: State,
+    retry_after: Option<Duration>,
+}
+
+impl Rejected {
+    #[inline]
+    pub(crate) const fn new(state: State, retry_after: Option<Duration>) -> Self {
+        Rejected { state, retry_after }
+    }
+
+    /// The state that refused the call.
+    pub const fn state(&self) -> State {
+        self.state
+    }
+
+    /// When the breaker will next let a call through, if it knows: the rest of the
+    /// open duration. `None` when forced open or when the half-open probes are
+    /// taken.
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The rejection in the outcome taxonomy's terms.
+    pub const fn rejection(&self) -> Rejection {
+        let r = Rejection::new(Strategy::CircuitBreaker);
+        match self.retry_after {
+            Some(d) => r.with_retry_after(d),
+            None => r,
+        }
+    }
+}
+
+impl From<Rejected> for Rejection {
+    fn from(r: Rejected) -> Rejection {
+        r.rejection()
+    }
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "circuit breaker {}", self.state)?;
+        if self.state == State::HalfOpen {
+            f.write_str(": all probes taken")?;
+        }
+        if let Some(d) = self.retry_after {
+            write!(f, " (try again in {d:?})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejected {}
+
+/// The error of [`Breaker::call`](crate::Breaker::call): the breaker rejected the
+/// call, or the call itself failed.
+#[derive(Debug)]
+pub enum CallError<E> {
+    /// The breaker did not run the call.
+    Rejected(Rejected),
+    /// The call ran and returned this error.
+    Inner(E),
+}
+
+impl<E> CallError<E> {
+    /// Whether the breaker rejected the call.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, CallError::Rejected(_))
+    }
+
+    /// The call's own error, if it ran.
+    pub fn into_inner(self) -> Option<E> {
+        match self {
+            CallError::Inner(e) => Some(e),
+            CallError::Rejected(_) => None,
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for CallError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Rejected(r) => r.fmt(f),
+            CallError::Inner(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // Transparent: the message is the inner one, so the chain continues
+            // with the inner error's own source.
+            CallError::Rejected(_) => None,
+            CallError::Inner(e) => e.source(),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! A circuit breaker for async Rust: it stops calling a dependency that is failing,
+//! lets a few probes find out when it has recovered, and closes again.
+//!
+//! ```
+//! use palisade_breaker::{Breaker, BreakerConfig, State};
+//! use palisade_classify::Outcome;
+//! use palisade_clock::ManualClock;
+//! use std::time::Duration;
+//!
+//! let clock = ManualClock::new();
+//! let config = BreakerConfig::default()
+//!     .failure_rate_threshold(None)
+//!     .consecutive_failures(Some(3));
+//! let breaker = Breaker::builder(config).clock(clock.clone()).build().unwrap();
+//!
+//! // Two steps: ask, run the call, report how it ended.
+//! for _ in 0..3 {
+//!     let permit = breaker.try_acquire().unwrap();
+//!     permit.record(Outcome::transient());
+//! }
+//! assert_eq!(breaker.state(), State::Open);
+//!
+//! // Open: rejected at once, with the time until the breaker tries again.
+//! let rejected = breaker.try_acquire().unwrap_err();
+//! assert_eq!(rejected.retry_after(), Some(Duration::from_secs(5)));
+//!
+//! // After the open duration the next call is a probe; enough good probes close it.
+//! clock.advance(Duration::from_secs(5));
+//! for _ in 0..3 {
+//!     let probe = breaker.try_acquire().unwrap();
+//!     assert!(probe.is_probe());
+//!     probe.record(Outcome::Success);
+//! }
+//! assert_eq!(breaker.state(), State::Closed);
+//! ```
+//!
+//! # States
+//!
+//! - **Closed**: calls pass. Their outcomes go into a sliding window (count- or
+//!   time-based) and the trip rules watch them: failure rate at or above a
+//!   threshold, slow-call rate at or above a threshold (both once the window holds
+//!   a minimum number of calls), and N failures in a row. Any rule that fires opens
+//!   the breaker.
+//! - **Open**: calls are rejected at once with [`Rejected::retry_after`]. The open
+//!   duration is fixed or grows on each reopening ([`OpenDuration`]), back to its
+//!   first value after a clean close. The first call after it has passed moves the
+//!   breaker to half-open.
+//! - **Half-open**: at most K probes run at once, each holding a slot through its
+//!   [`Permit`]. K counted outcomes decide: if the share of failed probes reaches
+//!   the half-open threshold the breaker reopens, otherwise it closes (it decides as
+//!   soon as the answer is certain). A probe that never reports gives up its slot
+//!   after [`BreakerConfig::max_probe_wait`]; a dropped, ignored or cancelled probe
+//!   frees its slot at once and counts nothing.
+//! - Operator states: [`Breaker::force_open`], [`Breaker::force_closed`],
+//!   [`Breaker::disable`], back with [`Breaker::reset`]. In **metrics-only** mode
+//!   ([`BreakerConfig::metrics_only`]) the state machine runs and reports as usual
+//!   but no call is ever rejected.
+//!
+//! # Generations
+//!
+//! Every transition bumps a generation kept in the same atomic word as the state.
+//! A permit remembers the generation it was admitted under, and its outcome is
+//! dropped if the breaker has moved on: a slow failure from before an outage was
+//! detected cannot reopen a breaker that has just closed, and a success from before
+//! cannot close one.
+//!
+//! # Cost
+//!
+//! A call in the closed state is one atomic load to be admitted and one window
+//! record to report; no lock, no allocation, and a clock reading only when the
+//! slow-call rule is on. A rejection in the open state is two atomic loads and one
+//! coarse clock reading ([`Clock::recent`](palisade_clock::Clock::recent)).
+//! Transitions and half-open probes take a lock.
+//!
+//! # Observability
+//!
+//! Every transition is a tracing event on target `palisade::breaker` (opening at
+//! WARN, the rest at INFO) and is passed to the subscribers of
+//! [`BreakerBuilder::on_transition`]. [`Breaker::snapshot`] reads state, counts,
+//! rates and time in state.
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    rust_2018_idioms,
+    unreachable_pub
+)]
+#![forbid(unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod breaker;
+mod config;
+mod duration;
+mod error;
+mod event;
+mod permit;
+mod snapshot;
+mod state;
+mod sync;
+mod window;
+
+pub use breaker::{Breaker, BreakerBuilder};
+pub use config::{
+    BreakerConfig, ConfigError, MAX_BUCKETS, MAX_COUNT_WINDOW, MAX_DURATION, MAX_PROBES,
+    OpenDuration, SlowCallConfig, WindowConfig,
+};
+pub use error::{CallError, Rejected};
+pub use event::{Reason, Transition};
+pub use permit::{OwnedPermit, Permit};
+pub use snapshot::Snapshot;
+pub use state::State;

@@ -1,0 +1,91 @@
+//! The states and the packed state word.
+
+use std::fmt;
+
+/// Where a breaker is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum State {
+    /// Calls pass and are counted; the trip rules watch them.
+    Closed,
+    /// Calls are rejected at once until the open duration has passed.
+    Open,
+    /// A few probes pass; their outcomes decide between closing and reopening.
+    HalfOpen,
+    /// Held open by [`Breaker::force_open`](crate::Breaker::force_open): every call
+    /// is rejected until [`reset`](crate::Breaker::reset).
+    ForcedOpen,
+    /// Held closed by [`Breaker::force_closed`](crate::Breaker::force_closed): every
+    /// call passes and is counted, and nothing trips until
+    /// [`reset`](crate::Breaker::reset).
+    ForcedClosed,
+    /// Turned off by [`Breaker::disable`](crate::Breaker::disable): every call passes
+    /// and nothing is counted until [`reset`](crate::Breaker::reset).
+    Disabled,
+}
+
+impl State {
+    /// A short, stable name for logs and metric labels (`closed`, `half_open`, …).
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half_open",
+            State::ForcedOpen => "forced_open",
+            State::ForcedClosed => "forced_closed",
+            State::Disabled => "disabled",
+        }
+    }
+
+    pub(crate) const fn from_code(code: u64) -> State {
+        match code {
+            CLOSED => State::Closed,
+            OPEN => State::Open,
+            HALF_OPEN => State::HalfOpen,
+            FORCED_OPEN => State::ForcedOpen,
+            FORCED_CLOSED => State::ForcedClosed,
+            _ => State::Disabled,
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            State::Closed => "closed",
+            State::Open => "open",
+            State::HalfOpen => "half-open",
+            State::ForcedOpen => "forced open",
+            State::ForcedClosed => "forced closed",
+            State::Disabled => "disabled",
+        })
+    }
+}
+
+// The state word: `generation << 4 | metrics_only << 3 | state code`. One atomic load
+// tells a call everything it needs in the closed state; the generation identifies
+// the state a permit was admitted under.
+pub(crate) const CLOSED: u64 = 0;
+pub(crate) const OPEN: u64 = 1;
+pub(crate) const HALF_OPEN: u64 = 2;
+pub(crate) const FORCED_OPEN: u64 = 3;
+pub(crate) const FORCED_CLOSED: u64 = 4;
+pub(crate) const DISABLED: u64 = 5;
+pub(crate) const CODE_MASK: u64 = 0b111;
+pub(crate) const METRICS_ONLY: u64 = 0b1000;
+pub(crate) const GEN_SHIFT: u32 = 4;
+
+#[inline]
+pub(crate) const fn code(word: u64) -> u64 {
+    word & CODE_MASK
+}
+
+#[inline]
+pub(crate) const fn generation(word: u64) -> u64 {
+    word >> GEN_SHIFT
+}
+
+#[inline]
+pub(crate) const fn pack(generation: u64, metrics_only: bool, code: u64) -> u64 {
+    (generation << GEN_SHIFT) | if metrics_only { METRICS_ONLY } else { 0 } | code
+}
