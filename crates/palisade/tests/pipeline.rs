@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use palisade::classify::{AnyErrorIsTransient, ClassifyExt, HttpStatus, Outcome};
-use palisade::fallback::{Fallback, Trigger};
 use palisade::clock::{Clock, TokioClock};
+use palisade::fallback::{Fallback, Trigger};
 use palisade::{Context, Error, Pipeline, TimeoutKind};
 
 #[derive(Debug, PartialEq)]

@@ -1,0 +1,116 @@
+//! What a pipeline costs on a successful call, next to the bare call, and what the
+//! attempt timeout costs on a ready future, next to `tokio::time::timeout`.
+//!
+//! `cargo bench -p palisade --bench pipeline`
+// Benchmarks measure real time.
+#![allow(clippy::disallowed_methods)]
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use palisade::clock::TokioClock;
+use palisade::{Context, Pipeline};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+#[inline(never)]
+async fn dependency(i: u64) -> Result<u64, std::io::Error> {
+    Ok(black_box(i))
+}
+
+fn pipeline(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("pipeline");
+    let ctx = Context::background();
+
+    g.bench_function("bare call", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(dependency(i).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    let empty = Pipeline::builder("dep").build().unwrap();
+    g.bench_function("execute, no layers", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(empty.execute(&ctx, |_| dependency(i)).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    let timeouts = Pipeline::builder("dep")
+        .attempt_timeout(Duration::from_millis(100))
+        .total_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    g.bench_function("execute, attempt + total timeout", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(timeouts.execute(&ctx, |_| dependency(i)).await.unwrap());
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn ready_timeout(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("timeout of a ready future");
+    let limit = Duration::from_millis(100);
+    g.bench_function("tokio::time::timeout", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(
+                        tokio::time::timeout(limit, dependency(i))
+                            .await
+                            .unwrap()
+                            .unwrap(),
+                    );
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.bench_function("palisade::timeout", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for i in 0..iters {
+                    black_box(
+                        palisade::timeout::timeout(TokioClock, Some(limit), dependency(i))
+                            .await
+                            .unwrap()
+                            .unwrap(),
+                    );
+                }
+                start.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pipeline, ready_timeout);
+criterion_main!(benches);

@@ -1,0 +1,93 @@
+//! A successful call through a pipeline allocates nothing.
+//!
+//! A counting global allocator counts the allocations made on this thread while a
+//! flag is up; the pipeline runs on a current-thread runtime on the same thread.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use palisade::{Context, Pipeline};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+// SAFETY: every method forwards to the system allocator unchanged; counting only
+// reads a thread-local flag and bumps an atomic, neither of which allocates.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed through unchanged.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller's contract is passed through unchanged.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: the caller's contract is passed through unchanged.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during<F: FnOnce()>(f: F) -> usize {
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn a_successful_call_allocates_nothing() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let pipeline = Pipeline::builder("dep")
+        .attempt_timeout(Duration::from_millis(100))
+        .total_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+    let run = |n: u32| {
+        rt.block_on(async {
+            for i in 0..n {
+                let v = pipeline
+                    .execute(&ctx, |_ctx| async move { Ok::<u32, std::io::Error>(i) })
+                    .await
+                    .unwrap();
+                assert_eq!(v, i);
+            }
+        })
+    };
+    // Warm up: thread-locals, the runtime's first-use structures.
+    run(10);
+    let n = allocations_during(|| run(1000));
+    assert_eq!(n, 0, "{n} allocations in 1000 successful calls");
+}
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The twin that proves the allocator counts: a boxed value is one allocation.
+    let n = allocations_during(|| {
+        std::hint::black_box(Box::new(5u64));
+    });
+    assert_eq!(n, 1);
+}
