@@ -106,7 +106,7 @@ impl<C: Clock> BreakerBuilder<C> {
             retry_at: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
             slow_threshold: slow,
-            window: ClosedWindow::new(self.config.window, slow, self.clock.clone()),
+            window: ClosedWindow::new(self.config.window, slow, self.clock.clone())?,
             rules,
             state_since: AtomicU64::new(now.as_nanos()),
             control: Mutex::new(Control {
@@ -127,7 +127,7 @@ impl<C: Clock> BreakerBuilder<C> {
     }
 }
 
-pub(crate) struct Inner<C> {
+pub(crate) struct Inner<C: Clock> {
     /// `generation << 4 | metrics_only << 3 | state`; changed only under `control`.
     word: AtomicU64,
     /// When the open state ends, in clock nanoseconds; stored before the word.
@@ -532,10 +532,16 @@ impl<C: Clock> Inner<C> {
         }
     }
 
+    /// The call's duration and the time it ended, when calls are timed.
     #[inline]
-    fn elapsed(&self, started: u64) -> Option<Duration> {
-        self.slow_threshold
-            .map(|_| Duration::from_nanos(self.clock.recent().as_nanos().saturating_sub(started)))
+    fn timed(&self, started: u64) -> Option<(Duration, Timestamp)> {
+        self.slow_threshold.map(|_| {
+            let now = self.clock.recent();
+            (
+                Duration::from_nanos(now.as_nanos().saturating_sub(started)),
+                now,
+            )
+        })
     }
 
     #[inline]
@@ -549,8 +555,8 @@ impl<C: Clock> Inner<C> {
             // Admitted under an earlier state: not evidence about this one.
             return;
         }
-        let elapsed = self.elapsed(started);
-        self.window.record(kind, elapsed);
+        let timed = self.timed(started);
+        self.window.record(kind, timed);
         if code(word) != CLOSED {
             // Forced closed: counted, never tripped.
             return;
@@ -559,7 +565,7 @@ impl<C: Clock> Inner<C> {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
             }
-            if self.is_slow(elapsed) {
+            if self.is_slow(timed) {
                 self.evaluate(word);
             }
         } else {
@@ -574,8 +580,8 @@ impl<C: Clock> Inner<C> {
     }
 
     #[inline]
-    fn is_slow(&self, elapsed: Option<Duration>) -> bool {
-        matches!((self.slow_threshold, elapsed), (Some(t), Some(e)) if e >= t)
+    fn is_slow(&self, timed: Option<(Duration, Timestamp)>) -> bool {
+        matches!((self.slow_threshold, timed), (Some(t), Some((e, _))) if e >= t)
     }
 
     /// Applies the rate rules to the window after a failure or a slow call.
@@ -636,7 +642,7 @@ impl<C: Clock> Inner<C> {
             // Dropped or ignored: the slot is free, nothing is counted.
             None | Some(OutcomeKind::Ignored) => return,
             Some(OutcomeKind::Failure) => true,
-            Some(OutcomeKind::Success) => self.is_slow(self.elapsed(started)),
+            Some(OutcomeKind::Success) => self.is_slow(self.timed(started)),
         };
         if failed {
             ctl.probe_failures += 1;

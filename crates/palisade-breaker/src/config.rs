@@ -99,9 +99,9 @@ pub enum WindowConfig {
     },
     /// The calls of the last `buckets × bucket_width`.
     Time {
-        /// How many buckets, 1..=3600.
+        /// How many buckets, 1..=1000.
         buckets: u32,
-        /// The width of one bucket, 1 ms..=1 h.
+        /// The width of one bucket, 1 µs..=1 h; the window spans at most a day.
         #[serde(with = "crate::duration")]
         bucket_width: Duration,
     },
@@ -147,9 +147,9 @@ pub const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 /// The most concurrent half-open probes.
 pub const MAX_PROBES: u32 = 1000;
 /// The largest count-based window.
-pub const MAX_COUNT_WINDOW: u32 = 1_000_000;
+pub const MAX_COUNT_WINDOW: u32 = palisade_window::MAX_SIZE as u32;
 /// The most buckets of a time-based window.
-pub const MAX_BUCKETS: u32 = 3600;
+pub const MAX_BUCKETS: u32 = palisade_window::MAX_BUCKETS as u32;
 
 impl Default for HalfOpenConfig {
     fn default() -> Self {
@@ -333,9 +333,20 @@ impl BreakerConfig {
                 duration_in(
                     "window.bucket_width",
                     bucket_width,
-                    Duration::from_millis(1),
-                    Duration::from_secs(3600),
+                    palisade_window::MIN_BUCKET_WIDTH,
+                    palisade_window::MAX_BUCKET_WIDTH,
                 )?;
+                let span = bucket_width.saturating_mul(buckets);
+                if span > palisade_window::MAX_WINDOW {
+                    return Err(ConfigError::new(
+                        "window",
+                        format!(
+                            "must span at most {} (buckets × bucket_width), got {}",
+                            crate::duration::format(palisade_window::MAX_WINDOW),
+                            crate::duration::format(span)
+                        ),
+                    ));
+                }
                 range("minimum_calls", self.minimum_calls, 1, 1_000_000_000)?;
             }
         }
@@ -523,7 +534,15 @@ mod tests {
                     bucket_width: Duration::from_secs(1),
                 }),
                 "window.buckets",
-                "1..=3600",
+                "1..=1000",
+            ),
+            (
+                BreakerConfig::default().window(WindowConfig::Time {
+                    buckets: 1000,
+                    bucket_width: Duration::from_secs(3600),
+                }),
+                "window",
+                "at most 86400s",
             ),
             (
                 BreakerConfig::default().open(OpenDuration::fixed(Duration::ZERO)),

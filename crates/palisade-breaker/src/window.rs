@@ -1,13 +1,12 @@
-//! The closed state's sliding window: the one place that knows the window type.
+//! The closed state's sliding window: the one place that knows the window types.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use palisade_classify::OutcomeKind;
-use palisade_clock::Clock;
+use palisade_clock::{Clock, Timestamp};
+use palisade_window::{CountConfig, CountWindow, TimeConfig, TimeWindow, Window};
 
-use crate::config::WindowConfig;
-use crate::sync::Mutex;
+use crate::config::{ConfigError, WindowConfig};
 
 /// What the trip rules read from the window.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -18,68 +17,69 @@ pub(crate) struct Counts {
 }
 
 #[derive(Debug)]
-pub(crate) struct ClosedWindow<C> {
-    shape: WindowConfig,
-    slow: Option<Duration>,
-    clock: C,
-    inner: Mutex<VecDeque<(u64, OutcomeKind, bool)>>,
+pub(crate) enum ClosedWindow<C: Clock> {
+    Count(CountWindow),
+    Time(TimeWindow<C>),
 }
 
 impl<C: Clock> ClosedWindow<C> {
-    pub(crate) fn new(shape: WindowConfig, slow: Option<Duration>, clock: C) -> Self {
-        ClosedWindow {
-            shape,
-            slow,
-            clock,
-            inner: Mutex::new(VecDeque::new()),
-        }
-    }
-
-    #[inline]
-    pub(crate) fn record(&self, kind: OutcomeKind, elapsed: Option<Duration>) {
-        let slow = matches!((self.slow, elapsed), (Some(t), Some(e)) if e >= t);
-        let now = self.clock.recent().as_nanos();
-        let mut q = self.inner.lock();
-        q.push_back((now, kind, slow));
-        self.trim(&mut q, now);
-    }
-
-    fn trim(&self, q: &mut VecDeque<(u64, OutcomeKind, bool)>, now: u64) {
-        match self.shape {
-            WindowConfig::Count { size } => {
-                while q.len() > size as usize {
-                    q.pop_front();
-                }
-            }
+    pub(crate) fn new(
+        shape: WindowConfig,
+        slow_call_threshold: Option<Duration>,
+        clock: C,
+    ) -> Result<Self, ConfigError> {
+        let built = match shape {
+            WindowConfig::Count { size } => CountWindow::new(CountConfig {
+                size: size as usize,
+                slow_call_threshold,
+            })
+            .map(ClosedWindow::Count),
             WindowConfig::Time {
                 buckets,
                 bucket_width,
-            } => {
-                let span = bucket_width.as_nanos() as u64 * u64::from(buckets);
-                while q
-                    .front()
-                    .is_some_and(|(t, _, _)| now.saturating_sub(*t) >= span)
-                {
-                    q.pop_front();
-                }
+            } => TimeWindow::new(
+                TimeConfig {
+                    buckets: buckets as usize,
+                    bucket_width,
+                    slow_call_threshold,
+                },
+                clock,
+            )
+            .map(ClosedWindow::Time),
+        };
+        built.map_err(|e| ConfigError::new("window", e.to_string()))
+    }
+
+    /// Records an outcome; `timed` is the call's duration and the time it ended,
+    /// when calls are timed.
+    #[inline]
+    pub(crate) fn record(&self, kind: OutcomeKind, timed: Option<(Duration, Timestamp)>) {
+        match (self, timed) {
+            (ClosedWindow::Count(w), None) => w.record(kind),
+            (ClosedWindow::Count(w), Some((elapsed, _))) => w.record_with_duration(kind, elapsed),
+            (ClosedWindow::Time(w), None) => w.record(kind),
+            (ClosedWindow::Time(w), Some((elapsed, now))) => {
+                w.record_with_duration_at(kind, elapsed, now)
             }
         }
     }
 
     pub(crate) fn counts(&self) -> Counts {
-        let now = self.clock.recent().as_nanos();
-        let mut q = self.inner.lock();
-        self.trim(&mut q, now);
-        let mut c = Counts::default();
-        for (_, kind, slow) in q.iter() {
-            c.calls += 1;
-            c.failures += u64::from(*kind == OutcomeKind::Failure);
-            c.slow_calls += u64::from(*slow);
+        let s = match self {
+            ClosedWindow::Count(w) => w.snapshot(),
+            ClosedWindow::Time(w) => w.snapshot(),
+        };
+        Counts {
+            calls: s.calls(),
+            failures: s.failures(),
+            slow_calls: s.slow_calls(),
         }
-        c
     }
 
     pub(crate) fn reset(&self) {
-        self.inner.lock().clear();
+        match self {
+            ClosedWindow::Count(w) => w.reset(),
+            ClosedWindow::Time(w) => w.reset(),
+        }
     }
 }
