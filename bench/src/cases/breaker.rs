@@ -1,0 +1,294 @@
+//! Circuit breakers: a successful call through a closed breaker, a rejection by an
+//! open one, and the closed-state call on two threads sharing one breaker.
+//!
+//! Every breaker wraps the same protected call ([`ok_call`]) and is configured alike
+//! where the crates allow it: a failure-rate or consecutive-failure trip, and an open
+//! state of an hour so that the rejection workload stays open for the whole run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use layered::{Execute, Service as _, Stack as _};
+use tower::Layer as _;
+
+use super::{
+    Boom, Gap, block_on, call_for, failing_call, ok_call, ok_service, tower_call, tower_call_with,
+};
+use crate::harness::{Case, Floor, Role, bench_async, bench_parallel};
+
+const CLOSED: &str = "closed-state call";
+const OPEN: &str = "open-state rejection";
+const TWO: &str = "closed-state call, 2 threads";
+
+const OPEN_FOR: Duration = Duration::from_secs(3600);
+
+pub(super) const GAPS: &[Gap] = &[];
+
+fn is_ok<T, E>(r: &Result<T, E>) -> bool {
+    r.is_ok()
+}
+
+// ---- recloser -------------------------------------------------------------------
+
+fn recloser() -> recloser::AsyncRecloser {
+    recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .half_open_len(10)
+        .open_wait(OPEN_FOR)
+        .build()
+        .into()
+}
+
+fn recloser_open() -> recloser::AsyncRecloser {
+    let r = recloser();
+    block_on(async {
+        for _ in 0..200 {
+            let _ = r.call(failing_call()).await;
+        }
+    });
+    r
+}
+
+fn recloser_rejected(r: &Result<u64, recloser::Error<Boom>>) -> bool {
+    matches!(r, Err(recloser::Error::Rejected))
+}
+
+// ---- failsafe --------------------------------------------------------------------
+
+type Failsafe = failsafe::StateMachine<
+    failsafe::failure_policy::ConsecutiveFailures<failsafe::backoff::Constant>,
+    (),
+>;
+
+fn failsafe() -> Failsafe {
+    failsafe::Config::new()
+        .failure_policy(failsafe::failure_policy::consecutive_failures(
+            5,
+            failsafe::backoff::constant(OPEN_FOR),
+        ))
+        .build()
+}
+
+fn failsafe_call(
+    cb: &Failsafe,
+) -> impl std::future::Future<Output = Result<u64, failsafe::Error<Boom>>> + '_ {
+    failsafe::futures::CircuitBreaker::call(cb, ok_call())
+}
+
+fn failsafe_open() -> Failsafe {
+    let cb = failsafe();
+    block_on(async {
+        for _ in 0..20 {
+            let _ = failsafe::futures::CircuitBreaker::call(&cb, failing_call()).await;
+        }
+    });
+    cb
+}
+
+// ---- tower-resilience-circuitbreaker --------------------------------------------
+
+fn tower_resilience_layer() -> tower_resilience_circuitbreaker::CircuitBreakerLayer {
+    tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .minimum_number_of_calls(10)
+        .wait_duration_in_open(OPEN_FOR)
+        .build()
+        .expect("a valid tower-resilience configuration")
+}
+
+fn tower_resilience_open() -> impl tower::Service<
+    u64,
+    Response = u64,
+    Error = tower_resilience_circuitbreaker::CircuitBreakerError<Boom>,
+    Future: Send,
+> + Clone
++ Send
++ Sync {
+    let mut svc = tower_resilience_layer().layer(tower::service_fn(call_for));
+    block_on(async {
+        for _ in 0..200 {
+            let _ = tower_call_with(&mut svc, 1).await;
+        }
+    });
+    svc
+}
+
+// ---- seatbelt --------------------------------------------------------------------
+
+fn seatbelt_breaker() -> impl layered::Service<u64, Out = Result<u64, Boom>> + Clone + 'static {
+    let clock = tick::Clock::new_tokio();
+    let context = seatbelt::ResilienceContext::new(&clock);
+    (
+        seatbelt::breaker::Breaker::layer("bench", &context)
+            .recovery_with(|r: &Result<u64, Boom>, _| match r {
+                Ok(_) => seatbelt::RecoveryInfo::never(),
+                Err(_) => seatbelt::RecoveryInfo::retry(),
+            })
+            .rejected_input_error(|_, _| Boom)
+            .failure_threshold(0.5)
+            .min_throughput(10)
+            .break_duration(OPEN_FOR),
+        Execute::new(call_for),
+    )
+        .into_service()
+}
+
+fn seatbelt_open() -> impl layered::Service<u64, Out = Result<u64, Boom>> + 'static {
+    let svc = seatbelt_breaker();
+    block_on(async {
+        for _ in 0..200 {
+            let _ = svc.execute(1).await;
+        }
+    });
+    svc
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    let mut cases = vec![
+        // Closed: one successful call.
+        Case::new(
+            "breaker",
+            CLOSED,
+            "recloser",
+            Role::Peer,
+            bench_async!(recloser(), |s| s.call(ok_call()), is_ok),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("AsyncRecloser::call"),
+        Case::new(
+            "breaker",
+            CLOSED,
+            "failsafe",
+            Role::Peer,
+            bench_async!(failsafe(), |s| failsafe_call(s), is_ok),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("failsafe::futures::CircuitBreaker::call"),
+        Case::new(
+            "breaker",
+            CLOSED,
+            "tower-resilience",
+            Role::Peer,
+            bench_async!(
+                tower_resilience_layer().layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("tower-resilience-circuitbreaker as a tower Service: ready + call"),
+        Case::new(
+            "breaker",
+            CLOSED,
+            "seatbelt",
+            Role::Peer,
+            bench_async!(seatbelt_breaker(), |s| s.execute(0), is_ok),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("seatbelt Breaker layer over Execute, tokio tick clock"),
+        // Open: one rejection.
+        Case::new(
+            "breaker",
+            OPEN,
+            "recloser",
+            Role::Peer,
+            bench_async!(recloser_open(), |s| s.call(ok_call()), recloser_rejected),
+        )
+        .floor(Floor::Await),
+        Case::new(
+            "breaker",
+            OPEN,
+            "failsafe",
+            Role::Peer,
+            bench_async!(failsafe_open(), |s| failsafe_call(s), |r: &Result<
+                u64,
+                failsafe::Error<Boom>,
+            >| matches!(
+                r,
+                Err(failsafe::Error::Rejected)
+            )),
+        )
+        .floor(Floor::Await),
+        Case::new(
+            "breaker",
+            OPEN,
+            "tower-resilience",
+            Role::Peer,
+            bench_async!(tower_resilience_open(), |s| tower_call(s), |r: &Result<
+                u64,
+                tower_resilience_circuitbreaker::CircuitBreakerError<Boom>,
+            >| matches!(
+                r,
+                Err(tower_resilience_circuitbreaker::CircuitBreakerError::OpenCircuit)
+            )),
+        )
+        .floor(Floor::Await),
+        Case::new(
+            "breaker",
+            OPEN,
+            "seatbelt",
+            Role::Peer,
+            bench_async!(seatbelt_open(), |s| s.execute(0), |r: &Result<
+                u64,
+                Boom,
+            >| *r
+                == Err(Boom)),
+        )
+        .floor(Floor::Await)
+        .note("the rejection is the configured rejected_input_error value"),
+    ];
+
+    // Two threads, one shared breaker.
+    let shared = Arc::new(recloser());
+    cases.push(
+        Case::new(
+            "breaker",
+            TWO,
+            "recloser",
+            Role::Peer,
+            bench_parallel!(2, move || Arc::clone(&shared), |s| s.call(ok_call()), is_ok),
+        )
+        .threads(2, CLOSED),
+    );
+    let shared = failsafe();
+    cases.push(
+        Case::new(
+            "breaker",
+            TWO,
+            "failsafe",
+            Role::Peer,
+            bench_parallel!(2, move || shared.clone(), |s| failsafe_call(s), is_ok),
+        )
+        .threads(2, CLOSED),
+    );
+    let shared = tower_resilience_layer().layer(tower::service_fn(ok_service));
+    cases.push(
+        Case::new(
+            "breaker",
+            TWO,
+            "tower-resilience",
+            Role::Peer,
+            bench_parallel!(2, move || shared.clone(), |s| tower_call(s), is_ok),
+        )
+        .threads(2, CLOSED)
+        .note("one service clone per thread, sharing the circuit"),
+    );
+    let shared = seatbelt_breaker();
+    cases.push(
+        Case::new(
+            "breaker",
+            TWO,
+            "seatbelt",
+            Role::Peer,
+            bench_parallel!(2, move || shared.clone(), |s| s.execute(0), is_ok),
+        )
+        .threads(2, CLOSED),
+    );
+    cases
+}

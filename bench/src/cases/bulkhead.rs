@@ -1,0 +1,44 @@
+//! Bulkheads: acquiring a concurrency slot and releasing it.
+
+use super::{Gap, ok_service, tower_call};
+use crate::harness::{Case, Floor, Role, bench_async, bench_sync};
+
+const ACQUIRE: &str = "acquire + release";
+
+pub(super) const GAPS: &[Gap] = &[];
+
+fn is_ok<T, E>(r: &Result<T, E>) -> bool {
+    r.is_ok()
+}
+
+pub(super) fn cases() -> Vec<Case> {
+    vec![
+        Case::new(
+            "bulkhead",
+            ACQUIRE,
+            "tower ConcurrencyLimit",
+            Role::Peer,
+            bench_async!(
+                tower::limit::ConcurrencyLimit::new(tower::service_fn(ok_service), 64),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("a tower Service: the permit is taken in poll_ready and released with the response"),
+        Case::new(
+            "bulkhead",
+            ACQUIRE,
+            "tokio Semaphore",
+            Role::Reference,
+            bench_sync!(
+                tokio::sync::Semaphore::new(64),
+                |s| s.try_acquire().map(drop),
+                is_ok
+            ),
+        )
+        .floor(Floor::Atomic)
+        .note("try_acquire + drop of the permit: what ConcurrencyLimit is built on"),
+    ]
+}
