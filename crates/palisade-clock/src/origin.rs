@@ -79,17 +79,18 @@ fn far_future(from: Instant) -> Instant {
         .unwrap_or(from)
 }
 
-/// How far [`Clock::recent`](crate::Clock::recent) may lag `now()` on the monotonic
-/// and tokio clocks: the resolution of the coarse clock (the kernel tick on Linux,
-/// typically 1 to 4 ms), or zero where `recent()` is exact.
+/// How far [`Clock::recent`](crate::Clock::recent) lags `now()` on the monotonic and
+/// tokio clocks when the machine is not starved: the ticker's period (1 ms), or the
+/// coarse kernel clock's resolution if that is coarser and the ticker could not
+/// start. An overloaded machine that delays the ticker thread adds that delay.
 pub fn recent_resolution() -> Duration {
     #[cfg(target_os = "linux")]
     {
-        linux::resolution(libc::CLOCK_MONOTONIC_COARSE)
+        crate::ticker::TICK.max(linux::resolution(libc::CLOCK_MONOTONIC_COARSE))
     }
     #[cfg(not(target_os = "linux"))]
     {
-        Duration::ZERO
+        crate::ticker::TICK
     }
 }
 
