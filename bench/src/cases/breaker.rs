@@ -28,6 +28,42 @@ fn is_ok<T, E>(r: &Result<T, E>) -> bool {
     r.is_ok()
 }
 
+// ---- palisade-breaker -------------------------------------------------------------
+
+/// Configured like the peers: 50 % of a 100-call window, at least 10 calls, open for
+/// an hour.
+fn palisade() -> palisade_breaker::Breaker {
+    let config = palisade_breaker::BreakerConfig::default()
+        .failure_rate_threshold(Some(50.0))
+        .window(palisade_breaker::WindowConfig::Count { size: 100 })
+        .minimum_calls(10)
+        .open(palisade_breaker::OpenDuration::fixed(OPEN_FOR));
+    palisade_breaker::Breaker::new(config).expect("a valid breaker configuration")
+}
+
+/// The default configuration: a time-based window of 10 × 1 s.
+fn palisade_default() -> palisade_breaker::Breaker {
+    palisade_breaker::Breaker::new(palisade_breaker::BreakerConfig::default())
+        .expect("the default breaker configuration")
+}
+
+fn palisade_open() -> palisade_breaker::Breaker {
+    let b = palisade();
+    block_on(async {
+        for _ in 0..200 {
+            let _ = b.call(failing_call()).await;
+        }
+    });
+    b
+}
+
+type PalisadeResult = Result<u64, palisade_breaker::CallError<Boom>>;
+
+fn palisade_rejected(r: &PalisadeResult) -> bool {
+    r.as_ref()
+        .is_err_and(palisade_breaker::CallError::is_rejected)
+}
+
 // ---- recloser -------------------------------------------------------------------
 
 fn recloser() -> recloser::AsyncRecloser {
@@ -151,6 +187,46 @@ pub(super) fn cases() -> Vec<Case> {
         Case::new(
             "breaker",
             CLOSED,
+            "palisade-breaker",
+            Role::Palisade,
+            bench_async!(palisade(), |s| s.call(ok_call()), is_ok),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("Breaker::call; count window of 100, as the peers"),
+        Case::new(
+            "breaker",
+            CLOSED,
+            "palisade-breaker (default config)",
+            Role::Palisade,
+            bench_async!(palisade_default(), |s| s.call(ok_call()), is_ok),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("Breaker::call; the default time window of 10 × 1 s"),
+        Case::new(
+            "breaker",
+            CLOSED,
+            "palisade-breaker (try_acquire + record)",
+            Role::Palisade,
+            bench_async!(
+                palisade(),
+                |s| async {
+                    let permit = s.try_acquire();
+                    let result = ok_call().await;
+                    if let Ok(permit) = permit {
+                        permit.record(palisade_classify::Outcome::Success);
+                    }
+                    result
+                },
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .note("the two-step API: admit, await the call, record the outcome"),
+        Case::new(
+            "breaker",
+            CLOSED,
             "recloser",
             Role::Peer,
             bench_async!(recloser(), |s| s.call(ok_call()), is_ok),
@@ -193,6 +269,16 @@ pub(super) fn cases() -> Vec<Case> {
         .key()
         .note("seatbelt Breaker layer over Execute, tokio tick clock"),
         // Open: one rejection.
+        Case::new(
+            "breaker",
+            OPEN,
+            "palisade-breaker",
+            Role::Palisade,
+            bench_async!(palisade_open(), |s| s.call(ok_call()), palisade_rejected),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("Breaker::call rejected with the time until it tries again"),
         Case::new(
             "breaker",
             OPEN,
@@ -245,6 +331,17 @@ pub(super) fn cases() -> Vec<Case> {
     ];
 
     // Two threads, one shared breaker.
+    let shared = palisade();
+    cases.push(
+        Case::new(
+            "breaker",
+            TWO,
+            "palisade-breaker",
+            Role::Palisade,
+            bench_parallel!(2, move || shared.clone(), |s| s.call(ok_call()), is_ok),
+        )
+        .threads(2, CLOSED),
+    );
     let shared = Arc::new(recloser());
     cases.push(
         Case::new(

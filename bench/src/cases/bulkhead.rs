@@ -11,8 +11,42 @@ fn is_ok<T, E>(r: &Result<T, E>) -> bool {
     r.is_ok()
 }
 
+fn palisade() -> palisade_limit::Bulkhead {
+    palisade_limit::Bulkhead::new(palisade_limit::BulkheadConfig::new(64))
+        .expect("a valid bulkhead configuration")
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
+        Case::new(
+            "bulkhead",
+            ACQUIRE,
+            "palisade-limit Bulkhead (acquire().await)",
+            Role::Palisade,
+            bench_async!(
+                palisade(),
+                |s| async {
+                    let permit = s.acquire().await;
+                    let result = super::ok_call().await;
+                    drop(permit);
+                    result
+                },
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("acquire().await, the protected call, the permit dropped: as ConcurrencyLimit"),
+        Case::new(
+            "bulkhead",
+            ACQUIRE,
+            "palisade-limit Bulkhead (try_acquire)",
+            Role::Palisade,
+            bench_sync!(palisade(), |s| s.try_acquire().map(drop), is_ok),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("try_acquire + drop of the permit: as tokio's try_acquire"),
         Case::new(
             "bulkhead",
             ACQUIRE,

@@ -1,6 +1,9 @@
 //! Cancellation contexts: checking for cancellation, creating and dropping a child,
 //! and cancelling a parent with 100 children.
 
+use std::time::Duration;
+
+use palisade_context::{CancelGuard, Context};
 use tokio_util::sync::CancellationToken;
 
 use super::Gap;
@@ -12,8 +15,71 @@ const CANCEL: &str = "cancel with 100 children";
 
 pub(super) const GAPS: &[Gap] = &[];
 
+/// A cancellable context without a deadline, and the guard that keeps it alive.
+fn palisade() -> (Context, CancelGuard) {
+    Context::background().with_cancel()
+}
+
 pub(super) fn cases() -> Vec<Case> {
     vec![
+        Case::new(
+            "context",
+            CHECK,
+            "palisade-context",
+            Role::Palisade,
+            bench_sync!(palisade(), |s| s.0.is_cancelled(), |r: &bool| !*r),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("a cancellable context without a deadline"),
+        Case::new(
+            "context",
+            CHECK,
+            "palisade-context (with deadline)",
+            Role::Palisade,
+            bench_sync!(
+                Context::background().with_timeout(Duration::from_secs(3600)),
+                |s| s.0.is_cancelled(),
+                |r: &bool| !*r
+            ),
+        )
+        .floor(Floor::Atomic)
+        .note("one more coarse clock reading to compare with the deadline"),
+        Case::new(
+            "context",
+            CHILD,
+            "palisade-context",
+            Role::Palisade,
+            bench_sync!(
+                palisade(),
+                |s| {
+                    let (child, _guard) = s.0.with_cancel();
+                    child.is_cancelled()
+                },
+                |r: &bool| !*r
+            ),
+        )
+        .key()
+        .note("with_cancel: the child and its guard, both dropped"),
+        Case::new(
+            "context",
+            CANCEL,
+            "palisade-context",
+            Role::Palisade,
+            bench_sync!(
+                Vec::<(Context, CancelGuard)>::with_capacity(100),
+                |s| {
+                    let (parent, guard) = Context::background().with_cancel();
+                    s.extend((0..100).map(|_| parent.with_cancel()));
+                    guard.cancel();
+                    let all = s.iter().all(|(c, _)| c.is_cancelled());
+                    s.clear();
+                    all
+                },
+                |r: &bool| *r
+            ),
+        )
+        .note("builds the tree (a root, 100 children), cancels the root, drops all"),
         Case::new(
             "context",
             CHECK,

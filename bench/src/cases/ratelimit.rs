@@ -25,6 +25,7 @@ fn is_ok<T, E>(r: &Result<T, E>) -> bool {
     r.is_ok()
 }
 
+/// As high as palisade's limit allows (10^9 per second) and more: never exhausted.
 fn quota() -> governor::Quota {
     governor::Quota::per_second(NonZeroU32::MAX)
 }
@@ -34,7 +35,21 @@ pub(super) fn cases() -> Vec<Case> {
     for key in 0..KEYS {
         let _ = keyed.check_key(&key);
     }
+    let palisade = palisade_limit::RateLimiter::new(palisade_limit::RateLimiterConfig::per_second(
+        1_000_000_000,
+    ))
+    .expect("a valid rate limiter configuration");
     vec![
+        Case::new(
+            "ratelimit",
+            DIRECT,
+            "palisade-limit RateLimiter",
+            Role::Palisade,
+            bench_sync!(palisade, |s| s.check(), is_ok),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("RateLimiter::check, GCRA on one atomic word, coarse clock"),
         Case::new(
             "ratelimit",
             DIRECT,

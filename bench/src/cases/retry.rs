@@ -157,6 +157,23 @@ pub(super) fn cases() -> Vec<Case> {
         Case::new(
             "retry",
             DELAYS,
+            "palisade-backoff",
+            Role::Palisade,
+            bench_sync!(
+                palisade_backoff::Backoff::exponential(Duration::from_millis(10))
+                    .jitter(palisade_backoff::Jitter::Full)
+                    .max_attempts(11)
+                    .build()
+                    .expect("a valid backoff"),
+                |s| s.iter().fold(Duration::ZERO, |a, d| a + d),
+                |d: &Duration| *d > Duration::ZERO
+            ),
+        )
+        .key()
+        .note("Backoff::iter(), 10 delays, full jitter from a per-thread generator"),
+        Case::new(
+            "retry",
+            DELAYS,
             "backon",
             Role::Peer,
             bench_sync!(

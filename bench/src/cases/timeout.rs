@@ -20,6 +20,23 @@ pub(super) fn cases() -> Vec<Case> {
         Case::new(
             "timeout",
             READY,
+            "palisade-context timeout",
+            Role::Palisade,
+            bench_async!(
+                palisade_context::Context::background(),
+                |s| palisade_context::timeout(s, LIMIT, ok_call()),
+                |r: &Result<Result<u64, super::Boom>, palisade_context::TimeoutError>| matches!(
+                    r,
+                    Ok(Ok(1))
+                )
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("timeout(&ctx, 1 s, call) under the background context"),
+        Case::new(
+            "timeout",
+            READY,
             "tokio::time::timeout",
             Role::Peer,
             bench_async!(

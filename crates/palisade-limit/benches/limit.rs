@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use palisade_clock::{ManualClock, MonotonicClock};
+use palisade_limit::rate::{KeyedRateLimiter, KeyedRateLimiterConfig};
 use palisade_limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 
 fn bulkhead(c: &mut Criterion) {
@@ -67,6 +68,21 @@ fn rate(c: &mut Criterion) {
     .unwrap();
     group.bench_function("check (manual clock)", |bench| {
         bench.iter(|| black_box(manual.check()))
+    });
+    let keyed: KeyedRateLimiter<u64> = KeyedRateLimiter::new(KeyedRateLimiterConfig::new(
+        RateLimiterConfig::per_second(1_000_000_000),
+        10_000,
+    ))
+    .unwrap();
+    for key in 0..1024 {
+        let _ = keyed.check(&key);
+    }
+    let mut key = 0u64;
+    group.bench_function("keyed check (1024 keys in rotation)", |bench| {
+        bench.iter(|| {
+            key = (key + 1) % 1024;
+            black_box(keyed.check(&key))
+        })
     });
     group.finish();
 }

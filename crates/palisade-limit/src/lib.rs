@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | [`Bulkhead`] | calls in flight at once, with an optional bounded FIFO wait queue | [`Strategy::Bulkhead`](palisade_classify::Strategy::Bulkhead) |
 //! | [`RateLimiter`] | calls per period (GCRA, one atomic word), with a burst | [`Strategy::RateLimiter`](palisade_classify::Strategy::RateLimiter), with when to retry |
+//! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
 //! in virtual time, is configured by a serde configuration validated with errors that
@@ -44,4 +45,7 @@ mod sync;
 
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, Permit};
 pub use config::ConfigError;
-pub use rate::{RateLimited, RateLimiter, RateLimiterConfig, RateLimiterSnapshot};
+pub use rate::{
+    KeyedRateLimiter, KeyedRateLimiterConfig, RateLimited, RateLimiter, RateLimiterConfig,
+    RateLimiterSnapshot,
+};

@@ -4,12 +4,12 @@
 #[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub(crate) use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
 pub(crate) use loom::sync::Arc;
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 pub(crate) use crossbeam_utils::CachePadded;
 
@@ -46,6 +46,60 @@ impl<T> Mutex<T> {
         #[cfg(loom)]
         {
             self.inner.lock().unwrap()
+        }
+    }
+}
+
+/// A reader-writer lock whose `read` and `write` cannot fail: parking_lot's, or
+/// loom's under `--cfg loom`.
+#[derive(Debug, Default)]
+pub(crate) struct RwLock<T> {
+    #[cfg(not(loom))]
+    inner: parking_lot::RwLock<T>,
+    #[cfg(loom)]
+    inner: loom::sync::RwLock<T>,
+}
+
+#[cfg(not(loom))]
+pub(crate) type ReadGuard<'a, T> = parking_lot::RwLockReadGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type ReadGuard<'a, T> = loom::sync::RwLockReadGuard<'a, T>;
+#[cfg(not(loom))]
+pub(crate) type WriteGuard<'a, T> = parking_lot::RwLockWriteGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type WriteGuard<'a, T> = loom::sync::RwLockWriteGuard<'a, T>;
+
+impl<T> RwLock<T> {
+    pub(crate) fn new(value: T) -> Self {
+        RwLock {
+            #[cfg(not(loom))]
+            inner: parking_lot::RwLock::new(value),
+            #[cfg(loom)]
+            inner: loom::sync::RwLock::new(value),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn read(&self) -> ReadGuard<'_, T> {
+        #[cfg(not(loom))]
+        {
+            self.inner.read()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.read().unwrap()
+        }
+    }
+
+    #[inline]
+    pub(crate) fn write(&self) -> WriteGuard<'_, T> {
+        #[cfg(not(loom))]
+        {
+            self.inner.write()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.write().unwrap()
         }
     }
 }

@@ -114,6 +114,17 @@ async fn a_dropped_wait_takes_nothing() {
 }
 
 #[test]
+fn a_narrow_burst_at_a_fast_rate_reads_the_precise_clock() {
+    let tight = RateLimiter::new(RateLimiterConfig::per_second(100_000).with_burst(1)).unwrap();
+    // Where `recent()` is exact (resolution zero) either reading is exact.
+    if !palisade_clock::recent_resolution().is_zero() {
+        assert!(tight.snapshot().precise_clock);
+    }
+    let wide = RateLimiter::new(RateLimiterConfig::per_second(100_000)).unwrap();
+    assert!(!wide.snapshot().precise_clock);
+}
+
+#[test]
 fn reconfigure_changes_the_rate_of_a_live_limiter() {
     let l = manual(RateLimiterConfig::per_second(1).with_burst(1));
     l.check().unwrap();

@@ -88,6 +88,11 @@ impl RateLimiterConfig {
         period / u64::from(self.rate.max(1))
     }
 
+    /// How long the burst takes at the steady rate: `burst × interval`.
+    pub(crate) fn burst_nanos(&self) -> u128 {
+        u128::from(self.emission_nanos()) * u128::from(self.effective_burst())
+    }
+
     /// The GCRA tolerance: how far ahead of now the theoretical arrival time may run,
     /// `(burst - 1) * emission_interval`.
     pub(crate) fn tolerance_nanos(&self) -> u64 {

@@ -11,16 +11,23 @@
 //!
 //! # Which clock reading
 //!
-//! A check reads [`Clock::recent`] (a coarse clock, several times cheaper) when the
-//! emission interval (`period / rate`) is at least [`COARSE_CLOCK_FACTOR`] times
-//! the coarse clock's resolution, and [`Clock::now`] otherwise. A reading that lags
-//! by `δ` can only make the limiter stricter at that instant and make its
-//! retry-after hints longer; over any window it admits at most `δ / interval` calls
-//! more than an exact GCRA, which is under a quarter of a call when the interval is
-//! at least four resolutions. For tighter rates (a kernel tick of 4 ms means more than
-//! 62 calls a second) the precise reading keeps the schedule exact. On a clock whose
-//! `recent()` is exact (the manual clock; the tokio clock under `test-util`) both
-//! readings agree.
+//! GCRA needs the time on every check, and reading the system clock is most of a
+//! check's cost. [`Clock::recent`] is far cheaper but lags `now()` by up to `δ`
+//! ([`recent_resolution`], plus scheduling delays). A limiter reads `recent()` when
+//! its burst spans at least [`COARSE_CLOCK_FACTOR`] resolutions
+//! (`burst × period / rate ≥ 4 δ`), and `now()` otherwise. Why that bound:
+//!
+//! - a lagging reading only ever makes one check stricter; over any window the
+//!   limiter admits at most `δ / interval` calls more than an exact GCRA, which the
+//!   bound keeps under a quarter of the burst;
+//! - the clock advancing in steps of `δ` admits in bursts of up to `δ / interval`
+//!   calls, and the burst's credit absorbs such a step four times over, so the long-run
+//!   rate is exact (with a smaller burst a frozen reading would starve a fast rate);
+//! - retry-after hints may be up to `δ` longer than needed, never shorter.
+//!
+//! Narrow bursts at fast rates (a burst of 1 at 1000 calls a second) read `now()` and
+//! keep the schedule exact. On a clock whose `recent()` is exact (the manual clock;
+//! the tokio clock under `test-util`) both readings agree.
 //!
 //! # Example
 //!
@@ -44,6 +51,7 @@
 mod config;
 mod error;
 pub(crate) mod gcra;
+mod keyed;
 
 use std::fmt;
 use std::time::Duration;
@@ -52,21 +60,20 @@ use palisade_clock::{Clock, DefaultClock, Timestamp, recent_resolution};
 
 pub use config::{MAX_RATE, RateLimiterConfig};
 pub use error::RateLimited;
+pub use keyed::{KeyedRateLimiter, KeyedRateLimiterConfig, KeyedRateLimiterSnapshot, MAX_KEYS};
 
 use self::gcra::Gcra;
 use crate::config::ConfigError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, CachePadded, Mutex, Ordering};
 
-/// A rate limiter uses the cheap [`Clock::recent`] when its emission interval is at
-/// least this many times the coarse clock's resolution; see the
+/// A rate limiter reads the cheap [`Clock::recent`] when its burst spans at least
+/// this many resolutions of that reading; see the
 /// [module docs](crate::rate#which-clock-reading).
 pub const COARSE_CLOCK_FACTOR: u32 = 4;
 
-/// Whether a limiter of this emission interval may read the coarse clock.
-pub(crate) fn coarse_enough(interval_nanos: u64) -> bool {
-    let resolution = recent_resolution();
-    resolution.is_zero()
-        || u128::from(interval_nanos) >= resolution.as_nanos() * u128::from(COARSE_CLOCK_FACTOR)
+/// Whether a limiter whose burst spans `burst_nanos` may read the coarse clock.
+pub(crate) fn coarse_enough(burst_nanos: u128) -> bool {
+    burst_nanos >= recent_resolution().as_nanos() * u128::from(COARSE_CLOCK_FACTOR)
 }
 
 /// A GCRA rate limiter for all calls to one dependency; see the
@@ -111,7 +118,7 @@ impl<C: Clock> RateLimiter<C> {
                 tat: CachePadded::new(AtomicU64::new(0)),
                 interval: AtomicU64::new(interval),
                 tolerance: AtomicU64::new(config.tolerance_nanos()),
-                coarse: AtomicBool::new(coarse_enough(interval)),
+                coarse: AtomicBool::new(coarse_enough(config.burst_nanos())),
                 rejected: AtomicU64::new(0),
                 clock,
                 config: Mutex::new(config),
@@ -196,7 +203,7 @@ impl<C: Clock> RateLimiter<C> {
             .store(config.tolerance_nanos(), Ordering::Relaxed);
         self.inner
             .coarse
-            .store(coarse_enough(interval), Ordering::Relaxed);
+            .store(coarse_enough(config.burst_nanos()), Ordering::Relaxed);
         if *current != *config {
             tracing::info!(
                 rate_limiter = &*self.inner.name,
