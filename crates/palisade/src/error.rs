@@ -73,6 +73,7 @@ enum Kind<E> {
     Exhausted {
         attempts: u32,
         last: Box<Error<E>>,
+        budget: bool,
     },
     Fallback {
         tier: Cow<'static, str>,
@@ -122,6 +123,16 @@ impl<E> Error<E> {
 
     /// Every allowed attempt failed; `last` is the last attempt's error.
     pub fn exhausted(attempts: u32, last: Error<E>) -> Self {
+        Self::exhausted_inner(attempts, last, false)
+    }
+
+    /// The retry budget refused another retry after `attempts`; `last` is the last
+    /// attempt's error.
+    pub fn budget_exhausted(attempts: u32, last: Error<E>) -> Self {
+        Self::exhausted_inner(attempts, last, true)
+    }
+
+    fn exhausted_inner(attempts: u32, last: Error<E>, budget: bool) -> Self {
         // Keep the chain flat: the last error of an exhausted retry is never itself
         // an exhausted retry.
         let last = match last.kind {
@@ -132,8 +143,15 @@ impl<E> Error<E> {
             kind: Kind::Exhausted {
                 attempts,
                 last: Box::new(last),
+                budget,
             },
         }
+    }
+
+    /// Whether the retry stopped because its budget had no retry left (then also
+    /// [`is_retries_exhausted`](Self::is_retries_exhausted)).
+    pub fn is_budget_exhausted(&self) -> bool {
+        matches!(self.kind, Kind::Exhausted { budget: true, .. })
     }
 
     /// The fallback tier `tier` failed with `error` while replacing `original`.
@@ -202,12 +220,17 @@ impl<E> Error<E> {
     pub fn into_inner(self) -> Result<E, Self> {
         match self.kind {
             Kind::Inner { error, .. } => Ok(error),
-            Kind::Exhausted { attempts, last } => match last.into_inner() {
+            Kind::Exhausted {
+                attempts,
+                last,
+                budget,
+            } => match last.into_inner() {
                 Ok(e) => Ok(e),
                 Err(last) => Err(Error {
                     kind: Kind::Exhausted {
                         attempts,
                         last: Box::new(last),
+                        budget,
                     },
                 }),
             },
@@ -352,8 +375,14 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             // the chain print them once.
             Kind::Cancelled(_) => f.write_str("the call was cancelled"),
             Kind::Panicked(p) => p.fmt(f),
-            Kind::Exhausted { attempts, .. } => {
-                write!(f, "gave up after {attempts} attempts")
+            Kind::Exhausted {
+                attempts, budget, ..
+            } => {
+                write!(f, "gave up after {attempts} attempts")?;
+                if *budget {
+                    f.write_str(" (the retry budget is exhausted)")?;
+                }
+                Ok(())
             }
             Kind::Fallback { tier, error, .. } => write!(f, "fallback `{tier}` failed: {error}"),
         }
@@ -376,10 +405,15 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
                 .finish(),
             Kind::Cancelled(c) => f.debug_tuple("Cancelled").field(c).finish(),
             Kind::Panicked(p) => f.debug_tuple("Panicked").field(p).finish(),
-            Kind::Exhausted { attempts, last } => f
+            Kind::Exhausted {
+                attempts,
+                last,
+                budget,
+            } => f
                 .debug_struct("RetriesExhausted")
                 .field("attempts", attempts)
                 .field("last", last)
+                .field("budget", budget)
                 .finish(),
             Kind::Fallback {
                 tier,

@@ -12,6 +12,11 @@
 //! | [`classify`] | `classify` (default) | the outcome taxonomy every strategy speaks |
 //! | [`context`] | `context` (default) | cancellation, deadlines and values carried by every call |
 //! | [`fallback`] | `fallback` (default) | tiered fallback chains |
+//! | [`backoff`] | `backoff` (default) | delay schedules for retries |
+//! | [`window`] | `window` (default) | sliding-window counters |
+//! | [`retry`] | `retry` (default) | the retry executor, retry budgets, hedging |
+//! | [`breaker`] | `breaker` (default) | the circuit breaker |
+//! | [`limit`] | `limit` (default) | bulkhead and rate limiter |
 //!
 //! # Example
 //!
@@ -52,7 +57,7 @@ pub mod timeout;
 
 pub use error::{BoxError, ConfigError, Error, TimeoutKind};
 pub use palisade_context::Context;
-pub use pipeline::{MAX_TIMEOUT, Pipeline, PipelineBuilder, WithFallback};
+pub use pipeline::{MAX_TIMEOUT, Pipeline, PipelineBuilder, PipelineSnapshot, WithFallback};
 
 #[cfg(feature = "clock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clock")))]
@@ -73,3 +78,28 @@ pub use palisade_context as context;
 #[cfg_attr(docsrs, doc(cfg(feature = "fallback")))]
 #[doc(inline)]
 pub use palisade_fallback as fallback;
+
+#[cfg(feature = "backoff")]
+#[cfg_attr(docsrs, doc(cfg(feature = "backoff")))]
+#[doc(inline)]
+pub use palisade_backoff as backoff;
+
+#[cfg(feature = "window")]
+#[cfg_attr(docsrs, doc(cfg(feature = "window")))]
+#[doc(inline)]
+pub use palisade_window as window;
+
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+#[doc(inline)]
+pub use palisade_retry as retry;
+
+#[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+#[doc(inline)]
+pub use palisade_breaker as breaker;
+
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+#[doc(inline)]
+pub use palisade_limit as limit;

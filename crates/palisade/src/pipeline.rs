@@ -6,7 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, catch_panic};
+use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, Rejection, catch_panic};
 use palisade_clock::TokioClock;
 use palisade_context::Context;
 use palisade_fallback::Fallback;
@@ -15,6 +15,13 @@ use tracing::field::Empty;
 
 use crate::error::{ConfigError, Error, TimeoutKind};
 use crate::timeout::timeout;
+
+#[cfg(feature = "breaker")]
+use palisade_breaker::Breaker;
+#[cfg(feature = "limit")]
+use palisade_limit::{Bulkhead, RateLimiter};
+#[cfg(feature = "retry")]
+use palisade_retry::{RetryError, RetryPolicy, StopReason};
 
 /// The longest timeout a pipeline accepts: one day. Anything longer is a
 /// configuration mistake (a unit confusion), not a limit.
@@ -70,8 +77,39 @@ pub struct Pipeline<K = AnyErrorIsTransient> {
 struct Inner<K> {
     name: Cow<'static, str>,
     classifier: K,
+    layers: Layers,
+}
+
+/// The layers of a pipeline, apart from the classifier.
+#[derive(Clone, Default)]
+struct Layers {
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
+    #[cfg(feature = "retry")]
+    retry: Option<RetryPolicy>,
+    #[cfg(feature = "breaker")]
+    breaker: Option<Breaker>,
+    #[cfg(feature = "limit")]
+    rate_limiter: Option<RateLimiter>,
+    #[cfg(feature = "limit")]
+    bulkhead: Option<Bulkhead>,
+}
+
+impl fmt::Debug for Layers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Layers");
+        d.field("total_timeout", &self.total_timeout);
+        #[cfg(feature = "retry")]
+        d.field("retry", &self.retry.is_some());
+        #[cfg(feature = "breaker")]
+        d.field("breaker", &self.breaker.as_ref().map(|b| b.state()));
+        #[cfg(feature = "limit")]
+        d.field("rate_limiter", &self.rate_limiter.is_some());
+        #[cfg(feature = "limit")]
+        d.field("bulkhead", &self.bulkhead.as_ref().map(|b| b.limit()));
+        d.field("attempt_timeout", &self.attempt_timeout);
+        d.finish()
+    }
 }
 
 impl<K> Clone for Pipeline<K> {
@@ -86,8 +124,7 @@ impl<K> fmt::Debug for Pipeline<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field("name", &self.inner.name)
-            .field("total_timeout", &self.inner.total_timeout)
-            .field("attempt_timeout", &self.inner.attempt_timeout)
+            .field("layers", &self.inner.layers)
             .finish_non_exhaustive()
     }
 }
@@ -96,14 +133,14 @@ impl<K> fmt::Debug for Pipeline<K> {
 pub struct PipelineBuilder<K = AnyErrorIsTransient> {
     name: Cow<'static, str>,
     classifier: K,
-    total_timeout: Option<Duration>,
-    attempt_timeout: Option<Duration>,
+    layers: Layers,
 }
 
 impl<K> fmt::Debug for PipelineBuilder<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("name", &self.name)
+            .field("layers", &self.layers)
             .finish_non_exhaustive()
     }
 }
@@ -118,8 +155,7 @@ impl Pipeline {
         PipelineBuilder {
             name: name.into(),
             classifier: AnyErrorIsTransient,
-            total_timeout: None,
-            attempt_timeout: None,
+            layers: Layers::default(),
         }
     }
 }
@@ -140,37 +176,72 @@ impl<K> PipelineBuilder<K> {
         PipelineBuilder {
             name: self.name,
             classifier,
-            total_timeout: self.total_timeout,
-            attempt_timeout: self.attempt_timeout,
+            layers: self.layers,
         }
     }
 
     /// Limits the whole execution, retries and their waits included.
     pub fn total_timeout(mut self, limit: Duration) -> Self {
-        self.total_timeout = Some(limit);
+        self.layers.total_timeout = Some(limit);
         self
     }
 
     /// Limits each attempt on its own.
     pub fn attempt_timeout(mut self, limit: Duration) -> Self {
-        self.attempt_timeout = Some(limit);
+        self.layers.attempt_timeout = Some(limit);
+        self
+    }
+
+    /// Retries transient failures with this policy (its backoff, budget and
+    /// hedging). Each attempt goes through the breaker, the limits and the attempt
+    /// timeout on its own.
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.layers.retry = Some(policy);
+        self
+    }
+
+    /// Guards the dependency with this circuit breaker; it counts every attempt.
+    /// Clones of a breaker share their state, so one breaker can guard several
+    /// pipelines of the same dependency.
+    #[cfg(feature = "breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+    pub fn breaker(mut self, breaker: Breaker) -> Self {
+        self.layers.breaker = Some(breaker);
+        self
+    }
+
+    /// Limits the rate of attempts; an attempt over the rate is rejected at once.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.layers.rate_limiter = Some(limiter);
+        self
+    }
+
+    /// Bounds the attempts in flight at once (with the bulkhead's own bounded
+    /// queue, if it has one).
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
+        self.layers.bulkhead = Some(bulkhead);
         self
     }
 
     /// The pipeline, or the first setting out of range.
     pub fn build(self) -> Result<Pipeline<K>, ConfigError> {
-        if let Some(d) = self.total_timeout {
+        if let Some(d) = self.layers.total_timeout {
             check_timeout("total_timeout", d)?;
         }
-        if let Some(d) = self.attempt_timeout {
+        if let Some(d) = self.layers.attempt_timeout {
             check_timeout("attempt_timeout", d)?;
         }
         Ok(Pipeline {
             inner: Arc::new(Inner {
                 name: self.name,
                 classifier: self.classifier,
-                total_timeout: self.total_timeout,
-                attempt_timeout: self.attempt_timeout,
+                layers: self.layers,
             }),
         })
     }
@@ -185,6 +256,61 @@ impl<K> Pipeline<K> {
     /// The classifier.
     pub fn classifier(&self) -> &K {
         &self.inner.classifier
+    }
+
+    /// The total timeout, if there is one.
+    pub fn total_timeout(&self) -> Option<Duration> {
+        self.inner.layers.total_timeout
+    }
+
+    /// The attempt timeout, if there is one.
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.inner.layers.attempt_timeout
+    }
+
+    /// The retry policy, if the pipeline retries.
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+        self.inner.layers.retry.as_ref()
+    }
+
+    /// The circuit breaker, if the pipeline has one.
+    #[cfg(feature = "breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+    pub fn breaker(&self) -> Option<&Breaker> {
+        self.inner.layers.breaker.as_ref()
+    }
+
+    /// The rate limiter, if the pipeline has one.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub fn rate_limiter(&self) -> Option<&RateLimiter> {
+        self.inner.layers.rate_limiter.as_ref()
+    }
+
+    /// The bulkhead, if the pipeline has one.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+        self.inner.layers.bulkhead.as_ref()
+    }
+
+    /// The state and counters of every strategy of the pipeline, read now: what a
+    /// health endpoint or a dashboard shows.
+    pub fn snapshot(&self) -> PipelineSnapshot {
+        let layers = &self.inner.layers;
+        PipelineSnapshot {
+            name: self.inner.name.to_string(),
+            #[cfg(feature = "retry")]
+            retry: layers.retry.as_ref().map(|r| r.snapshot()),
+            #[cfg(feature = "breaker")]
+            breaker: layers.breaker.as_ref().map(|b| b.snapshot()),
+            #[cfg(feature = "limit")]
+            rate_limiter: layers.rate_limiter.as_ref().map(|r| r.snapshot()),
+            #[cfg(feature = "limit")]
+            bulkhead: layers.bulkhead.as_ref().map(|b| b.snapshot()),
+        }
     }
 
     /// Runs `call` through every layer.
@@ -208,7 +334,7 @@ impl<K> Pipeline<K> {
             attempts = Empty,
             outcome = Empty,
         );
-        let limit = self.inner.total_timeout;
+        let limit = self.inner.layers.total_timeout;
         let body = timeout(TokioClock, limit, self.attempts(ctx, call));
         async move {
             let (result, attempts) = match ctx.run(body).await {
@@ -238,26 +364,76 @@ impl<K> Pipeline<K> {
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
+        #[cfg(feature = "retry")]
+        if let Some(policy) = &self.inner.layers.retry {
+            // The attempt's own outcome travels with its value, so that the retry
+            // reads the pipeline classifier's verdict on an `Ok` too.
+            let result = policy
+                .retry_with(ctx, &ByAttempt, |attempt| {
+                    let fut = self.attempt(ctx, &mut call, attempt.number());
+                    async move {
+                        let (result, outcome) = fut.await;
+                        result.map(|v| (v, outcome))
+                    }
+                })
+                .await;
+            return match result {
+                Ok((v, _)) => (Ok(v), 0),
+                Err(e) => {
+                    let attempts = e.attempts();
+                    (Err(from_retry(e)), attempts)
+                }
+            };
+        }
         let (result, _outcome) = self.attempt(ctx, &mut call, 1).await;
         (result, 1)
     }
 
     /// One attempt through the layers inside the retry.
-    async fn attempt<T, E, F, Fut>(
-        &self,
-        ctx: &Context,
+    ///
+    /// The call is made only once the breaker and the limits have admitted it.
+    fn attempt<'a, T, E, F, Fut>(
+        &'a self,
+        ctx: &'a Context,
         call: &mut F,
         number: u32,
-    ) -> (Result<T, Error<E>>, Outcome)
+    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, E>> + 'a,
         K: Classify<T, E>,
     {
         let span = tracing::debug_span!("palisade.attempt", attempt = number, outcome = Empty);
-        let limit = self.inner.attempt_timeout;
-        let fut = timeout(TokioClock, limit, catch_panic(call(ctx.clone())));
+        let layers = &self.inner.layers;
+        // Admission is synchronous, so that a refused attempt never calls `call`.
+        let admitted = self.admit();
+        // Only a bulkhead that was full at the first try is awaited (its queue,
+        // if it has one); then the call's future is made before the wait, and
+        // dropped unpolled if the wait fails.
+        let fut = match &admitted {
+            Ok(_) => Some(call(ctx.clone())),
+            Err(_) => None,
+        };
         async move {
+            #[allow(unused_mut)]
+            let (permit, mut slot) = match admitted {
+                Ok(admission) => admission,
+                Err(rejection) => return rejected_attempt(rejection),
+            };
+            #[cfg(feature = "limit")]
+            if let (Some(bulkhead), None) = (&layers.bulkhead, &slot) {
+                match bulkhead.acquire().await {
+                    Ok(permit) => slot = Some(permit),
+                    Err(full) => return rejected_attempt(full.rejection()),
+                }
+            }
+            let _slot = slot;
+            let Some(call) = fut else {
+                return rejected_attempt(palisade_classify::Rejection::new(
+                    palisade_classify::Strategy::Bulkhead,
+                ));
+            };
+            let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
             let (result, outcome) = match fut.await {
                 Ok(Ok(result)) => {
                     let outcome = self.inner.classifier.classify(&result);
@@ -269,11 +445,44 @@ impl<K> Pipeline<K> {
                     Outcome::transient(),
                 ),
             };
+            #[cfg(feature = "breaker")]
+            if let Some(permit) = permit {
+                permit.record(outcome);
+            }
+            #[cfg(not(feature = "breaker"))]
+            let _ = permit;
             tracing::Span::current().record("outcome", tracing::field::display(outcome));
             (result, outcome)
         }
         .instrument(span)
-        .await
+    }
+
+    /// Asks the breaker, the rate limiter and the bulkhead (without waiting), in
+    /// that order. A permit taken before a later refusal is dropped unused: it
+    /// counts nothing.
+    #[inline]
+    fn admit(&self) -> Result<(BreakerPermit<'_>, Option<BulkheadPermit<'_>>), Rejection> {
+        let layers = &self.inner.layers;
+        #[cfg(feature = "breaker")]
+        let permit = match &layers.breaker {
+            Some(breaker) => Some(breaker.try_acquire().map_err(|r| r.rejection())?),
+            None => None,
+        };
+        #[cfg(not(feature = "breaker"))]
+        let permit = ();
+        #[cfg(feature = "limit")]
+        {
+            if let Some(limiter) = &layers.rate_limiter {
+                limiter.check().map_err(|l| l.rejection())?;
+            }
+            let slot = match &layers.bulkhead {
+                Some(bulkhead) => bulkhead.try_acquire().ok(),
+                None => None,
+            };
+            Ok((permit, slot))
+        }
+        #[cfg(not(feature = "limit"))]
+        Ok((permit, None))
     }
 
     /// This pipeline with a fallback chain as its outermost layer: what the
@@ -286,6 +495,105 @@ impl<K> Pipeline<K> {
             pipeline: self.clone(),
             fallback,
         }
+    }
+}
+
+/// The state and counters of a pipeline's strategies; made by
+/// [`Pipeline::snapshot`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct PipelineSnapshot {
+    /// The dependency's name.
+    pub name: String,
+    /// The retry policy's counters (and its budget's), if it retries.
+    #[cfg(feature = "retry")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+    pub retry: Option<palisade_retry::RetrySnapshot>,
+    /// The breaker's state and window, if it has one.
+    #[cfg(feature = "breaker")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+    pub breaker: Option<palisade_breaker::Snapshot>,
+    /// The rate limiter's counters, if it has one.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub rate_limiter: Option<palisade_limit::RateLimiterSnapshot>,
+    /// The bulkhead's counters, if it has one.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub bulkhead: Option<palisade_limit::BulkheadSnapshot>,
+}
+
+impl PipelineSnapshot {
+    /// Whether the dependency is taking calls: no breaker, or a breaker that lets
+    /// calls through (closed, half-open with probes, forced closed, disabled). An
+    /// open or forced-open breaker makes it unhealthy.
+    pub fn is_healthy(&self) -> bool {
+        #[cfg(feature = "breaker")]
+        if let Some(b) = &self.breaker {
+            use palisade_breaker::State;
+            return !matches!(b.state, State::Open | State::ForcedOpen);
+        }
+        true
+    }
+}
+
+#[cfg(feature = "breaker")]
+type BreakerPermit<'a> = Option<palisade_breaker::Permit<'a>>;
+#[cfg(not(feature = "breaker"))]
+type BreakerPermit<'a> = ();
+#[cfg(feature = "limit")]
+type BulkheadPermit<'a> = palisade_limit::Permit<'a>;
+#[cfg(not(feature = "limit"))]
+type BulkheadPermit<'a> = std::marker::PhantomData<&'a ()>;
+
+/// An attempt refused by a strategy before it reached the dependency.
+#[cold]
+fn rejected_attempt<T, E>(rejection: Rejection) -> (Result<T, Error<E>>, Outcome) {
+    tracing::debug!(strategy = rejection.strategy().as_str(), "attempt rejected");
+    tracing::Span::current().record("outcome", "rejected");
+    (
+        Err(Error::rejected(rejection)),
+        Outcome::Rejected(rejection),
+    )
+}
+
+/// The retry's classifier: an attempt's value carries the outcome the pipeline's
+/// classifier gave it; an error knows its own.
+#[cfg(feature = "retry")]
+#[derive(Debug)]
+struct ByAttempt;
+
+#[cfg(feature = "retry")]
+impl<T, E> Classify<(T, Outcome), Error<E>> for ByAttempt {
+    #[inline]
+    fn classify(&self, result: &Result<(T, Outcome), Error<E>>) -> Outcome {
+        match result {
+            Ok((_, outcome)) => *outcome,
+            Err(e) => e.outcome(),
+        }
+    }
+}
+
+/// The pipeline's error for a retry that stopped.
+#[cfg(feature = "retry")]
+fn from_retry<E>(e: RetryError<Error<E>>) -> Error<E> {
+    let reason = e.reason();
+    let attempts = e.attempts();
+    let cause = e.context_cause().cloned();
+    match (reason, e.into_last_error()) {
+        (StopReason::Cancelled, _) | (StopReason::DeadlineExceeded, None) => {
+            Error::cancelled(cause.unwrap_or_else(palisade_context::Cause::deadline_exceeded))
+        }
+        (StopReason::DeadlineExceeded, Some(last)) => match cause {
+            Some(cause) => Error::cancelled(cause),
+            None => Error::exhausted(attempts, last),
+        },
+        (StopReason::AttemptsExhausted | StopReason::ElapsedExhausted, Some(last)) => {
+            Error::exhausted(attempts, last)
+        }
+        (StopReason::BudgetExhausted, Some(last)) => Error::budget_exhausted(attempts, last),
+        (_, Some(last)) => last,
+        (_, None) => Error::cancelled(palisade_context::Cause::canceled()),
     }
 }
 
