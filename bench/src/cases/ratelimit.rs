@@ -39,7 +39,33 @@ pub(super) fn cases() -> Vec<Case> {
         1_000_000_000,
     ))
     .expect("a valid rate limiter configuration");
+    let palisade_keyed =
+        palisade_limit::KeyedRateLimiter::<u64>::new(palisade_limit::KeyedRateLimiterConfig::new(
+            palisade_limit::RateLimiterConfig::per_second(1_000_000_000),
+            10_000,
+        ))
+        .expect("a valid keyed rate limiter configuration");
+    for key in 0..KEYS {
+        let _ = palisade_keyed.check(&key);
+    }
     vec![
+        Case::new(
+            "ratelimit",
+            KEYED,
+            "palisade-limit KeyedRateLimiter",
+            Role::Palisade,
+            bench_sync!(
+                (palisade_keyed, 0u64),
+                |s| {
+                    s.1 = (s.1 + 1) % KEYS;
+                    s.0.check(&s.1)
+                },
+                is_ok
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("KeyedRateLimiter::check, at most 10 000 keys, keys pre-inserted"),
         Case::new(
             "ratelimit",
             DIRECT,
