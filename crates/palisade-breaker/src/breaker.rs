@@ -329,6 +329,12 @@ impl<C: Clock> Breaker<C> {
         &self.inner.name
     }
 
+    /// The bytes this breaker occupies, fixed at construction (the window is most
+    /// of it), not counting the probe slots of a half-open state or the name.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Inner<C>>() + self.inner.window.memory_bytes()
+    }
+
     /// The clock the breaker reads.
     pub fn clock(&self) -> &C {
         &self.inner.clock

@@ -93,6 +93,8 @@ mod duration;
 mod error;
 mod event;
 mod permit;
+#[cfg(not(loom))]
+mod registry;
 mod snapshot;
 mod state;
 mod sync;
@@ -106,5 +108,7 @@ pub use config::{
 pub use error::{CallError, Rejected};
 pub use event::{Reason, Transition};
 pub use permit::{OwnedPermit, Permit};
+#[cfg(not(loom))]
+pub use registry::{Registry, RegistryBuilder, RegistryConfig};
 pub use snapshot::Snapshot;
 pub use state::State;

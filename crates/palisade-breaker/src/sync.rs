@@ -1,6 +1,8 @@
 //! The one place that names atomics, locks and `Arc`: loom's under `--cfg loom`.
 
 #[cfg(not(loom))]
+pub(crate) use parking_lot::RwLock;
+#[cfg(not(loom))]
 pub(crate) use std::sync::Arc;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

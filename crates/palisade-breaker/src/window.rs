@@ -76,6 +76,13 @@ impl<C: Clock> ClosedWindow<C> {
         }
     }
 
+    pub(crate) fn memory_bytes(&self) -> usize {
+        match self {
+            ClosedWindow::Count(w) => w.memory_bytes(),
+            ClosedWindow::Time(w) => w.memory_bytes(),
+        }
+    }
+
     pub(crate) fn reset(&self) {
         match self {
             ClosedWindow::Count(w) => w.reset(),
