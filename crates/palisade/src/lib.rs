@@ -54,6 +54,9 @@
 mod error;
 mod pipeline;
 pub mod timeout;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use error::{BoxError, ConfigError, Error, TimeoutKind};
 pub use palisade_context::Context;

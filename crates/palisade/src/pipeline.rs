@@ -229,6 +229,18 @@ impl<K> PipelineBuilder<K> {
         self
     }
 
+    /// The pipeline without validation, for builders that set no timeout.
+    #[cfg(feature = "tower")]
+    pub(crate) fn build_unchecked(self) -> Pipeline<K> {
+        Pipeline {
+            inner: Arc::new(Inner {
+                name: self.name,
+                classifier: self.classifier,
+                layers: self.layers,
+            }),
+        }
+    }
+
     /// The pipeline, or the first setting out of range.
     pub fn build(self) -> Result<Pipeline<K>, ConfigError> {
         if let Some(d) = self.layers.total_timeout {

@@ -1,0 +1,247 @@
+//! Tower middleware: a whole [`Pipeline`] as one [`Layer`], and each strategy on
+//! its own.
+//!
+//! [`PipelineLayer`] wraps any `Service` whose requests can be cloned (a retry
+//! sends the request again) in a pipeline: every call runs through
+//! [`Pipeline::execute`], each attempt on a clone of the inner service (tower's
+//! usual pattern: services are cheap handles). The error is the pipeline's
+//! [`Error`] over the service's error. The context of a call is the one in the
+//! request's extensions ([`ContextOf`], for `http::Request` with the `http`
+//! feature), or the background context.
+//!
+//! The single-strategy layers ([`attempt_timeout`], [`retry`], [`breaker`],
+//! [`rate_limiter`], [`bulkhead`]) are pipelines with that one strategy, so they
+//! speak the same error and can be stacked; a whole pipeline in one layer keeps the
+//! order right by construction.
+//!
+//! ```
+//! use palisade::Pipeline;
+//! use palisade::tower::PipelineLayer;
+//! use std::time::Duration;
+//! use tower::{Layer, Service, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let pipeline = Pipeline::builder("echo")
+//!     .attempt_timeout(Duration::from_millis(100))
+//!     .build()
+//!     .unwrap();
+//! let service = PipelineLayer::new(pipeline)
+//!     .layer(service_fn(|name: &'static str| async move { Ok::<_, std::io::Error>(name.len()) }));
+//! let len = service.oneshot("ada").await.unwrap();
+//! assert_eq!(len, 3);
+//! # }
+//! ```
+//!
+//! The returned futures are boxed (one allocation per call): a tower `Service`
+//! must name its future type.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use palisade_classify::{AnyErrorIsTransient, Classify};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{Context, Error, Pipeline};
+
+/// Where a request carries its [`Context`].
+///
+/// The default reads none: the call runs under the background context. For
+/// `http::Request` (with the `http` feature) it is the `Context` in the request's
+/// extensions, if a server layer put one there.
+pub trait ContextOf {
+    /// The request's context, if it carries one.
+    fn context(&self) -> Option<&Context> {
+        None
+    }
+}
+
+#[cfg(feature = "http")]
+impl<B> ContextOf for http::Request<B> {
+    fn context(&self) -> Option<&Context> {
+        self.extensions().get::<Context>()
+    }
+}
+
+macro_rules! no_context {
+    ($($t:ty),*) => { $(impl ContextOf for $t {})* };
+}
+no_context!(
+    (),
+    bool,
+    u8,
+    u16,
+    u32,
+    u64,
+    usize,
+    i32,
+    i64,
+    String,
+    &'static str,
+    Vec<u8>
+);
+
+/// A [`Layer`] that runs every call of the inner service through a [`Pipeline`].
+pub struct PipelineLayer<K = AnyErrorIsTransient> {
+    pipeline: Pipeline<K>,
+}
+
+impl<K> PipelineLayer<K> {
+    /// A layer running calls through `pipeline` (shared: clones of the pipeline
+    /// share its breaker, limits and budget).
+    pub fn new(pipeline: Pipeline<K>) -> Self {
+        PipelineLayer { pipeline }
+    }
+}
+
+impl<K> Clone for PipelineLayer<K> {
+    fn clone(&self) -> Self {
+        PipelineLayer {
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
+impl<K> fmt::Debug for PipelineLayer<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("PipelineLayer")
+            .field(&self.pipeline)
+            .finish()
+    }
+}
+
+impl<S, K> Layer<S> for PipelineLayer<K> {
+    type Service = PipelineService<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        PipelineService {
+            inner,
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
+/// The service made by [`PipelineLayer`].
+pub struct PipelineService<S, K = AnyErrorIsTransient> {
+    inner: S,
+    pipeline: Pipeline<K>,
+}
+
+impl<S: Clone, K> Clone for PipelineService<S, K> {
+    fn clone(&self) -> Self {
+        PipelineService {
+            inner: self.inner.clone(),
+            pipeline: self.pipeline.clone(),
+        }
+    }
+}
+
+impl<S, K> fmt::Debug for PipelineService<S, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineService")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K> PipelineService<S, K> {
+    /// The pipeline.
+    pub fn pipeline(&self) -> &Pipeline<K> {
+        &self.pipeline
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+/// The future of a [`PipelineService`] call.
+pub type ResponseFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, Error<E>>> + Send>>;
+
+impl<S, K, Req> Service<Req> for PipelineService<S, K>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+    K: Classify<S::Response, S::Error> + Send + Sync + 'static,
+    Req: ContextOf + Clone + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Error<S::Error>;
+    type Future = ResponseFuture<S::Response, S::Error>;
+
+    /// Always ready: readiness of the inner service is awaited inside each attempt,
+    /// under the attempt timeout, and the pipeline's own limits reject rather than
+    /// queue without bound.
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        // Take the service that was driven to readiness; leave a clone behind.
+        let inner = self.inner.clone();
+        let pipeline = self.pipeline.clone();
+        Box::pin(async move {
+            let ctx = request.context().cloned().unwrap_or_default();
+            pipeline
+                .execute(&ctx, move |_ctx| {
+                    let mut svc = inner.clone();
+                    let request = request.clone();
+                    async move {
+                        std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
+                        svc.call(request).await
+                    }
+                })
+                .await
+        })
+    }
+}
+
+fn single(name: &'static str) -> crate::PipelineBuilder {
+    Pipeline::builder(name)
+}
+
+/// A layer that limits each call of the inner service to `limit`.
+pub fn attempt_timeout(limit: Duration) -> Result<PipelineLayer, crate::ConfigError> {
+    Ok(PipelineLayer::new(
+        single("attempt_timeout").attempt_timeout(limit).build()?,
+    ))
+}
+
+/// A layer that retries the inner service with `policy`.
+#[cfg(feature = "retry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
+pub fn retry(policy: palisade_retry::RetryPolicy) -> PipelineLayer {
+    PipelineLayer::new(single("retry").retry(policy).build_unchecked())
+}
+
+/// A layer that guards the inner service with `breaker`.
+#[cfg(feature = "breaker")]
+#[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
+pub fn breaker(breaker: palisade_breaker::Breaker) -> PipelineLayer {
+    PipelineLayer::new(single("breaker").breaker(breaker).build_unchecked())
+}
+
+/// A layer that limits the rate of calls to the inner service.
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+pub fn rate_limiter(limiter: palisade_limit::RateLimiter) -> PipelineLayer {
+    PipelineLayer::new(
+        single("rate_limiter")
+            .rate_limiter(limiter)
+            .build_unchecked(),
+    )
+}
+
+/// A layer that bounds the calls in flight to the inner service.
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+pub fn bulkhead(bulkhead: palisade_limit::Bulkhead) -> PipelineLayer {
+    PipelineLayer::new(single("bulkhead").bulkhead(bulkhead).build_unchecked())
+}

@@ -1,0 +1,77 @@
+//! The tower layers, driven with `tower-test` mocks.
+#![cfg(feature = "tower")]
+
+use std::time::Duration;
+
+use palisade::backoff::{Backoff, Jitter};
+use palisade::breaker::{Breaker, BreakerConfig, State};
+use palisade::classify::Strategy;
+use palisade::retry::RetryPolicy;
+use palisade::tower::{PipelineLayer, attempt_timeout, breaker};
+use palisade::{Pipeline, TimeoutKind};
+use tower::{Layer, ServiceExt};
+use tower_test::mock;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn retry(attempts: u32) -> RetryPolicy {
+    let backoff = Backoff::constant(10 * MS)
+        .jitter(Jitter::None)
+        .max_attempts(attempts)
+        .build()
+        .unwrap();
+    RetryPolicy::builder().backoff(backoff).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_pipeline_layer_retries_with_a_clone_of_the_request() {
+    let (service, mut handle) = mock::pair::<String, u32>();
+    let pipeline = Pipeline::builder("mock").retry(retry(3)).build().unwrap();
+    let service = PipelineLayer::new(pipeline).layer(service);
+    let call = tokio::spawn(service.oneshot("GET /users/1".to_owned()));
+
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "GET /users/1");
+    respond.send_error(std::io::Error::other("connection reset"));
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "GET /users/1");
+    respond.send_response(200);
+
+    assert_eq!(call.await.unwrap().unwrap(), 200);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_attempt_timeout_layer_times_out() {
+    let (service, mut handle) = mock::pair::<String, u32>();
+    let service = attempt_timeout(50 * MS).unwrap().layer(service);
+    let call = tokio::spawn(service.oneshot("slow".to_owned()));
+    let (_request, _respond) = handle.next_request().await.unwrap();
+    // Never answered: the layer gives up after 50 ms.
+    let e = call.await.unwrap().unwrap_err();
+    assert_eq!(e.timeout_kind(), Some(TimeoutKind::Attempt));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_layer_opens_and_rejects_without_calling() {
+    let (service, mut handle) = mock::pair::<String, u32>();
+    let config = BreakerConfig::default()
+        .failure_rate_threshold(None)
+        .consecutive_failures(Some(2));
+    let b = Breaker::new(config).unwrap();
+    let service = breaker(b.clone()).layer(service);
+    for _ in 0..2 {
+        let call = tokio::spawn(service.clone().oneshot("x".to_owned()));
+        let (_request, respond) = handle.next_request().await.unwrap();
+        respond.send_error(std::io::Error::other("503"));
+        assert!(call.await.unwrap().unwrap_err().is_inner());
+    }
+    assert_eq!(b.state(), State::Open);
+    let e = service.clone().oneshot("x".to_owned()).await.unwrap_err();
+    assert_eq!(e.rejected_by(), Some(Strategy::CircuitBreaker));
+    // The mock saw no third request.
+    assert!(
+        tokio::time::timeout(MS, handle.next_request())
+            .await
+            .is_err()
+    );
+}
