@@ -1,0 +1,190 @@
+//! The future API under tokio's paused time: cancellation, concurrency, recovery.
+#![allow(missing_docs)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, State, WindowConfig};
+use palisade_classify::Outcome;
+use tokio::task::JoinSet;
+
+/// A dependency that answers after 100 ms, failing or not, or never.
+#[derive(Clone, Default)]
+struct Dependency {
+    down: Arc<AtomicBool>,
+    hang: Arc<AtomicBool>,
+}
+
+impl Dependency {
+    async fn call(&self) -> Result<u32, &'static str> {
+        if self.hang.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if self.down.load(Ordering::SeqCst) {
+            Err("unavailable")
+        } else {
+            Ok(7)
+        }
+    }
+}
+
+async fn no_live_tasks() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{} tasks still alive", metrics.num_alive_tasks());
+}
+
+fn config() -> BreakerConfig {
+    BreakerConfig::default()
+        .window(WindowConfig::Count { size: 20 })
+        .minimum_calls(10)
+        .failure_rate_threshold(Some(50.0))
+        .open(OpenDuration::fixed(Duration::from_secs(30)))
+        .half_open_probes(5)
+}
+
+/// Starts `n` calls and drops those still in flight; returns how many were.
+async fn start_and_drop(breaker: &Breaker, dep: &Dependency, n: usize) -> usize {
+    let mut tasks = JoinSet::new();
+    for _ in 0..n {
+        let (b, d) = (breaker.clone(), dep.clone());
+        tasks.spawn(async move {
+            let _ = b.call(d.call()).await;
+        });
+    }
+    // Let every task reach its await point, then cancel them all.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    tasks.abort_all();
+    let mut cancelled = 0;
+    while let Some(r) = tasks.join_next().await {
+        cancelled += usize::from(r.is_err_and(|e| e.is_cancelled()));
+    }
+    cancelled
+}
+
+#[tokio::test(start_paused = true)]
+async fn thousand_dropped_calls_leave_no_trace_and_the_breaker_recovers() {
+    let breaker = Breaker::new(config()).unwrap();
+    let dep = Dependency::default();
+
+    // Closed: 1000 calls in flight, all cancelled. Nothing is counted.
+    assert_eq!(start_and_drop(&breaker, &dep, 1000).await, 1000);
+    let s = breaker.snapshot();
+    assert_eq!((s.state, s.calls, s.failures), (State::Closed, 0, 0));
+
+    // The dependency goes down: the breaker opens.
+    dep.down.store(true, Ordering::SeqCst);
+    while breaker.state() == State::Closed {
+        let _ = breaker.call(dep.call()).await;
+    }
+    assert_eq!(breaker.state(), State::Open);
+    let wait = breaker.try_acquire().unwrap_err().retry_after().unwrap();
+    tokio::time::sleep(wait).await;
+
+    // Half-open: 1000 concurrent calls; exactly five are admitted as probes (the
+    // rest are rejected at once), hang, and are cancelled. The probe slots come
+    // back and nothing is counted.
+    dep.hang.store(true, Ordering::SeqCst);
+    assert_eq!(start_and_drop(&breaker, &dep, 1000).await, 5);
+    let s = breaker.snapshot();
+    assert_eq!(s.state, State::HalfOpen);
+    assert_eq!(
+        (s.probes_in_flight, s.probe_successes, s.probe_failures),
+        (0, 0, 0)
+    );
+
+    // The dependency recovers: the probes succeed and the breaker closes.
+    dep.hang.store(false, Ordering::SeqCst);
+    dep.down.store(false, Ordering::SeqCst);
+    for _ in 0..5 {
+        assert_eq!(breaker.call(dep.call()).await.unwrap(), 7);
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    no_live_tasks().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_lost_in_a_hung_call_expires() {
+    let breaker = Breaker::new(
+        config()
+            .half_open_probes(1)
+            .max_probe_wait(Duration::from_secs(10)),
+    )
+    .unwrap();
+    breaker.force_open();
+    breaker.reset();
+    let dep = Dependency::default();
+    dep.down.store(true, Ordering::SeqCst);
+    while breaker.state() == State::Closed {
+        let _ = breaker.call(dep.call()).await;
+    }
+    tokio::time::sleep(Duration::from_secs(30)).await;
+
+    // The only probe hangs and is never dropped (a leaked task).
+    dep.hang.store(true, Ordering::SeqCst);
+    let hung = {
+        let (b, d) = (breaker.clone(), dep.clone());
+        tokio::spawn(async move { b.call(d.call()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert!(breaker.try_acquire().is_err());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    dep.hang.store(false, Ordering::SeqCst);
+    dep.down.store(false, Ordering::SeqCst);
+    breaker.call(dep.call()).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    hung.abort();
+    let _ = hung.await;
+    no_live_tasks().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_state_moves_on_in_paused_time() {
+    let breaker = Breaker::new(
+        BreakerConfig::default()
+            .failure_rate_threshold(None)
+            .consecutive_failures(Some(1))
+            .half_open_probes(1),
+    )
+    .unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::Permanent);
+    let r = breaker.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(Duration::from_secs(5)));
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(
+        breaker.try_acquire().unwrap_err().retry_after(),
+        Some(Duration::from_secs(1))
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    breaker.try_acquire().unwrap().record(Outcome::Success);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_call_is_never_a_success() {
+    let breaker = Breaker::new(
+        BreakerConfig::default()
+            .failure_rate_threshold(None)
+            .consecutive_failures(Some(2))
+            .half_open_probes(1),
+    )
+    .unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::transient());
+    // Dropped before it completes: neither success (which would reset the run) nor
+    // failure.
+    let fut = breaker.call(async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok::<_, ()>(())
+    });
+    let _ = tokio::time::timeout(Duration::from_millis(10), fut).await;
+    assert_eq!(breaker.snapshot().consecutive_failures, 1);
+    breaker.try_acquire().unwrap().record(Outcome::transient());
+    assert_eq!(breaker.state(), State::Open);
+}
