@@ -2,6 +2,8 @@
 //! attempt timeout costs on a ready future, next to `tokio::time::timeout`.
 //!
 //! `cargo bench -p palisade --bench pipeline`
+// criterion_group! makes an undocumented function.
+#![allow(missing_docs)]
 // Benchmarks measure real time.
 #![allow(clippy::disallowed_methods)]
 
