@@ -1,6 +1,7 @@
 //! The time-based window: `B` buckets of width `W`, rotated lazily.
 
 use std::fmt;
+use std::ops::Index;
 use std::time::Duration;
 
 use palisade_classify::OutcomeKind;
@@ -19,8 +20,8 @@ use crate::{ConfigError, Window};
 
 // A bucket counter is one word: the low 24 bits of the bucket's epoch (its tag) and
 // a 40-bit count, so that a bucket's epoch and its count change together in one
-// compare-and-swap. A stale tag means the bucket still holds an older epoch and is
-// reset by the next call that lands in it.
+// atomic step. A stale tag means the bucket still holds an older epoch and is reset
+// by the next call that lands in it.
 const COUNT_BITS: u32 = 40;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
 const TAG_BITS: u32 = 24;
@@ -30,25 +31,41 @@ const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 // never alias (they would after 2^24).
 const SWEEP_BITS: u32 = 20;
 
-/// The words of a stripe: three counters per bucket, the cumulative latency bins,
-/// and the counts that left the buckets (for the totals since creation).
-const LINE_WORDS: usize = 16;
-type Line = CachePadded<[AtomicU64; LINE_WORDS]>;
+// A stripe's current bucket, packed in one word: the epoch above, the bucket index
+// (below 1024, as `MAX_BUCKETS` is 1000) in the low bits.
+const INDEX_BITS: u32 = 10;
+const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
+// The layout of a stripe's words. Stripes start on cache lines of their own (128
+// bytes on x86-64, which covers its adjacent-line prefetch).
+const CURRENT: usize = 0;
+const CALLS: usize = 1;
+// Then `buckets` words each of failures and slow calls, the cumulative latency
+// bins, the counts that left the buckets (for the totals since creation) and the
+// ignored outcomes.
 const RETIRED_CALLS: usize = 0;
 const RETIRED_FAILURES: usize = 1;
 const RETIRED_SLOW: usize = 2;
 const IGNORED: usize = 3;
+const EXTRAS: usize = 4;
 
-/// A stripe: the counters of the threads whose index falls on it, on cache lines of
-/// their own.
-struct Stripe {
-    lines: Box<[Line]>,
+const LINE_WORDS: usize = 16;
+type Line = CachePadded<[AtomicU64; LINE_WORDS]>;
+
+/// A stripe: the counters of the threads whose index falls on it, `words[i]` being
+/// word `base + i` of the window's lines.
+#[derive(Copy, Clone)]
+struct Stripe<'a> {
+    lines: &'a [Line],
+    base: usize,
 }
 
-impl Stripe {
+impl Index<usize> for Stripe<'_> {
+    type Output = AtomicU64;
+
     #[inline]
-    fn word(&self, i: usize) -> &AtomicU64 {
+    fn index(&self, i: usize) -> &AtomicU64 {
+        let i = self.base + i;
         &self.lines[i / LINE_WORDS][i % LINE_WORDS]
     }
 }
@@ -66,12 +83,13 @@ const WRITING: u64 = u64::MAX;
 /// A window over the last `buckets × bucket_width` of time.
 ///
 /// Time is cut into buckets of `bucket_width`; a bucket whose time has passed is
-/// reset lazily by the next record or snapshot that lands on it. Each record counts
-/// the call, and when it fails or is slow, the failure or slow call, each with one
-/// compare-and-swap on a counter word that holds the bucket's epoch and count
-/// together, so concurrent recorders never lose an update. Counters are striped: each
-/// thread records into one of a few cache-line-padded stripes, so threads on
-/// different cores do not contend, and a snapshot sums the stripes.
+/// reset lazily by the next record or snapshot that lands on it. Counters are
+/// striped: each thread records into one of a few cache-line-padded stripes, so
+/// threads on different cores do not contend, and a snapshot sums the stripes. Each
+/// counter is one word that holds the bucket's epoch and count together, so a
+/// bucket's reset and the first call of its new epoch are one compare-and-swap and
+/// concurrent recorders never lose an update; after that, while the bucket is its
+/// stripe's current one, each call is one atomic addition (two when it failed).
 ///
 /// Calls recorded with a duration also feed a latency histogram (see [`Latency`]).
 ///
@@ -117,13 +135,20 @@ pub struct TimeWindow<C: Clock = DefaultClock> {
     /// The newest epoch any record or snapshot has seen. Epochs are `t / width +
     /// buckets`, so that the oldest epoch of the window is never below zero.
     cursor: CachePadded<AtomicU64>,
-    stripes: Box<[Stripe]>,
+    /// The stripes' words, `stride` words (whole lines) per stripe.
+    lines: Box<[Line]>,
+    stride: usize,
+    stripe_count: usize,
     stripe_mask: usize,
     bases: Box<[Base]>,
     /// The largest totals reported so far, so that totals never go backwards.
     reported: CachePadded<[AtomicU64; 3]>,
+    /// `buckets` as a `usize` and as a `u64`.
+    b: usize,
     buckets: u64,
+    /// Bucket width in nanoseconds, and `buckets × width`.
     width: u64,
+    span: u64,
     modulo: FastMod,
     slow_nanos: u64,
     clock: C,
@@ -135,46 +160,48 @@ impl<C: Clock> TimeWindow<C> {
     /// fails if the configuration is out of range (see [`TimeConfig`]).
     pub fn new(config: TimeConfig, clock: C) -> Result<Self, ConfigError> {
         config.validate()?;
-        let buckets = config.buckets as u64;
+        let b = config.buckets;
+        let buckets = b as u64;
         let width = nanos(config.bucket_width);
         let modulo = FastMod::new(buckets);
         let cursor = clock.recent().as_nanos() / width + buckets;
-        let stripes = crate::sync::stripe_count();
-        let words = 3 * config.buckets + BINS + 4;
-        let lines = words.div_ceil(LINE_WORDS);
-        let expected_tag =
-            |i: usize| expected_epoch(cursor, modulo.rem(cursor), buckets, i) & TAG_MASK;
-        let stripes: Box<[Stripe]> = (0..stripes)
-            .map(|_| {
-                let stripe = Stripe {
-                    lines: (0..lines)
-                        .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
-                        .collect(),
-                };
-                for kind in 0..3 {
-                    for i in 0..config.buckets {
-                        stripe
-                            .word(kind * config.buckets + i)
-                            .store(expected_tag(i) << COUNT_BITS, Relaxed);
-                    }
-                }
-                stripe
-            })
+        let cursor_index = modulo.rem(cursor);
+        let stride = (CALLS + 3 * b + BINS + EXTRAS).next_multiple_of(LINE_WORDS);
+        let stripe_count = crate::sync::stripe_count();
+        let lines: Box<[Line]> = (0..stripe_count * stride / LINE_WORDS)
+            .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
             .collect();
-        let bases = (0..config.buckets)
+        for s in 0..stripe_count {
+            let words = Stripe {
+                lines: &lines,
+                base: s * stride,
+            };
+            words[CURRENT].store(cursor << INDEX_BITS | cursor_index, Relaxed);
+            for kind in 0..3 {
+                for i in 0..b {
+                    let tag = expected_epoch(cursor, cursor_index, buckets, i) & TAG_MASK;
+                    words[CALLS + kind * b + i].store(tag << COUNT_BITS, Relaxed);
+                }
+            }
+        }
+        let bases = (0..b)
             .map(|i| Base {
-                epoch: AtomicU64::new(expected_epoch(cursor, modulo.rem(cursor), buckets, i)),
+                epoch: AtomicU64::new(expected_epoch(cursor, cursor_index, buckets, i)),
                 bins: std::array::from_fn(|_| AtomicU64::new(0)),
             })
             .collect();
         Ok(TimeWindow {
             cursor: CachePadded::new(AtomicU64::new(cursor)),
-            stripe_mask: stripes.len() - 1,
-            stripes,
+            lines,
+            stride,
+            stripe_count,
+            stripe_mask: stripe_count - 1,
             bases,
             reported: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
+            b,
             buckets,
             width,
+            span: width * buckets,
             modulo,
             slow_nanos: config.slow_call_threshold.map_or(u64::MAX, nanos),
             clock,
@@ -194,22 +221,29 @@ impl<C: Clock> TimeWindow<C> {
 
     /// The time the window spans: `buckets × bucket_width`.
     pub fn span(&self) -> Duration {
-        Duration::from_nanos(self.width * self.buckets)
+        Duration::from_nanos(self.span)
     }
 
-    /// The bytes this window occupies, fixed at construction: per stripe, three
+    /// The bytes this window occupies, fixed at construction: per stripe (one per
+    /// two hardware threads, rounded up to a power of two, at most 16), three
     /// counters per bucket and the latency bins; per bucket, one copy of the bins.
     pub fn memory_bytes(&self) -> usize {
-        let lines: usize = self.stripes.iter().map(|s| s.lines.len()).sum();
         std::mem::size_of::<Self>()
-            + self.stripes.len() * std::mem::size_of::<Stripe>()
-            + lines * std::mem::size_of::<Line>()
+            + self.lines.len() * std::mem::size_of::<Line>()
             + self.bases.len() * std::mem::size_of::<Base>()
     }
 
     #[inline]
-    fn stripe(&self) -> &Stripe {
-        &self.stripes[crate::sync::thread_index() & self.stripe_mask]
+    fn stripe(&self) -> Stripe<'_> {
+        self.stripe_at(crate::sync::thread_index() & self.stripe_mask)
+    }
+
+    #[inline]
+    fn stripe_at(&self, s: usize) -> Stripe<'_> {
+        Stripe {
+            lines: &self.lines,
+            base: s * self.stride,
+        }
     }
 
     #[inline]
@@ -217,97 +251,162 @@ impl<C: Clock> TimeWindow<C> {
         t / self.width + self.buckets
     }
 
-    /// Counts one call at time `t` (nanoseconds on the clock).
     #[inline]
-    fn record_inner(&self, kind: OutcomeKind, elapsed: Option<Duration>, t: u64) {
-        let stripe = self.stripe();
-        let failed = match kind {
-            OutcomeKind::Success => false,
-            OutcomeKind::Failure => true,
-            OutcomeKind::Ignored => {
-                stripe.word(self.extra(IGNORED)).fetch_add(1, Relaxed);
-                return;
-            }
-        };
-        let elapsed = elapsed.map(nanos);
-        let slow = elapsed.is_some_and(|e| e >= self.slow_nanos);
-        let cursor = self.cursor.load(Relaxed);
-        let start = (cursor - self.buckets) * self.width;
-        let epoch = if t.wrapping_sub(start) < self.width {
-            cursor
-        } else {
-            match self.locate(t, cursor) {
-                Some(epoch) => epoch,
-                None => {
-                    // Older than the window: it counts in the totals only.
-                    self.retire(stripe, 1, failed, slow);
-                    return;
-                }
-            }
-        };
-        let index = self.modulo.rem(epoch) as usize;
-        let tag = epoch & TAG_MASK;
-        let b = self.config.buckets;
-        self.bump(stripe, index, tag, RETIRED_CALLS);
-        if failed {
-            self.bump(stripe, b + index, tag, RETIRED_FAILURES);
-        }
-        if slow {
-            self.bump(stripe, 2 * b + index, tag, RETIRED_SLOW);
-        }
-        if let Some(e) = elapsed {
-            stripe
-                .word(3 * b + histogram::bin_of(e))
-                .fetch_add(1, Relaxed);
-        }
+    fn failures(&self) -> usize {
+        CALLS + self.b
     }
 
-    /// The epoch of a call at `t` that is not in the cursor's epoch: a later one
-    /// (moving the cursor), an earlier one still in the window, or `None`.
-    #[cold]
-    fn locate(&self, t: u64, cursor: u64) -> Option<u64> {
-        let epoch = self.epoch_of(t);
-        if epoch > cursor {
-            self.advance(epoch);
-            Some(epoch)
-        } else if epoch + self.buckets <= cursor {
-            None
-        } else {
-            Some(epoch)
-        }
+    #[inline]
+    fn slow(&self) -> usize {
+        CALLS + 2 * self.b
+    }
+
+    #[inline]
+    fn bins(&self) -> usize {
+        CALLS + 3 * self.b
     }
 
     #[inline]
     fn extra(&self, which: usize) -> usize {
-        3 * self.config.buckets + BINS + which
+        CALLS + 3 * self.b + BINS + which
     }
 
-    fn retire(&self, stripe: &Stripe, calls: u64, failed: bool, slow: bool) {
-        stripe
-            .word(self.extra(RETIRED_CALLS))
-            .fetch_add(calls, Relaxed);
+    /// Counts one call at time `t` (nanoseconds on the clock).
+    ///
+    /// The fast path: the stripe's current bucket covers `t`, and its counters were
+    /// reset for that epoch when it became current, so one addition counts the call.
+    #[inline(always)]
+    fn record_inner(&self, kind: OutcomeKind, elapsed: Option<Duration>, t: u64) {
+        let words = self.stripe();
+        let failed = match kind {
+            OutcomeKind::Success => false,
+            OutcomeKind::Failure => true,
+            OutcomeKind::Ignored => return self.record_ignored(words),
+        };
+        let current = words[CURRENT].load(Relaxed);
+        let start = (current >> INDEX_BITS)
+            .wrapping_mul(self.width)
+            .wrapping_sub(self.span);
+        if elapsed.is_none() && !failed && t.wrapping_sub(start) < self.width {
+            // The healthy call: one addition.
+            let index = (current & INDEX_MASK) as usize;
+            self.add(words, CALLS + index, RETIRED_CALLS);
+        } else {
+            self.record_more(words, current, start, failed, elapsed, t);
+        }
+    }
+
+    #[inline(never)]
+    fn record_ignored(&self, words: Stripe<'_>) {
+        words[self.extra(IGNORED)].fetch_add(1, Relaxed);
+    }
+
+    /// A call that failed, has a duration, or falls outside the stripe's current
+    /// bucket.
+    #[inline(never)]
+    fn record_more(
+        &self,
+        words: Stripe<'_>,
+        current: u64,
+        start: u64,
+        failed: bool,
+        elapsed: Option<Duration>,
+        t: u64,
+    ) {
+        let elapsed = elapsed.map(nanos);
+        let slow = elapsed.is_some_and(|e| e >= self.slow_nanos);
+        if t.wrapping_sub(start) < self.width {
+            let index = (current & INDEX_MASK) as usize;
+            self.add(words, CALLS + index, RETIRED_CALLS);
+            if failed {
+                self.add(words, self.failures() + index, RETIRED_FAILURES);
+            }
+            if slow {
+                self.add(words, self.slow() + index, RETIRED_SLOW);
+            }
+        } else if !self.record_slow(words, t, failed, slow) {
+            return;
+        }
+        if let Some(e) = elapsed {
+            words[self.bins() + histogram::bin_of(e)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Adds one to a counter known to hold the current epoch.
+    #[inline]
+    fn add(&self, words: Stripe<'_>, i: usize, retired: usize) {
+        #[cfg(loom)]
+        if crate::sync::broken::is(crate::sync::broken::Bug::LostUpdate) {
+            // Deliberately wrong: a load and a store are not one step.
+            let value = words[i].load(Relaxed);
+            words[i].store(value + 1, Relaxed);
+            return;
+        }
+        let before = words[i].fetch_add(1, Relaxed);
+        if before & COUNT_MASK == COUNT_MASK {
+            self.overflowed(words, i, retired);
+        }
+    }
+
+    /// The count was full and the addition carried into the tag: undo it and count
+    /// the call in the totals only.
+    #[cold]
+    fn overflowed(&self, words: Stripe<'_>, i: usize, retired: usize) {
+        words[i].fetch_sub(1, Relaxed);
+        words[self.extra(retired)].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a call outside the stripe's current bucket: in a later epoch (which
+    /// becomes the stripe's current bucket, and moves the cursor if it is the latest),
+    /// in an earlier epoch still in the window, or, older than that, in the totals
+    /// only (then returns `false`).
+    #[cold]
+    #[inline(never)]
+    fn record_slow(&self, words: Stripe<'_>, t: u64, failed: bool, slow: bool) -> bool {
+        let epoch = self.epoch_of(t);
+        let cursor = self.cursor.load(Acquire);
+        if epoch > cursor {
+            self.advance(epoch);
+        } else if epoch + self.buckets <= cursor {
+            self.retire(words, failed, slow);
+            return false;
+        }
+        let index = self.modulo.rem(epoch);
+        let i = index as usize;
+        let tag = epoch & TAG_MASK;
+        self.bump(words, CALLS + i, tag, RETIRED_CALLS, true);
+        self.bump(words, self.failures() + i, tag, RETIRED_FAILURES, failed);
+        self.bump(words, self.slow() + i, tag, RETIRED_SLOW, slow);
+        // The bucket's three counters now hold this epoch: it may become current.
+        words[CURRENT].fetch_max(epoch << INDEX_BITS | index, Relaxed);
+        true
+    }
+
+    fn retire(&self, words: Stripe<'_>, failed: bool, slow: bool) {
+        words[self.extra(RETIRED_CALLS)].fetch_add(1, Relaxed);
         if failed {
-            stripe
-                .word(self.extra(RETIRED_FAILURES))
-                .fetch_add(1, Relaxed);
+            words[self.extra(RETIRED_FAILURES)].fetch_add(1, Relaxed);
         }
         if slow {
-            stripe.word(self.extra(RETIRED_SLOW)).fetch_add(1, Relaxed);
+            words[self.extra(RETIRED_SLOW)].fetch_add(1, Relaxed);
         }
     }
 
-    /// Adds one to counter `i` of `stripe` for the epoch tagged `tag`, resetting it
+    /// Adds `count` (0 or 1) to counter `i` for the epoch tagged `tag`, resetting it
     /// first if it holds an older epoch, in one compare-and-swap.
-    #[inline]
-    fn bump(&self, stripe: &Stripe, i: usize, tag: u64, retired: usize) {
-        let word = stripe.word(i);
+    fn bump(&self, words: Stripe<'_>, i: usize, tag: u64, retired: usize, count: bool) {
+        let count = count as u64;
+        let word = &words[i];
         let mut current = word.load(Relaxed);
         loop {
             let current_tag = current >> COUNT_BITS;
             let (next, evicted) = if current_tag == tag {
+                if count == 0 {
+                    return;
+                }
                 if current & COUNT_MASK == COUNT_MASK {
                     // Saturated: the call counts in the totals only.
-                    stripe.word(self.extra(retired)).fetch_add(1, Relaxed);
+                    words[self.extra(retired)].fetch_add(1, Relaxed);
                     return;
                 }
                 (current + 1, 0)
@@ -316,31 +415,22 @@ impl<C: Clock> TimeWindow<C> {
                 if crate::sync::broken::is(crate::sync::broken::Bug::SplitRollover) {
                     // Deliberately wrong: the reset and the count in two steps.
                     word.store(tag << COUNT_BITS, Relaxed);
-                    word.fetch_add(1, Relaxed);
-                    stripe
-                        .word(self.extra(retired))
-                        .fetch_add(current & COUNT_MASK, Relaxed);
+                    word.fetch_add(count, Relaxed);
+                    words[self.extra(retired)].fetch_add(current & COUNT_MASK, Relaxed);
                     return;
                 }
-                ((tag << COUNT_BITS) | 1, current & COUNT_MASK)
+                ((tag << COUNT_BITS) | count, current & COUNT_MASK)
             } else {
                 // The bucket already holds a later epoch: this call has left the window.
-                stripe.word(self.extra(retired)).fetch_add(1, Relaxed);
-                return;
-            };
-            #[cfg(loom)]
-            if crate::sync::broken::is(crate::sync::broken::Bug::LostUpdate) {
-                // Deliberately wrong: a load and a store are not one step.
-                word.store(next, Relaxed);
-                if evicted != 0 {
-                    stripe.word(self.extra(retired)).fetch_add(evicted, Relaxed);
+                if count != 0 {
+                    words[self.extra(retired)].fetch_add(count, Relaxed);
                 }
                 return;
-            }
+            };
             match word.compare_exchange_weak(current, next, Relaxed, Relaxed) {
                 Ok(_) => {
                     if evicted != 0 {
-                        stripe.word(self.extra(retired)).fetch_add(evicted, Relaxed);
+                        words[self.extra(retired)].fetch_add(evicted, Relaxed);
                     }
                     return;
                 }
@@ -386,11 +476,12 @@ impl<C: Clock> TimeWindow<C> {
     }
 
     fn cumulative_bins(&self) -> [u64; BINS] {
-        let first = 3 * self.config.buckets;
+        let first = self.bins();
         let mut bins = [0u64; BINS];
-        for stripe in self.stripes.iter() {
-            for (bin, sum) in bins.iter_mut().enumerate() {
-                *sum = sum.wrapping_add(stripe.word(first + bin).load(Relaxed));
+        for s in 0..self.stripe_count {
+            let words = self.stripe_at(s);
+            for (i, sum) in bins.iter_mut().enumerate() {
+                *sum = sum.wrapping_add(words[first + i].load(Relaxed));
             }
         }
         bins
@@ -406,8 +497,8 @@ impl<C: Clock> TimeWindow<C> {
         base.epoch.store(epoch, Release);
     }
 
-    /// The bins at the start of `epoch`, or at the start of another epoch if that
-    /// base is being rewritten.
+    /// The bins at the start of `epoch` (or of another epoch, if a writer is racing
+    /// ahead), or `None` if a writer keeps the base busy.
     fn read_base(&self, epoch: u64) -> Option<[u64; BINS]> {
         let base = &self.bases[self.modulo.rem(epoch) as usize];
         for _ in 0..64 {
@@ -424,30 +515,29 @@ impl<C: Clock> TimeWindow<C> {
         None
     }
 
-    /// Resets every counter word: all of them (`everything`) or those that hold an
-    /// epoch outside the window ending at `cursor`; their counts go to the totals.
+    /// Resets counter words: all of them (`everything`) or those that hold an epoch
+    /// outside the window ending at `cursor`; their counts go to the totals. Then
+    /// makes the cursor's bucket every stripe's current one.
     fn clear(&self, cursor: u64, everything: bool) {
-        let b = self.config.buckets;
+        let b = self.b;
         let cursor_index = self.modulo.rem(cursor);
-        for stripe in self.stripes.iter() {
+        for s in 0..self.stripe_count {
+            let words = self.stripe_at(s);
             for (kind, retired) in [RETIRED_CALLS, RETIRED_FAILURES, RETIRED_SLOW]
                 .into_iter()
                 .enumerate()
             {
                 for i in 0..b {
                     let tag = expected_epoch(cursor, cursor_index, self.buckets, i) & TAG_MASK;
-                    let word = stripe.word(kind * b + i);
+                    let word = &words[CALLS + kind * b + i];
                     let mut current = word.load(Relaxed);
                     loop {
                         let current_tag = current >> COUNT_BITS;
-                        if !everything && (current_tag == tag || is_newer(current_tag, tag)) {
+                        let keep = current_tag == tag || is_newer(current_tag, tag);
+                        if keep && !everything {
                             break;
                         }
-                        let next_tag = if is_newer(current_tag, tag) {
-                            current_tag
-                        } else {
-                            tag
-                        };
+                        let next_tag = if keep { current_tag } else { tag };
                         match word.compare_exchange_weak(
                             current,
                             next_tag << COUNT_BITS,
@@ -457,7 +547,7 @@ impl<C: Clock> TimeWindow<C> {
                             Ok(_) => {
                                 let evicted = current & COUNT_MASK;
                                 if evicted != 0 {
-                                    stripe.word(self.extra(retired)).fetch_add(evicted, Relaxed);
+                                    words[self.extra(retired)].fetch_add(evicted, Relaxed);
                                 }
                                 break;
                             }
@@ -466,41 +556,43 @@ impl<C: Clock> TimeWindow<C> {
                     }
                 }
             }
+            words[CURRENT].fetch_max(cursor << INDEX_BITS | cursor_index, Relaxed);
         }
     }
 
     fn snapshot_at(&self, t: u64) -> Snapshot {
         let cursor = self.advance(self.epoch_of(t));
-        let b = self.config.buckets;
+        let b = self.b;
         let cursor_index = self.modulo.rem(cursor) as usize;
-        // Epoch of bucket i: cursor - cursor_index + i up to the cursor's bucket,
-        // one lap earlier after it.
+        // Bucket i holds epoch `cursor - cursor_index + i` up to the cursor's bucket,
+        // and one lap earlier after it.
         let this_lap = cursor - cursor_index as u64;
         let last_lap = this_lap - self.buckets;
         let mut window = [0u64; 3];
         let mut totals = [0u64; 4];
-        for stripe in self.stripes.iter() {
+        for s in 0..self.stripe_count {
+            let words = self.stripe_at(s);
             for kind in 0..3 {
-                let words = kind * b;
+                let first = CALLS + kind * b;
                 let mut in_window = 0u64;
                 let mut all = 0u64;
+                let mut tag = this_lap & TAG_MASK;
                 for i in 0..b {
-                    let epoch = if i <= cursor_index {
-                        this_lap
-                    } else {
-                        last_lap
-                    } + i as u64;
-                    let word = stripe.word(words + i).load(Relaxed);
-                    let count = word & COUNT_MASK;
+                    if i == cursor_index + 1 {
+                        tag = (last_lap + i as u64) & TAG_MASK;
+                    }
+                    let value = words[first + i].load(Relaxed);
+                    let count = value & COUNT_MASK;
                     all += count;
-                    if word >> COUNT_BITS == epoch & TAG_MASK {
+                    if value >> COUNT_BITS == tag {
                         in_window += count;
                     }
+                    tag = (tag + 1) & TAG_MASK;
                 }
                 window[kind] += in_window;
-                totals[kind] += all + stripe.word(self.extra(kind)).load(Relaxed);
+                totals[kind] += all + words[self.extra(kind)].load(Relaxed);
             }
-            totals[3] += stripe.word(self.extra(IGNORED)).load(Relaxed);
+            totals[3] += words[self.extra(IGNORED)].load(Relaxed);
         }
         for (total, reported) in totals.iter_mut().zip(self.reported.iter()) {
             *total = reported.fetch_max(*total, Relaxed).max(*total);
@@ -510,7 +602,7 @@ impl<C: Clock> TimeWindow<C> {
         let base = self.read_base(oldest).unwrap_or(now);
         let bins = std::array::from_fn(|i| now[i].saturating_sub(base[i]));
         // A window holds at most what its stripes' 40-bit counters can.
-        let capacity = (self.stripes.len() as u64 * self.buckets).saturating_mul(COUNT_MASK);
+        let capacity = (self.stripe_count as u64 * self.buckets).saturating_mul(COUNT_MASK);
         Snapshot::bounded(
             capacity,
             window[0] as i64,
@@ -588,10 +680,10 @@ impl<C: Clock> Window for TimeWindow<C> {
 impl<C: Clock> fmt::Debug for TimeWindow<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TimeWindow")
-            .field("buckets", &self.config.buckets)
+            .field("buckets", &self.b)
             .field("bucket_width", &self.config.bucket_width)
             .field("slow_call_threshold", &self.config.slow_call_threshold)
-            .field("stripes", &self.stripes.len())
+            .field("stripes", &self.stripe_count)
             .field("clock", &self.clock)
             .finish_non_exhaustive()
     }
