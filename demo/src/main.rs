@@ -140,6 +140,23 @@ fn main() -> ExitCode {
         }
     };
     println!("\n{}", report::table(&result.reports));
+    if std::env::var_os("PALISADE_DEMO_DEBUG").is_some() {
+        for r in &result.reports {
+            println!("{}: calls per phase {:?}", r.name, r.attempts_per_phase);
+        }
+    }
+    let mut changes: Vec<String> = Vec::new();
+    let mut last = None;
+    for &(at, status) in &result.health {
+        if last != Some(status) {
+            changes.push(format!("{status} at {:.1}s", at.as_secs_f64()));
+            last = Some(status);
+        }
+    }
+    println!(
+        "health of the protected service (GET /health, from its breaker and a probe): {}",
+        changes.join(" -> ")
+    );
     let svg = report::svg(&result.timeline, &result.reports);
     if let Some(dir) = args.svg.parent() {
         let _ = std::fs::create_dir_all(dir);

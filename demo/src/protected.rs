@@ -4,9 +4,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use palisade::backoff::{Backoff, Jitter};
+use palisade::breaker::{Breaker, BreakerConfig, OpenDuration, State, WindowConfig};
 use palisade::classify::{ClassifyError, HttpResponse, HttpStatus, Outcome};
 use palisade::clock::Timestamp;
 use palisade::fallback::{Fallback, Trigger};
+use palisade::limit::{Bulkhead, BulkheadConfig};
+use palisade::retry::{RetryBudget, RetryPolicy};
 use palisade::{Context, Error, Pipeline, WithFallback};
 
 use crate::client::{HttpError, Reply};
@@ -35,6 +39,9 @@ pub struct ProtectionConfig {
     /// Retries allowed per second whatever the request rate. Default 5, so a quiet
     /// service can still retry.
     pub retry_budget_min_per_sec: u32,
+    /// The window the retry budget counts over. Default 2 s (scaled): long enough
+    /// to smooth a burst, short enough for a short demo.
+    pub retry_budget_window: Duration,
     /// The breaker's failure-rate threshold, in percent. Default 50.
     pub failure_rate_percent: u32,
     /// The breaker's sliding window. Default 2 s (scaled).
@@ -63,6 +70,7 @@ impl Default for ProtectionConfig {
             backoff_cap: Duration::from_millis(250),
             retry_budget_percent: 20,
             retry_budget_min_per_sec: 5,
+            retry_budget_window: Duration::from_secs(2),
             failure_rate_percent: 50,
             breaker_window: Duration::from_secs(2),
             breaker_min_calls: 10,
@@ -75,8 +83,9 @@ impl Default for ProtectionConfig {
 }
 
 impl ProtectionConfig {
-    /// The same settings with the breaker's window and open time scaled by
-    /// `factor`, in `0.01..=10`.
+    /// The same settings with the breaker's window and open time and the retry
+    /// budget's window scaled by `factor`, in `0.01..=10`. The budget's window
+    /// stays at least 1 s, the shortest a retry budget takes.
     pub fn scaled(mut self, factor: f64) -> Result<Self, String> {
         if !(0.01..=10.0).contains(&factor) {
             return Err(format!(
@@ -85,6 +94,10 @@ impl ProtectionConfig {
         }
         self.breaker_window = self.breaker_window.mul_f64(factor);
         self.open_duration = self.open_duration.mul_f64(factor);
+        self.retry_budget_window = self
+            .retry_budget_window
+            .mul_f64(factor)
+            .max(Duration::from_secs(1));
         Ok(self)
     }
 }
@@ -135,6 +148,7 @@ pub struct Protected {
 #[derive(Debug)]
 struct Inner {
     pipeline: WithFallback<Answer, HttpError, Classifier>,
+    breaker: Breaker,
     transport: Transport,
 }
 
@@ -151,12 +165,48 @@ impl Protected {
                 config.fallback_reserve
             )
         })?;
+        let backoff = Backoff::exponential(config.backoff_base)
+            .jitter(Jitter::Full)
+            .max_delay(config.backoff_cap)
+            .max_attempts(config.max_attempts)
+            .build()
+            .map_err(|e| format!("protection: {e}"))?;
+        let budget = RetryBudget::builder()
+            .retry_ratio(f64::from(config.retry_budget_percent) / 100.0)
+            .min_retries_per_sec(config.retry_budget_min_per_sec)
+            .window(config.retry_budget_window)
+            .build()
+            .map_err(|e| format!("protection: {e}"))?;
+        let retry = RetryPolicy::builder()
+            .backoff(backoff)
+            .budget(budget)
+            .build()
+            .map_err(|e| format!("protection: {e}"))?;
+        let breaker = Breaker::builder(
+            BreakerConfig::default()
+                .failure_rate_threshold(Some(f64::from(config.failure_rate_percent)))
+                .minimum_calls(config.breaker_min_calls)
+                .window(WindowConfig::Time {
+                    buckets: 10,
+                    bucket_width: config.breaker_window / 10,
+                })
+                .open(OpenDuration::fixed(config.open_duration))
+                .half_open_probes(config.half_open_probes),
+        )
+        .name("dependency")
+        .build()
+        .map_err(|e| format!("protection: {e}"))?;
+        let bulkhead = Bulkhead::new(BulkheadConfig::new(config.max_concurrent))
+            .map_err(|e| format!("protection: {e}"))?;
         let pipeline = Pipeline::builder("dependency")
             .classifier(classify as Classifier)
-            .attempt_timeout(config.attempt_timeout)
             .total_timeout(total)
+            .retry(retry)
+            .breaker(breaker.clone())
+            .bulkhead(bulkhead)
+            .attempt_timeout(config.attempt_timeout)
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| format!("protection: {e}"))?;
         let fallback = Fallback::builder()
             .value(Trigger::failures(), Answer::Fallback)
             .named("static default")
@@ -164,6 +214,7 @@ impl Protected {
         Ok(Protected {
             inner: Arc::new(Inner {
                 pipeline: pipeline.with_fallback(fallback),
+                breaker,
                 transport,
             }),
         })
@@ -209,6 +260,10 @@ impl Service for Protected {
     }
 
     fn breaker(&self) -> Option<BreakerView> {
-        None
+        Some(match self.inner.breaker.state() {
+            State::Open | State::ForcedOpen => BreakerView::Open,
+            State::HalfOpen => BreakerView::HalfOpen,
+            _ => BreakerView::Closed,
+        })
     }
 }

@@ -49,6 +49,8 @@ pub struct RunReport {
     pub attempts: u64,
     /// Attempts sent to the dependency while it was down.
     pub attempts_during_outage: u64,
+    /// Attempts sent to the dependency per phase of the timeline, in its order.
+    pub attempts_per_phase: Vec<u64>,
     /// Requests that sent at least one attempt.
     pub requests_attempted: u64,
     /// From the outage's start until the client stopped calling the dependency
@@ -130,6 +132,7 @@ impl RunReport {
             max_over_deadline,
             attempts: attempts_per_bucket.iter().sum(),
             attempts_during_outage,
+            attempts_per_phase: attempts_per_phase.to_vec(),
             requests_attempted,
             detect: detect(timeline, bucket, &buckets),
             recover: recover(timeline, bucket, &buckets),
@@ -148,13 +151,10 @@ impl RunReport {
         ratio(self.dependency + self.fallback, self.requests)
     }
 
-    /// Attempts per request that reached the transport: 1.0 means no retries.
+    /// Retry amplification: calls sent to the dependency per request. 1.0 is one
+    /// call each; retries add to it, calls a breaker refused take from it.
     pub fn amplification(&self) -> f64 {
-        if self.requests_attempted == 0 {
-            0.0
-        } else {
-            self.attempts as f64 / self.requests_attempted as f64
-        }
+        ratio(self.attempts, self.requests)
     }
 }
 
@@ -243,7 +243,7 @@ pub fn table(runs: &[RunReport]) -> String {
         ("calls sent during the outage", |r| {
             r.attempts_during_outage.to_string()
         }),
-        ("retry amplification", |r| {
+        ("retry amplification (calls per request)", |r| {
             format!("{:.2}x", r.amplification())
         }),
         ("time to detect the outage", |r| secs(r.detect)),
@@ -512,6 +512,7 @@ mod tests {
         assert_eq!(report.attempts, 150);
         assert_eq!(report.attempts_during_outage, 3);
         assert_eq!(report.amplification(), 1.5);
+        assert_eq!(report.requests_attempted, 100);
         // Five attempts in every bucket: the outage is never detected.
         assert_eq!(report.detect, None);
         let t = table(std::slice::from_ref(&report));

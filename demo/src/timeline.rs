@@ -63,7 +63,8 @@ pub struct Behaviour {
     /// The `Retry-After` the `503`s carry, in whole seconds. Default 1.
     pub retry_after_secs: u32,
     /// The share of requests reset during [`Phase::ConnectionResets`], in percent.
-    /// Default 50.
+    /// Default 30: a retry gets most of them through, and a breaker that opens at
+    /// half its calls failing stays closed.
     pub reset_percent: u8,
 }
 
@@ -75,7 +76,7 @@ impl Default for Behaviour {
             spike_percent: 30,
             burst_percent: 60,
             retry_after_secs: 1,
-            reset_percent: 50,
+            reset_percent: 30,
         }
     }
 }

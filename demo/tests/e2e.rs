@@ -12,6 +12,8 @@ use std::time::Duration;
 use palisade_clock::{Clock, TokioClock};
 use palisade_demo::client::HttpClient;
 use palisade_demo::health::{BreakerView, HEALTH_PATH, HealthCheck, HealthServer, HealthStatus};
+use palisade_demo::report;
+use palisade_demo::scenario::{ScenarioConfig, run_scenario};
 use palisade_demo::server::{Dependency, PROBE_PATH};
 use palisade_demo::services::WORK_PATH;
 use palisade_demo::timeline::{Behaviour, Phase, Timeline};
@@ -180,5 +182,136 @@ async fn health_needs_the_breaker_and_the_probe_to_agree() {
     check.shutdown().await;
     let stats = dependency.shutdown().await;
     assert_eq!(stats.open_connections, 0);
+    assert_no_live_tasks().await;
+}
+
+/// The demo's scenario at 0.4 times its length (13 seconds), both runs at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_defence_holds_where_the_unprotected_service_does_not() {
+    let config = ScenarioConfig::compressed(0.4).unwrap();
+    let result = run_scenario(&config, |_| {}).await.unwrap();
+    let table = report::table(&result.reports);
+    let [unprotected, protected] = &result.reports[..] else {
+        panic!("two runs expected:\n{table}");
+    };
+    let p = &config.protection;
+    let requests = config.load().requests();
+    let (outage_start, outage_end) = config.timeline.span_of(Phase::Outage).unwrap();
+    let outage = outage_end - outage_start;
+
+    // Both runs saw the same load and the same script.
+    assert_eq!(unprotected.requests, requests, "{table}");
+    assert_eq!(protected.requests, requests, "{table}");
+    let offered_in_outage = outage.as_secs_f64() * f64::from(config.rate);
+    assert!(
+        unprotected.attempts_during_outage as f64 >= 0.9 * offered_in_outage,
+        "the unprotected service keeps calling the dead dependency:\n{table}"
+    );
+
+    // During the outage, once the breaker has opened, the dependency sees no more
+    // than the half-open probes: a round of probes per open period, plus one.
+    let bucket = protected.bucket;
+    let first = outage_start.as_nanos().div_ceil(bucket.as_nanos()) as usize;
+    let end = (outage_end.as_nanos() / bucket.as_nanos()) as usize;
+    let opened = (first..end)
+        .find(|&i| protected.buckets[i].breaker == Some(BreakerView::Open))
+        .unwrap_or_else(|| panic!("the breaker never opened during the outage:\n{table}"));
+    assert!(
+        bucket * (opened - first) as u32 <= outage / 2,
+        "the breaker opened late:\n{table}"
+    );
+    let after_open: u64 = protected.buckets[opened + 1..end]
+        .iter()
+        .map(|b| b.attempts)
+        .sum();
+    let rounds = (outage.as_secs_f64() / p.open_duration.as_secs_f64()).ceil() as u64 + 1;
+    let probe_bound = rounds * u64::from(p.half_open_probes);
+    assert!(
+        after_open <= probe_bound,
+        "{after_open} calls reached the dependency after the breaker opened; probes allow {probe_bound}:\n{table}"
+    );
+    assert!(
+        protected.attempts_during_outage * 2 < unprotected.attempts_during_outage,
+        "{table}"
+    );
+
+    // Retries stay within the budget: over any window, a share of the first
+    // attempts plus a floor per second. A span of the run then holds at most its
+    // requests plus the budget of the span and one window more (the window reaches
+    // back before the span), and two retries for the window sliding in buckets.
+    let window = p.retry_budget_window.as_secs_f64();
+    let per_sec = f64::from(p.retry_budget_percent) / 100.0 * f64::from(config.rate)
+        + f64::from(p.retry_budget_min_per_sec);
+    let within_budget =
+        |requests: f64, span: Duration| requests + per_sec * (span.as_secs_f64() + window) + 2.0;
+    let total = config.timeline.total();
+    assert!(
+        protected.attempts as f64 <= within_budget(requests as f64, total),
+        "amplification {:.3} over the budget:\n{table}",
+        protected.amplification()
+    );
+    for (i, &(phase, length)) in config.timeline.phases().iter().enumerate() {
+        let offered = length.as_secs_f64() * f64::from(config.rate);
+        let sent = protected.attempts_per_phase[i] as f64;
+        assert!(
+            sent <= within_budget(offered, length),
+            "{sent} calls during {phase} for {offered} requests: over the budget\n{table}"
+        );
+    }
+    let spikes = config
+        .timeline
+        .phases()
+        .iter()
+        .position(|p| p.0 == Phase::LatencySpikes)
+        .unwrap();
+    assert!(
+        protected.attempts_per_phase[spikes] > unprotected.attempts_per_phase[spikes],
+        "no retry during the latency spikes:\n{table}"
+    );
+
+    // No request outlives its deadline by more than a small margin.
+    let margin = Duration::from_millis(100);
+    assert!(
+        protected.max_over_deadline <= margin,
+        "a request outlived its deadline by {:?}:\n{table}",
+        protected.max_over_deadline
+    );
+    assert!(protected.max <= config.deadline + margin, "{table}");
+    // Attempt timeouts cut the latency spikes the unprotected service waits out.
+    assert!(unprotected.p99 >= Duration::from_millis(700), "{table}");
+    assert!(protected.p99 < unprotected.p99, "{table}");
+
+    // Fallbacks are served, and every request gets an answer.
+    let outage_fallbacks: u64 = protected.buckets[first..end]
+        .iter()
+        .map(|b| b.fallback)
+        .sum();
+    assert!(outage_fallbacks > 0, "{table}");
+    assert!(protected.success_rate_with_fallbacks() >= 0.99, "{table}");
+    assert!(protected.success_rate_with_fallbacks() > unprotected.success_rate_with_fallbacks());
+
+    // After recovery the breaker closes and the dependency serves again.
+    assert_eq!(
+        protected.buckets.last().unwrap().breaker,
+        Some(BreakerView::Closed),
+        "{table}"
+    );
+    let (recovery_start, recovery_end) = config.timeline.span_of(Phase::Recovery).unwrap();
+    let recovered = protected
+        .recover
+        .unwrap_or_else(|| panic!("never recovered:\n{table}"));
+    assert!(recovered <= (recovery_end - recovery_start) / 2, "{table}");
+
+    // The health endpoint said so along the way.
+    let seen: Vec<HealthStatus> = result.health.iter().map(|h| h.1).collect();
+    assert!(seen.contains(&HealthStatus::Ready), "{seen:?}");
+    assert!(seen.contains(&HealthStatus::Unhealthy), "{seen:?}");
+    assert_eq!(seen.last(), Some(&HealthStatus::Ready), "{seen:?}");
+
+    // Nothing is left: no connection on either side, no task.
+    assert_eq!(result.client_connections_left, vec![0, 0]);
+    for stats in &result.dependencies {
+        assert_eq!(stats.open_connections, 0);
+    }
     assert_no_live_tasks().await;
 }
