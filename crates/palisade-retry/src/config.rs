@@ -1,0 +1,94 @@
+//! The serde configuration of a retry policy.
+
+use std::time::Duration;
+
+use palisade_backoff::{BackoffConfig, parse_duration};
+use palisade_classify::Idempotency;
+use serde::{Deserialize, Deserializer};
+
+use crate::{BudgetConfig, ConfigError, HedgingConfig, Nested, RetryPolicy};
+
+/// A retry policy as configuration (serde): the schedule, an optional budget, an
+/// optional hedging, and the safety settings. Unknown fields are errors.
+///
+/// ```
+/// use palisade_retry::RetryConfig;
+///
+/// let config: RetryConfig = toml::from_str(r#"
+///     idempotent = true
+///     [backoff]
+///     kind = "exponential"
+///     initial = "50ms"
+///     max_attempts = 4
+///     [budget]
+///     retry_ratio = 0.1
+///     [hedging]
+///     delay = "30ms"
+/// "#)?;
+/// let policy = config.build()?;
+/// assert_eq!(policy.backoff().max_attempts(), 4);
+///
+/// let bad: RetryConfig = toml::from_str("[backoff]\nfactor = 0.5")?;
+/// assert_eq!(bad.build().unwrap_err().field(), "backoff.factor");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// The delay schedule (default: [`palisade_backoff::Backoff::default`]).
+    pub backoff: BackoffConfig,
+    /// A retry budget of its own for this policy (default none). To share one
+    /// budget among policies, build it once and pass it to each builder.
+    pub budget: Option<BudgetConfig>,
+    /// Hedging (default none).
+    pub hedging: Option<HedgingConfig>,
+    /// Whether the operation is idempotent (default true).
+    pub idempotent: Option<bool>,
+    /// Whether to retry a non-idempotent operation that may have reached the
+    /// server (default false).
+    pub allow_non_idempotent: Option<bool>,
+    /// What to do under an outer retry (default [`Nested::SingleAttempt`]).
+    pub nested: Option<Nested>,
+}
+
+impl RetryConfig {
+    /// Validates and builds a policy on the default clock.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first invalid field (prefixed `backoff.`,
+    /// `budget.`, `hedging.`).
+    pub fn build(&self) -> Result<RetryPolicy, ConfigError> {
+        let mut b = RetryPolicy::builder().backoff(self.backoff.build()?);
+        if let Some(budget) = &self.budget {
+            b = b.budget(budget.build()?);
+        }
+        if let Some(h) = &self.hedging {
+            b = b.hedging(h.build()?);
+        }
+        if self.idempotent == Some(false) {
+            b = b.idempotency(Idempotency::NonIdempotent);
+        }
+        if let Some(allow) = self.allow_non_idempotent {
+            b = b.allow_non_idempotent(allow);
+        }
+        if let Some(nested) = self.nested {
+            b = b.nested(nested);
+        }
+        b.build()
+    }
+}
+
+impl TryFrom<&RetryConfig> for RetryPolicy {
+    type Error = ConfigError;
+
+    fn try_from(config: &RetryConfig) -> Result<Self, ConfigError> {
+        config.build()
+    }
+}
+
+pub(crate) fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    let text = Option::<String>::deserialize(de)?;
+    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}

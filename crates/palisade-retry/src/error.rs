@@ -1,0 +1,279 @@
+use std::error::Error;
+use std::fmt;
+
+use palisade_classify::Outcome;
+use palisade_context::Cause;
+
+/// A retry configuration that cannot be built: which field, the value given, and
+/// what is allowed. Fields of the schedule are prefixed `backoff.`, of the budget
+/// `budget.`, of hedging `hedging.`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    field: String,
+    value: String,
+    allowed: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &str, value: impl fmt::Debug, allowed: impl Into<String>) -> Self {
+        ConfigError {
+            field: field.to_owned(),
+            value: format!("{value:?}"),
+            allowed: allowed.into(),
+        }
+    }
+
+    /// The offending field, as in the serde configuration (`backoff.factor`,
+    /// `budget.retry_ratio`, …).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// The value given, formatted with `Debug`.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// What the field allows.
+    pub fn allowed(&self) -> &str {
+        &self.allowed
+    }
+}
+
+impl From<palisade_backoff::ConfigError> for ConfigError {
+    fn from(e: palisade_backoff::ConfigError) -> Self {
+        ConfigError {
+            field: format!("backoff.{}", e.field()),
+            value: e.value().to_owned(),
+            allowed: e.allowed().to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid retry configuration: `{}` is {}; allowed: {}",
+            self.field, self.value, self.allowed
+        )
+    }
+}
+
+impl Error for ConfigError {}
+
+/// Why the executor stopped without a success.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum StopReason {
+    /// The last attempt's outcome is not retried: a permanent failure, an ignored
+    /// outcome or a rejection. The error is the operation's own.
+    NotRetryable,
+    /// The failure was transient, but the operation is not idempotent and the
+    /// request may have reached the server, and the policy does not allow it.
+    NotSafe,
+    /// An outer retry already retries this call, and the policy leaves retrying to it.
+    OuterRetry,
+    /// Every attempt the schedule allows was made.
+    AttemptsExhausted,
+    /// The next retry would end past the schedule's maximum elapsed time.
+    ElapsedExhausted,
+    /// The retry budget had no retry left.
+    BudgetExhausted,
+    /// The context's deadline passed, or the next attempt could not start before it.
+    DeadlineExceeded,
+    /// The context was cancelled.
+    Cancelled,
+}
+
+impl StopReason {
+    /// A short, stable name for logs and metric labels.
+    pub const fn as_str(&self) -> &'static str {
+        match self {
+            StopReason::NotRetryable => "not_retryable",
+            StopReason::NotSafe => "not_safe",
+            StopReason::OuterRetry => "outer_retry",
+            StopReason::AttemptsExhausted => "attempts_exhausted",
+            StopReason::ElapsedExhausted => "elapsed_exhausted",
+            StopReason::BudgetExhausted => "budget_exhausted",
+            StopReason::DeadlineExceeded => "deadline_exceeded",
+            StopReason::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::NotRetryable => "the failure is not retryable",
+            StopReason::NotSafe => {
+                "retrying a non-idempotent request that may have been delivered is not safe"
+            }
+            StopReason::OuterRetry => "an outer retry already retries this call",
+            StopReason::AttemptsExhausted => "every attempt was made",
+            StopReason::ElapsedExhausted => "the maximum elapsed time would be exceeded",
+            StopReason::BudgetExhausted => "the retry budget is exhausted",
+            StopReason::DeadlineExceeded => "the deadline leaves no time for another attempt",
+            StopReason::Cancelled => "the context was cancelled",
+        })
+    }
+}
+
+/// The error of a retried call: why it stopped, after how many attempts, with the
+/// last attempt's error (if an attempt ended with one).
+///
+/// - [`is_inner`](RetryError::is_inner): the operation's own error was not
+///   retryable (or not safe to retry, or left to an outer retry) — treat it as
+///   the error of a single call.
+/// - [`is_exhausted`](RetryError::is_exhausted): attempts or elapsed time ran out.
+/// - [`is_budget_exhausted`](RetryError::is_budget_exhausted): the retry budget
+///   refused the retry (`Rejected` by the retry budget in the outcome taxonomy).
+/// - [`is_deadline_exceeded`](RetryError::is_deadline_exceeded),
+///   [`is_cancelled`](RetryError::is_cancelled): the context ended the call.
+///
+/// A last attempt that returned `Ok` (an `Ok` classified as a failure, such as an
+/// HTTP 503 response) is returned as `Ok` when retrying stops, so the caller can
+/// read it; a `RetryError` holds the last `Err` only.
+pub struct RetryError<E> {
+    reason: StopReason,
+    attempts: u32,
+    error: Option<E>,
+    outcome: Option<Outcome>,
+    cause: Option<Cause>,
+}
+
+impl<E> RetryError<E> {
+    pub(crate) fn new(
+        reason: StopReason,
+        attempts: u32,
+        error: Option<E>,
+        outcome: Option<Outcome>,
+    ) -> Self {
+        RetryError {
+            reason,
+            attempts,
+            error,
+            outcome,
+            cause: None,
+        }
+    }
+
+    pub(crate) fn with_cause(mut self, cause: Option<Cause>) -> Self {
+        self.cause = cause;
+        self
+    }
+
+    /// Why retrying stopped.
+    pub fn reason(&self) -> StopReason {
+        self.reason
+    }
+
+    /// How many attempts were started, hedges included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// The outcome of the last completed attempt, if one completed.
+    pub fn last_outcome(&self) -> Option<Outcome> {
+        self.outcome
+    }
+
+    /// The last attempt's error, if an attempt ended with one.
+    pub fn last_error(&self) -> Option<&E> {
+        self.error.as_ref()
+    }
+
+    /// The last attempt's error, if an attempt ended with one.
+    pub fn into_last_error(self) -> Option<E> {
+        self.error
+    }
+
+    /// Why the context ended, when it did.
+    pub fn context_cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
+    }
+
+    /// Whether this is the operation's own error, which retrying did not or must
+    /// not change (not retryable, not safe, or left to an outer retry).
+    pub fn is_inner(&self) -> bool {
+        matches!(
+            self.reason,
+            StopReason::NotRetryable | StopReason::NotSafe | StopReason::OuterRetry
+        )
+    }
+
+    /// Whether the attempts or the elapsed time allowed ran out.
+    pub fn is_exhausted(&self) -> bool {
+        matches!(
+            self.reason,
+            StopReason::AttemptsExhausted | StopReason::ElapsedExhausted
+        )
+    }
+
+    /// Whether the retry budget refused a retry.
+    pub fn is_budget_exhausted(&self) -> bool {
+        self.reason == StopReason::BudgetExhausted
+    }
+
+    /// Whether the context's deadline stopped the call.
+    pub fn is_deadline_exceeded(&self) -> bool {
+        self.reason == StopReason::DeadlineExceeded
+    }
+
+    /// Whether the context was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.reason == StopReason::Cancelled
+    }
+
+    /// The same error with the inner error mapped.
+    pub fn map_err<F, E2>(self, f: F) -> RetryError<E2>
+    where
+        F: FnOnce(E) -> E2,
+    {
+        RetryError {
+            reason: self.reason,
+            attempts: self.attempts,
+            error: self.error.map(f),
+            outcome: self.outcome,
+            cause: self.cause,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RetryError")
+            .field("reason", &self.reason)
+            .field("attempts", &self.attempts)
+            .field("error", &self.error)
+            .field("outcome", &self.outcome)
+            .field("cause", &self.cause)
+            .finish()
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for RetryError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.attempts == 1 { "" } else { "s" };
+        write!(
+            f,
+            "gave up after {} attempt{s}: {}",
+            self.attempts, self.reason
+        )?;
+        if let Some(e) = &self.error {
+            write!(f, "; last error: {e}")?;
+        } else if let Some(cause) = &self.cause {
+            write!(f, " ({cause})")?;
+        }
+        Ok(())
+    }
+}
+
+impl<E: Error + 'static> Error for RetryError<E> {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match &self.error {
+            Some(e) => Some(e),
+            None => self.cause.as_ref().map(|c| c as &(dyn Error + 'static)),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The retry loop.
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::FusedFuture;
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use palisade_backoff::Delays;
+use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, retry_allowed};
+use palisade_clock::{Clock, Timestamp};
+use palisade_context::{Cause, Context};
+use tracing::Instrument;
+
+use crate::policy::Stats;
+use crate::{Nested, RetryError, RetryPolicy, StopReason, is_retrying};
+
+/// What the operation learns about the attempt it is asked to make.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    number: u32,
+    hedge: bool,
+}
+
+impl Attempt {
+    /// The attempt's number, from 1, counting retries and hedges in the order they
+    /// start.
+    #[inline]
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// Whether this is the first attempt of the call.
+    #[inline]
+    pub fn is_first(&self) -> bool {
+        self.number == 1
+    }
+
+    /// Whether this attempt is a hedge, running in parallel with an earlier one.
+    #[inline]
+    pub fn is_hedge(&self) -> bool {
+        self.hedge
+    }
+}
+
+/// Runs `op` under `policy`, every error transient (see [`RetryPolicy::retry`]).
+///
+/// ```
+/// use palisade_context::Context;
+/// use palisade_retry::{RetryPolicy, retry};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let policy = RetryPolicy::default();
+/// let ctx = Context::background();
+/// let value = retry(&policy, &ctx, |attempt| async move {
+///     if attempt.number() < 3 { Err("flaky") } else { Ok(attempt.number()) }
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(value, 3);
+/// # }
+/// ```
+pub async fn retry<C, T, E, F, Fut>(
+    policy: &RetryPolicy<C>,
+    ctx: &Context,
+    op: F,
+) -> Result<T, RetryError<E>>
+where
+    C: Clock,
+    F: FnMut(Attempt) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    policy.retry_with(ctx, &AnyErrorIsTransient, op).await
+}
+
+fn outcome_name(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Success => "success",
+        Outcome::Transient(_) => "transient",
+        Outcome::Permanent => "permanent",
+        Outcome::Ignored => "ignored",
+        Outcome::Rejected(_) => "rejected",
+        _ => "other",
+    }
+}
+
+/// Why the context ended, as a stop reason.
+fn context_reason(cause: Option<&Cause>) -> StopReason {
+    match cause {
+        Some(c) if c.is_deadline_exceeded() => StopReason::DeadlineExceeded,
+        _ => StopReason::Cancelled,
+    }
+}
+
+impl<C: Clock> RetryPolicy<C> {
+    /// Runs `op` until it succeeds or retrying stops, with every error transient
+    /// ([`AnyErrorIsTransient`]). See [`retry_with`](RetryPolicy::retry_with).
+    pub async fn retry<T, E, F, Fut>(&self, ctx: &Context, op: F) -> Result<T, RetryError<E>>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.retry_with(ctx, &AnyErrorIsTransient, op).await
+    }
+
+    /// Runs `op` until it succeeds or retrying stops, deciding by `classifier`:
+    ///
+    /// - a **transient** failure is retried after the schedule's next delay, or its
+    ///   retry-after hint clamped to the schedule's maximum delay; unless the
+    ///   operation is not idempotent and the request may have been delivered (and
+    ///   the policy does not allow it), or an outer retry already retries
+    ///   ([`Nested`]);
+    /// - anything else (success, permanent, ignored, rejected) ends the call.
+    ///
+    /// **Deadline-aware**: it never sleeps past the context's deadline and does not
+    /// start an attempt that cannot start before it; it stops with the last error
+    /// and [`StopReason::DeadlineExceeded`]. Cancellation during a sleep stops at
+    /// once. The attempt itself is not interrupted: hand it the context (an attempt
+    /// timeout, [`Context::run`]).
+    ///
+    /// **Max elapsed** (the schedule's) counts from the start of the call, the
+    /// attempts' own time included.
+    ///
+    /// A **budget** gets a deposit for the call and a withdrawal for each retry and
+    /// hedge; a refused retry ends the call with [`StopReason::BudgetExhausted`].
+    ///
+    /// **Hedging**, if configured: an attempt still running after the hedge delay
+    /// gets a sibling; the first result that is not a transient failure wins and the
+    /// others are dropped.
+    ///
+    /// A result that is `Ok` but classified as a failure is returned as `Ok` once
+    /// retrying stops.
+    ///
+    /// The first attempt's success costs no allocation, no lock and no random
+    /// number; it reads the clock only if the schedule has a maximum elapsed time or
+    /// hedging uses a latency percentile.
+    pub async fn retry_with<T, E, K, F, Fut>(
+        &self,
+        ctx: &Context,
+        classifier: &K,
+        mut op: F,
+    ) -> Result<T, RetryError<E>>
+    where
+        K: Classify<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if ctx.is_cancelled() {
+            return Err(self.stop_on_context(ctx, 0, None, None));
+        }
+        let single = self.nested == Nested::SingleAttempt && is_retrying(ctx);
+        let start = self.backoff.max_elapsed().map(|_| self.clock.now());
+        if let Some(budget) = &self.budget {
+            budget.deposit();
+        }
+        let mut state = CallState {
+            attempts: 0,
+            rounds: 0,
+            hedges: 0,
+            delay: Duration::ZERO,
+        };
+        let mut delays: Option<Delays> = None;
+        loop {
+            let (result, outcome) = self.round(ctx, classifier, &mut op, &mut state).await;
+            let finish = |reason: StopReason| -> Result<T, RetryError<E>> {
+                match result {
+                    Ok(value) => Ok(value),
+                    Err(e) => Err(RetryError::new(
+                        reason,
+                        state.attempts,
+                        Some(e),
+                        Some(outcome),
+                    )),
+                }
+            };
+            let Outcome::Transient(transient) = outcome else {
+                return finish(StopReason::NotRetryable);
+            };
+            if single {
+                return finish(StopReason::OuterRetry);
+            }
+            if !retry_allowed(
+                self.idempotency,
+                transient.delivery(),
+                self.allow_non_idempotent,
+            ) {
+                return finish(StopReason::NotSafe);
+            }
+            let Some(mut delay) = delays.get_or_insert_with(|| self.backoff.iter()).next() else {
+                Stats::bump(&self.stats.exhausted);
+                return finish(if state.rounds >= self.backoff.max_attempts() {
+                    StopReason::AttemptsExhausted
+                } else {
+                    StopReason::ElapsedExhausted
+                });
+            };
+            if let Some(hint) = transient.retry_after() {
+                delay = hint.min(self.backoff.max_delay());
+            }
+            if let (Some(start), Some(max)) = (start, self.backoff.max_elapsed()) {
+                if self.clock.now().saturating_duration_since(start) + delay > max {
+                    Stats::bump(&self.stats.exhausted);
+                    return finish(StopReason::ElapsedExhausted);
+                }
+            }
+            if ctx.is_cancelled() {
+                let cause = ctx.cause();
+                self.count_context_stop(cause.as_ref());
+                return finish(context_reason(cause.as_ref())).map_err(|e| e.with_cause(cause));
+            }
+            if ctx.remaining().is_some_and(|left| left <= delay) {
+                tracing::debug!(
+                    attempts = state.attempts,
+                    delay_ms = delay.as_millis() as u64,
+                    "retry: no time left before the deadline"
+                );
+                Stats::bump(&self.stats.deadline_exceeded);
+                return finish(StopReason::DeadlineExceeded);
+            }
+            if let Some(budget) = &self.budget {
+                if !budget.try_withdraw() {
+                    tracing::debug!(
+                        attempts = state.attempts,
+                        "retry: rejected by the retry budget"
+                    );
+                    Stats::bump(&self.stats.rejected_by_budget);
+                    return finish(StopReason::BudgetExhausted);
+                }
+            }
+            Stats::bump(&self.stats.retries);
+            tracing::debug!(
+                attempts = state.attempts,
+                delay_ms = delay.as_millis() as u64,
+                "retry: sleeping before the next attempt"
+            );
+            if !self.sleep(ctx, delay).await {
+                let cause = ctx.cause();
+                self.count_context_stop(cause.as_ref());
+                return finish(context_reason(cause.as_ref())).map_err(|e| e.with_cause(cause));
+            }
+            state.delay = delay;
+        }
+    }
+
+    fn count_context_stop(&self, cause: Option<&Cause>) {
+        match context_reason(cause) {
+            StopReason::DeadlineExceeded => Stats::bump(&self.stats.deadline_exceeded),
+            _ => Stats::bump(&self.stats.cancelled),
+        }
+    }
+
+    fn stop_on_context<E>(
+        &self,
+        ctx: &Context,
+        attempts: u32,
+        error: Option<E>,
+        outcome: Option<Outcome>,
+    ) -> RetryError<E> {
+        let cause = ctx.cause();
+        self.count_context_stop(cause.as_ref());
+        RetryError::new(context_reason(cause.as_ref()), attempts, error, outcome).with_cause(cause)
+    }
+
+    /// Sleeps for `delay` unless the context ends first; `false` if it did.
+    async fn sleep(&self, ctx: &Context, delay: Duration) -> bool {
+        let mut sleep = pin!(self.clock.sleep(delay));
+        let mut cancelled = pin!(ctx.cancelled());
+        poll_fn(|cx| {
+            if cancelled.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            sleep.as_mut().poll(cx).map(|()| true)
+        })
+        .await
+    }
+
+    /// One attempt, with its hedges if hedging is on: the result that decides.
+    async fn round<T, E, K, F, Fut>(
+        &self,
+        ctx: &Context,
+        classifier: &K,
+        op: &mut F,
+        state: &mut CallState,
+    ) -> (Result<T, E>, Outcome)
+    where
+        K: Classify<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        state.rounds += 1;
+        state.attempts += 1;
+        let first = Attempt {
+            number: state.attempts,
+            hedge: false,
+        };
+        let span = attempt_span(first, state.delay);
+        let Some(hedging) = &self.hedging else {
+            let result = op(first).instrument(span.clone()).await;
+            let outcome = classifier.classify(&result);
+            span.record("outcome", outcome_name(&outcome));
+            return (result, outcome);
+        };
+
+        let track = hedging.tracks_latency();
+        let now = |clock: &C| if track { clock.now() } else { Timestamp::ZERO };
+        let hedge_delay = hedging.current_delay();
+        let primary_start = now(&self.clock);
+        let mut primary = pin!(
+            op(first)
+                .instrument(span.clone())
+                .map(|r| (r, span, false))
+                .fuse()
+        );
+        let mut hedges = FuturesUnordered::new();
+        let mut timer = pin!(self.clock.sleep(hedge_delay));
+        let mut last: Option<(Result<T, E>, Outcome)> = None;
+        poll_fn(|cx| {
+            loop {
+                let mut done = None;
+                if !primary.is_terminated() {
+                    if let Poll::Ready(r) = primary.as_mut().poll(cx) {
+                        done = Some((r, primary_start));
+                    }
+                }
+                if done.is_none() {
+                    if let Poll::Ready(Some(r)) = hedges.poll_next_unpin(cx) {
+                        done = Some(r);
+                    }
+                }
+                if let Some(((result, span, hedge), started)) = done {
+                    let outcome = classifier.classify(&result);
+                    span.record("outcome", outcome_name(&outcome));
+                    if !outcome.is_retryable() {
+                        if outcome.is_success() && track {
+                            hedging.record(self.clock.now().saturating_duration_since(started));
+                        }
+                        if hedge {
+                            Stats::bump(&self.stats.hedges_won);
+                        }
+                        // Returning drops the other attempts, which cancels them.
+                        return Poll::Ready((result, outcome));
+                    }
+                    last = Some((result, outcome));
+                    continue;
+                }
+                if primary.is_terminated() && hedges.is_empty() {
+                    let last = last.take().expect("a finished round has a result");
+                    return Poll::Ready(last);
+                }
+                if state.hedges < hedging.max_hedges() && timer.as_mut().poll(cx).is_ready() {
+                    let allowed = !ctx.is_cancelled()
+                        && self.budget.as_ref().is_none_or(|b| {
+                            let ok = b.try_withdraw();
+                            if !ok {
+                                tracing::debug!("hedge: rejected by the retry budget");
+                                Stats::bump(&self.stats.rejected_by_budget);
+                            }
+                            ok
+                        });
+                    if !allowed {
+                        state.hedges = hedging.max_hedges();
+                        continue;
+                    }
+                    state.hedges += 1;
+                    state.attempts += 1;
+                    Stats::bump(&self.stats.hedges);
+                    let attempt = Attempt {
+                        number: state.attempts,
+                        hedge: true,
+                    };
+                    let span = attempt_span(attempt, hedge_delay);
+                    let started = now(&self.clock);
+                    hedges.push(
+                        op(attempt)
+                            .instrument(span.clone())
+                            .map(move |r| ((r, span, true), started)),
+                    );
+                    timer.set(self.clock.sleep(hedge_delay));
+                    continue;
+                }
+                return Poll::Pending;
+            }
+        })
+        .await
+    }
+}
+
+struct CallState {
+    /// Attempts started, hedges included.
+    attempts: u32,
+    /// Rounds: the first attempt and each retry (not hedges).
+    rounds: u32,
+    /// Hedges started in this call.
+    hedges: u32,
+    /// The delay slept before the current round.
+    delay: Duration,
+}
+
+#[inline]
+fn attempt_span(attempt: Attempt, delay: Duration) -> tracing::Span {
+    tracing::debug_span!(
+        "retry.attempt",
+        attempt = attempt.number,
+        hedge = attempt.hedge,
+        delay_ms = delay.as_millis() as u64,
+        outcome = tracing::field::Empty,
+    )
+}
