@@ -68,6 +68,7 @@ enum HttpErrorKind {
     Connect,
     Broken,
     Closed,
+    Invalid,
 }
 
 impl HttpError {
@@ -100,6 +101,11 @@ impl HttpError {
         self.kind == HttpErrorKind::Broken
     }
 
+    /// Whether the request could not be built (a malformed path).
+    pub fn is_invalid(&self) -> bool {
+        self.kind == HttpErrorKind::Invalid
+    }
+
     /// Whether the client was shut down.
     pub fn is_closed(&self) -> bool {
         self.kind == HttpErrorKind::Closed
@@ -113,6 +119,7 @@ impl fmt::Display for HttpError {
             HttpErrorKind::Connect => "connecting failed",
             HttpErrorKind::Broken => "connection broken before a response",
             HttpErrorKind::Closed => "client shut down",
+            HttpErrorKind::Invalid => "invalid request",
         })
     }
 }
@@ -132,7 +139,7 @@ impl ClassifyError for HttpError {
                 Outcome::Transient(Transient::new().with_delivery(Delivery::NotDelivered))
             }
             HttpErrorKind::Connect | HttpErrorKind::Broken => Outcome::transient(),
-            HttpErrorKind::Closed => Outcome::Ignored,
+            HttpErrorKind::Closed | HttpErrorKind::Invalid => Outcome::Ignored,
         }
     }
 }
@@ -187,7 +194,8 @@ impl HttpClient {
         self.inner.opened.load(Relaxed)
     }
 
-    /// `GET path`, reading the whole body.
+    /// `GET path`, reading the whole body. A malformed `path` is an error
+    /// ([`HttpError::is_invalid`]), never a panic.
     pub async fn get(&self, path: &str) -> Result<Reply, HttpError> {
         if self.inner.cancel.is_cancelled() {
             return Err(HttpError {
@@ -195,14 +203,14 @@ impl HttpClient {
                 source: None,
             });
         }
+        let request = Request::get(path)
+            .header(header::HOST, "dependency")
+            .body(Empty::new())
+            .map_err(|e| HttpError::new(HttpErrorKind::Invalid, e))?;
         let mut sender = match self.checkout() {
             Some(sender) => sender,
             None => self.connect().await?,
         };
-        let request = Request::get(path)
-            .header(header::HOST, "dependency")
-            .body(Empty::new())
-            .expect("a valid request");
         let response = sender
             .send_request(request)
             .await
@@ -275,5 +283,22 @@ impl HttpClient {
         self.inner.idle.lock().expect("not poisoned").clear();
         self.inner.tracker.close();
         self.inner.tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_malformed_path_is_an_error_not_a_panic() {
+        let client = HttpClient::new("127.0.0.1:9".parse().unwrap());
+        let error = client.get("not a path").await.unwrap_err();
+        assert!(error.is_invalid(), "{error}");
+        assert_eq!(error.outcome(), Outcome::Ignored);
+        client.shutdown().await;
+        let error = client.get("/").await.unwrap_err();
+        assert!(error.is_closed(), "{error}");
+        assert_eq!(client.opened_connections(), 0);
     }
 }

@@ -336,7 +336,13 @@ async fn serve(
         let stream = tokio::select! {
             r = listener.accept() => match r {
                 Ok((stream, _)) => stream,
-                Err(_) => continue,
+                // Out of file descriptors or similar: back off instead of spinning.
+                Err(_) => {
+                    tokio::select! {
+                        _ = TokioClock.sleep(Duration::from_millis(5)) => continue,
+                        _ = cancel.cancelled() => return,
+                    }
+                }
             },
             _ = cancel.cancelled() => return,
         };

@@ -11,16 +11,20 @@
 //!
 //! # Example
 //!
-//! A scenario compressed to a few seconds, as the end-to-end tests run it:
+//! The demo's scenario compressed to under two seconds, on real sockets:
 //!
-//! ```no_run
+//! ```
 //! use palisade_demo::report;
 //! use palisade_demo::scenario::{ScenarioConfig, run_scenario};
 //!
 //! # #[tokio::main]
 //! # async fn main() -> std::io::Result<()> {
-//! let config = ScenarioConfig::compressed(0.2).expect("a valid factor");
+//! let config = ScenarioConfig::compressed(0.05).expect("a valid factor");
 //! let result = run_scenario(&config, |_live| {}).await?;
+//! let [unprotected, protected] = &result.reports[..] else { unreachable!() };
+//! assert_eq!(unprotected.requests, protected.requests);
+//! // Whatever the dependency did, the fallback answered.
+//! assert!(protected.success_rate_with_fallbacks() > 0.99);
 //! println!("{}", report::table(&result.reports));
 //! # Ok(())
 //! # }

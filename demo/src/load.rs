@@ -138,7 +138,7 @@ pub struct LoadConfig {
     /// Requests started per second, in `1..=2000`. The demo uses 50: enough for
     /// smooth percentiles, light enough for two runs on two busy cores.
     pub rate: u32,
-    /// How long requests are started for.
+    /// How long requests are started for, in `10ms..=1h`.
     pub duration: Duration,
     /// Each request's deadline, from its start, in `10ms..=60s`.
     pub deadline: Duration,
@@ -149,6 +149,12 @@ impl LoadConfig {
     pub fn validate(&self) -> Result<(), String> {
         if !(1..=2000).contains(&self.rate) {
             return Err(format!("load: rate is {}; allowed: 1..=2000", self.rate));
+        }
+        if !(Duration::from_millis(10)..=Duration::from_secs(3600)).contains(&self.duration) {
+            return Err(format!(
+                "load: duration is {:?}; allowed: 10ms..=1h",
+                self.duration
+            ));
         }
         if !(Duration::from_millis(10)..=Duration::from_secs(60)).contains(&self.deadline) {
             return Err(format!(
@@ -326,6 +332,8 @@ impl Recorder {
 
 /// Starts `load.requests()` requests through `service` at a steady rate from the
 /// recorder's start, and returns their records in start order once all are done.
+/// `load` should have passed [`LoadConfig::validate`]; a rate of zero is taken as
+/// one request per second.
 ///
 /// Every task it spawns has ended when it returns. A request still running at twice
 /// its deadline is dropped and recorded as [`Failure::Abandoned`], so a run is
@@ -337,7 +345,7 @@ pub async fn run_load(
 ) -> Vec<Record> {
     let clock = TokioClock;
     let start = recorder.start();
-    let interval = Duration::from_secs(1) / load.rate;
+    let interval = Duration::from_secs(1) / load.rate.max(1);
     let n = load.requests();
     let sampling = CancellationToken::new();
     let sampler = {
@@ -358,7 +366,7 @@ pub async fn run_load(
     let mut tasks = JoinSet::new();
     let mut records = Vec::with_capacity(n as usize);
     for i in 0..n {
-        let at = start + interval * (i as u32);
+        let at = start + Duration::from_nanos(interval.as_nanos() as u64 * i);
         clock.sleep_until(at).await;
         while let Some(done) = tasks.try_join_next() {
             records.push(done.expect("a request task does not panic"));
