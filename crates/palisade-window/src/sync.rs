@@ -10,8 +10,8 @@ pub(crate) use crossbeam_utils::CachePadded;
 
 /// The number of stripes a time window spreads its counters over: enough that
 /// threads recording at the same time rarely share one, few enough that a snapshot
-/// stays cheap. Twice the available parallelism, rounded up to a power of two, at
-/// most 16. Under loom there is one stripe, so that every recorder races on the same
+/// stays cheap. The available parallelism rounded up to a power of two, from 2 to
+/// 16. Under loom there is one stripe, so that every recorder races on the same
 /// words.
 pub(crate) fn stripe_count() -> usize {
     #[cfg(loom)]
@@ -24,7 +24,7 @@ pub(crate) fn stripe_count() -> usize {
         static STRIPES: OnceLock<usize> = OnceLock::new();
         *STRIPES.get_or_init(|| {
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-            (2 * cpus).next_power_of_two().clamp(2, 16)
+            cpus.next_power_of_two().clamp(2, 16)
         })
     }
 }

@@ -36,8 +36,10 @@ const SWEEP_BITS: u32 = 20;
 const INDEX_BITS: u32 = 10;
 const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 
-// The layout of a stripe's words. Stripes start on cache lines of their own (128
-// bytes on x86-64, which covers its adjacent-line prefetch).
+// The layout of a stripe's words. Stripes lie at least `GAP` words (128 bytes, which
+// covers the adjacent-line prefetch of x86-64 too) from each other, so they never
+// share a cache line.
+const GAP: usize = 16;
 const CURRENT: usize = 0;
 const CALLS: usize = 1;
 // Then `buckets` words each of failures and slow calls, the cumulative latency
@@ -49,14 +51,11 @@ const RETIRED_SLOW: usize = 2;
 const IGNORED: usize = 3;
 const EXTRAS: usize = 4;
 
-const LINE_WORDS: usize = 16;
-type Line = CachePadded<[AtomicU64; LINE_WORDS]>;
-
-/// A stripe: the counters of the threads whose index falls on it, `words[i]` being
-/// word `base + i` of the window's lines.
+/// A stripe: the counters of the threads whose index falls on it, `stripe[i]` being
+/// word `base + i` of the window's words.
 #[derive(Copy, Clone)]
 struct Stripe<'a> {
-    lines: &'a [Line],
+    words: &'a [AtomicU64],
     base: usize,
 }
 
@@ -65,8 +64,13 @@ impl Index<usize> for Stripe<'_> {
 
     #[inline]
     fn index(&self, i: usize) -> &AtomicU64 {
-        let i = self.base + i;
-        &self.lines[i / LINE_WORDS][i % LINE_WORDS]
+        &self.words[self.base + i]
+    }
+}
+
+impl<'a> Stripe<'a> {
+    fn range(&self, first: usize, len: usize) -> &'a [AtomicU64] {
+        &self.words[self.base + first..self.base + first + len]
     }
 }
 
@@ -135,9 +139,10 @@ pub struct TimeWindow<C: Clock = DefaultClock> {
     /// The newest epoch any record or snapshot has seen. Epochs are `t / width +
     /// buckets`, so that the oldest epoch of the window is never below zero.
     cursor: CachePadded<AtomicU64>,
-    /// The stripes' words, `stride` words (whole lines) per stripe.
-    lines: Box<[Line]>,
-    stride: usize,
+    /// The stripes' words: stripe `s` starts at `GAP + (s << stride_shift)`; a
+    /// power-of-two stride makes finding one's stripe a shift.
+    words: Box<[AtomicU64]>,
+    stride_shift: u32,
     stripe_count: usize,
     stripe_mask: usize,
     bases: Box<[Base]>,
@@ -166,15 +171,15 @@ impl<C: Clock> TimeWindow<C> {
         let modulo = FastMod::new(buckets);
         let cursor = clock.recent().as_nanos() / width + buckets;
         let cursor_index = modulo.rem(cursor);
-        let stride = (CALLS + 3 * b + BINS + EXTRAS).next_multiple_of(LINE_WORDS);
+        let stride = (CALLS + 3 * b + BINS + EXTRAS + GAP).next_power_of_two();
         let stripe_count = crate::sync::stripe_count();
-        let lines: Box<[Line]> = (0..stripe_count * stride / LINE_WORDS)
-            .map(|_| CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))))
+        let all: Box<[AtomicU64]> = (0..GAP + stripe_count * stride)
+            .map(|_| AtomicU64::new(0))
             .collect();
         for s in 0..stripe_count {
             let words = Stripe {
-                lines: &lines,
-                base: s * stride,
+                words: &all,
+                base: GAP + s * stride,
             };
             words[CURRENT].store(cursor << INDEX_BITS | cursor_index, Relaxed);
             for kind in 0..3 {
@@ -192,8 +197,8 @@ impl<C: Clock> TimeWindow<C> {
             .collect();
         Ok(TimeWindow {
             cursor: CachePadded::new(AtomicU64::new(cursor)),
-            lines,
-            stride,
+            words: all,
+            stride_shift: stride.trailing_zeros(),
             stripe_count,
             stripe_mask: stripe_count - 1,
             bases,
@@ -225,11 +230,11 @@ impl<C: Clock> TimeWindow<C> {
     }
 
     /// The bytes this window occupies, fixed at construction: per stripe (one per
-    /// two hardware threads, rounded up to a power of two, at most 16), three
-    /// counters per bucket and the latency bins; per bucket, one copy of the bins.
+    /// hardware thread, rounded up to a power of two, from 2 to 16), three counters
+    /// per bucket and the latency bins; per bucket, one copy of the bins.
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
-            + self.lines.len() * std::mem::size_of::<Line>()
+            + self.words.len() * std::mem::size_of::<AtomicU64>()
             + self.bases.len() * std::mem::size_of::<Base>()
     }
 
@@ -241,8 +246,8 @@ impl<C: Clock> TimeWindow<C> {
     #[inline]
     fn stripe_at(&self, s: usize) -> Stripe<'_> {
         Stripe {
-            lines: &self.lines,
-            base: s * self.stride,
+            words: &self.words,
+            base: GAP + (s << self.stride_shift),
         }
     }
 
@@ -479,9 +484,9 @@ impl<C: Clock> TimeWindow<C> {
         let first = self.bins();
         let mut bins = [0u64; BINS];
         for s in 0..self.stripe_count {
-            let words = self.stripe_at(s);
-            for (i, sum) in bins.iter_mut().enumerate() {
-                *sum = sum.wrapping_add(words[first + i].load(Relaxed));
+            let words = self.stripe_at(s).range(first, BINS);
+            for (sum, word) in bins.iter_mut().zip(words) {
+                *sum = sum.wrapping_add(word.load(Relaxed));
             }
         }
         bins
@@ -573,21 +578,20 @@ impl<C: Clock> TimeWindow<C> {
         for s in 0..self.stripe_count {
             let words = self.stripe_at(s);
             for kind in 0..3 {
-                let first = CALLS + kind * b;
+                let counters = words.range(CALLS + kind * b, b);
+                let (this, last) = counters.split_at(cursor_index + 1);
                 let mut in_window = 0u64;
                 let mut all = 0u64;
-                let mut tag = this_lap & TAG_MASK;
-                for i in 0..b {
-                    if i == cursor_index + 1 {
-                        tag = (last_lap + i as u64) & TAG_MASK;
+                for (part, first_epoch) in [(this, this_lap), (last, last_lap + this.len() as u64)]
+                {
+                    let mut tag = first_epoch & TAG_MASK;
+                    for word in part {
+                        let value = word.load(Relaxed);
+                        let count = value & COUNT_MASK;
+                        all += count;
+                        in_window += if value >> COUNT_BITS == tag { count } else { 0 };
+                        tag = (tag + 1) & TAG_MASK;
                     }
-                    let value = words[first + i].load(Relaxed);
-                    let count = value & COUNT_MASK;
-                    all += count;
-                    if value >> COUNT_BITS == tag {
-                        in_window += count;
-                    }
-                    tag = (tag + 1) & TAG_MASK;
                 }
                 window[kind] += in_window;
                 totals[kind] += all + words[self.extra(kind)].load(Relaxed);
