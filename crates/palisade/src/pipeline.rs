@@ -160,7 +160,7 @@ impl Pipeline {
     }
 }
 
-fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError> {
+pub(crate) fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() || d > MAX_TIMEOUT {
         return Err(ConfigError::new(
             field,
