@@ -1,7 +1,7 @@
 use std::error::Error;
 use std::fmt;
 
-use palisade_classify::Outcome;
+use palisade_classify::{Outcome, Rejection, Strategy};
 use palisade_context::Cause;
 
 /// A retry configuration that cannot be built: which field, the value given, and
@@ -223,6 +223,36 @@ impl<E> RetryError<E> {
     /// Whether the context was cancelled.
     pub fn is_cancelled(&self) -> bool {
         self.reason == StopReason::Cancelled
+    }
+
+    /// The stop as a rejection of the outcome taxonomy, where it is one: by the
+    /// [retry budget](Strategy::RetryBudget), or by the [deadline](Strategy::Deadline)
+    /// when no time was left for another attempt.
+    ///
+    /// ```
+    /// use palisade_classify::Strategy;
+    /// use palisade_context::Context;
+    /// use palisade_retry::{RetryBudget, RetryPolicy};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let empty = RetryBudget::builder().retry_ratio(0.0).min_retries_per_sec(0).build().unwrap();
+    /// let policy = RetryPolicy::builder().budget(empty).build().unwrap();
+    /// let err = policy
+    ///     .retry(&Context::background(), |_| async { Err::<(), _>("down") })
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(err.rejection().unwrap().strategy(), Strategy::RetryBudget);
+    /// # }
+    /// ```
+    pub fn rejection(&self) -> Option<Rejection> {
+        match self.reason {
+            StopReason::BudgetExhausted => Some(Rejection::new(Strategy::RetryBudget)),
+            StopReason::DeadlineExceeded if self.cause.is_none() => {
+                Some(Rejection::new(Strategy::Deadline))
+            }
+            _ => None,
+        }
     }
 
     /// The same error with the inner error mapped.
