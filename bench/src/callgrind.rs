@@ -89,13 +89,22 @@ fn total(text: &str) -> Option<u64> {
         .and_then(|n| n.parse().ok())
 }
 
-/// Counts every key case among `cases` with `n` and `2n` operations.
+/// Counts the one-thread cases of every workload with a key path among `cases`,
+/// with `n` and `2n` operations.
 pub(crate) fn count_all(cases: &[Case], n: u64) -> Result<Vec<Count>, String> {
     if !available() {
         return Err("valgrind is not installed".into());
     }
     let mut counts = Vec::new();
-    for case in cases.iter().filter(|c| c.key && c.threads == 1) {
+    // Every one-thread case of a workload with a key path, so that palisade's count
+    // stands next to the peers'.
+    let counted = cases.iter().filter(|c| {
+        c.threads == 1
+            && cases
+                .iter()
+                .any(|k| k.key && k.area == c.area && k.workload == c.workload)
+    });
+    for case in counted {
         let id = case.id();
         eprintln!("callgrind: {id}");
         let once = instructions(&id, n)?;

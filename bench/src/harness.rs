@@ -406,13 +406,13 @@ pub(crate) struct Settings {
 impl Settings {
     /// `cargo xtask bench`: about half a minute of measuring for all cases.
     pub(crate) const FULL: Settings = Settings {
-        rounds: 101,
+        rounds: 151,
         batch: Duration::from_millis(2),
     };
     /// `cargo xtask bench --quick`: a few seconds of measuring.
     pub(crate) const QUICK: Settings = Settings {
-        rounds: 25,
-        batch: Duration::from_micros(800),
+        rounds: 31,
+        batch: Duration::from_millis(1),
     };
 }
 

@@ -86,7 +86,7 @@ fn parse(raw: Vec<String>) -> Result<Args, String> {
             }
             "-h" | "--help" => return Err(String::new()),
             s if s.starts_with('-') => return Err(format!("unknown option `{s}`")),
-            _ => args.filters.push(harness::slug(&a).replace('-', "")),
+            _ => args.filters.push(squash(&a)),
         }
     }
     Ok(args)
@@ -99,7 +99,16 @@ fn selected(args: &Args, case: &Case) -> bool {
         || args
             .filters
             .iter()
-            .any(|f| case.id().replace('-', "").contains(f.as_str()))
+            .any(|f| squash(&case.id()).contains(f.as_str()))
+}
+
+/// Lower-case letters and digits only, so that `breaker/closed-state-call`,
+/// `closed state call` and `closedstatecall` all match the same cases.
+fn squash(text: &str) -> String {
+    text.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
 }
 
 /// Whether an area may hold selected cases.
@@ -344,5 +353,9 @@ mod tests {
         assert!(!area_selected(&a, "retry"));
         let a = args(&["tower-timeout"]).expect("valid");
         assert!(area_selected(&a, "retry"));
+        assert_eq!(
+            squash("breaker/Closed-state call"),
+            "breakerclosedstatecall"
+        );
     }
 }

@@ -394,8 +394,11 @@ pub(crate) fn svg(rows: &[Row], info: &RunInfo) -> String {
     let row_h = 18.0;
     let top = 58.0;
     let max = plotted.iter().map(|p| p.1).fold(10.0_f64, f64::max);
-    let decades = max.log10().ceil().max(1.0);
-    let x_of = |v: f64| label_w + bar_w * (v.max(1.0).log10() / decades);
+    let min = plotted.iter().map(|p| p.1).fold(1.0_f64, f64::min);
+    // The axis spans whole decades from below the smallest ratio to above the largest.
+    let low = min.max(1e-6).log10().floor();
+    let decades = (max.log10().ceil() - low).max(1.0);
+    let x_of = |v: f64| label_w + bar_w * ((v.max(1e-6).log10() - low) / decades);
     let mut areas: Vec<&str> = plotted.iter().map(|p| p.0.area).collect();
     areas.dedup();
     let height = top + row_h * (plotted.len() + areas.len()) as f64 + 40.0;
@@ -409,14 +412,14 @@ pub(crate) fn svg(rows: &[Row], info: &RunInfo) -> String {
         out,
         r##"<rect width="100%" height="100%" fill="#ffffff"/>
 <text x="10" y="20" font-size="15" font-weight="bold">Cost relative to the floor (log scale): lower is better</text>
-<text x="10" y="38" fill="#555">{} · {} · palisade in green, peers in grey</text>"##,
+<text x="10" y="38" fill="#555">{} · {} · palisade in green, peers in grey · rows without a floor: see report.md</text>"##,
         xml(&info.date),
         xml(&info.machine)
     );
     // Grid: one line per decade.
     let grid_bottom = height - 30.0;
-    for d in 0..=(decades as u32) {
-        let v = 10f64.powi(d as i32);
+    for d in 0..=(decades as i32) {
+        let v = 10f64.powi(low as i32 + d);
         let x = x_of(v);
         let _ = writeln!(
             out,

@@ -223,6 +223,7 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .floor(Floor::Await)
+        .key()
         .note("the two-step API: admit, await the call, record the outcome"),
         Case::new(
             "breaker",

@@ -52,7 +52,7 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .floor(Floor::Clock)
         .key()
-        .note("coarse reading (CLOCK_MONOTONIC_COARSE on Linux)"),
+        .note("the cheap reading: may lag now() by about a millisecond"),
         Case::new(
             "clock",
             RECENT,

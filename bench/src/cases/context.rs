@@ -44,7 +44,7 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .floor(Floor::Atomic)
-        .note("one more coarse clock reading to compare with the deadline"),
+        .note("plus a clock reading to compare with the deadline"),
         Case::new(
             "context",
             CHILD,

@@ -26,6 +26,7 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .floor(Floor::Call)
+        .key()
         .note("a non-inlined function returning Ok(1)"),
         Case::new(
             "floors",
@@ -49,6 +50,7 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .floor(Floor::Atomic)
+        .key()
         .note("one uncontended fetch_add(Relaxed)"),
         Case::new(
             "floors",
@@ -58,6 +60,7 @@ pub(super) fn cases() -> Vec<Case> {
             bench_sync!((), |_s| Instant::now(), |_r: &Instant| true),
         )
         .floor(Floor::Clock)
+        .key()
         .note("one read of the OS monotonic clock"),
     ]
 }

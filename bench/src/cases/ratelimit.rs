@@ -51,23 +51,6 @@ pub(super) fn cases() -> Vec<Case> {
     vec![
         Case::new(
             "ratelimit",
-            KEYED,
-            "palisade-limit KeyedRateLimiter",
-            Role::Palisade,
-            bench_sync!(
-                (palisade_keyed, 0u64),
-                |s| {
-                    s.1 = (s.1 + 1) % KEYS;
-                    s.0.check(&s.1)
-                },
-                is_ok
-            ),
-        )
-        .floor(Floor::Atomic)
-        .key()
-        .note("KeyedRateLimiter::check, at most 10 000 keys, keys pre-inserted"),
-        Case::new(
-            "ratelimit",
             DIRECT,
             "palisade-limit RateLimiter",
             Role::Palisade,
@@ -102,6 +85,23 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .floor(Floor::Await)
         .note("a tower Service (ready + call + the awaited inner call); not shareable, &mut self"),
+        Case::new(
+            "ratelimit",
+            KEYED,
+            "palisade-limit KeyedRateLimiter",
+            Role::Palisade,
+            bench_sync!(
+                (palisade_keyed, 0u64),
+                |s| {
+                    s.1 = (s.1 + 1) % KEYS;
+                    s.0.check(&s.1)
+                },
+                is_ok
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("KeyedRateLimiter::check, at most 10 000 keys, keys pre-inserted"),
         Case::new(
             "ratelimit",
             KEYED,
