@@ -78,6 +78,25 @@ pub(crate) fn check_range<T: PartialOrd + fmt::Debug>(
     Ok(())
 }
 
+/// Checks a floating-point value is finite and in `lo..=hi`.
+pub(crate) fn check_f64(
+    config: &'static str,
+    field: &'static str,
+    value: f64,
+    lo: f64,
+    hi: f64,
+) -> Result<(), ConfigError> {
+    if !value.is_finite() || value < lo || value > hi {
+        return Err(ConfigError::new(
+            config,
+            field,
+            value,
+            format!("{lo}..={hi}"),
+        ));
+    }
+    Ok(())
+}
+
 /// Durations in serde configurations: a string of an integer and a unit (`"250ms"`,
 /// `"5s"`, `"2m"`; units `ns`, `us`, `ms`, `s`, `m`, `h`), or an integer of
 /// milliseconds. Serialized as a string in the largest unit that is exact.

@@ -6,6 +6,8 @@
 //! | [`Bulkhead`] | calls in flight at once, with an optional bounded FIFO wait queue | [`Strategy::Bulkhead`](palisade_classify::Strategy::Bulkhead) |
 //! | [`RateLimiter`] | calls per period (GCRA, one atomic word), with a burst | [`Strategy::RateLimiter`](palisade_classify::Strategy::RateLimiter), with when to retry |
 //! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
+//! | [`Throttle`] | calls sent while the dependency refuses many (the SRE book's client-side throttling) | [`Strategy::Throttle`](palisade_classify::Strategy::Throttle) |
+//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
 //! in virtual time, is configured by a serde configuration validated with errors that
@@ -38,14 +40,18 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod adaptive;
 pub mod bulkhead;
 mod config;
 pub mod rate;
 mod sync;
+pub mod throttle;
 
+pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, Permit};
 pub use config::ConfigError;
 pub use rate::{
     KeyedRateLimiter, KeyedRateLimiterConfig, RateLimited, RateLimiter, RateLimiterConfig,
     RateLimiterSnapshot,
 };
+pub use throttle::{Throttle, ThrottleConfig, Throttled};

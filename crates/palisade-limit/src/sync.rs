@@ -48,6 +48,19 @@ impl<T> Mutex<T> {
             self.inner.lock().unwrap()
         }
     }
+
+    /// The guard if the lock is free at once, else `None`; never waits.
+    #[inline]
+    pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+        #[cfg(not(loom))]
+        {
+            self.inner.try_lock()
+        }
+        #[cfg(loom)]
+        {
+            self.inner.try_lock().ok()
+        }
+    }
 }
 
 /// A reader-writer lock whose `read` and `write` cannot fail: parking_lot's, or

@@ -241,7 +241,13 @@ impl Core {
 
     /// Changes the limit; a higher limit is handed to the waiters at once.
     pub(crate) fn set_limit(&self, limit: u32) {
-        self.limit.store(limit, Ordering::Relaxed);
+        self.limit.store(limit, Ordering::SeqCst);
+        if waiters(self.state.load(Ordering::SeqCst)) == 0 {
+            // Nobody to admit. A caller joining the queue right now read the old
+            // limit; it is admitted by the next release (calls are in flight, or it
+            // would not have queued).
+            return;
+        }
         let mut wakers = Vec::new();
         {
             let mut q = self.queue.lock();

@@ -62,7 +62,7 @@ use crate::sync::Arc;
 ///
 /// Cloning is cheap and clones share the permits.
 pub struct Bulkhead<C: Clock = DefaultClock> {
-    core: Arc<Core>,
+    pub(crate) core: Arc<Core>,
     clock: C,
 }
 
