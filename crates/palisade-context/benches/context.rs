@@ -1,3 +1,101 @@
-//! Benchmarks of the context next to tokio-util's `CancellationToken`.
+//! Benchmarks of the context next to tokio-util's `CancellationToken`, in one run so
+//! that the ratios compare like with like.
+//!
+//! `cargo bench -p palisade-context --bench context`
+// criterion_group! generates undocumented items.
+#![allow(missing_docs)]
 
-fn main() {}
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use palisade_context::Context;
+use tokio_util::sync::CancellationToken;
+
+fn is_cancelled(c: &mut Criterion) {
+    let mut group = c.benchmark_group("is_cancelled");
+    let (parent, _pg) = Context::background().with_cancel();
+    let (ctx, _g) = parent.with_cancel();
+    group.bench_function("palisade", |b| b.iter(|| black_box(&ctx).is_cancelled()));
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let (deadline_ctx, _dg) = parent.with_timeout(Duration::from_secs(3600));
+    group.bench_function("palisade_with_deadline", |b| {
+        b.iter(|| black_box(&deadline_ctx).is_cancelled())
+    });
+
+    let token = CancellationToken::new().child_token();
+    group.bench_function("tokio_util", |b| {
+        b.iter(|| black_box(&token).is_cancelled())
+    });
+    group.finish();
+}
+
+fn create_drop_child(c: &mut Criterion) {
+    let mut group = c.benchmark_group("create_drop_child");
+    let (parent, _pg) = Context::background().with_cancel();
+    group.bench_function("palisade", |b| {
+        b.iter(|| {
+            let (child, guard) = black_box(&parent).with_cancel();
+            drop(black_box(child));
+            drop(guard);
+        })
+    });
+    group.bench_function("palisade_detached", |b| {
+        b.iter(|| {
+            let (child, guard) = black_box(&parent).with_cancel();
+            guard.detach();
+            drop(black_box(child));
+        })
+    });
+    let token = CancellationToken::new();
+    group.bench_function("tokio_util", |b| {
+        b.iter(|| drop(black_box(black_box(&token).child_token())))
+    });
+    group.finish();
+}
+
+fn cancel_100_children(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cancel_parent_with_100_children");
+    group.bench_function("palisade", |b| {
+        b.iter_batched(
+            || {
+                let (parent, guard) = Context::background().with_cancel();
+                let children: Vec<_> = (0..100).map(|_| parent.with_cancel()).collect();
+                (parent, guard, children)
+            },
+            |(parent, guard, children)| {
+                guard.cancel();
+                (parent, guard, children)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.bench_function("tokio_util", |b| {
+        b.iter_batched(
+            || {
+                let parent = CancellationToken::new();
+                let children: Vec<_> = (0..100).map(|_| parent.child_token()).collect();
+                (parent, children)
+            },
+            |(parent, children)| {
+                parent.cancel();
+                (parent, children)
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    is_cancelled,
+    create_drop_child,
+    cancel_100_children
+);
+criterion_main!(benches);

@@ -89,6 +89,8 @@ mod cause;
 mod context;
 mod future;
 pub mod header;
+#[cfg(all(feature = "tokio-util", not(loom)))]
+mod interop;
 mod node;
 mod slab;
 mod sync;
@@ -100,3 +102,24 @@ pub use context::{AfterCancel, CancelGuard, Context};
 pub use future::{Cancelled, Run};
 pub use task::{Scope, Spawned, TaskError, Tracker, current, scope, spawn};
 pub use timeout::{Timeout, TimeoutError, timeout};
+
+/// Hooks for the loom models in `tests/loom.rs`: deliberate faults and a view of
+/// the registry. Compiled only under `--cfg loom`.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod loom_support {
+    pub use crate::sync::Fault;
+
+    /// Switches `fault` on (or all faults off) for the model run on this thread.
+    pub fn inject(fault: Option<Fault>) {
+        crate::sync::inject(fault);
+    }
+
+    /// How many children are registered with `ctx`.
+    pub fn children_len(ctx: &crate::Context) -> usize {
+        ctx.node().map_or(0, |node| node.children_len())
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests;

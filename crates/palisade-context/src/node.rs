@@ -20,11 +20,10 @@
 //!   cancellation either sees the waker or the waiter sees the cancellation.
 
 use std::any::Any;
-use std::mem;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::task::Waker;
 
-use palisade_clock::{Clock, Timestamp, TokioClock};
+use palisade_clock::{Clock, TokioClock};
 
 use crate::cause::Cause;
 use crate::slab::Slab;
@@ -44,6 +43,7 @@ pub(crate) struct Node {
     /// than the parent's.
     deadline: u64,
     /// Whether a timer for `deadline` was started (on this node, the deadline's owner).
+    #[cfg_attr(loom, allow(dead_code))]
     timer_armed: AtomicBool,
     /// The parent this node is registered with.
     parent: Option<Arc<Node>>,
@@ -165,6 +165,7 @@ impl Node {
         node
     }
 
+    #[cfg_attr(loom, allow(dead_code))]
     fn deadline_owner_arc(self: &Arc<Self>) -> &Arc<Node> {
         let mut node = self;
         while let Some(parent) = &node.parent {
@@ -193,12 +194,19 @@ impl Node {
     /// Cancels this node and every descendant with `cause`; returns whether this call
     /// cancelled it (`false` if it already was). No lock is held while waking,
     /// running callbacks or descending; the walk uses a heap stack, not recursion.
+    ///
+    /// Deadlines are lazy, so a node reached here may have a deadline that passed
+    /// without anybody looking. It ends with [`Cause::deadline_exceeded`], as it would
+    /// have if a timer had fired at its deadline, and so do its descendants.
     pub(crate) fn cancel_from(&self, cause: &Cause) -> bool {
+        let mut now = None;
+        let own = self.cause_at(cause, &mut now);
         let mut pending = Vec::new();
         let mut panic = None;
-        let cancelled = self.cancel_one(cause, &mut pending, &mut panic);
-        while let Some(node) = pending.pop() {
-            node.cancel_one(cause, &mut pending, &mut panic);
+        let cancelled = self.cancel_one(&own, &mut pending, &mut panic);
+        while let Some((node, cause)) = pending.pop() {
+            let cause = node.cause_at(&cause, &mut now);
+            node.cancel_one(&cause, &mut pending, &mut panic);
         }
         if let Some(payload) = panic {
             resume_unwind(payload);
@@ -206,10 +214,25 @@ impl Node {
         cancelled
     }
 
+    /// `cause`, or [`Cause::deadline_exceeded`] if this node's deadline has passed.
+    /// Reads the clock at most once per cancellation, and only for nodes with a
+    /// deadline.
+    fn cause_at(&self, cause: &Cause, now: &mut Option<u64>) -> Cause {
+        if self.deadline == NO_DEADLINE || cause.is_deadline_exceeded() {
+            return cause.clone();
+        }
+        let now = *now.get_or_insert_with(|| TokioClock.now().as_nanos());
+        if now >= self.deadline {
+            Cause::deadline_exceeded()
+        } else {
+            cause.clone()
+        }
+    }
+
     fn cancel_one(
         &self,
         cause: &Cause,
-        pending: &mut Vec<Arc<Node>>,
+        pending: &mut Vec<(Arc<Node>, Cause)>,
         panic: &mut Option<Box<dyn Any + Send>>,
     ) -> bool {
         let (children, listeners);
@@ -222,11 +245,12 @@ impl Node {
             }
             inner.cause = Some(cause.clone());
             self.state.store(CANCELLED, Ordering::Release);
+            pending.reserve(inner.children.len());
             children = inner.children.take_all();
             listeners = inner.listeners.take_all();
             #[cfg(not(loom))]
             {
-                tasks = mem::take(&mut inner.tasks);
+                tasks = std::mem::take(&mut inner.tasks);
             }
         }
         for listener in listeners {
@@ -245,7 +269,7 @@ impl Node {
         }
         for child in children {
             match child.upgrade() {
-                Some(child) => pending.push(child),
+                Some(child) => pending.push((child, cause.clone())),
                 // The child's last handle is gone and its `Drop` is waiting for our
                 // lock to unregister; it has nothing left to cancel.
                 None => assert!(
@@ -315,7 +339,7 @@ impl Node {
         {
             return;
         }
-        let deadline = Timestamp::from_nanos(owner.deadline);
+        let deadline = palisade_clock::Timestamp::from_nanos(owner.deadline);
         let weak = Arc::downgrade(owner);
         let handle = tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
             panic!("awaiting a context deadline needs a tokio runtime with the time driver")
@@ -326,13 +350,19 @@ impl Node {
                 node.cancel_from(&Cause::deadline_exceeded());
             }
         });
-        let abort = task.abort_handle();
-        let mut inner = owner.inner.lock();
-        if owner.state.load(Ordering::Relaxed) == ACTIVE {
-            inner.tasks.push(abort);
+        owner.attach_task(task.abort_handle());
+    }
+
+    /// Makes `task` end with this node: it is aborted when the node is cancelled or
+    /// dropped (at once if the node is already cancelled).
+    #[cfg(not(loom))]
+    pub(crate) fn attach_task(&self, task: tokio::task::AbortHandle) {
+        let mut inner = self.inner.lock();
+        if self.state.load(Ordering::Relaxed) == ACTIVE {
+            inner.tasks.push(task);
         } else {
             drop(inner);
-            abort.abort();
+            task.abort();
         }
     }
 

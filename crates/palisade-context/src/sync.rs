@@ -33,6 +33,7 @@ impl<T> Mutex<T> {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    #[allow(dead_code)]
     pub(crate) fn get_mut(&mut self) -> &mut T {
         self.0
             .get_mut()

@@ -1,0 +1,322 @@
+//! Tests that look inside the tree: registry sizes, listeners, timers.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use crate::{Context, spawn};
+
+fn children(ctx: &Context) -> usize {
+    ctx.node().map_or(0, |node| node.children_len())
+}
+
+fn listeners(ctx: &Context) -> usize {
+    ctx.node().map_or(0, |node| node.listeners_len())
+}
+
+#[test]
+fn a_million_children_leave_the_parent_as_it_was() {
+    let (parent, _guard) = Context::background().with_cancel();
+    for i in 0..1_000_000u32 {
+        let (child, guard) = parent.with_cancel();
+        if i % 2 == 0 {
+            // Detached: unregisters when its last handle goes.
+            guard.detach();
+        } else {
+            drop(guard);
+        }
+        drop(child);
+    }
+    assert_eq!(children(&parent), 0);
+    let node = parent.node().unwrap();
+    assert!(!node.is_marked());
+}
+
+#[test]
+fn live_children_are_registered_and_value_contexts_are_not() {
+    let (parent, _guard) = Context::background().with_cancel();
+    let with_value = parent.with_value(1u8);
+    assert_eq!(children(&parent), 0, "a value does not make a child");
+    let kept: Vec<_> = (0..10).map(|_| with_value.with_cancel()).collect();
+    assert_eq!(children(&parent), 10);
+    drop(kept);
+    assert_eq!(children(&parent), 0);
+    // Without cancellation: nothing registers with the parent at all.
+    let (_free, _g) = parent.without_cancel().with_cancel();
+    assert_eq!(children(&parent), 0);
+}
+
+#[test]
+fn cancelling_ten_thousand_descendants_wakes_them_all() {
+    let (root, guard) = Context::background().with_cancel();
+    let woken = std::sync::Arc::new(AtomicUsize::new(0));
+    let mut leaves = Vec::new();
+    // 100 children with 100 children each: 10 100 descendants.
+    for _ in 0..100 {
+        let (child, child_guard) = root.with_cancel();
+        child_guard.detach();
+        for _ in 0..100 {
+            let (leaf, leaf_guard) = child.with_cancel();
+            leaf_guard.detach();
+            leaves.push(leaf);
+        }
+    }
+    let waker = counting_waker(woken.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut waits: Vec<_> = leaves
+        .iter()
+        .map(|leaf| Box::pin(leaf.cancelled()))
+        .collect();
+    for wait in &mut waits {
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+    }
+    assert!(leaves.iter().all(|leaf| listeners(leaf) == 1));
+    guard.cancel();
+    assert_eq!(woken.load(Ordering::SeqCst), 10_000);
+    for wait in &mut waits {
+        assert_eq!(wait.as_mut().poll(&mut cx), Poll::Ready(()));
+    }
+    assert!(leaves.iter().all(|leaf| leaf.is_cancelled()));
+}
+
+#[test]
+fn a_dropped_waiter_unregisters() {
+    let (ctx, _guard) = Context::background().with_cancel();
+    let waker = Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    {
+        let mut a = Box::pin(ctx.cancelled());
+        let mut b = Box::pin(ctx.cancelled());
+        assert!(a.as_mut().poll(&mut cx).is_pending());
+        assert!(b.as_mut().poll(&mut cx).is_pending());
+        // Polling again with the same waker registers nothing new.
+        assert!(a.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(listeners(&ctx), 2);
+    }
+    assert_eq!(listeners(&ctx), 0);
+    {
+        let mut run = Box::pin(ctx.run(std::future::pending::<()>()));
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(listeners(&ctx), 1);
+    }
+    assert_eq!(listeners(&ctx), 0);
+}
+
+#[test]
+fn a_deep_chain_cancels_without_recursion() {
+    let (root, guard) = Context::background().with_cancel();
+    let mut chain = vec![root];
+    for _ in 0..1_000 {
+        let (next, next_guard) = chain.last().unwrap().with_cancel();
+        next_guard.detach();
+        chain.push(next);
+    }
+    guard.cancel();
+    assert!(chain.iter().all(Context::is_cancelled));
+}
+
+#[test]
+fn a_panicking_callback_does_not_stop_the_cancellation() {
+    let (ctx, guard) = Context::background().with_cancel();
+    let (child, child_guard) = ctx.with_cancel();
+    child_guard.detach();
+    let _h = ctx.after_cancel(|| panic!("callback failed"));
+    let ran = std::sync::Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let _h2 = ctx.after_cancel(move || {
+        r.fetch_add(1, Ordering::SeqCst);
+    });
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| guard.cancel()));
+    assert!(result.is_err(), "the panic is raised again");
+    assert_eq!(ran.load(Ordering::SeqCst), 1);
+    assert!(child.is_cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_timer_per_deadline_whatever_the_waiters() {
+    let (ctx, guard) = Context::background().with_timeout(Duration::from_secs(10));
+    let (child, child_guard) = ctx.with_cancel();
+    let (value_child, value_guard) = child.with_value(1u8).with_cancel();
+    let metrics = tokio::runtime::Handle::current().metrics();
+    assert_eq!(metrics.num_alive_tasks(), 0, "no timer before anyone waits");
+    let waker = Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    let mut waits = vec![
+        Box::pin(ctx.cancelled()),
+        Box::pin(ctx.cancelled()),
+        Box::pin(child.cancelled()),
+        Box::pin(value_child.cancelled()),
+    ];
+    for wait in &mut waits {
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        1,
+        "children share their ancestor's timer"
+    );
+    drop(waits);
+    drop((child, child_guard, value_child, value_guard));
+    drop(guard);
+    drop(ctx);
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawned_tasks_carry_the_context_and_stop_with_it() {
+    #[derive(Debug, PartialEq)]
+    struct Tenant(&'static str);
+    let tracker = crate::Tracker::new();
+    let ctx = Context::background()
+        .with_value(tracker.clone())
+        .with_value(Tenant("a"));
+    let (ctx, guard) = ctx.with_timeout(Duration::from_secs(1));
+
+    let seen = spawn(&ctx, async {
+        crate::current().get::<Tenant>().map(|t| t.0)
+    });
+    assert_eq!(seen.await.unwrap(), Some("a"));
+
+    let stopped = std::sync::Arc::new(AtomicUsize::new(0));
+    let s = stopped.clone();
+    let slow = spawn(&ctx, async move {
+        let _on_drop = OnDrop(s);
+        tokio::time::sleep(Duration::from_secs(60)).await;
+    });
+    assert_eq!(tracker.len(), 1);
+    let err = slow.await.unwrap_err();
+    assert!(err.cause().unwrap().is_deadline_exceeded());
+    assert_eq!(stopped.load(Ordering::SeqCst), 1);
+    tracker.wait().await;
+    assert!(tracker.is_empty() && tracker.is_closed());
+    drop((ctx, guard));
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_stops_and_waits_for_every_task() {
+    let tracker = crate::Tracker::new();
+    let ctx = Context::background().with_value(tracker.clone());
+    let handles: Vec<_> = (0..5)
+        .map(|_| spawn(&ctx, std::future::pending::<()>()))
+        .collect();
+    let finishing = spawn(&ctx, tokio::time::sleep(Duration::from_millis(5)));
+    assert_eq!(tracker.len(), 6);
+    tracker.shutdown().await;
+    assert!(tracker.is_empty());
+    for handle in handles {
+        assert!(handle.await.unwrap_err().cause().unwrap().is_canceled());
+    }
+    assert!(finishing.await.is_err());
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_lets_tasks_finish() {
+    let tracker = crate::Tracker::new();
+    let ctx = Context::background().with_value(tracker.clone());
+    let done = std::sync::Arc::new(AtomicUsize::new(0));
+    for i in 0..3u64 {
+        let done = done.clone();
+        drop(spawn(&ctx, async move {
+            tokio::time::sleep(Duration::from_millis(10 * i)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    tracker.wait().await;
+    assert_eq!(done.load(Ordering::SeqCst), 3);
+    settle().await;
+}
+
+#[tokio::test]
+async fn spawned_tasks_carry_the_span() {
+    let subscriber = tracing_subscriber::registry();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let span = tracing::info_span!("request");
+    let id = span.id();
+    let handle = {
+        let _entered = span.enter();
+        spawn(&Context::background(), async {
+            tracing::Span::current().id()
+        })
+    };
+    // With a subscriber that records spans, the task runs inside the caller's span.
+    assert!(id.is_some());
+    assert_eq!(handle.await.unwrap(), id);
+}
+
+#[tokio::test]
+async fn a_panicking_task_reports_the_panic() {
+    let tracker = crate::Tracker::new();
+    let handle = tracker.spawn(&Context::background(), async { panic!("boom") });
+    let err = handle.await.unwrap_err();
+    assert!(err.is_panic());
+    assert_eq!(err.to_string(), "task panicked: boom");
+    tracker.wait().await;
+}
+
+#[cfg(feature = "tokio-util")]
+#[tokio::test(start_paused = true)]
+async fn cancellation_tokens_convert_both_ways() {
+    use tokio_util::sync::CancellationToken;
+
+    let (ctx, guard) = Context::background().with_timeout(Duration::from_secs(1));
+    let token = CancellationToken::from(&ctx);
+    token.cancelled().await;
+    assert!(ctx.cause().unwrap().is_deadline_exceeded());
+    drop(guard);
+
+    let token = CancellationToken::new();
+    let ctx = Context::from(token.clone());
+    let (child, _g) = ctx.with_cancel();
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        1
+    );
+    token.cancel();
+    child.cancelled().await;
+    assert!(child.cause().unwrap().is_canceled());
+    settle().await;
+
+    // The watcher ends with its context.
+    let token = CancellationToken::new();
+    let (ctx, guard) = Context::background().with_cancellation_token(token.clone());
+    drop((ctx, guard));
+    settle().await;
+    assert!(!token.is_cancelled());
+}
+
+struct OnDrop(std::sync::Arc<AtomicUsize>);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker(count: std::sync::Arc<AtomicUsize>) -> Waker {
+    struct Count(std::sync::Arc<AtomicUsize>);
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    Waker::from(std::sync::Arc::new(Count(count)))
+}
+
+/// Waits (boundedly) until every task of the runtime has ended.
+async fn settle() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    for _ in 0..100 {
+        if metrics.num_alive_tasks() == 0 {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+    panic!("{} tasks still alive", metrics.num_alive_tasks());
+}

@@ -1,0 +1,149 @@
+//! loom models of the cancellation protocol. Each has a twin with a deliberate fault
+//! that the model must catch, which proves that the model reaches the interleaving
+//! the correct code guards against.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p
+//! palisade-context --test loom`.
+#![cfg(loom)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Wake, Waker};
+
+use loom::thread;
+use palisade_context::Context;
+use palisade_context::loom_support::{Fault, children_len, inject};
+
+/// A child registering while its parent is cancelled is either drained by the
+/// cancellation or born cancelled: never missed.
+fn cancel_vs_registration(fault: Option<Fault>) {
+    loom::model(move || {
+        inject(fault);
+        let (parent, guard) = Context::background().with_cancel();
+        let spawner = parent.clone();
+        let registering = thread::spawn(move || {
+            let (child, child_guard) = spawner.with_cancel();
+            child_guard.detach();
+            child
+        });
+        guard.cancel();
+        let child = registering.join().unwrap();
+        assert!(
+            child.is_cancelled(),
+            "a child of a cancelled parent is live"
+        );
+        assert!(child.cause().unwrap().is_canceled());
+    });
+}
+
+#[test]
+fn cancel_races_child_registration() {
+    cancel_vs_registration(None);
+}
+
+#[test]
+#[should_panic(expected = "a child of a cancelled parent is live")]
+fn broken_registration_misses_the_cancel() {
+    cancel_vs_registration(Some(Fault::RegisterWithoutRecheck));
+}
+
+/// A child dropped while its parent is cancelled: the cancellation skips the
+/// half-dropped child, still reaches the live sibling, and the registry ends empty.
+fn cancel_vs_drop(fault: Option<Fault>) {
+    loom::model(move || {
+        inject(fault);
+        let (parent, guard) = Context::background().with_cancel();
+        let (child, child_guard) = parent.with_cancel();
+        child_guard.detach();
+        let (sibling, sibling_guard) = parent.with_cancel();
+        sibling_guard.detach();
+        let dropping = thread::spawn(move || drop(child));
+        guard.cancel();
+        dropping.join().unwrap();
+        assert!(sibling.is_cancelled());
+        assert_eq!(children_len(&parent), 0);
+    });
+}
+
+#[test]
+fn cancel_races_child_drop() {
+    cancel_vs_drop(None);
+}
+
+#[test]
+#[should_panic(expected = "a registered child was already dropped")]
+fn broken_cancel_trusts_dropped_children() {
+    cancel_vs_drop(Some(Fault::CancelAssumesChildrenAlive));
+}
+
+/// Unregistration on drop keeps the parent's registry at its live children, also
+/// when children register and drop concurrently.
+#[test]
+fn concurrent_registration_and_drop_leave_no_trace() {
+    loom::model(|| {
+        let (parent, _guard) = Context::background().with_cancel();
+        let other = parent.clone();
+        let churn = thread::spawn(move || {
+            let (child, child_guard) = other.with_cancel();
+            drop(child_guard);
+            drop(child);
+        });
+        let (kept, kept_guard) = parent.with_cancel();
+        churn.join().unwrap();
+        assert_eq!(children_len(&parent), 1);
+        drop((kept, kept_guard));
+        assert_eq!(children_len(&parent), 0);
+    });
+}
+
+/// A waiter racing the cancellation is always woken: no lost wake-up.
+fn cancel_vs_waiter(fault: Option<Fault>) {
+    loom::model(move || {
+        inject(fault);
+        let (ctx, guard) = Context::background().with_cancel();
+        let (child, child_guard) = ctx.with_cancel();
+        child_guard.detach();
+        let woken = Arc::new(AtomicBool::new(false));
+        let waker = Waker::from(Arc::new(Flag(woken.clone())));
+        let waiting = thread::spawn(move || {
+            let mut wait: Pin<Box<dyn Future<Output = ()> + Send>> =
+                Box::pin(async move { child.cancelled().await });
+            let ready = wait
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+                .is_ready();
+            // Kept registered until the cancellation is over.
+            (ready, wait)
+        });
+        guard.cancel();
+        let (ready, wait) = waiting.join().unwrap();
+        assert!(
+            ready || woken.load(Ordering::SeqCst),
+            "a registered waiter was never woken"
+        );
+        drop(wait);
+    });
+}
+
+/// A waker that raises a flag. The flag is a plain atomic: it is read only after
+/// `join`, and loom runs a model's threads on one OS thread.
+struct Flag(Arc<AtomicBool>);
+
+impl Wake for Flag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn cancel_races_waiter() {
+    cancel_vs_waiter(None);
+}
+
+#[test]
+#[should_panic(expected = "a registered waiter was never woken")]
+fn broken_waiter_loses_the_wakeup() {
+    cancel_vs_waiter(Some(Fault::WaitWithoutRecheck));
+}
