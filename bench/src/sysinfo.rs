@@ -8,6 +8,7 @@ use crate::report::RunInfo;
 
 /// The crates whose versions the report lists, palisade's first.
 const CRATES: &[&str] = &[
+    "palisade",
     "palisade-clock",
     "palisade-context",
     "palisade-window",

@@ -32,7 +32,7 @@ fn is_ok<T, E>(r: &Result<T, E>) -> bool {
 
 /// Configured like the peers: 50 % of a 100-call window, at least 10 calls, open for
 /// an hour.
-fn palisade() -> palisade_breaker::Breaker {
+pub(super) fn palisade() -> palisade_breaker::Breaker {
     let config = palisade_breaker::BreakerConfig::default()
         .failure_rate_threshold(Some(50.0))
         .window(palisade_breaker::WindowConfig::Count { size: 100 })
@@ -124,7 +124,7 @@ fn failsafe_open() -> Failsafe {
 
 // ---- tower-resilience-circuitbreaker --------------------------------------------
 
-fn tower_resilience_layer() -> tower_resilience_circuitbreaker::CircuitBreakerLayer {
+pub(super) fn tower_resilience_layer() -> tower_resilience_circuitbreaker::CircuitBreakerLayer {
     tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)
         .sliding_window_size(100)
@@ -207,6 +207,20 @@ pub(super) fn cases() -> Vec<Case> {
         Case::new(
             "breaker",
             CLOSED,
+            "palisade tower::breaker layer",
+            Role::Palisade,
+            bench_async!(
+                palisade::tower::breaker(palisade()).layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("the facade's tower layer: ready + call, a boxed future per call"),
+        Case::new(
+            "breaker",
+            CLOSED,
             "palisade-breaker (try_acquire + record)",
             Role::Palisade,
             bench_async!(
@@ -280,6 +294,18 @@ pub(super) fn cases() -> Vec<Case> {
         .floor(Floor::Await)
         .key()
         .note("Breaker::call rejected with the time until it tries again"),
+        Case::new(
+            "breaker",
+            OPEN,
+            "palisade tower::breaker layer",
+            Role::Palisade,
+            bench_async!(
+                palisade::tower::breaker(palisade_open()).layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                |r: &Result<u64, palisade::Error<Boom>>| r.is_err()
+            ),
+        )
+        .floor(Floor::Await),
         Case::new(
             "breaker",
             OPEN,

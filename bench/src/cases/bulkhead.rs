@@ -1,5 +1,7 @@
 //! Bulkheads: acquiring a concurrency slot and releasing it.
 
+use tower::Layer as _;
+
 use super::{Gap, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async, bench_sync};
 
@@ -47,6 +49,20 @@ pub(super) fn cases() -> Vec<Case> {
         .floor(Floor::Atomic)
         .key()
         .note("try_acquire + drop of the permit: as tokio's try_acquire"),
+        Case::new(
+            "bulkhead",
+            ACQUIRE,
+            "palisade tower::bulkhead layer",
+            Role::Palisade,
+            bench_async!(
+                palisade::tower::bulkhead(palisade()).layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("the facade's tower layer, as tower ConcurrencyLimit"),
         Case::new(
             "bulkhead",
             ACQUIRE,

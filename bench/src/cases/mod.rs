@@ -12,6 +12,7 @@ mod bulkhead;
 mod clock;
 mod context;
 mod floors;
+mod pipeline;
 mod ratelimit;
 mod retry;
 mod timeout;
@@ -27,6 +28,7 @@ pub(crate) const AREAS: &[&str] = &[
     "bulkhead",
     "context",
     "timeout",
+    "pipeline",
     "window",
 ];
 
@@ -61,6 +63,7 @@ pub(crate) fn cases(select: impl Fn(&str) -> bool) -> Vec<Case> {
             "bulkhead" => bulkhead::cases(),
             "context" => context::cases(),
             "timeout" => timeout::cases(),
+            "pipeline" => pipeline::cases(),
             "window" => window::cases(),
             _ => Vec::new(),
         });
@@ -78,6 +81,7 @@ pub(crate) fn gaps(select: impl Fn(&str) -> bool) -> Vec<Gap> {
         bulkhead::GAPS,
         context::GAPS,
         timeout::GAPS,
+        pipeline::GAPS,
         window::GAPS,
     ]
     .concat()

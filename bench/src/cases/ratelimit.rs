@@ -7,6 +7,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use tower::Layer as _;
+
 use super::{Gap, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async, bench_sync};
 
@@ -30,15 +32,17 @@ fn quota() -> governor::Quota {
     governor::Quota::per_second(NonZeroU32::MAX)
 }
 
+fn limiter() -> palisade_limit::RateLimiter {
+    palisade_limit::RateLimiter::new(palisade_limit::RateLimiterConfig::per_second(1_000_000_000))
+        .expect("a valid rate limiter configuration")
+}
+
 pub(super) fn cases() -> Vec<Case> {
     let keyed = governor::RateLimiter::keyed(quota());
     for key in 0..KEYS {
         let _ = keyed.check_key(&key);
     }
-    let palisade = palisade_limit::RateLimiter::new(palisade_limit::RateLimiterConfig::per_second(
-        1_000_000_000,
-    ))
-    .expect("a valid rate limiter configuration");
+    let palisade = limiter();
     let palisade_keyed =
         palisade_limit::KeyedRateLimiter::<u64>::new(palisade_limit::KeyedRateLimiterConfig::new(
             palisade_limit::RateLimiterConfig::per_second(1_000_000_000),
@@ -59,6 +63,20 @@ pub(super) fn cases() -> Vec<Case> {
         .floor(Floor::Atomic)
         .key()
         .note("RateLimiter::check, GCRA on one atomic word, coarse clock"),
+        Case::new(
+            "ratelimit",
+            DIRECT,
+            "palisade tower::rate_limiter layer",
+            Role::Palisade,
+            bench_async!(
+                palisade::tower::rate_limiter(limiter()).layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("the facade's tower layer, as tower RateLimit; shareable (&self limiter)"),
         Case::new(
             "ratelimit",
             DIRECT,

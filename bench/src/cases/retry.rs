@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder as _, Retryable as _};
 use layered::{Execute, Service as _, Stack as _};
+use tower::Layer as _;
 use tower::retry::backoff::{Backoff as _, ExponentialBackoffMaker, MakeBackoff as _};
 
 use super::{Boom, Gap, call_for, ok_call, ok_service, tower_call};
@@ -26,6 +27,26 @@ pub(super) const GAPS: &[Gap] = &[Gap {
 
 fn is_ok<T, E>(r: &Result<T, E>) -> bool {
     r.is_ok()
+}
+
+/// Exponential from 10 ms with full jitter, at most three retries (four attempts).
+fn palisade_backoff(max_attempts: u32) -> palisade_backoff::Backoff {
+    palisade_backoff::Backoff::exponential(Duration::from_millis(10))
+        .jitter(palisade_backoff::Jitter::Full)
+        .max_attempts(max_attempts)
+        .build()
+        .expect("a valid backoff")
+}
+
+pub(super) fn palisade_retry(
+    budget: bool,
+) -> (palisade_retry::RetryPolicy, palisade_context::Context) {
+    let mut builder = palisade_retry::RetryPolicy::builder().backoff(palisade_backoff(4));
+    if budget {
+        builder = builder.budget(palisade_retry::RetryBudget::new());
+    }
+    let policy = builder.build().expect("a valid retry policy");
+    (policy, palisade_context::Context::background())
 }
 
 fn backon_builder() -> backon::ExponentialBuilder {
@@ -59,15 +80,25 @@ fn tower_backoff() -> ExponentialBackoffMaker {
 
 /// A tower retry policy: up to `left` retries of failed calls with exponential backoff.
 #[derive(Clone, Debug)]
-struct Attempts {
+pub(super) struct Attempts {
     left: u32,
     backoff: tower::retry::backoff::ExponentialBackoff,
 }
 
-impl tower::retry::Policy<u64, u64, Boom> for Attempts {
+impl Attempts {
+    /// Three retries, exponential backoff from 10 ms with jitter.
+    pub(super) fn three() -> Attempts {
+        Attempts {
+            left: 3,
+            backoff: tower_backoff().make_backoff(),
+        }
+    }
+}
+
+impl<E> tower::retry::Policy<u64, u64, E> for Attempts {
     type Future = tokio::time::Sleep;
 
-    fn retry(&mut self, _req: &mut u64, result: &mut Result<u64, Boom>) -> Option<Self::Future> {
+    fn retry(&mut self, _req: &mut u64, result: &mut Result<u64, E>) -> Option<Self::Future> {
         match result {
             Err(_) if self.left > 0 => {
                 self.left -= 1;
@@ -101,15 +132,51 @@ fn seatbelt_retry() -> impl layered::Service<u64, Out = Result<u64, Boom>> + 'st
 }
 
 pub(super) fn cases() -> Vec<Case> {
-    let mut tower_maker = tower_backoff();
-    let tower_svc = tower::retry::Retry::new(
-        Attempts {
-            left: 3,
-            backoff: tower_maker.make_backoff(),
-        },
-        tower::service_fn(ok_service),
-    );
+    let tower_svc = tower::retry::Retry::new(Attempts::three(), tower::service_fn(ok_service));
     vec![
+        Case::new(
+            "retry",
+            FIRST,
+            "palisade-retry",
+            Role::Palisade,
+            bench_async!(
+                palisade_retry(false),
+                |s| s.0.retry(&s.1, |_attempt| ok_call()),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("RetryPolicy::retry under the background context, no budget"),
+        Case::new(
+            "retry",
+            FIRST,
+            "palisade-retry (with budget)",
+            Role::Palisade,
+            bench_async!(
+                palisade_retry(true),
+                |s| s.0.retry(&s.1, |_attempt| ok_call()),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("as above, with the default retry budget (a success deposits)"),
+        Case::new(
+            "retry",
+            FIRST,
+            "palisade tower::retry layer",
+            Role::Palisade,
+            bench_async!(
+                palisade::tower::retry(palisade_retry(false).0)
+                    .layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("the facade's tower layer, as tower Retry"),
         Case::new(
             "retry",
             FIRST,
@@ -160,11 +227,7 @@ pub(super) fn cases() -> Vec<Case> {
             "palisade-backoff",
             Role::Palisade,
             bench_sync!(
-                palisade_backoff::Backoff::exponential(Duration::from_millis(10))
-                    .jitter(palisade_backoff::Jitter::Full)
-                    .max_attempts(11)
-                    .build()
-                    .expect("a valid backoff"),
+                palisade_backoff(11),
                 |s| s.iter().fold(Duration::ZERO, |a, d| a + d),
                 |d: &Duration| *d > Duration::ZERO
             ),

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tower::Layer as _;
+
 use super::{Gap, ok_call, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async};
 
@@ -34,6 +36,22 @@ pub(super) fn cases() -> Vec<Case> {
         .floor(Floor::Await)
         .key()
         .note("timeout(&ctx, 1 s, call) under the background context"),
+        Case::new(
+            "timeout",
+            READY,
+            "palisade tower::attempt_timeout layer",
+            Role::Palisade,
+            bench_async!(
+                palisade::tower::attempt_timeout(LIMIT)
+                    .expect("a valid timeout")
+                    .layer(tower::service_fn(ok_service)),
+                |s| tower_call(s),
+                is_ok
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("the facade's tower layer, as tower Timeout"),
         Case::new(
             "timeout",
             READY,
