@@ -55,6 +55,9 @@
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
 mod error;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod pipeline;
 pub mod timeout;
 #[cfg(feature = "tower")]

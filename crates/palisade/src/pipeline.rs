@@ -78,6 +78,20 @@ struct Inner<K> {
     name: Cow<'static, str>,
     classifier: K,
     layers: Layers,
+    #[cfg(feature = "metrics")]
+    metrics: crate::metrics::PipelineMetrics,
+}
+
+impl<K> Inner<K> {
+    fn new(name: Cow<'static, str>, classifier: K, layers: Layers) -> Self {
+        Inner {
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::PipelineMetrics::new(&name),
+            name,
+            classifier,
+            layers,
+        }
+    }
 }
 
 /// The layers of a pipeline, apart from the classifier.
@@ -233,11 +247,7 @@ impl<K> PipelineBuilder<K> {
     #[cfg(feature = "tower")]
     pub(crate) fn build_unchecked(self) -> Pipeline<K> {
         Pipeline {
-            inner: Arc::new(Inner {
-                name: self.name,
-                classifier: self.classifier,
-                layers: self.layers,
-            }),
+            inner: Arc::new(Inner::new(self.name, self.classifier, self.layers)),
         }
     }
 
@@ -250,11 +260,7 @@ impl<K> PipelineBuilder<K> {
             check_timeout("attempt_timeout", d)?;
         }
         Ok(Pipeline {
-            inner: Arc::new(Inner {
-                name: self.name,
-                classifier: self.classifier,
-                layers: self.layers,
-            }),
+            inner: Arc::new(Inner::new(self.name, self.classifier, self.layers)),
         })
     }
 }
@@ -349,6 +355,8 @@ impl<K> Pipeline<K> {
         let limit = self.inner.layers.total_timeout;
         let body = timeout(TokioClock, limit, self.attempts(ctx, call));
         async move {
+            #[cfg(feature = "metrics")]
+            let started = palisade_clock::Clock::now(&TokioClock);
             let (result, attempts) = match ctx.run(body).await {
                 Ok(Ok(done)) => done,
                 Ok(Err(elapsed)) => (Err(Error::timeout(TimeoutKind::Total, elapsed.after())), 0),
@@ -358,10 +366,13 @@ impl<K> Pipeline<K> {
             if attempts > 0 {
                 span.record("attempts", attempts);
             }
-            match &result {
-                Ok(_) => span.record("outcome", "success"),
-                Err(e) => span.record("outcome", e.kind_str()),
+            let kind = match &result {
+                Ok(_) => "success",
+                Err(e) => e.kind_str(),
             };
+            span.record("outcome", kind);
+            #[cfg(feature = "metrics")]
+            self.record_metrics(kind, started);
             result
         }
         .instrument(span)
@@ -430,20 +441,19 @@ impl<K> Pipeline<K> {
             #[allow(unused_mut)]
             let (permit, mut slot) = match admitted {
                 Ok(admission) => admission,
-                Err(rejection) => return rejected_attempt(rejection),
+                Err(rejection) => return self.rejected_attempt(rejection),
             };
             #[cfg(feature = "limit")]
             if let (Some(bulkhead), None) = (&layers.bulkhead, &slot) {
                 match bulkhead.acquire().await {
                     Ok(permit) => slot = Some(permit),
-                    Err(full) => return rejected_attempt(full.rejection()),
+                    Err(full) => return self.rejected_attempt(full.rejection()),
                 }
             }
             let _slot = slot;
             let Some(call) = fut else {
-                return rejected_attempt(palisade_classify::Rejection::new(
-                    palisade_classify::Strategy::Bulkhead,
-                ));
+                return self
+                    .rejected_attempt(Rejection::new(palisade_classify::Strategy::Bulkhead));
             };
             let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
             let (result, outcome) = match fut.await {
@@ -463,10 +473,49 @@ impl<K> Pipeline<K> {
             }
             #[cfg(not(feature = "breaker"))]
             let _ = permit;
+            #[cfg(feature = "metrics")]
+            self.inner.metrics.attempt(&outcome);
             tracing::Span::current().record("outcome", tracing::field::display(outcome));
             (result, outcome)
         }
         .instrument(span)
+    }
+
+    /// An attempt refused by a strategy before it reached the dependency.
+    #[cold]
+    fn rejected_attempt<T, E>(&self, rejection: Rejection) -> (Result<T, Error<E>>, Outcome) {
+        tracing::debug!(strategy = rejection.strategy().as_str(), "attempt rejected");
+        let outcome = Outcome::Rejected(rejection);
+        tracing::Span::current().record("outcome", "rejected");
+        #[cfg(feature = "metrics")]
+        self.inner.metrics.attempt(&outcome);
+        (Err(Error::rejected(rejection)), outcome)
+    }
+
+    /// Reports a finished execution to the metrics.
+    #[cfg(feature = "metrics")]
+    fn record_metrics(&self, kind: &str, started: palisade_clock::Timestamp) {
+        let m = &self.inner.metrics;
+        m.call(
+            kind,
+            palisade_clock::Clock::now(&TokioClock).saturating_duration_since(started),
+        );
+        #[cfg(feature = "breaker")]
+        if let Some(b) = &self.inner.layers.breaker {
+            use palisade_breaker::State;
+            m.breaker_state(match b.state() {
+                State::Closed => 0.0,
+                State::Open => 1.0,
+                State::HalfOpen => 2.0,
+                State::ForcedOpen => 3.0,
+                State::ForcedClosed => 4.0,
+                _ => 5.0,
+            });
+        }
+        #[cfg(feature = "limit")]
+        if let Some(b) = &self.inner.layers.bulkhead {
+            m.bulkhead_in_flight(f64::from(b.snapshot().in_flight));
+        }
     }
 
     /// Asks the breaker, the rate limiter and the bulkhead (without waiting), in
@@ -557,17 +606,6 @@ type BreakerPermit<'a> = ();
 type BulkheadPermit<'a> = palisade_limit::Permit<'a>;
 #[cfg(not(feature = "limit"))]
 type BulkheadPermit<'a> = std::marker::PhantomData<&'a ()>;
-
-/// An attempt refused by a strategy before it reached the dependency.
-#[cold]
-fn rejected_attempt<T, E>(rejection: Rejection) -> (Result<T, Error<E>>, Outcome) {
-    tracing::debug!(strategy = rejection.strategy().as_str(), "attempt rejected");
-    tracing::Span::current().record("outcome", "rejected");
-    (
-        Err(Error::rejected(rejection)),
-        Outcome::Rejected(rejection),
-    )
-}
 
 /// The retry's classifier: an attempt's value carries the outcome the pipeline's
 /// classifier gave it; an error knows its own.
