@@ -16,11 +16,13 @@ use crate::state::{
     CLOSED, DISABLED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, State, code,
     generation, pack,
 };
-use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering};
+use crate::sync::{
+    Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_trip,
+};
 use crate::window::ClosedWindow;
 
 /// A subscriber to transitions.
-pub(crate) type Hook = Arc<dyn Fn(&Transition) + Send + Sync>;
+pub(crate) type Hook = Box<dyn Fn(&Transition) + Send + Sync>;
 
 /// A circuit breaker.
 ///
@@ -90,7 +92,7 @@ impl<C: Clock> BreakerBuilder<C> {
     /// the hook may call the breaker). Hooks of concurrent transitions may run out of
     /// order; [`Transition::generation`] orders them.
     pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
-        self.hooks.push(Arc::new(hook));
+        self.hooks.push(Box::new(hook));
         self
     }
 
@@ -408,7 +410,7 @@ impl<C: Clock> Inner<C> {
                 };
             }
         }
-        self.acquire_slow()
+        self.acquire_slow(word)
     }
 
     #[inline]
@@ -421,9 +423,14 @@ impl<C: Clock> Inner<C> {
     }
 
     #[cold]
-    fn acquire_slow(&self) -> Result<Ticket, Rejected> {
+    fn acquire_slow(&self, seen: u64) -> Result<Ticket, Rejected> {
         let mut ctl = self.control.lock();
-        let word = self.word.load(Ordering::Acquire);
+        // Read again under the lock: another call may have moved the state on.
+        let word = if broken_half_open() {
+            seen
+        } else {
+            self.word.load(Ordering::Acquire)
+        };
         let metrics_only = word & METRICS_ONLY != 0;
         let mut event = None;
         let result = match code(word) {
@@ -614,7 +621,7 @@ impl<C: Clock> Inner<C> {
     fn trip(&self, seen: u64, reason: Reason) {
         let mut ctl = self.control.lock();
         let word = self.word.load(Ordering::Acquire);
-        if generation(word) != generation(seen) || code(word) != CLOSED {
+        if (generation(word) != generation(seen) || code(word) != CLOSED) && !broken_trip() {
             // Another call already moved it on: open once only.
             return;
         }

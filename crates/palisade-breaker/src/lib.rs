@@ -100,6 +100,13 @@ mod state;
 mod sync;
 mod window;
 
+/// Hooks that break the breaker on purpose, for the loom models' broken twins.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::sync::broken::{Bug, set};
+}
+
 pub use breaker::{Breaker, BreakerBuilder};
 pub use config::{
     BreakerConfig, ConfigError, MAX_BUCKETS, MAX_COUNT_WINDOW, MAX_DURATION, MAX_PROBES,

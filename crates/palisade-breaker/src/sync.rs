@@ -48,3 +48,62 @@ impl<T> Mutex<T> {
         }
     }
 }
+
+/// Deliberate bugs for the loom models' broken twins, switched on per test thread
+/// (loom runs a model's threads on the thread that calls `loom::model`).
+#[cfg(loom)]
+pub(crate) mod broken {
+    use std::cell::Cell;
+
+    std::thread_local! {
+        static BUG: Cell<u8> = const { Cell::new(0) };
+    }
+
+    /// Which deliberate bug is switched on.
+    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Bug {
+        /// No bug.
+        None = 0,
+        /// Opening does not re-check, under the lock, that the breaker is still in
+        /// the closed state the failure was counted in.
+        TripWithoutRecheck = 1,
+        /// Moving from open to half-open trusts the state read before the lock.
+        HalfOpenWithoutRecheck = 2,
+    }
+
+    /// Switches `bug` on for the models run by this thread.
+    pub fn set(bug: Bug) {
+        BUG.with(|b| b.set(bug as u8));
+    }
+
+    pub(crate) fn is(bug: Bug) -> bool {
+        BUG.with(|b| b.get() == bug as u8)
+    }
+}
+
+/// Whether the loom broken twin of the double-open model is running.
+#[inline(always)]
+pub(crate) fn broken_trip() -> bool {
+    #[cfg(loom)]
+    {
+        broken::is(broken::Bug::TripWithoutRecheck)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+/// Whether the loom broken twin of the probe-limit model is running.
+#[inline(always)]
+pub(crate) fn broken_half_open() -> bool {
+    #[cfg(loom)]
+    {
+        broken::is(broken::Bug::HalfOpenWithoutRecheck)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
