@@ -46,6 +46,7 @@ mod config;
 pub mod rate;
 mod sync;
 pub mod throttle;
+mod wait;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached};
 pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, Permit};
@@ -55,3 +56,11 @@ pub use rate::{
     RateLimiterSnapshot,
 };
 pub use throttle::{Throttle, ThrottleConfig, Throttled};
+pub use wait::WaitError;
+
+/// Hooks that break the bulkhead on purpose, for the loom models only.
+#[cfg(loom)]
+#[doc(hidden)]
+pub mod __loom {
+    pub use crate::sync::broken::{Bug, set};
+}

@@ -116,3 +116,34 @@ impl<T> RwLock<T> {
         }
     }
 }
+
+/// Deliberate bugs for the loom models' broken twins, which must fail: they prove
+/// the models reach the interleavings that matter.
+#[cfg(loom)]
+pub(crate) mod broken {
+    use std::sync::atomic::{AtomicU8, Ordering};
+
+    /// The bugs that can be switched on.
+    #[derive(Copy, Clone, Debug, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum Bug {
+        /// No bug.
+        None = 0,
+        /// A release checks for waiters and decrements in two steps instead of one
+        /// compare-and-swap, so a waiter queueing in between is never woken.
+        ReleaseCheckThenAct = 1,
+        /// A waiter that leaves the queue forgets a permit granted to it meanwhile.
+        LeaveForgetsGrant = 2,
+    }
+
+    static BUG: AtomicU8 = AtomicU8::new(0);
+
+    /// Switches `bug` on (for the whole process: loom tests run one at a time).
+    pub fn set(bug: Bug) {
+        BUG.store(bug as u8, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is(bug: Bug) -> bool {
+        BUG.load(Ordering::SeqCst) == bug as u8
+    }
+}

@@ -134,6 +134,14 @@ impl Core {
     /// first waiter under the queue lock.
     #[inline]
     pub(crate) fn release(&self) {
+        #[cfg(loom)]
+        if crate::sync::broken::is(crate::sync::broken::Bug::ReleaseCheckThenAct) {
+            if waiters(self.state.load(Ordering::Acquire)) != 0 {
+                return self.release_slow();
+            }
+            self.state.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
             if waiters(s) != 0 {
@@ -230,6 +238,10 @@ impl Core {
     pub(crate) fn leave(&self, id: u64) -> bool {
         let mut q = self.queue.lock();
         if q.take_grant(id) {
+            #[cfg(loom)]
+            if crate::sync::broken::is(crate::sync::broken::Bug::LeaveForgetsGrant) {
+                return false;
+            }
             return true;
         }
         if let Some(i) = q.position(id) {

@@ -48,6 +48,7 @@ use std::fmt;
 use std::time::Duration;
 
 use palisade_clock::{Clock, DefaultClock};
+use palisade_context::Context;
 
 pub use config::{BulkheadConfig, MAX_BULKHEAD_SIZE};
 pub use error::BulkheadFull;
@@ -57,6 +58,7 @@ pub use permit::{OwnedPermit, Permit};
 use self::core::Core;
 use crate::config::ConfigError;
 use crate::sync::Arc;
+use crate::wait::WaitError;
 
 /// At most so many calls at once; see the [module docs](crate::bulkhead).
 ///
@@ -132,6 +134,28 @@ impl<C: Clock> Bulkhead<C> {
     /// with less time left than the configured wait).
     pub fn acquire_timeout(&self, max_wait: Duration) -> Acquire<'_, C> {
         Acquire::new(self, max_wait.min(self.core.max_wait()))
+    }
+
+    /// As [`acquire`](Bulkhead::acquire), for a caller with a [`Context`]: waits at
+    /// most the shorter of the configured wait and the context's remaining time, and
+    /// gives up as soon as the context ends (leaving the queue at once).
+    pub async fn acquire_with(&self, ctx: &Context) -> Result<Permit<'_>, WaitError<BulkheadFull>> {
+        let max_wait = ctx
+            .remaining()
+            .map_or(self.core.max_wait(), |left| left.min(self.core.max_wait()));
+        crate::wait::under(ctx, self.acquire_timeout(max_wait)).await
+    }
+
+    /// As [`acquire_with`](Bulkhead::acquire_with), with an owned permit.
+    pub async fn acquire_owned_with(
+        &self,
+        ctx: &Context,
+    ) -> Result<OwnedPermit, WaitError<BulkheadFull>> {
+        let max_wait = ctx
+            .remaining()
+            .map_or(self.core.max_wait(), |left| left.min(self.core.max_wait()));
+        let acquire = AcquireOwned::new(self.clone(), max_wait);
+        crate::wait::under(ctx, acquire).await
     }
 
     /// As [`acquire`](Bulkhead::acquire), with a permit that owns a handle to the

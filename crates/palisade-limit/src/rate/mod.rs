@@ -57,6 +57,7 @@ use std::fmt;
 use std::time::Duration;
 
 use palisade_clock::{Clock, DefaultClock, Timestamp, recent_resolution};
+use palisade_context::Context;
 
 pub use config::{MAX_RATE, RateLimiterConfig};
 pub use error::RateLimited;
@@ -65,6 +66,7 @@ pub use keyed::{KeyedRateLimiter, KeyedRateLimiterConfig, KeyedRateLimiterSnapsh
 use self::gcra::Gcra;
 use crate::config::ConfigError;
 use crate::sync::{Arc, AtomicBool, AtomicU64, CachePadded, Mutex, Ordering};
+use crate::wait::WaitError;
 
 /// A rate limiter reads the cheap [`Clock::recent`] when its burst spans at least
 /// this many resolutions of that reading; see the
@@ -189,6 +191,27 @@ impl<C: Clock> RateLimiter<C> {
                 }
             }
         }
+    }
+
+    /// Waits, for a caller with a [`Context`], until a call passes: gives up at
+    /// once when the wait would outlast the context's deadline (the
+    /// [`RateLimited`] says how long it would have been), and as soon as the
+    /// context ends.
+    pub async fn until_ready_with(&self, ctx: &Context) -> Result<(), WaitError<RateLimited>> {
+        crate::wait::under(ctx, async {
+            loop {
+                match self.check() {
+                    Ok(()) => return Ok(()),
+                    Err(e) => {
+                        if ctx.remaining().is_some_and(|left| e.retry_after() > left) {
+                            return Err(e);
+                        }
+                        self.inner.clock.sleep(e.retry_after()).await;
+                    }
+                }
+            }
+        })
+        .await
     }
 
     /// Applies a new rate to the live limiter (hot reload). The calls already let

@@ -1,0 +1,92 @@
+//! Loom models of the bulkhead's hand-over between releasing callers and waiters.
+//!
+//! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p
+//! palisade-limit --test loom --target-dir target/loom`. Each model has a broken
+//! twin that must fail, proving the model reaches the interleaving that matters.
+#![cfg(loom)]
+
+use std::future::Future;
+use std::sync::{Mutex, MutexGuard};
+use std::task::{Context, Waker};
+use std::time::Duration;
+
+use loom::thread;
+use palisade_clock::ManualClock;
+use palisade_limit::__loom::{Bug, set};
+use palisade_limit::{Bulkhead, BulkheadConfig};
+
+/// The bug switch is process-wide: the models run one at a time.
+fn serial(bug: Bug) -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let guard = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    set(bug);
+    guard
+}
+
+fn bulkhead() -> Bulkhead<ManualClock> {
+    Bulkhead::with_clock(
+        BulkheadConfig::new(1).with_queue(1, Duration::from_secs(1)),
+        ManualClock::new(),
+    )
+    .unwrap()
+}
+
+/// A permit released while a caller joins the queue always reaches that caller:
+/// no lost wake-up (loom reports a deadlock if the waiter sleeps forever).
+fn release_meets_waiter() {
+    loom::model(|| {
+        let b = bulkhead();
+        let held = b.try_acquire_owned().unwrap();
+        let releaser = thread::spawn(move || drop(held));
+        let permit = loom::future::block_on(b.acquire()).unwrap();
+        releaser.join().unwrap();
+        assert_eq!(b.snapshot().in_flight, 1);
+        drop(permit);
+        let s = b.snapshot();
+        assert_eq!((s.in_flight, s.waiting), (0, 0));
+    });
+}
+
+#[test]
+fn a_release_always_reaches_a_joining_waiter() {
+    let _serial = serial(Bug::None);
+    release_meets_waiter();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_check_then_act_release_loses_the_waiter() {
+    let _serial = serial(Bug::ReleaseCheckThenAct);
+    release_meets_waiter();
+}
+
+/// A waiter that gives up while a permit is being handed to it passes the permit on:
+/// afterwards nothing is held and nobody waits.
+fn leaving_waiter_passes_the_permit_on() {
+    loom::model(|| {
+        let b = bulkhead();
+        let held = b.try_acquire_owned().unwrap();
+        let mut acquire = Box::pin(b.acquire());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(acquire.as_mut().poll(&mut cx).is_pending(), "queued");
+        let releaser = thread::spawn(move || drop(held));
+        // Give up (a timeout or cancellation) while the release runs.
+        drop(acquire);
+        releaser.join().unwrap();
+        let s = b.snapshot();
+        assert_eq!((s.in_flight, s.waiting), (0, 0), "a permit leaked");
+    });
+}
+
+#[test]
+fn a_leaving_waiter_passes_its_permit_on() {
+    let _serial = serial(Bug::None);
+    leaving_waiter_passes_the_permit_on();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_leaving_waiter_that_forgets_its_grant_leaks_it() {
+    let _serial = serial(Bug::LeaveForgetsGrant);
+    leaving_waiter_passes_the_permit_on();
+}
