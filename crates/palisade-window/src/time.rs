@@ -320,7 +320,10 @@ impl<C: Clock> TimeWindow<C> {
     ) {
         let elapsed = elapsed.map(nanos);
         let slow = elapsed.is_some_and(|e| e >= self.slow_nanos);
-        if t.wrapping_sub(start) < self.width {
+        // The stripe's current bucket, unless it has left the window: then the call
+        // may be older than the window, which `record_slow` sorts out.
+        let in_window = (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed);
+        if t.wrapping_sub(start) < self.width && in_window {
             let index = (current & INDEX_MASK) as usize;
             self.add(words, CALLS + index, RETIRED_CALLS);
             if failed {
@@ -538,14 +541,14 @@ impl<C: Clock> TimeWindow<C> {
                     let mut current = word.load(Relaxed);
                     loop {
                         let current_tag = current >> COUNT_BITS;
-                        let keep = current_tag == tag || is_newer(current_tag, tag);
-                        if keep && !everything {
+                        // Only tags within 2^23 epochs compare; `everything`
+                        // follows jumps too long for that.
+                        if !everything && (current_tag == tag || is_newer(current_tag, tag)) {
                             break;
                         }
-                        let next_tag = if keep { current_tag } else { tag };
                         match word.compare_exchange_weak(
                             current,
-                            next_tag << COUNT_BITS,
+                            tag << COUNT_BITS,
                             Relaxed,
                             Relaxed,
                         ) {
