@@ -150,7 +150,11 @@ mod tests {
             let now = clock.now();
             assert!(recent <= now, "recent {recent:?} is ahead of now {now:?}");
             // Same axis as now(): a wrong origin would be off by hours or a day.
-            assert!(now - recent < Duration::from_secs(10), "lag {:?}", now - recent);
+            assert!(
+                now - recent < Duration::from_secs(10),
+                "lag {:?}",
+                now - recent
+            );
         }
         // The ticker moves: recent() passes an earlier now() after about a tick. The
         // bound only guards against a ticker that never runs.
