@@ -154,6 +154,13 @@ impl CountWindow {
         let old = cell.swap(slot, Relaxed);
         if old != slot {
             let delta = packed(slot).wrapping_sub(packed(old));
+            #[cfg(loom)]
+            if crate::sync::broken::is(crate::sync::broken::Bug::LostUpdate) {
+                // Deliberately wrong: a load and a store are not one step.
+                let counts = self.counts.load(Relaxed);
+                self.counts.store(counts.wrapping_add(delta), Relaxed);
+                return;
+            }
             self.counts.fetch_add(delta, Relaxed);
         }
     }

@@ -236,3 +236,18 @@ async fn follows_tokio_paused_time() {
     assert_eq!((s.calls(), s.failures()), (1, 0));
     let _: Timestamp = TokioClock.recent();
 }
+
+#[test]
+fn a_record_after_a_pause_too_long_for_tags_counts() {
+    // 2^22 buckets and more: the clear after the pause must retag every counter.
+    let clock = ManualClock::new();
+    let config = TimeConfig {
+        buckets: 1,
+        bucket_width: Duration::from_micros(1),
+        slow_call_threshold: None,
+    };
+    let w = TimeWindow::new(config, clock.clone()).unwrap();
+    clock.advance(Duration::from_micros(9_271_644));
+    w.record(Failure);
+    assert_eq!(counts(&w.snapshot()), (1, 1, 0));
+}
