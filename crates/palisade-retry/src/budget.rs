@@ -356,7 +356,7 @@ impl Inner {
             time: self.created,
             deposits: 0,
         };
-        if creation.time > t {
+        if current.time.saturating_sub(creation.time) < self.window {
             // The budget is younger than the window: every deposit counts.
             return creation;
         }
