@@ -134,6 +134,9 @@ pub(crate) mod broken {
         ReleaseCheckThenAct = 1,
         /// A waiter that leaves the queue forgets a permit granted to it meanwhile.
         LeaveForgetsGrant = 2,
+        /// The GCRA reads and writes its word in two steps instead of one
+        /// compare-and-swap, so two calls can both take the last slot.
+        GcraLoadThenStore = 3,
     }
 
     static BUG: AtomicU8 = AtomicU8::new(0);

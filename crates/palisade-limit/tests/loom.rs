@@ -1,4 +1,5 @@
-//! Loom models of the bulkhead's hand-over between releasing callers and waiters.
+//! Loom models of the bulkhead's hand-over between releasing callers and waiters,
+//! and of the rate limiter's one-word GCRA.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p
 //! palisade-limit --test loom --target-dir target/loom`. Each model has a broken
@@ -13,7 +14,7 @@ use std::time::Duration;
 use loom::thread;
 use palisade_clock::ManualClock;
 use palisade_limit::__loom::{Bug, set};
-use palisade_limit::{Bulkhead, BulkheadConfig};
+use palisade_limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 
 /// The bug switch is process-wide: the models run one at a time.
 fn serial(bug: Bug) -> MutexGuard<'static, ()> {
@@ -89,4 +90,34 @@ fn a_leaving_waiter_passes_its_permit_on() {
 fn broken_a_leaving_waiter_that_forgets_its_grant_leaks_it() {
     let _serial = serial(Bug::LeaveForgetsGrant);
     leaving_waiter_passes_the_permit_on();
+}
+
+/// Two threads race for the last slot of a rate limit at one instant: exactly one
+/// gets it.
+fn one_slot_one_winner() {
+    loom::model(|| {
+        let limiter = RateLimiter::with_clock(
+            RateLimiterConfig::per_second(1).with_burst(1),
+            ManualClock::new(),
+        )
+        .unwrap();
+        let other = limiter.clone();
+        let racer = thread::spawn(move || other.check().is_ok());
+        let mine = limiter.check().is_ok();
+        let theirs = racer.join().unwrap();
+        assert!(mine ^ theirs, "passed: {mine} and {theirs}");
+    });
+}
+
+#[test]
+fn the_last_rate_limit_slot_goes_to_one_caller() {
+    let _serial = serial(Bug::None);
+    one_slot_one_winner();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_load_then_store_gcra_lets_two_through() {
+    let _serial = serial(Bug::GcraLoadThenStore);
+    one_slot_one_winner();
 }

@@ -35,6 +35,13 @@ impl Gcra {
     /// changed the cell in between.
     #[inline]
     pub(crate) fn check(self, cell: &AtomicU64, now: u64) -> Result<(), Duration> {
+        #[cfg(loom)]
+        if crate::sync::broken::is(crate::sync::broken::Bug::GcraLoadThenStore) {
+            let tat = cell.load(Ordering::Relaxed);
+            let next = self.decide(tat, now).map_err(Duration::from_nanos)?;
+            cell.store(next, Ordering::Relaxed);
+            return Ok(());
+        }
         // Relaxed: the word is the whole state; it publishes nothing else.
         let mut tat = cell.load(Ordering::Relaxed);
         loop {
