@@ -111,14 +111,14 @@ impl<C: Clock> BreakerBuilder<C> {
             window: ClosedWindow::new(self.config.window, slow, self.clock.clone())?,
             rules,
             state_since: AtomicU64::new(now.as_nanos()),
-            control: Mutex::new(Control {
+            control: Padded(Mutex::new(Control {
                 config: self.config,
                 reopenings: 0,
                 probes: Vec::new(),
                 probe_successes: 0,
                 probe_failures: 0,
                 next_lease: 0,
-            }),
+            })),
             clock: self.clock,
             name: self.name.into_boxed_str(),
             hooks: self.hooks.into_boxed_slice(),
@@ -129,6 +129,10 @@ impl<C: Clock> BreakerBuilder<C> {
     }
 }
 
+/// Aligned to two cache lines (the prefetcher pulls lines in pairs), so that the
+/// `Arc`'s reference counts, written when handles are cloned, do not share a line
+/// with the state word every call reads.
+#[repr(align(128))]
 pub(crate) struct Inner<C: Clock> {
     /// `generation << 4 | metrics_only << 3 | state`; changed only under `control`.
     word: AtomicU64,
@@ -141,10 +145,24 @@ pub(crate) struct Inner<C: Clock> {
     window: ClosedWindow<C>,
     rules: Rules,
     state_since: AtomicU64,
-    control: Mutex<Control>,
+    /// On lines of its own: locked by transitions and probes, never by a call in
+    /// the closed or open state.
+    control: Padded<Mutex<Control>>,
     clock: C,
     name: Box<str>,
     hooks: Box<[Hook]>,
+}
+
+/// A value on cache lines of its own.
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 /// The closed state's thresholds, readable without the lock and changeable live.
@@ -403,10 +421,7 @@ impl<C: Clock> Inner<C> {
                 return if word & METRICS_ONLY != 0 {
                     Ok(Ticket::Untracked)
                 } else {
-                    Err(Rejected::new(
-                        State::Open,
-                        Some(Duration::from_nanos(retry_at - now)),
-                    ))
+                    Err(Rejected::open(retry_at - now))
                 };
             }
         }
@@ -523,25 +538,42 @@ impl<C: Clock> Inner<C> {
         }
     }
 
-    /// Records the outcome of a permit, or its drop (`None`).
-    #[inline]
-    pub(crate) fn complete(&self, ticket: Ticket, outcome: Option<Outcome>) {
+    /// Records the outcome of a permit.
+    #[inline(always)]
+    pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome) {
         match ticket {
             Ticket::Closed {
                 generation,
                 started,
-            } => {
-                if let Some(outcome) = outcome {
-                    self.record_closed(generation, started, outcome);
-                }
-            }
+            } => self.record_closed(generation, started, outcome),
+            _ => self.complete_other(ticket, outcome),
+        }
+    }
+
+    #[inline(never)]
+    fn complete_other(&self, ticket: Ticket, outcome: Outcome) {
+        match ticket {
             Ticket::Probe {
                 generation,
                 slot,
                 lease,
                 started,
-            } => self.finish_probe(generation, slot, lease, started, outcome),
-            Ticket::Untracked | Ticket::Done => {}
+            } => self.finish_probe(generation, slot, lease, started, Some(outcome)),
+            Ticket::Closed { .. } | Ticket::Untracked | Ticket::Done => {}
+        }
+    }
+
+    /// Frees the slot of a probe dropped without an outcome.
+    #[cold]
+    pub(crate) fn abandon(&self, ticket: Ticket) {
+        if let Ticket::Probe {
+            generation,
+            slot,
+            lease,
+            started,
+        } = ticket
+        {
+            self.finish_probe(generation, slot, lease, started, None);
         }
     }
 
@@ -557,17 +589,29 @@ impl<C: Clock> Inner<C> {
         })
     }
 
-    #[inline]
+    #[inline(always)]
     fn record_closed(&self, gen_: u64, started: u64, outcome: Outcome) {
         let kind = outcome.kind();
-        if kind == OutcomeKind::Ignored {
-            return;
-        }
         let word = self.word.load(Ordering::Acquire);
-        if generation(word) != gen_ {
-            // Admitted under an earlier state: not evidence about this one.
+        if generation(word) != gen_ || kind == OutcomeKind::Ignored {
+            // Not counted, or admitted under an earlier state: not evidence about
+            // this one.
             return;
         }
+        if kind == OutcomeKind::Success && self.slow_threshold.is_none() && code(word) == CLOSED {
+            // The healthy call: count it, end the run of failures if there is one.
+            self.window.record_untimed(kind);
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.record_closed_slow(word, started, kind);
+    }
+
+    /// Failures, timed calls and the forced-closed state.
+    #[inline(never)]
+    fn record_closed_slow(&self, word: u64, started: u64, kind: OutcomeKind) {
         let timed = self.timed(started);
         self.window.record(kind, timed);
         if code(word) != CLOSED {

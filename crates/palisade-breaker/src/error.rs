@@ -9,16 +9,43 @@ use crate::State;
 
 /// The breaker refused a call: it is open, forced open, or its half-open probes
 /// are all taken.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[derive(Copy, Clone, PartialEq, Eq)]
 pub struct Rejected {
     state: State,
-    retry_after: Option<Duration>,
+    /// Nanoseconds until the breaker tries again, or `NO_HINT`: kept raw so that a
+    /// rejection costs no conversion unless someone asks.
+    retry_after: u64,
 }
+
+const NO_HINT: u64 = u64::MAX;
 
 impl Rejected {
     #[inline]
     pub(crate) const fn new(state: State, retry_after: Option<Duration>) -> Self {
-        Rejected { state, retry_after }
+        let nanos = match retry_after {
+            Some(d) => {
+                let n = d.as_nanos();
+                if n >= NO_HINT as u128 {
+                    NO_HINT - 1
+                } else {
+                    n as u64
+                }
+            }
+            None => NO_HINT,
+        };
+        Rejected {
+            state,
+            retry_after: nanos,
+        }
+    }
+
+    /// Rejected by the open state, `nanos` before it tries again.
+    #[inline]
+    pub(crate) const fn open(nanos: u64) -> Self {
+        Rejected {
+            state: State::Open,
+            retry_after: if nanos == NO_HINT { NO_HINT - 1 } else { nanos },
+        }
     }
 
     /// The state that refused the call.
@@ -30,16 +57,29 @@ impl Rejected {
     /// open duration. `None` when forced open or when the half-open probes are
     /// taken.
     pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+        if self.retry_after == NO_HINT {
+            None
+        } else {
+            Some(Duration::from_nanos(self.retry_after))
+        }
     }
 
     /// The rejection in the outcome taxonomy's terms.
     pub const fn rejection(&self) -> Rejection {
         let r = Rejection::new(Strategy::CircuitBreaker);
-        match self.retry_after {
+        match self.retry_after() {
             Some(d) => r.with_retry_after(d),
             None => r,
         }
+    }
+}
+
+impl fmt::Debug for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Rejected")
+            .field("state", &self.state)
+            .field("retry_after", &self.retry_after())
+            .finish()
     }
 }
 
@@ -55,7 +95,7 @@ impl fmt::Display for Rejected {
         if self.state == State::HalfOpen {
             f.write_str(": all probes taken")?;
         }
-        if let Some(d) = self.retry_after {
+        if let Some(d) = self.retry_after() {
             write!(f, " (try again in {d:?})")?;
         }
         Ok(())

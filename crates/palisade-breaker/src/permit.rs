@@ -49,9 +49,10 @@ impl<'a, C: Clock> Permit<'a, C> {
     /// rejected outcomes free the slot and count nothing. An outcome from a call
     /// admitted before the breaker changed state is dropped.
     #[inline]
-    pub fn record(mut self, outcome: Outcome) {
-        let ticket = std::mem::replace(&mut self.ticket, Ticket::Done);
-        self.inner.complete(ticket, Some(outcome));
+    pub fn record(self, outcome: Outcome) {
+        // Nothing to release on drop once the outcome is handed over.
+        let this = std::mem::ManuallyDrop::new(self);
+        this.inner.complete(this.ticket, outcome);
     }
 
     /// Whether this call is a half-open probe.
@@ -64,8 +65,7 @@ impl<C: Clock> Drop for Permit<'_, C> {
     #[inline]
     fn drop(&mut self) {
         if let Ticket::Probe { .. } = self.ticket {
-            let ticket = std::mem::replace(&mut self.ticket, Ticket::Done);
-            self.inner.complete(ticket, None);
+            self.inner.abandon(self.ticket);
         }
     }
 }
@@ -95,7 +95,7 @@ impl<C: Clock> OwnedPermit<C> {
     #[inline]
     pub fn record(mut self, outcome: Outcome) {
         let ticket = std::mem::replace(&mut self.ticket, Ticket::Done);
-        self.inner.complete(ticket, Some(outcome));
+        self.inner.complete(ticket, outcome);
     }
 
     /// Whether this call is a half-open probe.
@@ -107,8 +107,7 @@ impl<C: Clock> OwnedPermit<C> {
 impl<C: Clock> Drop for OwnedPermit<C> {
     fn drop(&mut self) {
         if let Ticket::Probe { .. } = self.ticket {
-            let ticket = std::mem::replace(&mut self.ticket, Ticket::Done);
-            self.inner.complete(ticket, None);
+            self.inner.abandon(self.ticket);
         }
     }
 }

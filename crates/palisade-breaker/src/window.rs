@@ -50,6 +50,15 @@ impl<C: Clock> ClosedWindow<C> {
         built.map_err(|e| ConfigError::new("window", e.to_string()))
     }
 
+    /// Records the outcome of an untimed call.
+    #[inline(always)]
+    pub(crate) fn record_untimed(&self, kind: OutcomeKind) {
+        match self {
+            ClosedWindow::Count(w) => w.record(kind),
+            ClosedWindow::Time(w) => w.record(kind),
+        }
+    }
+
     /// Records an outcome; `timed` is the call's duration and the time it ended,
     /// when calls are timed.
     #[inline]

@@ -1,0 +1,84 @@
+//! The hot paths one at a time, for counting instructions under callgrind, where
+//! wall time on a busy machine is noise:
+//!
+//! ```text
+//! cargo build --release -p palisade-breaker --example hot_paths
+//! valgrind --tool=callgrind --collect-atstart=no --toggle-collect='*measured*' \
+//!     target/release/examples/hot_paths closed-time 100000
+//! ```
+//!
+//! Paths: `closed-count`, `closed-time`, `closed-async`, `open`.
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, WindowConfig};
+use palisade_classify::Outcome;
+use palisade_clock::MonotonicClock;
+
+fn breaker(window: WindowConfig) -> Breaker<MonotonicClock> {
+    let config = BreakerConfig::default()
+        .window(window)
+        .minimum_calls(10)
+        .open(OpenDuration::fixed(Duration::from_secs(3600)));
+    Breaker::builder(config)
+        .clock(MonotonicClock)
+        .build()
+        .expect("a valid configuration")
+}
+
+fn ready<F: Future>(fut: F) -> F::Output {
+    match pin!(fut).poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("never waits"),
+    }
+}
+
+#[inline(never)]
+fn measured_permits(b: &Breaker<MonotonicClock>, n: u64) {
+    for _ in 0..n {
+        b.try_acquire()
+            .expect("closed")
+            .record(black_box(Outcome::Success));
+    }
+}
+
+#[inline(never)]
+fn measured_async(b: &Breaker<MonotonicClock>, n: u64) {
+    for _ in 0..n {
+        let _ = black_box(ready(b.call(async { Ok::<_, ()>(black_box(1u64)) })));
+    }
+}
+
+#[inline(never)]
+fn measured_rejections(b: &Breaker<MonotonicClock>, n: u64) {
+    for _ in 0..n {
+        black_box(b.try_acquire().is_err());
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().unwrap_or_else(|| "closed-time".into());
+    let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let count = WindowConfig::Count { size: 100 };
+    match path.as_str() {
+        "closed-count" => measured_permits(&breaker(count), n),
+        "closed-time" => measured_permits(&breaker(WindowConfig::default()), n),
+        "closed-async" => measured_async(&breaker(WindowConfig::default()), n),
+        "open" => {
+            let b = breaker(count);
+            for _ in 0..100 {
+                let _ = b.call_sync(|| Err::<(), _>(()));
+            }
+            measured_rejections(&b, n);
+        }
+        other => {
+            eprintln!("unknown path `{other}`");
+            std::process::exit(2);
+        }
+    }
+}
