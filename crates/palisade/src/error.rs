@@ -75,6 +75,7 @@ enum Kind<E> {
         last: Box<Error<E>>,
         budget: bool,
     },
+    Injected(Outcome),
     Fallback {
         tier: Cow<'static, str>,
         error: BoxError,
@@ -152,6 +153,28 @@ impl<E> Error<E> {
     /// [`is_retries_exhausted`](Self::is_retries_exhausted)).
     pub fn is_budget_exhausted(&self) -> bool {
         matches!(self.kind, Kind::Exhausted { budget: true, .. })
+    }
+
+    /// A fault injected by chaos, standing for `outcome`.
+    pub fn injected(outcome: Outcome) -> Self {
+        Error {
+            kind: Kind::Injected(outcome),
+        }
+    }
+
+    /// Whether this is a fault injected by chaos (see the `chaos` feature).
+    pub fn is_injected(&self) -> bool {
+        matches!(self.kind, Kind::Injected(_))
+    }
+
+    /// The same error, standing for `outcome` (chaos replacing an outcome).
+    #[cfg(feature = "chaos")]
+    pub(crate) fn with_outcome(self, outcome: Outcome) -> Self {
+        match self.kind {
+            Kind::Inner { error, .. } => Error::inner(error, outcome),
+            Kind::Injected(_) => Error::injected(outcome),
+            kind => Error { kind },
+        }
     }
 
     /// The fallback tier `tier` failed with `error` while replacing `original`.
@@ -337,6 +360,7 @@ impl<E> Error<E> {
     /// | panicked | `Permanent` |
     /// | retries exhausted | the last attempt's outcome |
     /// | fallback failed | the original error's outcome |
+    /// | injected by chaos | the outcome it stands for |
     pub fn outcome(&self) -> Outcome {
         match &self.kind {
             Kind::Inner { outcome, .. } => *outcome,
@@ -346,12 +370,13 @@ impl<E> Error<E> {
             Kind::Panicked(_) => Outcome::Permanent,
             Kind::Exhausted { last, .. } => last.outcome(),
             Kind::Fallback { original, .. } => original.outcome(),
+            Kind::Injected(outcome) => *outcome,
         }
     }
 
     /// A short, stable label of the kind, for logs and metrics: `error`,
-    /// `rejected`, `timeout`, `cancelled`, `panicked`, `retries_exhausted` or
-    /// `fallback_failed`.
+    /// `rejected`, `timeout`, `cancelled`, `panicked`, `retries_exhausted`,
+    /// `fallback_failed` or `injected`.
     pub fn kind_str(&self) -> &'static str {
         match &self.kind {
             Kind::Inner { .. } => "error",
@@ -361,6 +386,7 @@ impl<E> Error<E> {
             Kind::Panicked(_) => "panicked",
             Kind::Exhausted { .. } => "retries_exhausted",
             Kind::Fallback { .. } => "fallback_failed",
+            Kind::Injected(_) => "injected",
         }
     }
 }
@@ -385,6 +411,7 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
                 Ok(())
             }
             Kind::Fallback { tier, error, .. } => write!(f, "fallback `{tier}` failed: {error}"),
+            Kind::Injected(outcome) => write!(f, "fault injected by chaos ({outcome})"),
         }
     }
 }
@@ -405,6 +432,7 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
                 .finish(),
             Kind::Cancelled(c) => f.debug_tuple("Cancelled").field(c).finish(),
             Kind::Panicked(p) => f.debug_tuple("Panicked").field(p).finish(),
+            Kind::Injected(o) => f.debug_tuple("Injected").field(o).finish(),
             Kind::Exhausted {
                 attempts,
                 last,
@@ -434,7 +462,9 @@ impl<E: StdError + 'static> StdError for Error<E> {
         match &self.kind {
             // Transparent: the call's error is this error.
             Kind::Inner { error, .. } => error.source(),
-            Kind::Rejected(_) | Kind::Timeout { .. } | Kind::Panicked(_) => None,
+            Kind::Rejected(_) | Kind::Timeout { .. } | Kind::Panicked(_) | Kind::Injected(_) => {
+                None
+            }
             Kind::Cancelled(c) => Some(c),
             Kind::Exhausted { last, .. } => Some(&**last),
             Kind::Fallback { original, .. } => Some(&**original),

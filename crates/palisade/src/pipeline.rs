@@ -107,6 +107,8 @@ struct Layers {
     rate_limiter: Option<RateLimiter>,
     #[cfg(feature = "limit")]
     bulkhead: Option<Bulkhead>,
+    #[cfg(feature = "chaos")]
+    chaos: Option<crate::chaos::Chaos>,
 }
 
 impl fmt::Debug for Layers {
@@ -121,6 +123,8 @@ impl fmt::Debug for Layers {
         d.field("rate_limiter", &self.rate_limiter.is_some());
         #[cfg(feature = "limit")]
         d.field("bulkhead", &self.bulkhead.as_ref().map(|b| b.limit()));
+        #[cfg(feature = "chaos")]
+        d.field("chaos", &self.chaos);
         d.field("attempt_timeout", &self.attempt_timeout);
         d.finish()
     }
@@ -240,6 +244,14 @@ impl<K> PipelineBuilder<K> {
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
     pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
         self.layers.bulkhead = Some(bulkhead);
+        self
+    }
+
+    /// Injects faults innermost, just around the call, while the chaos is enabled.
+    #[cfg(feature = "chaos")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
+    pub fn chaos(mut self, chaos: crate::chaos::Chaos) -> Self {
+        self.layers.chaos = Some(chaos);
         self
     }
 
@@ -433,9 +445,19 @@ impl<K> Pipeline<K> {
         // Only a bulkhead that was full at the first try is awaited (its queue,
         // if it has one); then the call's future is made before the wait, and
         // dropped unpolled if the wait fails.
+        // Chaos decides before the call is made: an injected error replaces it.
+        #[cfg(feature = "chaos")]
+        let plan = match (&admitted, &layers.chaos) {
+            (Ok(_), Some(chaos)) => chaos.plan(),
+            _ => Default::default(),
+        };
+        #[cfg(feature = "chaos")]
+        let skip = plan.fail.is_some();
+        #[cfg(not(feature = "chaos"))]
+        let skip = false;
         let fut = match &admitted {
-            Ok(_) => Some(call(ctx.clone())),
-            Err(_) => None,
+            Ok(_) if !skip => Some(call(ctx.clone())),
+            _ => None,
         };
         async move {
             #[allow(unused_mut)]
@@ -451,13 +473,37 @@ impl<K> Pipeline<K> {
                 }
             }
             let _slot = slot;
+            #[cfg(feature = "chaos")]
+            let call = async move {
+                if let Some(delay) = plan.delay {
+                    palisade_clock::Clock::sleep(&TokioClock, delay).await;
+                }
+                match (plan.fail, fut) {
+                    (Some(_), _) | (None, None) => Err(outcome_or_transient(plan.fail)),
+                    (None, Some(call)) => Ok(call.await),
+                }
+            };
+            #[cfg(feature = "chaos")]
+            let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
+            #[cfg(not(feature = "chaos"))]
             let Some(call) = fut else {
+                // Unreachable: without chaos the call is made whenever admitted.
                 return self
                     .rejected_attempt(Rejection::new(palisade_classify::Strategy::Bulkhead));
             };
+            #[cfg(not(feature = "chaos"))]
             let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
+            #[cfg(not(feature = "chaos"))]
+            let fut = async move {
+                match fut.await {
+                    Ok(Ok(result)) => Ok(Ok(Ok::<_, Outcome>(result))),
+                    Ok(Err(panic)) => Ok(Err(panic)),
+                    Err(elapsed) => Err(elapsed),
+                }
+            };
             let (result, outcome) = match fut.await {
-                Ok(Ok(result)) => {
+                Ok(Ok(Err(injected))) => (Err(Error::injected(injected)), injected),
+                Ok(Ok(Ok(result))) => {
                     let outcome = self.inner.classifier.classify(&result);
                     (result.map_err(|e| Error::inner(e, outcome)), outcome)
                 }
@@ -466,6 +512,11 @@ impl<K> Pipeline<K> {
                     Err(Error::timeout(TimeoutKind::Attempt, elapsed.after())),
                     Outcome::transient(),
                 ),
+            };
+            #[cfg(feature = "chaos")]
+            let (result, outcome) = match plan.replace {
+                Some(replaced) => (result.map_err(|e| e.with_outcome(replaced)), replaced),
+                None => (result, outcome),
             };
             #[cfg(feature = "breaker")]
             if let Some(permit) = permit {
@@ -606,6 +657,12 @@ type BreakerPermit<'a> = ();
 type BulkheadPermit<'a> = palisade_limit::Permit<'a>;
 #[cfg(not(feature = "limit"))]
 type BulkheadPermit<'a> = std::marker::PhantomData<&'a ()>;
+
+/// The outcome an injected error stands for.
+#[cfg(feature = "chaos")]
+fn outcome_or_transient(o: Option<Outcome>) -> Outcome {
+    o.unwrap_or_else(Outcome::transient)
+}
 
 /// The retry's classifier: an attempt's value carries the outcome the pipeline's
 /// classifier gave it; an error knows its own.
