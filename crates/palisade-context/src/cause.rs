@@ -96,6 +96,22 @@ impl Cause {
     }
 }
 
+/// The cause's kind in the two low bits of a node's state: 1 canceled, 2 deadline
+/// exceeded, 3 a user cause (kept beside the state, under the node's lock).
+pub(crate) const KIND_CANCELED: u8 = 1;
+pub(crate) const KIND_DEADLINE: u8 = 2;
+pub(crate) const KIND_USER: u8 = 3;
+
+impl Cause {
+    pub(crate) fn kind_bits(&self) -> u8 {
+        match self.kind {
+            Kind::Canceled => KIND_CANCELED,
+            Kind::DeadlineExceeded => KIND_DEADLINE,
+            Kind::User(_) => KIND_USER,
+        }
+    }
+}
+
 impl fmt::Debug for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {

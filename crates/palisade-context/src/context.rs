@@ -184,6 +184,11 @@ impl Context {
     /// Lock-free: one atomic load, plus one clock reading when the context has a
     /// deadline. Seeing a passed deadline cancels the context (with
     /// [`Cause::deadline_exceeded`]) as a timer would have.
+    ///
+    /// A child that keeps its parent's deadline is created lazily: it does not
+    /// register with its parent (which keeps creating and dropping it cheap) until
+    /// something waits on it, so until then it also loads its parent's state (and so
+    /// on up through such children).
     #[inline]
     pub fn is_cancelled(&self) -> bool {
         match &self.node {

@@ -115,6 +115,15 @@ pub mod loom_support {
         crate::sync::inject(fault);
     }
 
+    /// A child of `ctx` registered with it at once, rather than lazily.
+    pub fn registered_child(ctx: &crate::Context) -> (crate::Context, crate::CancelGuard) {
+        let (child, guard) = ctx.with_cancel();
+        if let Some(node) = child.node() {
+            node.materialize();
+        }
+        (child, guard)
+    }
+
     /// How many children are registered with `ctx`.
     pub fn children_len(ctx: &crate::Context) -> usize {
         ctx.node().map_or(0, |node| node.children_len())

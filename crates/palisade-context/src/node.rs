@@ -1,23 +1,33 @@
 //! The cancellation tree.
 //!
-//! Every cancellable context owns a [`Node`]. A node's `state` is one atomic byte,
-//! so `is_cancelled` is a single load; everything else (the cause, the registered
-//! children, the waiters and callbacks) lives behind the node's mutex.
+//! Every cancellable context owns a [`Node`]. A node's `state` is one atomic byte:
+//! how it ended (the cause's kind, or zero while it runs), whether anything was ever
+//! registered on it, and whether it is still lazy. `is_cancelled` is a single load
+//! on the common path; the user cause, the registered children, the waiters and the
+//! callbacks live behind the node's mutex.
+//!
+//! **Lazy children.** A child that does not tighten its parent's deadline starts out
+//! unregistered (`LAZY`): creating and dropping it touches neither the parent's lock
+//! nor its registry, and it learns of its parent's end by looking (`is_cancelled`
+//! walks up through lazy ancestors). It registers with its parent (and they with
+//! theirs) the first time it has to be told rather than ask: when something waits
+//! on it, a callback or task is attached, or a registered child is derived from it.
+//! Invariant: a node with registrations (`REG`) is never lazy, so a cancellation
+//! pushed down the registered tree reaches every waiter.
 //!
 //! The protocol, which `tests/loom.rs` checks:
 //!
-//! - Cancelling takes the node's lock, stores the cause, publishes the state and
-//!   drains the children, waiters and callbacks, all under that lock; then it wakes
-//!   and cancels them with no lock held. A drained node never registers anything
-//!   again, so a key in a drained slab is never reused.
-//! - A child registers under its parent's lock after checking the parent's state
-//!   under the same lock, so it is either drained by the cancellation or born
-//!   cancelled; never missed.
+//! - Cancelling a node that never had registrations is one compare-and-swap of its
+//!   state. Otherwise it takes the node's lock, publishes the state, and drains the
+//!   children, waiters and callbacks, all under that lock; then it wakes and
+//!   cancels them with no lock held. A drained node never registers anything again,
+//!   so a key in a drained slab is never reused.
+//! - Registering on a node takes its lock and sets `REG` with a read-modify-write
+//!   that also returns the current state: either the cancellation's compare-and-swap
+//!   came first and the registration sees the end, or it comes after and finds `REG`
+//!   set, so it takes the lock and drains the registration. Never missed.
 //! - The parent holds only a `Weak` to a child: a child whose last handle is gone
-//!   unregisters in its `Drop`, and a cancellation that meets it half-dropped skips
-//!   it.
-//! - A waiter registers its waker after checking the state under the lock, so a
-//!   cancellation either sees the waker or the waiter sees the cancellation.
+//!   unregisters in its `Drop`, and a cancellation that meets it half-dropped skips it.
 
 use std::any::Any;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
@@ -25,17 +35,23 @@ use std::task::Waker;
 
 use palisade_clock::{Clock, TokioClock};
 
-use crate::cause::Cause;
+use crate::cause::{Cause, KIND_CANCELED, KIND_DEADLINE, KIND_USER};
 use crate::slab::Slab;
-use crate::sync::{Arc, AtomicBool, AtomicU8, AtomicUsize, Fault, Mutex, Ordering, Weak, fault};
+use crate::sync::{
+    Arc, AtomicBool, AtomicU8, AtomicUsize, Fault, Mutex, MutexGuard, Ordering, Weak, fault,
+};
 
 /// The deadline of a node that has none.
 pub(crate) const NO_DEADLINE: u64 = u64::MAX;
 /// The key of a node that is not registered with a parent.
 const NO_KEY: usize = usize::MAX;
 
-const ACTIVE: u8 = 0;
-const CANCELLED: u8 = 1;
+/// The two low bits: how the node ended (see `cause::KIND_*`), zero while it runs.
+const KIND: u8 = 0b011;
+/// Something was registered on the node at some point (sticky).
+const REG: u8 = 0b100;
+/// The node has a parent but is not registered with it: it looks up instead.
+const LAZY: u8 = 0b1000;
 
 pub(crate) struct Node {
     state: AtomicU8,
@@ -45,14 +61,16 @@ pub(crate) struct Node {
     /// Whether a timer for `deadline` was started (on this node, the deadline's owner).
     #[cfg_attr(loom, allow(dead_code))]
     timer_armed: AtomicBool,
-    /// The parent this node is registered with.
+    /// The parent: whose end this node follows.
     parent: Option<Arc<Node>>,
-    /// This node's key in the parent's `children`, or [`NO_KEY`].
+    /// This node's key in the parent's `children`, or [`NO_KEY`]. Written under the
+    /// parent's lock.
     key: AtomicUsize,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
+    /// The cause, when it is a user cause.
     cause: Option<Cause>,
     children: Slab<Weak<Node>>,
     listeners: Slab<Listener>,
@@ -69,9 +87,9 @@ pub(crate) enum Listener {
 }
 
 impl Node {
-    fn new(deadline: u64, parent: Option<Arc<Node>>) -> Node {
+    fn new(state: u8, deadline: u64, parent: Option<Arc<Node>>) -> Node {
         Node {
-            state: AtomicU8::new(ACTIVE),
+            state: AtomicU8::new(state),
             deadline,
             timer_armed: AtomicBool::new(false),
             parent,
@@ -88,30 +106,18 @@ impl Node {
 
     /// A node with no parent.
     pub(crate) fn root(deadline: u64) -> Arc<Node> {
-        Arc::new(Node::new(deadline, None))
+        Arc::new(Node::new(0, deadline, None))
     }
 
-    /// A node registered with `parent`, with the earlier of the two deadlines. If the
-    /// parent is already cancelled, the child is born cancelled with its cause.
+    /// A child of `parent` with the earlier of the two deadlines. A child that keeps
+    /// the parent's deadline starts lazy; one with an earlier deadline registers at
+    /// once, so that its parent's end reaches it with the right cause (see
+    /// [`Node::cancel_from`]). A child of an ended parent ends with the parent's cause.
     pub(crate) fn child(parent: &Arc<Node>, deadline: u64) -> Arc<Node> {
-        let child = Arc::new(Node::new(
-            deadline.min(parent.deadline),
-            Some(Arc::clone(parent)),
-        ));
-        let seen_before_lock =
-            fault(Fault::RegisterWithoutRecheck).then(|| parent.state.load(Ordering::Acquire));
-        let mut inner = parent.inner.lock();
-        let state = seen_before_lock.unwrap_or_else(|| parent.state.load(Ordering::Relaxed));
-        if state == ACTIVE {
-            let key = inner.children.insert(Arc::downgrade(&child));
-            child.key.store(key, Ordering::Relaxed);
-        } else {
-            // Nobody else can see the child yet: taking its lock under the parent's
-            // cannot deadlock.
-            let cause = inner.cause.clone().unwrap_or_else(Cause::canceled);
-            drop(inner);
-            child.inner.lock().cause = Some(cause);
-            child.state.store(CANCELLED, Ordering::Release);
+        let deadline = deadline.min(parent.deadline);
+        let child = Arc::new(Node::new(LAZY, deadline, Some(Arc::clone(parent))));
+        if deadline != parent.deadline {
+            child.materialize();
         }
         child
     }
@@ -121,20 +127,38 @@ impl Node {
         self.deadline
     }
 
-    /// Whether the node is cancelled or its deadline has passed. Observing a passed
-    /// deadline cancels the node that set it, with [`Cause::deadline_exceeded`].
+    /// Whether the node has ended: it, or a lazy link up to a registered ancestor,
+    /// was cancelled, or its deadline has passed. Observing a passed deadline
+    /// cancels the node that set it, with [`Cause::deadline_exceeded`].
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
-        if self.state.load(Ordering::Acquire) != ACTIVE {
+        let state = self.state.load(Ordering::Acquire);
+        if state & KIND != 0 {
+            return true;
+        }
+        if state & LAZY != 0 && self.ended_ancestor().is_some() {
             return true;
         }
         self.deadline != NO_DEADLINE && self.check_deadline()
     }
 
-    /// Whether the cancelled state is published; ignores the deadline.
+    /// The nearest ancestor that ended, looking up through lazy links only.
+    fn ended_ancestor(&self) -> Option<&Node> {
+        let mut node = self;
+        while node.state.load(Ordering::Acquire) & LAZY != 0 {
+            let parent = node.parent.as_deref()?;
+            if parent.state.load(Ordering::Acquire) & KIND != 0 {
+                return Some(parent);
+            }
+            node = parent;
+        }
+        None
+    }
+
+    /// Whether the node's own end is published; ignores ancestors and the deadline.
     #[inline]
     pub(crate) fn is_marked(&self) -> bool {
-        self.state.load(Ordering::Acquire) != ACTIVE
+        self.state.load(Ordering::Acquire) & KIND != 0
     }
 
     #[inline(never)]
@@ -182,23 +206,124 @@ impl Node {
         if !self.is_cancelled() {
             return None;
         }
-        Some(
-            self.inner
-                .lock()
-                .cause
-                .clone()
-                .unwrap_or_else(Cause::canceled),
-        )
+        if let Some(cause) = self.own_cause() {
+            return Some(cause);
+        }
+        // A lazy node that ended through an ancestor (or a deadline owner above it).
+        let mut node = self;
+        while let Some(parent) = &node.parent {
+            if let Some(cause) = parent.own_cause() {
+                return Some(cause);
+            }
+            node = parent;
+        }
+        Some(Cause::canceled())
     }
 
-    /// Cancels this node and every descendant with `cause`; returns whether this call
-    /// cancelled it (`false` if it already was). No lock is held while waking,
-    /// running callbacks or descending; the walk uses a heap stack, not recursion.
+    /// The cause this node itself ended with, if it has.
+    fn own_cause(&self) -> Option<Cause> {
+        match self.state.load(Ordering::Acquire) & KIND {
+            0 => None,
+            KIND_CANCELED => Some(Cause::canceled()),
+            KIND_DEADLINE => Some(Cause::deadline_exceeded()),
+            _ => Some(
+                self.inner
+                    .lock()
+                    .cause
+                    .clone()
+                    .unwrap_or_else(Cause::canceled),
+            ),
+        }
+    }
+
+    /// Registers a lazy node (and its lazy ancestors) with its parent, so that the
+    /// parent's end is pushed to it. A node whose parent has ended ends with it.
+    pub(crate) fn materialize(self: &Arc<Self>) {
+        if self.state.load(Ordering::Acquire) & LAZY == 0 {
+            return;
+        }
+        // Top down: a parent registers before its child.
+        let mut chain = vec![self];
+        let mut node = self;
+        while let Some(parent) = &node.parent {
+            if parent.state.load(Ordering::Acquire) & LAZY == 0 {
+                break;
+            }
+            chain.push(parent);
+            node = parent;
+        }
+        for node in chain.into_iter().rev() {
+            node.register_with_parent();
+        }
+    }
+
+    fn register_with_parent(self: &Arc<Self>) {
+        let Some(parent) = &self.parent else {
+            self.state.fetch_and(!LAZY, Ordering::AcqRel);
+            return;
+        };
+        match parent.lock_for_registration(Fault::RegisterWithoutRecheck) {
+            Ok(mut inner) => {
+                // Another thread may have registered this node meanwhile; the flag
+                // is cleared under the parent's lock, so this check is exact.
+                if self.state.load(Ordering::Acquire) & LAZY != 0 {
+                    let key = inner.children.insert(Arc::downgrade(self));
+                    self.key.store(key, Ordering::Relaxed);
+                    self.state.fetch_and(!LAZY, Ordering::AcqRel);
+                }
+            }
+            Err(inner) => {
+                drop(inner);
+                // Born under an ended parent, or it ended while this node was lazy:
+                // either way this node ended with it, with the same cause. A lazy
+                // node has no registrations, so there is nothing to descend to.
+                let cause = parent.own_cause().unwrap_or_else(Cause::canceled);
+                self.state.fetch_and(!LAZY, Ordering::AcqRel);
+                self.cancel_one(&cause, &mut Vec::new(), &mut None);
+            }
+        }
+    }
+
+    /// Locks the node to register something on it, marking it `REG`. Hands back
+    /// `Err` (still locked) if the node has ended. The node must not be lazy.
+    fn lock_for_registration(
+        &self,
+        twin: Fault,
+    ) -> Result<MutexGuard<'_, Inner>, MutexGuard<'_, Inner>> {
+        let seen_before_lock = fault(twin).then(|| self.state.load(Ordering::Acquire));
+        let inner = self.inner.lock();
+        let state = match seen_before_lock {
+            Some(stale) => stale,
+            None => {
+                let state = self.state.load(Ordering::Acquire);
+                if state & (KIND | REG) == 0 {
+                    self.state.fetch_or(REG, Ordering::AcqRel)
+                } else {
+                    state
+                }
+            }
+        };
+        if state & KIND != 0 {
+            Err(inner)
+        } else {
+            Ok(inner)
+        }
+    }
+
+    /// Cancels this node and every registered descendant with `cause`; returns
+    /// whether this call ended it (`false` if it already had). Lazy descendants see
+    /// the end when they look. No lock is held while waking, running callbacks or
+    /// descending; the walk uses a heap stack, not recursion.
     ///
     /// Deadlines are lazy, so a node reached here may have a deadline that passed
     /// without anybody looking. It ends with [`Cause::deadline_exceeded`], as it would
-    /// have if a timer had fired at its deadline, and so do its descendants.
+    /// have if a timer had fired at its deadline, and so do its descendants. (A lazy
+    /// child shares its parent's deadline, so the parent's cause is right for it.)
     pub(crate) fn cancel_from(&self, cause: &Cause) -> bool {
+        if self.state.load(Ordering::Acquire) & LAZY != 0 && self.ended_ancestor().is_some() {
+            // It ended with an ancestor, which it had not yet looked at.
+            return false;
+        }
         let mut now = None;
         let own = self.cause_at(cause, &mut now);
         let mut pending = Vec::new();
@@ -235,16 +360,49 @@ impl Node {
         pending: &mut Vec<(Arc<Node>, Cause)>,
         panic: &mut Option<Box<dyn Any + Send>>,
     ) -> bool {
+        let kind = cause.kind_bits();
+        // Fast path: nothing was ever registered, so there is nothing to drain.
+        if kind != KIND_USER {
+            let mut state = self.state.load(Ordering::Acquire);
+            while state & (KIND | REG) == 0 {
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | kind,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return true,
+                    Err(actual) => state = actual,
+                }
+            }
+            if state & KIND != 0 {
+                return false;
+            }
+        }
         let (children, listeners);
         #[cfg(not(loom))]
         let tasks;
         {
             let mut inner = self.inner.lock();
-            if self.state.load(Ordering::Relaxed) != ACTIVE {
-                return false;
+            let mut state = self.state.load(Ordering::Acquire);
+            loop {
+                if state & KIND != 0 {
+                    return false;
+                }
+                match self.state.compare_exchange_weak(
+                    state,
+                    state | kind,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break,
+                    Err(actual) => state = actual,
+                }
             }
-            inner.cause = Some(cause.clone());
-            self.state.store(CANCELLED, Ordering::Release);
+            if kind == KIND_USER {
+                // Readers of a user cause take the lock, which is held until it is set.
+                inner.cause = Some(cause.clone());
+            }
             pending.reserve(inner.children.len());
             children = inner.children.take_all();
             listeners = inner.listeners.take_all();
@@ -282,16 +440,13 @@ impl Node {
     }
 
     /// Registers `waker` (or updates the one at `key`) to be woken on cancellation.
-    /// Returns `true` instead if the node is cancelled.
-    pub(crate) fn register_waker(&self, key: &mut Option<usize>, waker: &Waker) -> bool {
-        let seen_before_lock =
-            fault(Fault::WaitWithoutRecheck).then(|| self.state.load(Ordering::Acquire));
-        let mut inner = self.inner.lock();
-        let state = seen_before_lock.unwrap_or_else(|| self.state.load(Ordering::Relaxed));
-        if state != ACTIVE {
+    /// Returns `true` instead if the node has ended.
+    pub(crate) fn register_waker(self: &Arc<Self>, key: &mut Option<usize>, waker: &Waker) -> bool {
+        self.materialize();
+        let Ok(mut inner) = self.lock_for_registration(Fault::WaitWithoutRecheck) else {
             *key = None;
             return true;
-        }
+        };
         if let Some(k) = *key {
             if let Some(Listener::Waker(registered)) = inner.listeners.get_mut(k) {
                 registered.clone_from(waker);
@@ -302,20 +457,23 @@ impl Node {
         false
     }
 
-    /// Registers `callback` to run once on cancellation; hands it back if the node is
-    /// already cancelled.
-    pub(crate) fn register_callback(&self, callback: Callback) -> Result<usize, Callback> {
-        let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) != ACTIVE {
-            return Err(callback);
+    /// Registers `callback` to run once on cancellation; hands it back if the node has
+    /// already ended.
+    pub(crate) fn register_callback(
+        self: &Arc<Self>,
+        callback: Callback,
+    ) -> Result<usize, Callback> {
+        self.materialize();
+        match self.lock_for_registration(Fault::None) {
+            Ok(mut inner) => Ok(inner.listeners.insert(Listener::Callback(callback))),
+            Err(_) => Err(callback),
         }
-        Ok(inner.listeners.insert(Listener::Callback(callback)))
     }
 
     /// Removes the listener at `key`, if it has not run yet.
     pub(crate) fn remove_listener(&self, key: usize) -> Option<Listener> {
         let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) != ACTIVE {
+        if self.state.load(Ordering::Acquire) & KIND != 0 {
             return None;
         }
         inner.listeners.remove(key)
@@ -323,7 +481,7 @@ impl Node {
 
     /// Starts the one timer of the node that owns this node's deadline, unless it runs
     /// already. The timer cancels that node when the deadline passes; it is aborted
-    /// when the node is cancelled or dropped.
+    /// when the node ends or is dropped.
     ///
     /// # Panics
     ///
@@ -353,16 +511,17 @@ impl Node {
         owner.attach_task(task.abort_handle());
     }
 
-    /// Makes `task` end with this node: it is aborted when the node is cancelled or
-    /// dropped (at once if the node is already cancelled).
+    /// Makes `task` end with this node: it is aborted when the node ends or is
+    /// dropped (at once if the node has already ended).
     #[cfg(not(loom))]
-    pub(crate) fn attach_task(&self, task: tokio::task::AbortHandle) {
-        let mut inner = self.inner.lock();
-        if self.state.load(Ordering::Relaxed) == ACTIVE {
-            inner.tasks.push(task);
-        } else {
-            drop(inner);
-            task.abort();
+    pub(crate) fn attach_task(self: &Arc<Self>, task: tokio::task::AbortHandle) {
+        self.materialize();
+        match self.lock_for_registration(Fault::None) {
+            Ok(mut inner) => inner.tasks.push(task),
+            Err(inner) => {
+                drop(inner);
+                task.abort();
+            }
         }
     }
 
@@ -394,8 +553,8 @@ impl Drop for Node {
         }
         if let Some(parent) = &self.parent {
             let mut inner = parent.inner.lock();
-            // A cancelled parent has drained its children and never reuses a key.
-            if parent.state.load(Ordering::Relaxed) == ACTIVE {
+            // An ended parent has drained its children and never reuses a key.
+            if parent.state.load(Ordering::Acquire) & KIND == 0 {
                 inner.children.remove(key);
             }
         }

@@ -16,6 +16,10 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering}
 /// A mutex whose `lock` cannot fail: parking_lot's, or loom's model of one.
 #[cfg(not(loom))]
 pub(crate) type Mutex<T> = parking_lot::Mutex<T>;
+#[cfg(not(loom))]
+pub(crate) type MutexGuard<'a, T> = parking_lot::MutexGuard<'a, T>;
+#[cfg(loom)]
+pub(crate) type MutexGuard<'a, T> = loom::sync::MutexGuard<'a, T>;
 
 #[cfg(loom)]
 #[derive(Debug, Default)]
@@ -47,6 +51,8 @@ impl<T> Mutex<T> {
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[allow(dead_code, unreachable_pub)]
 pub enum Fault {
+    /// No fault.
+    None,
     /// Registering a child trusts a read of the parent's state made before taking
     /// the parent's lock.
     RegisterWithoutRecheck,
@@ -72,7 +78,7 @@ pub(crate) fn inject(fault: Option<Fault>) {
 #[cfg(loom)]
 #[inline]
 pub(crate) fn fault(fault: Fault) -> bool {
-    FAULT.with(|f| f.get() == Some(fault))
+    fault != Fault::None && FAULT.with(|f| f.get() == Some(fault))
 }
 
 #[cfg(not(loom))]

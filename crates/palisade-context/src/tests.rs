@@ -37,9 +37,30 @@ fn live_children_are_registered_and_value_contexts_are_not() {
     let (parent, _guard) = Context::background().with_cancel();
     let with_value = parent.with_value(1u8);
     assert_eq!(children(&parent), 0, "a value does not make a child");
+    // A child that keeps the parent's deadline is lazy: it registers only once
+    // something waits on it.
     let kept: Vec<_> = (0..10).map(|_| with_value.with_cancel()).collect();
+    assert_eq!(children(&parent), 0);
+    let waker = Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    for (child, _) in &kept {
+        assert!(
+            Box::pin(child.cancelled())
+                .as_mut()
+                .poll(&mut cx)
+                .is_pending()
+        );
+    }
     assert_eq!(children(&parent), 10);
-    drop(kept);
+    // A child with an earlier deadline registers at once.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _enter = rt.enter();
+    let early = parent.with_timeout(Duration::from_secs(60));
+    assert_eq!(children(&parent), 11);
+    drop((kept, early));
     assert_eq!(children(&parent), 0);
     // Without cancellation: nothing registers with the parent at all.
     let (_free, _g) = parent.without_cancel().with_cancel();

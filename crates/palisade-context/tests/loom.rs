@@ -14,17 +14,18 @@ use std::task::{Wake, Waker};
 
 use loom::thread;
 use palisade_context::Context;
-use palisade_context::loom_support::{Fault, children_len, inject};
+use palisade_context::loom_support::{Fault, children_len, inject, registered_child};
 
-/// A child registering while its parent is cancelled is either drained by the
-/// cancellation or born cancelled: never missed.
+/// A child registering while its parent is cancelled (the parent's compare-and-swap
+/// fast path, since nothing was registered on it before) is either drained by the
+/// cancellation or ends at once: never missed.
 fn cancel_vs_registration(fault: Option<Fault>) {
     loom::model(move || {
         inject(fault);
         let (parent, guard) = Context::background().with_cancel();
         let spawner = parent.clone();
         let registering = thread::spawn(move || {
-            let (child, child_guard) = spawner.with_cancel();
+            let (child, child_guard) = registered_child(&spawner);
             child_guard.detach();
             child
         });
@@ -55,9 +56,9 @@ fn cancel_vs_drop(fault: Option<Fault>) {
     loom::model(move || {
         inject(fault);
         let (parent, guard) = Context::background().with_cancel();
-        let (child, child_guard) = parent.with_cancel();
+        let (child, child_guard) = registered_child(&parent);
         child_guard.detach();
-        let (sibling, sibling_guard) = parent.with_cancel();
+        let (sibling, sibling_guard) = registered_child(&parent);
         sibling_guard.detach();
         let dropping = thread::spawn(move || drop(child));
         guard.cancel();
@@ -86,11 +87,11 @@ fn concurrent_registration_and_drop_leave_no_trace() {
         let (parent, _guard) = Context::background().with_cancel();
         let other = parent.clone();
         let churn = thread::spawn(move || {
-            let (child, child_guard) = other.with_cancel();
+            let (child, child_guard) = registered_child(&other);
             drop(child_guard);
             drop(child);
         });
-        let (kept, kept_guard) = parent.with_cancel();
+        let (kept, kept_guard) = registered_child(&parent);
         churn.join().unwrap();
         assert_eq!(children_len(&parent), 1);
         drop((kept, kept_guard));
@@ -98,7 +99,8 @@ fn concurrent_registration_and_drop_leave_no_trace() {
     });
 }
 
-/// A waiter racing the cancellation is always woken: no lost wake-up.
+/// A waiter racing the cancellation is always woken: no lost wake-up. The child is
+/// lazy, so the waiter also registers it with its parent on the way.
 fn cancel_vs_waiter(fault: Option<Fault>) {
     loom::model(move || {
         inject(fault);
@@ -146,4 +148,21 @@ fn cancel_races_waiter() {
 #[should_panic(expected = "a registered waiter was never woken")]
 fn broken_waiter_loses_the_wakeup() {
     cancel_vs_waiter(Some(Fault::WaitWithoutRecheck));
+}
+
+/// A lazy child sees its parent's end by looking, whenever it happens.
+#[test]
+fn lazy_children_see_the_end() {
+    loom::model(|| {
+        let (parent, guard) = Context::background().with_cancel();
+        let (child, child_guard) = parent.with_cancel();
+        child_guard.detach();
+        let cancelling = thread::spawn(move || guard.cancel());
+        let seen_early = child.is_cancelled();
+        cancelling.join().unwrap();
+        assert!(child.is_cancelled());
+        assert!(child.cause().unwrap().is_canceled());
+        let _ = seen_early;
+        assert_eq!(children_len(&parent), 0);
+    });
 }

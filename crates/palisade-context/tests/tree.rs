@@ -24,6 +24,9 @@ enum Op {
     Advance { ms: u64 },
     /// Look at every node (which may expire deadlines nobody looked at).
     Observe,
+    /// Poll `cancelled()` on node `node % len` once: registers it (and its lazy
+    /// ancestors) to be told of its end, and starts its deadline's timer.
+    Wait { node: usize },
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +37,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => any::<usize>().prop_map(|node| Op::DropGuard { node }),
         2 => (0u64..30).prop_map(|ms| Op::Advance { ms }),
         1 => Just(Op::Observe),
+        2 => any::<usize>().prop_map(|node| Op::Wait { node }),
     ]
 }
 
@@ -182,18 +186,28 @@ fn check(ops: Vec<Op>) {
                     now += ms;
                 }
                 Op::Observe => verify(&contexts, &model, now, seq),
+                Op::Wait { node } => {
+                    let node = node % len;
+                    let mut wait = Box::pin(contexts[node].cancelled());
+                    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+                    let ready = wait.as_mut().poll(&mut cx).is_ready();
+                    let expected = Model::ends(&model, now)[node].is_some();
+                    assert_eq!(ready, expected, "waiting on node {node} at step {seq}");
+                }
             }
         }
         verify(&contexts, &model, now, usize::MAX);
         drop(guards);
         drop(contexts);
-        // Nothing here awaited a deadline, so no timer task ever started.
-        assert_eq!(
-            tokio::runtime::Handle::current()
-                .metrics()
-                .num_alive_tasks(),
-            0
-        );
+        // Every deadline timer ends with its context.
+        let metrics = tokio::runtime::Handle::current().metrics();
+        for _ in 0..100 {
+            if metrics.num_alive_tasks() == 0 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(metrics.num_alive_tasks(), 0);
     });
 }
 
