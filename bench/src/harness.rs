@@ -404,7 +404,7 @@ pub(crate) struct Settings {
 }
 
 impl Settings {
-    /// `cargo xtask bench`: about half a minute of measuring for all cases.
+    /// `cargo xtask bench`: under a minute of measuring for all cases.
     pub(crate) const FULL: Settings = Settings {
         rounds: 151,
         batch: Duration::from_millis(2),

@@ -219,12 +219,15 @@ fn check(cases: &mut [Case], gaps: &[cases::Gap]) -> ExitCode {
         println!("FAILED  the report did not render");
     }
     println!(
-        "\n{} passed, {} failed ({} cases, {} empty cells, {:.1} s)",
-        cases.len() - failed.min(cases.len()),
-        failed,
+        "\n{} cases, {} empty cells, checked in {:.1} s",
         cases.len(),
         gaps.len(),
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "{} passed, {} failed",
+        cases.len() - failed.min(cases.len()),
+        failed
     );
     if failed == 0 {
         ExitCode::SUCCESS
