@@ -7,7 +7,10 @@
 //!     target/release/examples/hot_paths closed-time 100000
 //! ```
 //!
-//! Paths: `closed-count`, `closed-time`, `closed-async`, `open`.
+//! Paths: `closed-count`, `closed-time`, `closed-async`, `open`. A third argument
+//! runs the closed-state paths on that many threads sharing one breaker; compare the
+//! CPU time per call (`/usr/bin/time -f %U`) with one thread's to see what sharing
+//! costs even on a machine too busy for wall time to mean anything.
 #![allow(missing_docs)]
 
 use std::hint::black_box;
@@ -64,10 +67,18 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let path = args.next().unwrap_or_else(|| "closed-time".into());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(100_000);
+    let threads: usize = args.next().and_then(|s| s.parse().ok()).unwrap_or(1);
     let count = WindowConfig::Count { size: 100 };
+    let shared = |b: Breaker<MonotonicClock>| {
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| measured_permits(&b, n));
+            }
+        })
+    };
     match path.as_str() {
-        "closed-count" => measured_permits(&breaker(count), n),
-        "closed-time" => measured_permits(&breaker(WindowConfig::default()), n),
+        "closed-count" => shared(breaker(count)),
+        "closed-time" => shared(breaker(WindowConfig::default())),
         "closed-async" => measured_async(&breaker(WindowConfig::default()), n),
         "open" => {
             let b = breaker(count);
