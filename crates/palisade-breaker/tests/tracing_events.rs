@@ -11,8 +11,11 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 
+/// Level, breaker name, state entered, reason.
+type Seen = (Level, String, String, String);
+
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(Level, String, String, String)>>>);
+struct Capture(Arc<Mutex<Vec<Seen>>>);
 
 #[derive(Default)]
 struct Fields {
