@@ -72,6 +72,22 @@
 //! coarse clock reading ([`Clock::recent`](palisade_clock::Clock::recent)).
 //! Transitions and half-open probes take a lock.
 //!
+//! # Configuration and hot reload
+//!
+//! [`BreakerConfig`] is built with setters or deserialized with serde (durations as
+//! `"250ms"`, `"5s"`); every default is documented with its reason next to the
+//! peers' choices. A breaker validates its configuration when it is built: a bad
+//! value is a [`ConfigError`] naming the field and its allowed range.
+//! [`Breaker::reconfigure`] applies a changed configuration to a live breaker and
+//! keeps its state and counters; only a change of the window's shape needs a new
+//! breaker.
+//!
+//! # Keyed breakers
+//!
+//! [`Registry`] holds one breaker per key (host, tenant, endpoint), created on demand
+//! from one configuration, bounded by [`RegistryConfig::max_keys`] and an idle
+//! timeout, so keys chosen by an attacker cannot grow memory without bound.
+//!
 //! # Observability
 //!
 //! Every transition is a tracing event on target `palisade::breaker` (opening at
