@@ -508,3 +508,58 @@ fn sync_call_api() {
     assert!(e.is_rejected());
     assert!(e.into_inner().is_none());
 }
+
+/// A manual clock that counts its exact readings.
+#[derive(Clone, Debug, Default)]
+struct CountingClock {
+    inner: ManualClock,
+    exact: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl palisade_clock::Clock for CountingClock {
+    type Sleep = palisade_clock::ManualSleep;
+
+    fn now(&self) -> palisade_clock::Timestamp {
+        self.exact.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.inner.now()
+    }
+
+    fn recent(&self) -> palisade_clock::Timestamp {
+        self.inner.now()
+    }
+
+    fn sleep_until(&self, deadline: palisade_clock::Timestamp) -> Self::Sleep {
+        self.inner.sleep_until(deadline)
+    }
+}
+
+#[test]
+fn healthy_calls_and_rejections_read_no_exact_clock() {
+    let clock = CountingClock::default();
+    let b = Breaker::builder(simple())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let reads = || clock.exact.load(std::sync::atomic::Ordering::SeqCst);
+    let before = reads();
+    for _ in 0..1000 {
+        b.try_acquire().unwrap().record(Outcome::Success);
+    }
+    assert_eq!(reads(), before, "closed-state calls read the exact clock");
+    for _ in 0..3 {
+        run_on(&b, Outcome::transient());
+    }
+    let opened = reads();
+    for _ in 0..1000 {
+        assert!(b.try_acquire().is_err());
+    }
+    assert_eq!(reads(), opened, "rejections read the exact clock");
+    // Once the coarse reading says the open duration has passed, the next call
+    // looks closer and moves on.
+    clock.inner.advance(secs(10));
+    assert!(b.try_acquire().unwrap().is_probe());
+}
+
+fn run_on<C: palisade_clock::Clock>(b: &Breaker<C>, outcome: Outcome) {
+    b.try_acquire().expect("admitted").record(outcome);
+}
