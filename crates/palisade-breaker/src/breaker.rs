@@ -103,12 +103,15 @@ impl<C: Clock> BreakerBuilder<C> {
         let now = self.clock.now();
         let rules = Rules::default();
         rules.store(&self.config);
-        let inner = Inner {
+        let window = ClosedWindow::new(self.config.window, slow, self.clock.clone())?;
+        let inner = |#[cfg(not(loom))] me: &std::sync::Weak<Inner<C>>| Inner {
+            #[cfg(not(loom))]
+            me: me.clone(),
             word: AtomicU64::new(pack(0, self.config.metrics_only, CLOSED)),
             retry_at: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
             slow_threshold: slow,
-            window: ClosedWindow::new(self.config.window, slow, self.clock.clone())?,
+            window,
             rules,
             state_since: AtomicU64::new(now.as_nanos()),
             control: Padded(Mutex::new(Control {
@@ -118,14 +121,18 @@ impl<C: Clock> BreakerBuilder<C> {
                 probe_successes: 0,
                 probe_failures: 0,
                 next_lease: 0,
+                #[cfg(not(loom))]
+                timer: None,
             })),
             clock: self.clock,
             name: self.name.into_boxed_str(),
             hooks: self.hooks.into_boxed_slice(),
         };
-        Ok(Breaker {
-            inner: Arc::new(inner),
-        })
+        #[cfg(not(loom))]
+        let inner = Arc::new_cyclic(inner);
+        #[cfg(loom)]
+        let inner = Arc::new(inner());
+        Ok(Breaker { inner })
     }
 }
 
@@ -134,6 +141,10 @@ impl<C: Clock> BreakerBuilder<C> {
 /// with the state word every call reads.
 #[repr(align(128))]
 pub(crate) struct Inner<C: Clock> {
+    /// A handle to itself for the open-state timer, which must not keep the
+    /// breaker alive.
+    #[cfg(not(loom))]
+    me: std::sync::Weak<Inner<C>>,
     /// `generation << 4 | metrics_only << 3 | state`; changed only under `control`.
     word: AtomicU64,
     /// When the open state ends, in clock nanoseconds; stored before the word.
@@ -217,6 +228,21 @@ struct Control {
     probe_successes: u32,
     probe_failures: u32,
     next_lease: u64,
+    /// The task that moves the open state on, with `OpenTransition::Timer`.
+    #[cfg(not(loom))]
+    timer: Option<Timer>,
+}
+
+/// Aborts the open-state timer task when dropped: on every transition and when the
+/// breaker itself is dropped, so no task outlives what it was for.
+#[cfg(not(loom))]
+struct Timer(tokio::task::AbortHandle);
+
+#[cfg(not(loom))]
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -732,6 +758,8 @@ impl<C: Clock> Inner<C> {
     ) -> Transition {
         let from = State::from_code(code(word));
         let next_gen = generation(word) + 1;
+        #[cfg(not(loom))]
+        drop(ctl.timer.take());
         ctl.probes.clear();
         ctl.probe_successes = 0;
         ctl.probe_failures = 0;
@@ -739,8 +767,12 @@ impl<C: Clock> Inner<C> {
             OPEN => {
                 let open_for = ctl.config.open.nth(ctl.reopenings);
                 ctl.reopenings = ctl.reopenings.saturating_add(1);
-                self.retry_at
-                    .store(now.saturating_add(open_for).as_nanos(), Ordering::Release);
+                let retry_at = now.saturating_add(open_for);
+                self.retry_at.store(retry_at.as_nanos(), Ordering::Release);
+                #[cfg(not(loom))]
+                if ctl.config.open_transition == crate::config::OpenTransition::Timer {
+                    self.arm_timer(ctl, next_gen, retry_at);
+                }
             }
             HALF_OPEN => {
                 let probes = ctl.config.half_open.probes as usize;
@@ -767,6 +799,40 @@ impl<C: Clock> Inner<C> {
         };
         trace(&self.name, &t);
         t
+    }
+
+    /// Starts the task that moves the open state `generation` to half-open at
+    /// `at`, if there is a tokio runtime to run it on.
+    #[cfg(not(loom))]
+    fn arm_timer(&self, ctl: &mut Control, generation_: u64, at: Timestamp) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let me = self.me.clone();
+        let sleep = self.clock.sleep_until(at);
+        let task = runtime.spawn(async move {
+            sleep.await;
+            if let Some(inner) = me.upgrade() {
+                inner.timer_fired(generation_);
+            }
+        });
+        ctl.timer = Some(Timer(task.abort_handle()));
+    }
+
+    #[cfg(not(loom))]
+    fn timer_fired(&self, generation_: u64) {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        let now = self.clock.now();
+        if generation(word) != generation_
+            || code(word) != OPEN
+            || now.as_nanos() < self.retry_at.load(Ordering::Acquire)
+        {
+            return;
+        }
+        let event = self.transition(&mut ctl, word, HALF_OPEN, Reason::OpenDurationElapsed, now);
+        drop(ctl);
+        self.emit(Some(event));
     }
 
     fn emit(&self, event: Events) {

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 /// | [`half_open_failure_rate_threshold`](Self::half_open_failure_rate_threshold) | 50 % | the same bar as in the closed state | any failure | 50 % | any failure |
 /// | [`max_probe_wait`](Self::max_probe_wait) | 30 s | longer than any sane attempt timeout, so only a lost probe expires | break duration | unbounded | unbounded |
 /// | [`metrics_only`](Self::metrics_only) | off | a breaker is for breaking | — | — | — |
+/// | [`open_transition`](Self::open_transition) | on the next call | no task per breaker, no runtime needed | on call | on call (timer optional) | on call |
 ///
 /// # Example
 ///
@@ -73,6 +74,23 @@ pub struct BreakerConfig {
     pub(crate) open: OpenDuration,
     pub(crate) half_open: HalfOpenConfig,
     pub(crate) metrics_only: bool,
+    pub(crate) open_transition: OpenTransition,
+}
+
+/// What moves an open breaker to half-open once its open duration has passed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum OpenTransition {
+    /// The next call (the default): no task and no timer per breaker, and it works
+    /// without a runtime. Until a call comes, the breaker reports open.
+    #[default]
+    OnCall,
+    /// A timer on the tokio runtime the breaker opened on, so that the state (and
+    /// what a health check reads from it) moves on even when no call comes. Without
+    /// a runtime at the moment of opening, the next call moves it as with
+    /// [`OnCall`](OpenTransition::OnCall).
+    Timer,
 }
 
 /// The slow-call rule: trip when at least `rate_threshold` percent of the calls in
@@ -191,6 +209,7 @@ impl Default for BreakerConfig {
             open: OpenDuration::default(),
             half_open: HalfOpenConfig::default(),
             metrics_only: false,
+            open_transition: OpenTransition::OnCall,
         }
     }
 }
@@ -286,6 +305,12 @@ impl BreakerConfig {
     /// Record and report what the breaker would decide, but never reject a call.
     pub fn metrics_only(mut self, on: bool) -> Self {
         self.metrics_only = on;
+        self
+    }
+
+    /// What moves the breaker from open to half-open.
+    pub fn open_transition(mut self, transition: OpenTransition) -> Self {
+        self.open_transition = transition;
         self
     }
 

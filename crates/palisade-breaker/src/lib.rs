@@ -44,7 +44,7 @@
 //! - **Open**: calls are rejected at once with [`Rejected::retry_after`]. The open
 //!   duration is fixed or grows on each reopening ([`OpenDuration`]), back to its
 //!   first value after a clean close. The first call after it has passed moves the
-//!   breaker to half-open.
+//!   breaker to half-open, or a timer does ([`OpenTransition::Timer`]).
 //! - **Half-open**: at most K probes run at once, each holding a slot through its
 //!   [`Permit`]. K counted outcomes decide: if the share of failed probes reaches
 //!   the half-open threshold the breaker reopens, otherwise it closes (it decides as
@@ -126,7 +126,7 @@ pub mod __loom {
 pub use breaker::{Breaker, BreakerBuilder};
 pub use config::{
     BreakerConfig, ConfigError, MAX_BUCKETS, MAX_COUNT_WINDOW, MAX_DURATION, MAX_PROBES,
-    OpenDuration, SlowCallConfig, WindowConfig,
+    OpenDuration, OpenTransition, SlowCallConfig, WindowConfig,
 };
 pub use error::{CallError, Rejected};
 pub use event::{Reason, Transition};

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, State, WindowConfig};
+use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, OpenTransition, State, WindowConfig};
 use palisade_classify::Outcome;
 use tokio::task::JoinSet;
 
@@ -187,4 +187,65 @@ async fn a_cancelled_call_is_never_a_success() {
     assert_eq!(breaker.snapshot().consecutive_failures, 1);
     breaker.try_acquire().unwrap().record(Outcome::transient());
     assert_eq!(breaker.state(), State::Open);
+}
+
+fn timed_config() -> BreakerConfig {
+    BreakerConfig::default()
+        .failure_rate_threshold(None)
+        .consecutive_failures(Some(1))
+        .open(OpenDuration::fixed(Duration::from_secs(5)))
+        .open_transition(OpenTransition::Timer)
+        .half_open_probes(1)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_moves_the_open_state_on_without_a_call() {
+    let breaker = Breaker::new(timed_config()).unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::Permanent);
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::sleep(Duration::from_millis(4_999)).await;
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    no_live_tasks().await;
+    // A failed probe reopens, with a new timer.
+    breaker.try_acquire().unwrap().record(Outcome::Permanent);
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    no_live_tasks().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timer_ends_with_its_state_or_its_breaker() {
+    // A transition before the timer fires cancels it.
+    let breaker = Breaker::new(timed_config()).unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::Permanent);
+    assert_eq!(
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks(),
+        1
+    );
+    breaker.reset();
+    no_live_tasks().await;
+    // Dropping an open breaker cancels its timer.
+    breaker.try_acquire().unwrap().record(Outcome::Permanent);
+    drop(breaker);
+    no_live_tasks().await;
+}
+
+#[test]
+fn without_a_runtime_the_next_call_moves_it_on() {
+    let clock = palisade_clock::ManualClock::new();
+    let breaker = Breaker::builder(timed_config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    breaker.try_acquire().unwrap().record(Outcome::Permanent);
+    clock.advance(Duration::from_secs(5));
+    assert_eq!(breaker.state(), State::Open);
+    assert!(breaker.try_acquire().unwrap().is_probe());
 }
