@@ -9,8 +9,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade_clock::{ManualClock, MonotonicClock};
+use palisade_clock::MonotonicClock;
 use palisade_limit::rate::{KeyedRateLimiter, KeyedRateLimiterConfig};
+use palisade_limit::throttle::{Throttle, ThrottleConfig};
 use palisade_limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 
 fn bulkhead(c: &mut Criterion) {
@@ -50,29 +51,37 @@ fn bulkhead(c: &mut Criterion) {
 }
 
 fn rate(c: &mut Criterion) {
+    // The monotonic clock: the tokio clock's cheap reading is exact (and slow) under
+    // the `test-util` feature that this crate's tests enable.
     let mut group = c.benchmark_group("rate_limiter");
-    // Allowing: a rate so high that every check passes.
-    let fast = RateLimiter::new(RateLimiterConfig::per_second(1_000_000_000)).unwrap();
-    group.bench_function("check (precise clock, allowed)", |bench| {
-        bench.iter(|| black_box(fast.check()))
+    // A wide burst at a rate so high that every check passes: reads `recent()`.
+    let coarse =
+        RateLimiter::with_clock(RateLimiterConfig::per_second(1_000_000_000), MonotonicClock)
+            .unwrap();
+    assert!(!coarse.snapshot().precise_clock);
+    group.bench_function("check (recent(), allowed)", |bench| {
+        bench.iter(|| black_box(coarse.check()))
     });
-    // A 50/s limit reads the coarse clock; after the burst most checks are refused.
-    let slow = RateLimiter::new(RateLimiterConfig::per_second(50)).unwrap();
-    group.bench_function("check (coarse clock, mostly refused)", |bench| {
-        bench.iter(|| black_box(slow.check()))
-    });
-    let manual = RateLimiter::with_clock(
-        RateLimiterConfig::per_second(1_000_000_000),
-        ManualClock::new(),
+    // A burst of one at a fast rate: reads the precise `now()`.
+    let precise = RateLimiter::with_clock(
+        RateLimiterConfig::per_second(1_000_000_000).with_burst(1),
+        MonotonicClock,
     )
     .unwrap();
-    group.bench_function("check (manual clock)", |bench| {
-        bench.iter(|| black_box(manual.check()))
+    assert!(precise.snapshot().precise_clock);
+    group.bench_function("check (now())", |bench| {
+        bench.iter(|| black_box(precise.check()))
     });
-    let keyed: KeyedRateLimiter<u64> = KeyedRateLimiter::new(KeyedRateLimiterConfig::new(
-        RateLimiterConfig::per_second(1_000_000_000),
-        10_000,
-    ))
+    // 50 a second: after the burst, most checks are refused.
+    let refusing =
+        RateLimiter::with_clock(RateLimiterConfig::per_second(50), MonotonicClock).unwrap();
+    group.bench_function("check (recent(), mostly refused)", |bench| {
+        bench.iter(|| black_box(refusing.check()))
+    });
+    let keyed: KeyedRateLimiter<u64, _> = KeyedRateLimiter::with_clock(
+        KeyedRateLimiterConfig::new(RateLimiterConfig::per_second(1_000_000_000), 10_000),
+        MonotonicClock,
+    )
     .unwrap();
     for key in 0..1024 {
         let _ = keyed.check(&key);
@@ -87,5 +96,17 @@ fn rate(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bulkhead, rate);
+fn throttle(c: &mut Criterion) {
+    let mut group = c.benchmark_group("throttle");
+    let throttle = Throttle::with_clock(ThrottleConfig::default(), MonotonicClock).unwrap();
+    group.bench_function("check + record_accepted (healthy)", |bench| {
+        bench.iter(|| {
+            black_box(throttle.check()).unwrap();
+            throttle.record_accepted();
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bulkhead, rate, throttle);
 criterion_main!(benches);
