@@ -358,6 +358,15 @@ impl<K> Pipeline<K> {
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
+        self.run(ctx, call, true).await
+    }
+
+    async fn run<T, E, F, Fut>(&self, ctx: &Context, call: F, retry: bool) -> Result<T, Error<E>>
+    where
+        F: FnMut(Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        K: Classify<T, E>,
+    {
         let span = tracing::debug_span!(
             "palisade.execute",
             dependency = %self.inner.name,
@@ -365,7 +374,7 @@ impl<K> Pipeline<K> {
             outcome = Empty,
         );
         let limit = self.inner.layers.total_timeout;
-        let body = timeout(TokioClock, limit, self.attempts(ctx, call));
+        let body = timeout(TokioClock, limit, self.attempts(ctx, call, retry));
         async move {
             #[cfg(feature = "metrics")]
             let started = palisade_clock::Clock::now(&TokioClock);
@@ -391,16 +400,40 @@ impl<K> Pipeline<K> {
         .await
     }
 
+    /// Runs one future through every layer but the retry (a future cannot be run
+    /// twice): the total timeout, the context, the breaker, the limits, chaos and
+    /// the attempt timeout. For a request that cannot be cloned, such as an
+    /// incoming request on a server.
+    ///
+    /// The future is made before the breaker and the limits are asked, and
+    /// dropped unpolled if one refuses.
+    pub async fn execute_once<T, E, Fut>(&self, ctx: &Context, call: Fut) -> Result<T, Error<E>>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        K: Classify<T, E>,
+    {
+        let mut slot = Some(call);
+        let once = move |_ctx: Context| Once { inner: slot.take() };
+        self.run(ctx, once, false).await
+    }
+
     /// The attempts, each through the inner layers. Returns the result and how many
     /// attempts ran.
-    async fn attempts<T, E, F, Fut>(&self, ctx: &Context, mut call: F) -> (Result<T, Error<E>>, u32)
+    async fn attempts<T, E, F, Fut>(
+        &self,
+        ctx: &Context,
+        mut call: F,
+        retry: bool,
+    ) -> (Result<T, Error<E>>, u32)
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
+        #[cfg(not(feature = "retry"))]
+        let _ = retry;
         #[cfg(feature = "retry")]
-        if let Some(policy) = &self.inner.layers.retry {
+        if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
             // The attempt's own outcome travels with its value, so that the retry
             // reads the pipeline classifier's verdict on an `Ok` too.
             let result = policy
@@ -657,6 +690,29 @@ type BreakerPermit<'a> = ();
 type BulkheadPermit<'a> = palisade_limit::Permit<'a>;
 #[cfg(not(feature = "limit"))]
 type BulkheadPermit<'a> = std::marker::PhantomData<&'a ()>;
+
+pin_project_lite::pin_project! {
+    /// The one future of [`Pipeline::execute_once`]; it is only ever taken once.
+    struct Once<F> {
+        #[pin]
+        inner: Option<F>,
+    }
+}
+
+impl<F: Future> Future for Once<F> {
+    type Output = F::Output;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        match self.project().inner.as_pin_mut() {
+            Some(f) => f.poll(cx),
+            // Not reached: a single attempt takes the future once.
+            None => std::task::Poll::Pending,
+        }
+    }
+}
 
 /// The outcome an injected error stands for.
 #[cfg(feature = "chaos")]

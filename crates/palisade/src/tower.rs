@@ -9,6 +9,9 @@
 //! request's extensions ([`ContextOf`], for `http::Request` with the `http`
 //! feature), or the background context.
 //!
+//! [`ServerLayer`] is the same for requests that cannot be cloned (an incoming
+//! request on a server): one attempt, no retry.
+//!
 //! The single-strategy layers ([`attempt_timeout`], [`retry`], [`breaker`],
 //! [`rate_limiter`], [`bulkhead`]) are pipelines with that one strategy, so they
 //! speak the same error and can be stacked; a whole pipeline in one layer keeps the
@@ -199,6 +202,116 @@ where
                     }
                 })
                 .await
+        })
+    }
+}
+
+/// A [`Layer`] for servers: every request through a [`Pipeline`] once, without
+/// retry (an incoming request cannot be sent twice), so it needs no `Clone`.
+///
+/// A server must answer every request, so the layer takes a `respond` function
+/// that turns the pipeline's [`Error`] into the service's own answer (with axum:
+/// a rejection into a 503 with `Retry-After`, a timeout into a 504). The service
+/// keeps the inner service's error type and readiness, so it drops into
+/// `Router::layer` as it is. Typical server-side layers are a bulkhead or a rate
+/// limiter to shed load, an attempt timeout, and a breaker in front of a fragile
+/// handler.
+pub struct ServerLayer<R, K = AnyErrorIsTransient> {
+    pipeline: Pipeline<K>,
+    respond: R,
+}
+
+impl<R, K> ServerLayer<R, K> {
+    /// A layer running requests through `pipeline` (its retry, if any, is not
+    /// used), answering its errors with `respond`.
+    pub fn new(pipeline: Pipeline<K>, respond: R) -> Self {
+        ServerLayer { pipeline, respond }
+    }
+}
+
+impl<R: Clone, K> Clone for ServerLayer<R, K> {
+    fn clone(&self) -> Self {
+        ServerLayer {
+            pipeline: self.pipeline.clone(),
+            respond: self.respond.clone(),
+        }
+    }
+}
+
+impl<R, K> fmt::Debug for ServerLayer<R, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ServerLayer").field(&self.pipeline).finish()
+    }
+}
+
+impl<S, R: Clone, K> Layer<S> for ServerLayer<R, K> {
+    type Service = ServerService<S, R, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerService {
+            inner,
+            pipeline: self.pipeline.clone(),
+            respond: self.respond.clone(),
+        }
+    }
+}
+
+/// The service made by [`ServerLayer`].
+pub struct ServerService<S, R, K = AnyErrorIsTransient> {
+    inner: S,
+    pipeline: Pipeline<K>,
+    respond: R,
+}
+
+impl<S: Clone, R: Clone, K> Clone for ServerService<S, R, K> {
+    fn clone(&self) -> Self {
+        ServerService {
+            inner: self.inner.clone(),
+            pipeline: self.pipeline.clone(),
+            respond: self.respond.clone(),
+        }
+    }
+}
+
+impl<S, R, K> fmt::Debug for ServerService<S, R, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerService")
+            .field("pipeline", &self.pipeline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The future of a [`ServerService`] call.
+pub type ServerFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;
+
+impl<S, R, K, Req> Service<Req> for ServerService<S, R, K>
+where
+    S: Service<Req>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+    R: Fn(Error<S::Error>) -> Result<S::Response, S::Error> + Clone + Send + 'static,
+    K: Classify<S::Response, S::Error> + Send + Sync + 'static,
+    Req: ContextOf,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = ServerFuture<S::Response, S::Error>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let ctx = request.context().cloned().unwrap_or_default();
+        let fut = self.inner.call(request);
+        let pipeline = self.pipeline.clone();
+        let respond = self.respond.clone();
+        Box::pin(async move {
+            match pipeline.execute_once(&ctx, fut).await {
+                Ok(response) => Ok(response),
+                Err(e) => respond(e),
+            }
         })
     }
 }
