@@ -329,6 +329,7 @@ impl<K> Pipeline<K> {
     /// The state and counters of every strategy of the pipeline, read now: what a
     /// health endpoint or a dashboard shows.
     pub fn snapshot(&self) -> PipelineSnapshot {
+        #[allow(unused_variables)]
         let layers = &self.inner.layers;
         PipelineSnapshot {
             name: self.inner.name.to_string(),
@@ -556,6 +557,7 @@ impl<K> Pipeline<K> {
                 permit.record(outcome);
             }
             #[cfg(not(feature = "breaker"))]
+            #[allow(clippy::let_unit_value)]
             let _ = permit;
             #[cfg(feature = "metrics")]
             self.inner.metrics.attempt(&outcome);
@@ -607,6 +609,7 @@ impl<K> Pipeline<K> {
     /// counts nothing.
     #[inline]
     fn admit(&self) -> Result<(BreakerPermit<'_>, Option<BulkheadPermit<'_>>), Rejection> {
+        #[allow(unused_variables)]
         let layers = &self.inner.layers;
         #[cfg(feature = "breaker")]
         let permit = match &layers.breaker {

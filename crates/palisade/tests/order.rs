@@ -1,4 +1,11 @@
 //! The composition order: what each layer sees of the layers inside it.
+#![cfg(all(
+    feature = "retry",
+    feature = "breaker",
+    feature = "limit",
+    feature = "clock",
+    feature = "classify"
+))]
 
 use std::error::Error as _;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
 //! The pipeline's layers, its error and its composition order, in virtual time.
+#![cfg(all(feature = "clock", feature = "classify", feature = "fallback"))]
 
 use std::error::Error as _;
 use std::sync::Arc;

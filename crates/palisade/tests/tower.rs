@@ -1,5 +1,10 @@
 //! The tower layers, driven with `tower-test` mocks.
-#![cfg(feature = "tower")]
+#![cfg(all(
+    feature = "tower",
+    feature = "retry",
+    feature = "breaker",
+    feature = "classify"
+))]
 
 use std::time::Duration;
 
