@@ -121,6 +121,8 @@ impl<C: Clock> BreakerBuilder<C> {
                 probe_successes: 0,
                 probe_failures: 0,
                 next_lease: 0,
+                delays: None,
+                last_open: Duration::ZERO,
                 #[cfg(not(loom))]
                 timer: None,
             })),
@@ -228,6 +230,10 @@ struct Control {
     probe_successes: u32,
     probe_failures: u32,
     next_lease: u64,
+    /// The delays of an open-duration schedule since the last clean close, and the
+    /// last one drawn (repeated once the schedule ends).
+    delays: Option<palisade_backoff::Delays>,
+    last_open: Duration,
     /// The task that moves the open state on, with `OpenTransition::Timer`.
     #[cfg(not(loom))]
     timer: Option<Timer>,
@@ -765,7 +771,15 @@ impl<C: Clock> Inner<C> {
         ctl.probe_failures = 0;
         match to {
             OPEN => {
-                let open_for = ctl.config.open.nth(ctl.reopenings);
+                let open_for = match ctl.config.open {
+                    crate::config::OpenDuration::Schedule(backoff) => {
+                        let next = ctl.delays.get_or_insert_with(|| backoff.iter()).next();
+                        let open_for = next.unwrap_or(ctl.last_open);
+                        ctl.last_open = open_for;
+                        open_for
+                    }
+                    open => open.nth(ctl.reopenings),
+                };
                 ctl.reopenings = ctl.reopenings.saturating_add(1);
                 let retry_at = now.saturating_add(open_for);
                 self.retry_at.store(retry_at.as_nanos(), Ordering::Release);
@@ -780,6 +794,7 @@ impl<C: Clock> Inner<C> {
             }
             CLOSED | FORCED_CLOSED => {
                 ctl.reopenings = 0;
+                ctl.delays = None;
                 self.window.reset();
                 self.consecutive.store(0, Ordering::Relaxed);
             }
@@ -885,6 +900,10 @@ impl<C: Clock> Inner<C> {
             word & !METRICS_ONLY
         };
         self.word.store(flagged, Ordering::Release);
+        if config.open != ctl.config.open {
+            // A changed schedule starts from its first delay at the next opening.
+            ctl.delays = None;
+        }
         ctl.config = config;
         Ok(())
     }

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 /// | [`minimum_calls`](Self::minimum_calls) | 20 | three failures out of four calls is not evidence; Hystrix uses 20 per 10 s | 100 | 100 | — |
 /// | [`consecutive_failures`](Self::consecutive_failures) | off | at high traffic a run of a few failures is noise that the rate rule already judges | — | — | 5 |
 /// | [`slow_call`](Self::slow_call) | off | only the caller knows what slow means | — | 100 % at 60 s (off) | — |
-/// | [`open`](Self::open) | 5 s, doubling to 60 s | a short first break recovers from a blip at once; a dependency that stays down is probed ever less often, no less than once a minute | 5 s | 60 s | 60 s |
+/// | [`open`](Self::open) (fixed, exponential, or any [`palisade_backoff`] schedule) | 5 s, doubling to 60 s | a short first break recovers from a blip at once; a dependency that stays down is probed ever less often, no less than once a minute | 5 s | 60 s | 60 s |
 /// | [`half_open_probes`](Self::half_open_probes) | 5 | one probe decides on one unlucky sample; 5 give a ratio and are few enough for low traffic | 1 | 10 | 1 |
 /// | [`half_open_failure_rate_threshold`](Self::half_open_failure_rate_threshold) | 50 % | the same bar as in the closed state | any failure | 50 % | any failure |
 /// | [`max_probe_wait`](Self::max_probe_wait) | 30 s | longer than any sane attempt timeout, so only a lost probe expires | break duration | unbounded | unbounded |
@@ -148,6 +148,13 @@ pub enum OpenDuration {
         #[serde(with = "crate::duration")]
         max: Duration,
     },
+    /// The delays of a [`palisade_backoff::Backoff`] schedule, one per opening, for
+    /// any curve and jitter it offers (jitter spreads the probes of many breakers
+    /// that opened together). After the schedule's last delay the last one
+    /// repeats; a clean close starts it over. Built in code only: in configuration
+    /// files use `fixed` or `exponential`.
+    #[serde(skip)]
+    Schedule(palisade_backoff::Backoff),
 }
 
 /// The half-open state's settings (see the setters on [`BreakerConfig`]).
@@ -221,9 +228,11 @@ impl OpenDuration {
     }
 
     /// The open duration after `reopenings` reopenings since the last clean close
-    /// (0 for the first opening).
+    /// (0 for the first opening). For a [`Schedule`](OpenDuration::Schedule), whose
+    /// delays are drawn as the breaker opens, the curve's first delay.
     pub fn nth(&self, reopenings: u32) -> Duration {
         match *self {
+            OpenDuration::Schedule(backoff) => backoff.initial(),
             OpenDuration::Fixed { duration } => duration,
             OpenDuration::Exponential {
                 initial,
@@ -392,6 +401,25 @@ impl BreakerConfig {
                     ));
                 }
                 duration_in("open.max", max, initial, MAX_DURATION)?;
+            }
+            OpenDuration::Schedule(backoff) => {
+                // The shortest delay the schedule can draw is the jitter's floor
+                // under its first delay; the longest is its cap.
+                let floor = *backoff
+                    .jitter()
+                    .envelope(backoff.initial(), backoff.max_delay())
+                    .start();
+                if floor < Duration::from_millis(1) || backoff.max_delay() > MAX_DURATION {
+                    return Err(ConfigError::new(
+                        "open.schedule",
+                        format!(
+                            "must draw delays in 1ms..=86400s, but draws from {} to {} \
+                             (use a jitter that keeps a floor, such as equal or none)",
+                            crate::duration::format(floor),
+                            crate::duration::format(backoff.max_delay())
+                        ),
+                    ));
+                }
             }
         }
         range("half_open.probes", self.half_open.probes, 1, MAX_PROBES)?;
@@ -646,6 +674,28 @@ mod tests {
         let e =
             toml::from_str::<BreakerConfig>("[half_open]\nmax_probe_wait = \"5 sec\"").unwrap_err();
         assert!(e.to_string().contains("unknown unit"), "{e}");
+    }
+
+    #[test]
+    fn schedules_must_keep_a_floor() {
+        use palisade_backoff::{Backoff, Jitter};
+        let full = Backoff::exponential(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let err = BreakerConfig::default()
+            .open(OpenDuration::Schedule(full))
+            .validate()
+            .unwrap_err();
+        assert_eq!(err.field(), "open.schedule");
+        let equal = Backoff::exponential(Duration::from_secs(1))
+            .jitter(Jitter::Equal)
+            .max_delay(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        BreakerConfig::default()
+            .open(OpenDuration::Schedule(equal))
+            .validate()
+            .unwrap();
     }
 
     #[test]

@@ -563,3 +563,39 @@ fn healthy_calls_and_rejections_read_no_exact_clock() {
 fn run_on<C: palisade_clock::Clock>(b: &Breaker<C>, outcome: Outcome) {
     b.try_acquire().expect("admitted").record(outcome);
 }
+
+#[test]
+fn open_durations_follow_a_backoff_schedule() {
+    use palisade_backoff::{Backoff, Jitter};
+    let schedule = Backoff::exponential(secs(1))
+        .jitter(Jitter::None)
+        .max_attempts(4)
+        .build()
+        .unwrap();
+    let (b, clock, _) = build(
+        simple()
+            .half_open_probes(1)
+            .open(OpenDuration::Schedule(schedule)),
+    );
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let wait = b.try_acquire().unwrap_err().retry_after().unwrap();
+        seen.push(wait.as_secs());
+        clock.advance(wait);
+        run(&b, Outcome::transient());
+    }
+    // Three delays, then the last one repeats.
+    assert_eq!(seen, [1, 2, 4, 4, 4]);
+    let wait = b.try_acquire().unwrap_err().retry_after().unwrap();
+    clock.advance(wait);
+    run(&b, Outcome::Success);
+    assert_eq!(b.state(), State::Closed);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    // A clean close starts the schedule over.
+    assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(secs(1)));
+}
