@@ -110,6 +110,8 @@ impl<C: Clock> BreakerBuilder<C> {
             word: AtomicU64::new(pack(0, self.config.metrics_only, CLOSED)),
             retry_at: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
+            probes_busy: AtomicU64::new(NOT_BUSY),
+            probes_busy_until: AtomicU64::new(0),
             slow_threshold: slow,
             window,
             rules,
@@ -152,6 +154,11 @@ pub(crate) struct Inner<C: Clock> {
     /// When the open state ends, in clock nanoseconds; stored before the word.
     retry_at: AtomicU64,
     consecutive: AtomicU32,
+    /// The generation of a half-open state whose probe slots are all taken (or
+    /// `NOT_BUSY`), and when its first lease expires: calls until then are
+    /// rejected without the lock. Set and cleared under the lock.
+    probes_busy: AtomicU64,
+    probes_busy_until: AtomicU64,
     /// The slow-call duration, when the slow-call rule is on: calls are timed only
     /// then.
     slow_threshold: Option<Duration>,
@@ -190,6 +197,7 @@ struct Rules {
 }
 
 const OFF: u64 = u64::MAX;
+const NOT_BUSY: u64 = u64::MAX;
 
 impl Rules {
     fn store(&self, config: &BreakerConfig) {
@@ -457,6 +465,14 @@ impl<C: Clock> Inner<C> {
                 };
             }
         }
+        if code(word) == HALF_OPEN
+            && word & METRICS_ONLY == 0
+            && self.probes_busy.load(Ordering::Acquire) == generation(word)
+            && self.clock.recent().as_nanos() < self.probes_busy_until.load(Ordering::Relaxed)
+        {
+            // Every probe slot is taken and no lease has run out yet.
+            return Err(Rejected::new(State::HalfOpen, None));
+        }
         self.acquire_slow(word)
     }
 
@@ -566,7 +582,25 @@ impl<C: Clock> Inner<C> {
                 })
             }
             _ if metrics_only => Ok(Ticket::Untracked),
-            _ => Err(Rejected::new(State::HalfOpen, None)),
+            _ => {
+                // Until a probe ends or its lease runs out, the answer stays no:
+                // let calls learn it without the lock.
+                let first_expiry = ctl
+                    .probes
+                    .iter()
+                    .flatten()
+                    .map(|lease| lease.started.saturating_add(wait))
+                    .min();
+                if let Some(until) = first_expiry {
+                    self.probes_busy_until
+                        .store(until.as_nanos(), Ordering::Relaxed);
+                    self.probes_busy.store(
+                        generation(self.word.load(Ordering::Relaxed)),
+                        Ordering::Release,
+                    );
+                }
+                Err(Rejected::new(State::HalfOpen, None))
+            }
         }
     }
 
@@ -727,6 +761,7 @@ impl<C: Clock> Inner<C> {
             _ => return,
         }
         ctl.probes[slot as usize] = None;
+        self.probes_busy.store(NOT_BUSY, Ordering::Release);
         let failed = match outcome.map(|o| o.kind()) {
             // Dropped or ignored: the slot is free, nothing is counted.
             None | Some(OutcomeKind::Ignored) => return,
@@ -766,6 +801,7 @@ impl<C: Clock> Inner<C> {
         let next_gen = generation(word) + 1;
         #[cfg(not(loom))]
         drop(ctl.timer.take());
+        self.probes_busy.store(NOT_BUSY, Ordering::Release);
         ctl.probes.clear();
         ctl.probe_successes = 0;
         ctl.probe_failures = 0;
@@ -900,6 +936,8 @@ impl<C: Clock> Inner<C> {
             word & !METRICS_ONLY
         };
         self.word.store(flagged, Ordering::Release);
+        // A changed lease length changes when the busy probes' first lease ends.
+        self.probes_busy.store(NOT_BUSY, Ordering::Release);
         if config.open != ctl.config.open {
             // A changed schedule starts from its first delay at the next opening.
             ctl.delays = None;
