@@ -14,21 +14,25 @@ use tokio_util::sync::CancellationToken;
 
 fn is_cancelled(c: &mut Criterion) {
     let mut group = c.benchmark_group("is_cancelled");
-    let (parent, _pg) = Context::background().with_cancel();
-    let (ctx, _g) = parent.with_cancel();
-    group.bench_function("palisade", |b| b.iter(|| black_box(&ctx).is_cancelled()));
+    let (root, _rg) = Context::background().with_cancel();
+    group.bench_function("palisade", |b| b.iter(|| black_box(&root).is_cancelled()));
+    // A lazy child also loads its parent's state.
+    let (child, _cg) = root.with_cancel();
+    group.bench_function("palisade_lazy_child", |b| {
+        b.iter(|| black_box(&child).is_cancelled())
+    });
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
         .unwrap();
     let _enter = rt.enter();
-    let (deadline_ctx, _dg) = parent.with_timeout(Duration::from_secs(3600));
+    let (deadline_ctx, _dg) = Context::background().with_timeout(Duration::from_secs(3600));
     group.bench_function("palisade_with_deadline", |b| {
         b.iter(|| black_box(&deadline_ctx).is_cancelled())
     });
 
-    let token = CancellationToken::new().child_token();
+    let token = CancellationToken::new();
     group.bench_function("tokio_util", |b| {
         b.iter(|| black_box(&token).is_cancelled())
     });
@@ -40,21 +44,13 @@ fn create_drop_child(c: &mut Criterion) {
     let (parent, _pg) = Context::background().with_cancel();
     group.bench_function("palisade", |b| {
         b.iter(|| {
-            let (child, guard) = black_box(&parent).with_cancel();
-            drop(black_box(child));
-            drop(guard);
-        })
-    });
-    group.bench_function("palisade_detached", |b| {
-        b.iter(|| {
-            let (child, guard) = black_box(&parent).with_cancel();
-            guard.detach();
-            drop(black_box(child));
+            let (child, _guard) = black_box(&parent).with_cancel();
+            child.is_cancelled()
         })
     });
     let token = CancellationToken::new();
     group.bench_function("tokio_util", |b| {
-        b.iter(|| drop(black_box(black_box(&token).child_token())))
+        b.iter(|| black_box(&token).child_token().is_cancelled())
     });
     group.finish();
 }

@@ -35,7 +35,7 @@ use std::task::Waker;
 
 use palisade_clock::{Clock, TokioClock};
 
-use crate::cause::{Cause, KIND_CANCELED, KIND_DEADLINE, KIND_USER};
+use crate::cause::{Cause, KIND_CANCELED, KIND_DEADLINE, KIND_USER, UserCause};
 use crate::slab::Slab;
 use crate::sync::{
     Arc, AtomicBool, AtomicU8, AtomicUsize, Fault, Mutex, MutexGuard, Ordering, Weak, fault,
@@ -70,20 +70,24 @@ pub(crate) struct Node {
 }
 
 struct Inner {
-    /// The cause, when it is a user cause.
-    cause: Option<Cause>,
-    children: Slab<Weak<Node>>,
-    listeners: Slab<Listener>,
-    /// Tasks that serve this node (its deadline timer), aborted when it ends.
-    #[cfg(not(loom))]
-    tasks: Vec<tokio::task::AbortHandle>,
+    /// The user cause, once the node ended with one.
+    cause: Option<UserCause>,
+    /// Everything registered on the node: children, waiters, callbacks and tasks,
+    /// in one slab so that an unused node stays small.
+    entries: Slab<Listener>,
 }
 
 pub(crate) type Callback = Box<dyn FnOnce() + Send + 'static>;
 
+/// Something registered on a node, told when the node ends.
 pub(crate) enum Listener {
+    /// A registered child, cancelled in turn.
+    Child(Weak<Node>),
     Waker(Waker),
     Callback(Callback),
+    /// A task that serves the node (its deadline timer), aborted when it ends.
+    #[cfg(not(loom))]
+    Task(tokio::task::AbortHandle),
 }
 
 impl Node {
@@ -96,10 +100,7 @@ impl Node {
             key: AtomicUsize::new(NO_KEY),
             inner: Mutex::new(Inner {
                 cause: None,
-                children: Slab::new(),
-                listeners: Slab::new(),
-                #[cfg(not(loom))]
-                tasks: Vec::new(),
+                entries: Slab::new(),
             }),
         }
     }
@@ -231,7 +232,7 @@ impl Node {
                     .lock()
                     .cause
                     .clone()
-                    .unwrap_or_else(Cause::canceled),
+                    .map_or_else(Cause::canceled, Cause::from_arc),
             ),
         }
     }
@@ -267,7 +268,7 @@ impl Node {
                 // Another thread may have registered this node meanwhile; the flag
                 // is cleared under the parent's lock, so this check is exact.
                 if self.state.load(Ordering::Acquire) & LAZY != 0 {
-                    let key = inner.children.insert(Arc::downgrade(self));
+                    let key = inner.entries.insert(Listener::Child(Arc::downgrade(self)));
                     self.key.store(key, Ordering::Relaxed);
                     self.state.fetch_and(!LAZY, Ordering::AcqRel);
                 }
@@ -319,11 +320,35 @@ impl Node {
     /// without anybody looking. It ends with [`Cause::deadline_exceeded`], as it would
     /// have if a timer had fired at its deadline, and so do its descendants. (A lazy
     /// child shares its parent's deadline, so the parent's cause is right for it.)
+    #[inline]
     pub(crate) fn cancel_from(&self, cause: &Cause) -> bool {
-        if self.state.load(Ordering::Acquire) & LAZY != 0 && self.ended_ancestor().is_some() {
+        let state = self.state.load(Ordering::Acquire);
+        if state & KIND != 0 {
+            return false;
+        }
+        if state & LAZY != 0 && self.ended_ancestor().is_some() {
             // It ended with an ancestor, which it had not yet looked at.
             return false;
         }
+        let kind = cause.kind_bits();
+        if state & REG == 0 && kind != KIND_USER && self.deadline == NO_DEADLINE {
+            // Nothing registered and no deadline to weigh: one compare-and-swap.
+            match self.state.compare_exchange(
+                state,
+                state | kind,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) if actual & KIND != 0 => return false,
+                Err(_) => {}
+            }
+        }
+        self.cancel_tree(cause)
+    }
+
+    #[inline(never)]
+    fn cancel_tree(&self, cause: &Cause) -> bool {
         let mut now = None;
         let own = self.cause_at(cause, &mut now);
         let mut pending = Vec::new();
@@ -379,9 +404,7 @@ impl Node {
                 return false;
             }
         }
-        let (children, listeners);
-        #[cfg(not(loom))]
-        let tasks;
+        let entries;
         {
             let mut inner = self.inner.lock();
             let mut state = self.state.load(Ordering::Acquire);
@@ -401,39 +424,30 @@ impl Node {
             }
             if kind == KIND_USER {
                 // Readers of a user cause take the lock, which is held until it is set.
-                inner.cause = Some(cause.clone());
+                inner.cause = cause.user_cause_arc();
             }
-            pending.reserve(inner.children.len());
-            children = inner.children.take_all();
-            listeners = inner.listeners.take_all();
-            #[cfg(not(loom))]
-            {
-                tasks = std::mem::take(&mut inner.tasks);
-            }
+            pending.reserve(inner.entries.len());
+            entries = inner.entries.take_all();
         }
-        for listener in listeners {
-            match listener {
+        for entry in entries {
+            match entry {
                 Listener::Waker(waker) => waker.wake(),
                 Listener::Callback(callback) => {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
                         panic.get_or_insert(payload);
                     }
                 }
-            }
-        }
-        #[cfg(not(loom))]
-        for task in tasks {
-            task.abort();
-        }
-        for child in children {
-            match child.upgrade() {
-                Some(child) => pending.push((child, cause.clone())),
-                // The child's last handle is gone and its `Drop` is waiting for our
-                // lock to unregister; it has nothing left to cancel.
-                None => assert!(
-                    !fault(Fault::CancelAssumesChildrenAlive),
-                    "a registered child was already dropped"
-                ),
+                #[cfg(not(loom))]
+                Listener::Task(task) => task.abort(),
+                Listener::Child(child) => match child.upgrade() {
+                    Some(child) => pending.push((child, cause.clone())),
+                    // The child's last handle is gone and its `Drop` is waiting for
+                    // our lock to unregister; it has nothing left to cancel.
+                    None => assert!(
+                        !fault(Fault::CancelAssumesChildrenAlive),
+                        "a registered child was already dropped"
+                    ),
+                },
             }
         }
         true
@@ -448,12 +462,12 @@ impl Node {
             return true;
         };
         if let Some(k) = *key {
-            if let Some(Listener::Waker(registered)) = inner.listeners.get_mut(k) {
+            if let Some(Listener::Waker(registered)) = inner.entries.get_mut(k) {
                 registered.clone_from(waker);
                 return false;
             }
         }
-        *key = Some(inner.listeners.insert(Listener::Waker(waker.clone())));
+        *key = Some(inner.entries.insert(Listener::Waker(waker.clone())));
         false
     }
 
@@ -465,7 +479,7 @@ impl Node {
     ) -> Result<usize, Callback> {
         self.materialize();
         match self.lock_for_registration(Fault::None) {
-            Ok(mut inner) => Ok(inner.listeners.insert(Listener::Callback(callback))),
+            Ok(mut inner) => Ok(inner.entries.insert(Listener::Callback(callback))),
             Err(_) => Err(callback),
         }
     }
@@ -476,7 +490,7 @@ impl Node {
         if self.state.load(Ordering::Acquire) & KIND != 0 {
             return None;
         }
-        inner.listeners.remove(key)
+        inner.entries.remove(key)
     }
 
     /// Starts the one timer of the node that owns this node's deadline, unless it runs
@@ -517,7 +531,9 @@ impl Node {
     pub(crate) fn attach_task(self: &Arc<Self>, task: tokio::task::AbortHandle) {
         self.materialize();
         match self.lock_for_registration(Fault::None) {
-            Ok(mut inner) => inner.tasks.push(task),
+            Ok(mut inner) => {
+                inner.entries.insert(Listener::Task(task));
+            }
             Err(inner) => {
                 drop(inner);
                 task.abort();
@@ -531,21 +547,38 @@ impl Node {
     /// How many children are registered (for tests of the registry's size).
     #[allow(dead_code)]
     pub(crate) fn children_len(&self) -> usize {
-        self.inner.lock().children.len()
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .iter()
+            .filter(|entry| matches!(entry, Listener::Child(_)))
+            .count()
     }
 
     /// How many waiters and callbacks are registered.
     #[allow(dead_code)]
     pub(crate) fn listeners_len(&self) -> usize {
-        self.inner.lock().listeners.len()
+        let inner = self.inner.lock();
+        inner
+            .entries
+            .iter()
+            .filter(|entry| matches!(entry, Listener::Waker(_) | Listener::Callback(_)))
+            .count()
     }
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         #[cfg(not(loom))]
-        for task in self.inner.get_mut().tasks.drain(..) {
-            task.abort();
+        {
+            let inner = self.inner.get_mut();
+            if inner.entries.len() != 0 {
+                for entry in inner.entries.take_all() {
+                    if let Listener::Task(task) = entry {
+                        task.abort();
+                    }
+                }
+            }
         }
         let key = self.key.load(Ordering::Relaxed);
         if key == NO_KEY {
@@ -555,7 +588,7 @@ impl Drop for Node {
             let mut inner = parent.inner.lock();
             // An ended parent has drained its children and never reuses a key.
             if parent.state.load(Ordering::Acquire) & KIND == 0 {
-                inner.children.remove(key);
+                inner.entries.remove(key);
             }
         }
     }

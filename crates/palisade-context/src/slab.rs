@@ -80,6 +80,15 @@ impl<T> Slab<T> {
         }
     }
 
+    /// The occupied entries.
+    #[allow(dead_code)]
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().filter_map(|entry| match entry {
+            Entry::Occupied(value) => Some(value),
+            Entry::Vacant(_) => None,
+        })
+    }
+
     /// Takes every entry out, leaving the slab empty and unallocated.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = T> + use<T> {
         let entries = mem::take(&mut self.entries);
