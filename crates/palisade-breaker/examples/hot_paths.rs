@@ -7,7 +7,7 @@
 //!     target/release/examples/hot_paths closed-time 100000
 //! ```
 //!
-//! Paths: `closed-count`, `closed-time`, `closed-async`, `open`. A third argument
+//! Paths: `closed-count`, `closed-time`, `closed-async`, `open`, `half-open-full`. A third argument
 //! runs the closed-state paths on that many threads sharing one breaker; compare the
 //! CPU time per call (`/usr/bin/time -f %U`) with one thread's to see what sharing
 //! costs even on a machine too busy for wall time to mean anything.
@@ -86,6 +86,26 @@ fn main() {
                 let _ = b.call_sync(|| Err::<(), _>(()));
             }
             measured_rejections(&b, n);
+        }
+        "half-open-full" => {
+            let config = BreakerConfig::default()
+                .failure_rate_threshold(None)
+                .consecutive_failures(Some(1))
+                .open(OpenDuration::fixed(Duration::from_millis(1)))
+                .half_open_probes(1);
+            let b = Breaker::builder(config)
+                .clock(MonotonicClock)
+                .build()
+                .expect("a valid configuration");
+            let _ = b.call_sync(|| Err::<(), _>(()));
+            let probe = loop {
+                if let Ok(p) = b.try_acquire() {
+                    break p;
+                }
+                std::thread::yield_now();
+            };
+            measured_rejections(&b, n);
+            drop(probe);
         }
         other => {
             eprintln!("unknown path `{other}`");

@@ -443,7 +443,7 @@ impl<C: Clock> Breaker<C> {
 }
 
 impl<C: Clock> Inner<C> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Ticket, Rejected> {
         let word = self.word.load(Ordering::Acquire);
         if code(word) == CLOSED {
@@ -465,14 +465,6 @@ impl<C: Clock> Inner<C> {
                 };
             }
         }
-        if code(word) == HALF_OPEN
-            && word & METRICS_ONLY == 0
-            && self.probes_busy.load(Ordering::Acquire) == generation(word)
-            && self.clock.recent().as_nanos() < self.probes_busy_until.load(Ordering::Relaxed)
-        {
-            // Every probe slot is taken and no lease has run out yet.
-            return Err(Rejected::new(State::HalfOpen, None));
-        }
         self.acquire_slow(word)
     }
 
@@ -486,7 +478,17 @@ impl<C: Clock> Inner<C> {
     }
 
     #[cold]
+    #[inline(never)]
     fn acquire_slow(&self, seen: u64) -> Result<Ticket, Rejected> {
+        if code(seen) == HALF_OPEN
+            && seen & METRICS_ONLY == 0
+            && self.probes_busy.load(Ordering::Acquire) == generation(seen)
+            && self.clock.recent().as_nanos() < self.probes_busy_until.load(Ordering::Relaxed)
+        {
+            // Every probe slot is taken and no lease has run out yet: no need for
+            // the lock to say no.
+            return Err(Rejected::new(State::HalfOpen, None));
+        }
         let mut ctl = self.control.lock();
         // Read again under the lock: another call may have moved the state on.
         let word = if broken_half_open() {
