@@ -66,11 +66,13 @@
 //!
 //! # Cost
 //!
-//! A call in the closed state is one atomic load to be admitted and one window
-//! record to report; no lock, no allocation, and a clock reading only when the
-//! slow-call rule is on. A rejection in the open state is two atomic loads and one
-//! coarse clock reading ([`Clock::recent`](palisade_clock::Clock::recent)).
-//! Transitions and half-open probes take a lock.
+//! A call in the closed state is one atomic load of the packed state word to be
+//! admitted and one window record to report: no lock, no allocation, no exact
+//! clock reading (the time-based window and the slow-call rule read the coarse
+//! clock, [`Clock::recent`](palisade_clock::Clock::recent)). A rejection in the
+//! open state is two atomic loads, one coarse clock reading and a compare; so is a
+//! half-open rejection while every probe slot is taken. Transitions, admitting
+//! probes and their outcomes take a lock.
 //!
 //! # Configuration and hot reload
 //!
