@@ -17,7 +17,8 @@ use crate::state::{
     generation, pack,
 };
 use crate::sync::{
-    Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_trip,
+    Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_keep_busy,
+    broken_trip,
 };
 use crate::window::ClosedWindow;
 
@@ -763,7 +764,9 @@ impl<C: Clock> Inner<C> {
             _ => return,
         }
         ctl.probes[slot as usize] = None;
-        self.probes_busy.store(NOT_BUSY, Ordering::Release);
+        if !broken_keep_busy() {
+            self.probes_busy.store(NOT_BUSY, Ordering::Release);
+        }
         let failed = match outcome.map(|o| o.kind()) {
             // Dropped or ignored: the slot is free, nothing is counted.
             None | Some(OutcomeKind::Ignored) => return,

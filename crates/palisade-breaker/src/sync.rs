@@ -70,6 +70,8 @@ pub(crate) mod broken {
         TripWithoutRecheck = 1,
         /// Moving from open to half-open trusts the state read before the lock.
         HalfOpenWithoutRecheck = 2,
+        /// A probe that ends leaves the "all probe slots taken" mark in place.
+        KeepBusy = 3,
     }
 
     /// Switches `bug` on for the models run by this thread.
@@ -101,6 +103,19 @@ pub(crate) fn broken_half_open() -> bool {
     #[cfg(loom)]
     {
         broken::is(broken::Bug::HalfOpenWithoutRecheck)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+/// Whether the loom broken twin of the freed-probe-slot model is running.
+#[inline(always)]
+pub(crate) fn broken_keep_busy() -> bool {
+    #[cfg(loom)]
+    {
+        broken::is(broken::Bug::KeepBusy)
     }
     #[cfg(not(loom))]
     {

@@ -135,3 +135,44 @@ fn a_probe_outcome_racing_a_reset_is_counted_at_most_once() {
     set(Bug::None);
     probe_vs_reset();
 }
+
+/// A probe ends while another call asks: whichever comes first, the freed slot is
+/// not lost behind the lock-free "all slots taken" mark.
+fn freed_slot() {
+    loom::model(|| {
+        let clock = ManualClock::new();
+        let breaker = Breaker::builder(config())
+            .clock(clock.clone())
+            .build()
+            .unwrap();
+        breaker.try_acquire().unwrap().record(Outcome::Permanent);
+        clock.advance(Duration::from_secs(1));
+        let probe = breaker.try_acquire_owned().unwrap();
+        // Turned away: the breaker marks every slot taken.
+        assert!(breaker.try_acquire().is_err());
+        let t = thread::spawn(move || drop(probe));
+        let raced = breaker.try_acquire_owned().ok();
+        t.join().unwrap();
+        let admitted = match raced {
+            Some(p) => p,
+            None => breaker
+                .try_acquire_owned()
+                .expect("the freed probe slot was lost"),
+        };
+        assert!(admitted.is_probe());
+        assert_eq!(breaker.snapshot().probes_in_flight, 1);
+    });
+}
+
+#[test]
+fn a_freed_probe_slot_is_never_lost() {
+    set(Bug::None);
+    freed_slot();
+}
+
+#[test]
+#[should_panic(expected = "the freed probe slot was lost")]
+fn a_freed_probe_slot_is_never_lost_broken() {
+    set(Bug::KeepBusy);
+    freed_slot();
+}
