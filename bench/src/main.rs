@@ -339,6 +339,17 @@ mod tests {
         parse(list.iter().map(|s| s.to_string()).collect())
     }
 
+    /// The smoke run CI relies on: every case compiles, runs and answers what it
+    /// should, and the report renders. It runs as part of the workspace's tests, so
+    /// it shares their build.
+    #[test]
+    fn every_case_checks_out() {
+        let mut cases = cases::cases(|_| true);
+        let gaps = cases::gaps(|_| true);
+        assert!(cases.len() > 20, "only {} cases", cases.len());
+        assert_eq!(check(&mut cases, &gaps), ExitCode::SUCCESS);
+    }
+
     #[test]
     fn arguments_parse() {
         let a = args(&["--quick", "breaker"]).expect("valid");

@@ -1,6 +1,8 @@
 //! The project's own commands, in plain Rust so they run the same everywhere.
 //!
 //! - `cargo xtask ci`: everything CI checks, in order, stopping at the first failure.
+//!   The benchmarks' smoke run (`palisade-bench --check`) is one of the workspace's
+//!   tests, so it shares their build.
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
@@ -22,8 +24,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci              formatting, clippy, tests, docs, loom models and a benchmark smoke run\n  \
-                 bench [--quick] palisade next to its peers, side by side in one run\n  \
+                 ci              formatting, clippy, tests (with a benchmark smoke run), docs, loom models, fuzz builds\n  \
+                 bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
                  loom            only the loom models"
             );
@@ -135,13 +137,6 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         .env("RUSTDOCFLAGS", "-D warnings"),
     ];
     steps.extend(loom_steps(root));
-    if has_bench(root) {
-        steps.push(Step::new(
-            "benchmark smoke run (compiles and sanity-checks every case; no timing)",
-            root,
-            &["run", "--package", "palisade-bench", "--", "--check"],
-        ));
-    }
     for fuzz in fuzz_dirs(root) {
         let manifest = fuzz.join("Cargo.toml");
         let manifest = manifest.to_string_lossy().into_owned();
@@ -171,30 +166,32 @@ fn loom_crates(root: &Path) -> Vec<String> {
     crates
 }
 
+/// One step for every crate's loom models: a single cargo invocation, so the
+/// dependencies are resolved and built once for all of them.
 fn loom_steps(root: &Path) -> Vec<Step> {
+    let crates = loom_crates(root);
+    if crates.is_empty() {
+        return Vec::new();
+    }
     let target = root.join("target/loom");
     let target = target.to_string_lossy().into_owned();
-    loom_crates(root)
-        .into_iter()
-        .map(|krate| {
-            Step::new(
-                &format!("loom models ({krate})"),
-                root,
-                &[
-                    "test",
-                    "--release",
-                    "--package",
-                    &krate,
-                    "--test",
-                    "loom",
-                    "--target-dir",
-                    &target,
-                ],
-            )
+    let mut args = vec![
+        "test",
+        "--release",
+        "--test",
+        "loom",
+        "--target-dir",
+        &target,
+    ];
+    for krate in &crates {
+        args.push("--package");
+        args.push(krate);
+    }
+    vec![
+        Step::new(&format!("loom models ({})", crates.join(", ")), root, &args)
             .env("RUSTFLAGS", "--cfg loom")
-            .env("LOOM_MAX_PREEMPTIONS", "2")
-        })
-        .collect()
+            .env("LOOM_MAX_PREEMPTIONS", "2"),
+    ]
 }
 
 fn loom(root: &Path) -> Result<(), String> {
