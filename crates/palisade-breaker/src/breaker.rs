@@ -321,7 +321,17 @@ impl<C: Clock> Breaker<C> {
     where
         F: Future<Output = Result<T, E>>,
     {
-        self.call_with(&AnyErrorIsTransient, fut).await
+        // Written out rather than delegated, so that there is one state machine.
+        let permit = match self.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => return Err(CallError::Rejected(rejected)),
+        };
+        let result = fut.await;
+        permit.record(match result {
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::transient(),
+        });
+        result.map_err(CallError::Inner)
     }
 
     /// Runs `fut` if the breaker admits it and counts the outcome `classifier`
@@ -347,7 +357,10 @@ impl<C: Clock> Breaker<C> {
         K: Classify<T, E> + ?Sized,
         F: Future<Output = Result<T, E>>,
     {
-        let permit = self.try_acquire().map_err(CallError::Rejected)?;
+        let permit = match self.try_acquire() {
+            Ok(permit) => permit,
+            Err(rejected) => return Err(CallError::Rejected(rejected)),
+        };
         let result = fut.await;
         permit.record(classifier.classify(&result));
         result.map_err(CallError::Inner)

@@ -48,7 +48,7 @@ impl<'a, C: Clock> Permit<'a, C> {
     /// Reports how the call ended. Successes and failures count; ignored and
     /// rejected outcomes free the slot and count nothing. An outcome from a call
     /// admitted before the breaker changed state is dropped.
-    #[inline]
+    #[inline(always)]
     pub fn record(self, outcome: Outcome) {
         // Nothing to release on drop once the outcome is handed over.
         let this = std::mem::ManuallyDrop::new(self);
