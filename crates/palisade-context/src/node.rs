@@ -52,6 +52,9 @@ const KIND: u8 = 0b011;
 const REG: u8 = 0b100;
 /// The node has a parent but is not registered with it: it looks up instead.
 const LAZY: u8 = 0b1000;
+/// The node has a deadline (fixed at creation), so that `is_cancelled` decides
+/// from the state alone whether it must look further.
+const DEADLINE: u8 = 0b1_0000;
 
 pub(crate) struct Node {
     state: AtomicU8,
@@ -107,7 +110,7 @@ impl Node {
 
     /// A node with no parent.
     pub(crate) fn root(deadline: u64) -> Arc<Node> {
-        Arc::new(Node::new(0, deadline, None))
+        Arc::new(Node::new(deadline_bit(deadline), deadline, None))
     }
 
     /// A child of `parent` with the earlier of the two deadlines. A child that keeps
@@ -116,7 +119,11 @@ impl Node {
     /// [`Node::cancel_from`]). A child of an ended parent ends with the parent's cause.
     pub(crate) fn child(parent: &Arc<Node>, deadline: u64) -> Arc<Node> {
         let deadline = deadline.min(parent.deadline);
-        let child = Arc::new(Node::new(LAZY, deadline, Some(Arc::clone(parent))));
+        let child = Arc::new(Node::new(
+            LAZY | deadline_bit(deadline),
+            deadline,
+            Some(Arc::clone(parent)),
+        ));
         if deadline != parent.deadline {
             child.materialize();
         }
@@ -134,13 +141,18 @@ impl Node {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         let state = self.state.load(Ordering::Acquire);
-        if state & KIND != 0 {
-            return true;
+        if state & (KIND | LAZY | DEADLINE) == 0 {
+            return false;
         }
+        state & KIND != 0 || self.look_further(state)
+    }
+
+    #[inline(never)]
+    fn look_further(&self, state: u8) -> bool {
         if state & LAZY != 0 && self.ended_ancestor().is_some() {
             return true;
         }
-        self.deadline != NO_DEADLINE && self.check_deadline()
+        state & DEADLINE != 0 && self.check_deadline()
     }
 
     /// The nearest ancestor that ended, looking up through lazy links only.
@@ -565,6 +577,10 @@ impl Node {
             .filter(|entry| matches!(entry, Listener::Waker(_) | Listener::Callback(_)))
             .count()
     }
+}
+
+const fn deadline_bit(deadline: u64) -> u8 {
+    if deadline == NO_DEADLINE { 0 } else { DEADLINE }
 }
 
 impl Drop for Node {
