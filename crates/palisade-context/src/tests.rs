@@ -123,6 +123,34 @@ fn a_dropped_waiter_unregisters() {
     assert_eq!(listeners(&ctx), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn dropping_futures_at_any_await_point_releases_everything() {
+    let (ctx, guard) = Context::background().with_timeout(Duration::from_secs(10));
+    let waker = Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    {
+        let mut call = Box::pin(crate::timeout(
+            &ctx,
+            Duration::from_secs(1),
+            std::future::pending::<()>(),
+        ));
+        assert!(call.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(listeners(&ctx), 1);
+    }
+    assert_eq!(listeners(&ctx), 0);
+    {
+        let mut run = Box::pin(ctx.run(tokio::time::sleep(Duration::from_secs(60))));
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(listeners(&ctx), 1);
+    }
+    assert_eq!(listeners(&ctx), 0);
+    // Only the context's timer remains, and it goes with the context.
+    let metrics = tokio::runtime::Handle::current().metrics();
+    assert_eq!(metrics.num_alive_tasks(), 1);
+    drop((ctx, guard));
+    settle().await;
+}
+
 #[test]
 fn a_deep_chain_cancels_without_recursion() {
     let (root, guard) = Context::background().with_cancel();

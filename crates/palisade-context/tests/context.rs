@@ -112,6 +112,25 @@ async fn a_child_never_extends_its_parents_deadline() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn with_deadline_takes_a_timestamp_on_the_tokio_clock() {
+    let start = TokioClock.now();
+    let deadline = start + Duration::from_millis(1500);
+    let (ctx, _g) = Context::background().with_deadline(deadline);
+    assert_eq!(ctx.deadline(), Some(deadline));
+    // A later deadline under it changes nothing; an earlier one applies.
+    let (later, _lg) = ctx.with_deadline(deadline + Duration::from_secs(1));
+    assert_eq!(later.deadline(), Some(deadline));
+    let (past, _pg) = ctx.with_deadline(start - Duration::from_secs(1));
+    assert!(past.is_cancelled());
+    assert!(past.cause().unwrap().is_deadline_exceeded());
+    assert!(!ctx.is_cancelled());
+    ctx.cancelled().await;
+    assert_eq!(TokioClock.now() - start, Duration::from_millis(1500));
+    assert!(later.cause().unwrap().is_deadline_exceeded());
+    settle().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_passed_deadline_shows_without_any_timer() {
     let (ctx, _g) = Context::background().with_timeout(Duration::from_secs(1));
     let (child, _cg) = ctx.with_cancel();
