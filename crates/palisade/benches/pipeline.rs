@@ -114,5 +114,85 @@ fn ready_timeout(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pipeline, ready_timeout);
+fn ablation(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("ablation");
+    let ctx = Context::background();
+    macro_rules! case {
+        ($name:expr, $i:ident, $e:expr) => {
+            g.bench_function($name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for $i in 0..iters {
+                            black_box($e);
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        };
+    }
+    let empty = Pipeline::builder("dep").build().unwrap();
+    let retry = Pipeline::builder("dep")
+        .retry(palisade::retry::RetryPolicy::builder().build().unwrap())
+        .build()
+        .unwrap();
+    let breaker = Pipeline::builder("dep")
+        .breaker(palisade::breaker::Breaker::new(Default::default()).unwrap())
+        .build()
+        .unwrap();
+    let bulkhead = Pipeline::builder("dep")
+        .bulkhead(palisade::limit::Bulkhead::new(palisade::limit::BulkheadConfig::new(64)).unwrap())
+        .build()
+        .unwrap();
+    let policy = palisade::retry::RetryPolicy::builder().build().unwrap();
+    case!("bare", i, dependency(i).await.unwrap());
+    case!(
+        "retry crate alone",
+        i,
+        policy.retry(&ctx, |_| dependency(i)).await.unwrap()
+    );
+    case!(
+        "catch_panic",
+        i,
+        palisade::classify::catch_panic(dependency(i))
+            .await
+            .unwrap()
+            .unwrap()
+    );
+    case!("ctx.run", i, ctx.run(dependency(i)).await.unwrap().unwrap());
+    case!("span", i, {
+        use tracing::Instrument;
+        let span = tracing::debug_span!("x", a = tracing::field::Empty);
+        dependency(i).instrument(span).await.unwrap()
+    });
+    case!("Span::current", i, {
+        black_box(tracing::Span::current());
+        i
+    });
+    case!(
+        "execute empty",
+        i,
+        empty.execute(&ctx, |_| dependency(i)).await.unwrap()
+    );
+    case!(
+        "execute retry",
+        i,
+        retry.execute(&ctx, |_| dependency(i)).await.unwrap()
+    );
+    case!(
+        "execute breaker",
+        i,
+        breaker.execute(&ctx, |_| dependency(i)).await.unwrap()
+    );
+    case!(
+        "execute bulkhead",
+        i,
+        bulkhead.execute(&ctx, |_| dependency(i)).await.unwrap()
+    );
+    g.finish();
+}
+
+criterion_group!(benches, ablation, pipeline, ready_timeout);
 criterion_main!(benches);

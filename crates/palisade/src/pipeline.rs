@@ -431,18 +431,67 @@ impl<K> Pipeline<K> {
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
-        #[cfg(not(feature = "retry"))]
-        let _ = retry;
+        // With hedging, the executor runs every attempt, the first included (it may
+        // be hedged).
         #[cfg(feature = "retry")]
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
-            // The attempt's own outcome travels with its value, so that the retry
-            // reads the pipeline classifier's verdict on an `Ok` too.
+            if policy.hedging().is_some() {
+                let result = policy
+                    .retry_with(ctx, &ByAttempt, |attempt| {
+                        let fut = self.attempt(ctx, &mut call, attempt.number());
+                        async move {
+                            let (result, outcome) = fut.await;
+                            result.map(|v| (v, outcome))
+                        }
+                    })
+                    .await;
+                return match result {
+                    Ok((v, _)) => (Ok(v), 0),
+                    Err(e) => {
+                        let attempts = e.attempts();
+                        (Err(from_retry(e)), attempts)
+                    }
+                };
+            }
+        }
+        // Otherwise the first attempt runs here, outside the retry executor: a call
+        // that does not need a retry never enters its machinery.
+        let (first, outcome) = self.attempt(ctx, &mut call, 1).await;
+        #[cfg(not(feature = "retry"))]
+        let _ = (retry, outcome);
+        #[cfg(feature = "retry")]
+        if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
+            if !outcome.is_retryable() {
+                // Every call deposits into the budget once: here, or in the executor.
+                if let Some(budget) = policy.budget() {
+                    budget.deposit();
+                }
+                return (first, 1);
+            }
+            // A transient failure: the executor takes over, its first attempt being
+            // the one that just failed. The attempt's own outcome travels with its
+            // value, so that the retry reads the pipeline classifier's verdict on an
+            // `Ok` too.
+            let mut replay = Some(first.map(|v| (v, outcome)));
             let result = policy
                 .retry_with(ctx, &ByAttempt, |attempt| {
-                    let fut = self.attempt(ctx, &mut call, attempt.number());
+                    let replayed = replay.take();
+                    let fut = match replayed {
+                        Some(_) => None,
+                        None => Some(self.attempt(ctx, &mut call, attempt.number())),
+                    };
                     async move {
-                        let (result, outcome) = fut.await;
-                        result.map(|v| (v, outcome))
+                        if let Some(r) = replayed {
+                            return r;
+                        }
+                        match fut {
+                            Some(fut) => {
+                                let (result, outcome) = fut.await;
+                                result.map(|v| (v, outcome))
+                            }
+                            // Not reached: only the first attempt is replayed.
+                            None => std::future::pending().await,
+                        }
                     }
                 })
                 .await;
@@ -454,8 +503,7 @@ impl<K> Pipeline<K> {
                 }
             };
         }
-        let (result, _outcome) = self.attempt(ctx, &mut call, 1).await;
-        (result, 1)
+        (first, 1)
     }
 
     /// One attempt through the layers inside the retry.

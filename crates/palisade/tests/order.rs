@@ -287,3 +287,35 @@ async fn the_snapshot_shows_the_breaker_and_the_future_is_send() {
     assert!(!s.is_healthy());
     assert_eq!(s.bulkhead.unwrap().in_flight, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_call_deposits_into_the_retry_budget_once() {
+    let budget = palisade::retry::RetryBudget::new();
+    let p = Pipeline::builder("dep")
+        .retry(
+            RetryPolicy::builder()
+                .budget(budget.clone())
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+    for _ in 0..5 {
+        p.execute(&ctx, |_| async { Ok::<_, Boom>(()) })
+            .await
+            .unwrap();
+    }
+    let calls = Arc::new(AtomicU32::new(0));
+    let c = calls.clone();
+    let _ = p
+        .execute(&ctx, move |_| {
+            let n = c.fetch_add(1, Ordering::Relaxed);
+            async move { if n == 0 { Err(Boom("reset")) } else { Ok(()) } }
+        })
+        .await
+        .unwrap();
+    let s = budget.snapshot();
+    assert_eq!((s.deposits(), s.withdrawals()), (6, 1));
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+}
