@@ -163,7 +163,12 @@ fn scaling(c: &mut Criterion) {
     group.bench_function("TimeWindow::record, 2 threads", |b| {
         b.iter_custom(two_threads(time.clone(), rec))
     });
-    let _ = rec_at;
+    group.bench_function("TimeWindow::record_at, 1 thread", |b| {
+        b.iter_custom(|iters| one_thread(&*time, rec_at, iters))
+    });
+    group.bench_function("TimeWindow::record_at, 2 threads", |b| {
+        b.iter_custom(two_threads(time.clone(), rec_at))
+    });
     let count = Arc::new(CountWindow::new(CountConfig::default()).unwrap());
     fn rec_count(w: &CountWindow) {
         w.record(black_box(OutcomeKind::Success));

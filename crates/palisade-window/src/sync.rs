@@ -29,8 +29,13 @@ pub(crate) fn stripe_count() -> usize {
     }
 }
 
-/// A small number that differs between threads created one after the other: the
+/// A small number that differs between the threads alive at the same time: the
 /// stripe a thread records into is this number modulo the stripe count.
+///
+/// A thread takes the lowest free number on its first record and gives it back when
+/// it exits, so live threads hold distinct numbers (up to 64 of them; beyond, numbers
+/// are handed out in turn) and a short-lived thread does not leave a gap that makes
+/// the next one share a stripe with a long-lived one.
 #[inline]
 pub(crate) fn thread_index() -> usize {
     #[cfg(loom)]
@@ -39,22 +44,67 @@ pub(crate) fn thread_index() -> usize {
     }
     #[cfg(not(loom))]
     {
-        use std::cell::Cell;
-        use std::sync::atomic::AtomicUsize;
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        std::thread_local! {
-            static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+        index::get()
+    }
+}
+
+#[cfg(not(loom))]
+mod index {
+    use std::cell::Cell;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    /// Bit `i` is set while a live thread holds number `i`.
+    static HELD: AtomicU64 = AtomicU64::new(0);
+    /// Numbers handed out in turn once all 64 are held.
+    static NEXT: AtomicUsize = AtomicUsize::new(64);
+
+    struct Index(Cell<usize>);
+
+    impl Drop for Index {
+        fn drop(&mut self) {
+            let i = self.0.get();
+            if i < 64 {
+                HELD.fetch_and(!(1 << i), Ordering::Release);
+            }
         }
+    }
+
+    std::thread_local! {
+        static INDEX: Index = const { Index(Cell::new(usize::MAX)) };
+    }
+
+    #[inline]
+    pub(super) fn get() -> usize {
         INDEX
             .try_with(|index| {
-                let mut i = index.get();
-                if i == usize::MAX {
-                    i = NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
-                    index.set(i);
+                let i = index.0.get();
+                if i != usize::MAX {
+                    return i;
                 }
+                let i = claim();
+                index.0.set(i);
                 i
             })
+            // During the thread's own teardown: any stripe will do.
             .unwrap_or(0)
+    }
+
+    #[cold]
+    fn claim() -> usize {
+        let mut held = HELD.load(Ordering::Relaxed);
+        while held != u64::MAX {
+            let i = held.trailing_ones() as usize;
+            match HELD.compare_exchange_weak(
+                held,
+                held | 1 << i,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return i,
+                Err(actual) => held = actual,
+            }
+        }
+        NEXT.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1)
     }
 }
 
