@@ -45,12 +45,16 @@
 //!
 //! # Cost
 //!
-//! A time-window record at a time the caller supplies is one compare-and-swap on a
-//! counter of the recording thread's stripe (two when the call failed) and reads no
-//! clock; [`Window::record`] adds one [`Clock::recent`] reading. A count-window record
-//! is one addition on the shared position, plus a slot swap and one addition when the
-//! outcome differs from the one it replaces. `cargo bench -p palisade-window` measures
-//! both next to a bare atomic addition.
+//! A healthy time-window record (a success without a duration, in its thread's
+//! current bucket) is one atomic addition on a counter of the recording thread's
+//! stripe and reads no clock when the caller supplies the time
+//! ([`Window::record_at`]); [`Window::record`] adds one [`Clock::recent`] reading.
+//! A failure adds a second addition, a duration a third (its histogram bin); the
+//! first call of a new bucket resets it with one compare-and-swap per counter. A
+//! count-window record is one addition on the shared position, plus a slot swap and
+//! one addition when the outcome differs from the one it replaces. A snapshot of a
+//! time window reads every counter of every stripe once. `cargo bench -p
+//! palisade-window` measures all of it next to a bare atomic addition.
 #![warn(
     missing_docs,
     missing_debug_implementations,

@@ -139,3 +139,20 @@ pub(crate) mod broken {
         BROKEN.load(Ordering::Relaxed) == bug as u8
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::thread_index;
+
+    #[test]
+    fn live_threads_hold_distinct_indices_and_give_them_back() {
+        let mine = thread_index();
+        assert_eq!(thread_index(), mine);
+        let theirs = std::thread::spawn(thread_index).join().unwrap();
+        assert_ne!(theirs, mine);
+        // The number is free again: the next thread may take it, and it is still
+        // distinct from this live thread's.
+        let next = std::thread::spawn(thread_index).join().unwrap();
+        assert_ne!(next, mine);
+    }
+}
