@@ -353,13 +353,18 @@ impl<K> Pipeline<K> {
     /// last word it is returned as `Ok`.
     ///
     /// On success with the default layers, nothing is allocated.
-    pub async fn execute<T, E, F, Fut>(&self, ctx: &Context, call: F) -> Result<T, Error<E>>
+    pub fn execute<T, E, F, Fut>(
+        &self,
+        ctx: &Context,
+        call: F,
+    ) -> impl Future<Output = Result<T, Error<E>>>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
-        self.run(ctx, call, true).await
+        // Not an `async fn` of its own: one state machine less to move per call.
+        self.run(ctx, call, true)
     }
 
     async fn run<T, E, F, Fut>(&self, ctx: &Context, call: F, retry: bool) -> Result<T, Error<E>>

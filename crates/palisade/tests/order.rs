@@ -308,13 +308,12 @@ async fn every_call_deposits_into_the_retry_budget_once() {
     }
     let calls = Arc::new(AtomicU32::new(0));
     let c = calls.clone();
-    let _ = p
-        .execute(&ctx, move |_| {
-            let n = c.fetch_add(1, Ordering::Relaxed);
-            async move { if n == 0 { Err(Boom("reset")) } else { Ok(()) } }
-        })
-        .await
-        .unwrap();
+    p.execute(&ctx, move |_| {
+        let n = c.fetch_add(1, Ordering::Relaxed);
+        async move { if n == 0 { Err(Boom("reset")) } else { Ok(()) } }
+    })
+    .await
+    .unwrap();
     let s = budget.snapshot();
     assert_eq!((s.deposits(), s.withdrawals()), (6, 1));
     assert_eq!(calls.load(Ordering::Relaxed), 2);
