@@ -58,9 +58,11 @@ mod index {
     /// Numbers handed out in turn once all 64 are held.
     static NEXT: AtomicUsize = AtomicUsize::new(64);
 
-    struct Index(Cell<usize>);
+    /// Gives the number back when its thread exits. Kept apart from `INDEX`, which
+    /// has no destructor and so is read without a registration check.
+    struct Release(Cell<usize>);
 
-    impl Drop for Index {
+    impl Drop for Release {
         fn drop(&mut self) {
             let i = self.0.get();
             if i < 64 {
@@ -70,19 +72,20 @@ mod index {
     }
 
     std::thread_local! {
-        static INDEX: Index = const { Index(Cell::new(usize::MAX)) };
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+        static RELEASE: Release = const { Release(Cell::new(usize::MAX)) };
     }
 
     #[inline]
     pub(super) fn get() -> usize {
         INDEX
             .try_with(|index| {
-                let i = index.0.get();
+                let i = index.get();
                 if i != usize::MAX {
                     return i;
                 }
                 let i = claim();
-                index.0.set(i);
+                index.set(i);
                 i
             })
             // During the thread's own teardown: any stripe will do.
@@ -100,7 +103,13 @@ mod index {
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return i,
+                Ok(_) => {
+                    if RELEASE.try_with(|release| release.0.set(i)).is_err() {
+                        // The thread is exiting: give the number straight back.
+                        HELD.fetch_and(!(1 << i), Ordering::Release);
+                    }
+                    return i;
+                }
                 Err(actual) => held = actual,
             }
         }
