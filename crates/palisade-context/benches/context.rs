@@ -71,6 +71,29 @@ fn cancel_100_children(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
+    // Children that something waits on are registered: the cancellation reaches
+    // each and wakes its waiter.
+    group.bench_function("palisade_waited_on", |b| {
+        let waker = std::task::Waker::noop();
+        b.iter_batched(
+            || {
+                let (parent, guard) = Context::background().with_cancel();
+                let children: Vec<_> = (0..100).map(|_| parent.with_cancel()).collect();
+                let mut cx = std::task::Context::from_waker(waker);
+                for (child, _) in &children {
+                    let mut wait = Box::pin(child.cancelled());
+                    assert!(wait.as_mut().poll(&mut cx).is_pending());
+                    // Keep the registration of the child, not of the waiter.
+                }
+                (parent, guard, children)
+            },
+            |(parent, guard, children)| {
+                guard.cancel();
+                (parent, guard, children)
+            },
+            BatchSize::SmallInput,
+        )
+    });
     group.bench_function("tokio_util", |b| {
         b.iter_batched(
             || {

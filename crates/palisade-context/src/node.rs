@@ -48,7 +48,7 @@ const NO_KEY: usize = usize::MAX;
 
 /// The two low bits: how the node ended (see `cause::KIND_*`), zero while it runs.
 const KIND: u8 = 0b011;
-/// Something was registered on the node at some point (sticky).
+/// Something is registered on the node (set and cleared under its lock).
 const REG: u8 = 0b100;
 /// The node has a parent but is not registered with it: it looks up instead.
 const LAZY: u8 = 0b1000;
@@ -438,6 +438,10 @@ impl Node {
                 // Readers of a user cause take the lock, which is held until it is set.
                 inner.cause = cause.user_cause_arc();
             }
+            if inner.entries.len() == 0 {
+                // Nothing to tell; the slab's memory goes with the node.
+                return true;
+            }
             pending.reserve(inner.entries.len());
             entries = inner.entries.take_all();
         }
@@ -502,7 +506,17 @@ impl Node {
         if self.state.load(Ordering::Acquire) & KIND != 0 {
             return None;
         }
-        inner.entries.remove(key)
+        let removed = inner.entries.remove(key);
+        self.note_if_empty(&inner);
+        removed
+    }
+
+    /// Clears `REG` once nothing is registered (under the lock), so that ending the
+    /// node is one compare-and-swap again.
+    fn note_if_empty(&self, inner: &Inner) {
+        if inner.entries.len() == 0 {
+            self.state.fetch_and(!REG, Ordering::AcqRel);
+        }
     }
 
     /// Starts the one timer of the node that owns this node's deadline, unless it runs
@@ -605,6 +619,7 @@ impl Drop for Node {
             // An ended parent has drained its children and never reuses a key.
             if parent.state.load(Ordering::Acquire) & KIND == 0 {
                 inner.entries.remove(key);
+                parent.note_if_empty(&inner);
             }
         }
     }

@@ -166,3 +166,25 @@ fn lazy_children_see_the_end() {
         assert_eq!(children_len(&parent), 0);
     });
 }
+
+/// A waiter that comes and goes (which clears the node's registration flag, so that
+/// ending it is one compare-and-swap again) never makes a later waiter miss the end.
+#[test]
+fn waiters_coming_and_going_race_the_cancel() {
+    loom::model(|| {
+        let (ctx, guard) = Context::background().with_cancel();
+        let other = ctx.clone();
+        let waiting = thread::spawn(move || {
+            {
+                let mut first = Box::pin(other.cancelled());
+                let _ = first
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(Waker::noop()));
+            }
+            loom::future::block_on(other.cancelled());
+        });
+        guard.cancel();
+        waiting.join().unwrap();
+        assert!(ctx.is_cancelled());
+    });
+}
