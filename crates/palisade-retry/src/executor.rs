@@ -63,17 +63,19 @@ impl Attempt {
 /// assert_eq!(value, 3);
 /// # }
 /// ```
-pub async fn retry<C, T, E, F, Fut>(
-    policy: &RetryPolicy<C>,
-    ctx: &Context,
+pub fn retry<'a, C, T, E, F, Fut>(
+    policy: &'a RetryPolicy<C>,
+    ctx: &'a Context,
     op: F,
-) -> Result<T, RetryError<E>>
+) -> impl Future<Output = Result<T, RetryError<E>>> + 'a
 where
     C: Clock,
-    F: FnMut(Attempt) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    F: FnMut(Attempt) -> Fut + 'a,
+    Fut: Future<Output = Result<T, E>> + 'a,
+    T: 'a,
+    E: 'a,
 {
-    policy.retry_with(ctx, &AnyErrorIsTransient, op).await
+    policy.retry_with(ctx, &AnyErrorIsTransient, op)
 }
 
 fn outcome_name(outcome: &Outcome) -> &'static str {
@@ -98,12 +100,18 @@ fn context_reason(cause: Option<&Cause>) -> StopReason {
 impl<C: Clock> RetryPolicy<C> {
     /// Runs `op` until it succeeds or retrying stops, with every error transient
     /// ([`AnyErrorIsTransient`]). See [`retry_with`](RetryPolicy::retry_with).
-    pub async fn retry<T, E, F, Fut>(&self, ctx: &Context, op: F) -> Result<T, RetryError<E>>
+    pub fn retry<'a, T, E, F, Fut>(
+        &'a self,
+        ctx: &'a Context,
+        op: F,
+    ) -> impl Future<Output = Result<T, RetryError<E>>> + 'a
     where
-        F: FnMut(Attempt) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        F: FnMut(Attempt) -> Fut + 'a,
+        Fut: Future<Output = Result<T, E>> + 'a,
+        T: 'a,
+        E: 'a,
     {
-        self.retry_with(ctx, &AnyErrorIsTransient, op).await
+        self.retry_with(ctx, &AnyErrorIsTransient, op)
     }
 
     /// Runs `op` until it succeeds or retrying stops, deciding by `classifier`:
@@ -134,9 +142,11 @@ impl<C: Clock> RetryPolicy<C> {
     /// A result that is `Ok` but classified as a failure is returned as `Ok` once
     /// retrying stops.
     ///
-    /// The first attempt's success costs no allocation, no lock and no random
-    /// number; it reads the clock only if the schedule has a maximum elapsed time or
-    /// hedging uses a latency percentile.
+    /// Without hedging, the first attempt's success costs no allocation, no lock
+    /// and no random number; it reads the clock only if the schedule has a maximum
+    /// elapsed time. A retry allocates its sleep's state. With hedging, each round keeps its state (the sibling
+    /// attempts, the hedge timer) in one allocation, and a percentile delay reads
+    /// the clock around each attempt.
     pub async fn retry_with<T, E, K, F, Fut>(
         &self,
         ctx: &Context,
@@ -151,7 +161,6 @@ impl<C: Clock> RetryPolicy<C> {
         if ctx.is_cancelled() {
             return Err(self.stop_on_context(ctx, 0, None, None));
         }
-        let single = self.nested == Nested::SingleAttempt && is_retrying(ctx);
         let start = self.backoff.max_elapsed().map(|_| self.clock.now());
         if let Some(budget) = &self.budget {
             budget.deposit();
@@ -164,7 +173,20 @@ impl<C: Clock> RetryPolicy<C> {
         };
         let mut delays: Option<Delays> = None;
         loop {
-            let (result, outcome) = self.round(ctx, classifier, &mut op, &mut state).await;
+            let (result, outcome) = if self.hedging.is_none() && !spans_enabled() {
+                // The common case, inline: one attempt, no span.
+                state.rounds += 1;
+                state.attempts += 1;
+                let result = op(Attempt {
+                    number: state.attempts,
+                    hedge: false,
+                })
+                .await;
+                let outcome = classifier.classify(&result);
+                (result, outcome)
+            } else {
+                self.round(ctx, classifier, &mut op, &mut state).await
+            };
             let finish = |reason: StopReason| -> Result<T, RetryError<E>> {
                 match result {
                     Ok(value) => Ok(value),
@@ -179,7 +201,7 @@ impl<C: Clock> RetryPolicy<C> {
             let Outcome::Transient(transient) = outcome else {
                 return finish(StopReason::NotRetryable);
             };
-            if single {
+            if self.nested == Nested::SingleAttempt && is_retrying(ctx) {
                 return finish(StopReason::OuterRetry);
             }
             if !retry_allowed(
@@ -236,7 +258,9 @@ impl<C: Clock> RetryPolicy<C> {
                 delay_ms = delay.as_millis() as u64,
                 "retry: sleeping before the next attempt"
             );
-            if !self.sleep(ctx, delay).await {
+            // The sleep's state (a timer, a cancellation listener) lives on the
+            // heap: a retry allocates, a healthy call's future stays small.
+            if !Box::pin(self.sleep(ctx, delay)).await {
                 let cause = ctx.cause();
                 self.count_context_stop(cause.as_ref());
                 return finish(context_reason(cause.as_ref())).map_err(|e| e.with_cause(cause));
@@ -296,14 +320,36 @@ impl<C: Clock> RetryPolicy<C> {
             number: state.attempts,
             hedge: false,
         };
-        let span = attempt_span(first, state.delay);
         let Some(hedging) = &self.hedging else {
+            let span = attempt_span(first, state.delay);
             let result = op(first).instrument(span.clone()).await;
             let outcome = classifier.classify(&result);
-            span.record("outcome", outcome_name(&outcome));
+            record_outcome(&span, &outcome);
             return (result, outcome);
         };
+        let span = attempt_span(first, state.delay);
+        // The hedged round's state (the sibling attempts, the hedge timer) lives on
+        // the heap, so that the future of a call without hedging stays small.
+        Box::pin(self.hedged_round(ctx, classifier, op, state, hedging, first, span)).await
+    }
 
+    /// A round with hedges.
+    #[allow(clippy::too_many_arguments)]
+    async fn hedged_round<T, E, K, F, Fut>(
+        &self,
+        ctx: &Context,
+        classifier: &K,
+        op: &mut F,
+        state: &mut CallState,
+        hedging: &crate::Hedging,
+        first: Attempt,
+        span: tracing::Span,
+    ) -> (Result<T, E>, Outcome)
+    where
+        K: Classify<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let track = hedging.tracks_latency();
         let now = |clock: &C| if track { clock.now() } else { Timestamp::ZERO };
         let hedge_delay = hedging.current_delay();
@@ -332,7 +378,7 @@ impl<C: Clock> RetryPolicy<C> {
                 }
                 if let Some(((result, span, hedge), started)) = done {
                     let outcome = classifier.classify(&result);
-                    span.record("outcome", outcome_name(&outcome));
+                    record_outcome(&span, &outcome);
                     if !outcome.is_retryable() {
                         if outcome.is_success() && track {
                             hedging.record(self.clock.now().saturating_duration_since(started));
@@ -397,6 +443,22 @@ struct CallState {
     hedges: u32,
     /// The delay slept before the current round.
     delay: Duration,
+}
+
+/// Whether the current subscriber may want debug spans at all. Without one, the
+/// attempt runs bare: even a disabled span costs a measurable share of a healthy
+/// call.
+#[inline]
+fn spans_enabled() -> bool {
+    tracing::Level::DEBUG <= tracing::level_filters::STATIC_MAX_LEVEL
+        && tracing::Level::DEBUG <= tracing::level_filters::LevelFilter::current()
+}
+
+#[inline]
+fn record_outcome(span: &tracing::Span, outcome: &Outcome) {
+    if !span.is_disabled() {
+        span.record("outcome", outcome_name(outcome));
+    }
 }
 
 #[inline]
