@@ -52,8 +52,9 @@ impl fmt::Display for Phase {
 pub struct Behaviour {
     /// The latency of a healthy answer. Default 5 ms: a fast backend on the same host.
     pub base_latency: Duration,
-    /// The latency of a spiked answer. Default 800 ms: slow enough that a caller
-    /// without an attempt timeout waits most of a one-second deadline.
+    /// The latency of a spiked answer. Default 1.5 s: a stall (a pause, a lock, a
+    /// lost packet) longer than a one-second deadline, so a caller without an
+    /// attempt timeout waits out its whole deadline and fails.
     pub spike_latency: Duration,
     /// The share of requests spiked during [`Phase::LatencySpikes`], in percent.
     /// Default 30.
@@ -72,7 +73,7 @@ impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {
             base_latency: Duration::from_millis(5),
-            spike_latency: Duration::from_millis(800),
+            spike_latency: Duration::from_millis(1500),
             spike_percent: 30,
             burst_percent: 60,
             retry_after_secs: 1,
