@@ -366,7 +366,7 @@ impl CancelGuard {
 impl Drop for CancelGuard {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
-            node.cancel_from(&Cause::canceled());
+            node.cancel_plain();
         }
     }
 }

@@ -334,16 +334,34 @@ impl Node {
     /// child shares its parent's deadline, so the parent's cause is right for it.)
     #[inline]
     pub(crate) fn cancel_from(&self, cause: &Cause) -> bool {
+        match self.try_cancel_fast(cause.kind_bits()) {
+            Some(cancelled) => cancelled,
+            None => self.cancel_tree(cause),
+        }
+    }
+
+    /// [`Node::cancel_from`] with [`Cause::canceled`], as a dropped guard does.
+    #[inline]
+    pub(crate) fn cancel_plain(&self) -> bool {
+        match self.try_cancel_fast(KIND_CANCELED) {
+            Some(cancelled) => cancelled,
+            None => self.cancel_tree(&Cause::canceled()),
+        }
+    }
+
+    /// Ends a node that has nothing registered and no deadline with one
+    /// compare-and-swap; `None` if the whole walk is needed.
+    #[inline]
+    fn try_cancel_fast(&self, kind: u8) -> Option<bool> {
         let state = self.state.load(Ordering::Acquire);
         if state & KIND != 0 {
-            return false;
+            return Some(false);
         }
         if state & LAZY != 0 && self.ended_ancestor().is_some() {
             // It ended with an ancestor, which it had not yet looked at.
-            return false;
+            return Some(false);
         }
-        let kind = cause.kind_bits();
-        if state & REG == 0 && kind != KIND_USER && self.deadline == NO_DEADLINE {
+        if state & (REG | DEADLINE) == 0 && kind != KIND_USER {
             // Nothing registered and no deadline to weigh: one compare-and-swap.
             match self.state.compare_exchange(
                 state,
@@ -351,12 +369,12 @@ impl Node {
                 Ordering::AcqRel,
                 Ordering::Acquire,
             ) {
-                Ok(_) => return true,
-                Err(actual) if actual & KIND != 0 => return false,
+                Ok(_) => return Some(true),
+                Err(actual) if actual & KIND != 0 => return Some(false),
                 Err(_) => {}
             }
         }
-        self.cancel_tree(cause)
+        None
     }
 
     #[inline(never)]
