@@ -23,7 +23,10 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+        .unwrap_or_else(|| {
+            let demo = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+            demo.parent().unwrap_or(&demo).join("target")
+        });
     let mut args = Args {
         compress: 1.0,
         rate: None,
