@@ -1,6 +1,8 @@
 //! Cancellation contexts: checking for cancellation, creating and dropping a child,
-//! and cancelling a parent with 100 children.
+//! and cancelling a parent with 100 children (idle, or each awaited).
 
+use std::future::Future;
+use std::task::{self, Waker};
 use std::time::Duration;
 
 use palisade_context::{CancelGuard, Context};
@@ -12,6 +14,10 @@ use crate::harness::{Case, Floor, Role, bench_sync};
 const CHECK: &str = "is_cancelled";
 const CHILD: &str = "child create + drop";
 const CANCEL: &str = "cancel with 100 children";
+const CANCEL_WAITED: &str = "cancel 100 waited-on children";
+
+const WAITED_NOTE: &str = "builds the tree, polls a boxed `cancelled()` of each child once, \
+     cancels the root, polls each to completion, drops all";
 
 pub(super) const GAPS: &[Gap] = &[];
 
@@ -44,7 +50,7 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .floor(Floor::Atomic)
-        .note("plus a clock reading to compare with the deadline"),
+        .note("plus a load of the recent clock to compare with the deadline"),
         Case::new(
             "context",
             CHILD,
@@ -80,6 +86,34 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .note("builds the tree (a root, 100 children), cancels the root, drops all"),
+        Case::new(
+            "context",
+            CANCEL_WAITED,
+            "palisade-context",
+            Role::Palisade,
+            bench_sync!(
+                Vec::<(Context, CancelGuard)>::with_capacity(100),
+                |s| {
+                    let (parent, guard) = Context::background().with_cancel();
+                    s.extend((0..100).map(|_| parent.with_cancel()));
+                    let mut cx = task::Context::from_waker(Waker::noop());
+                    let mut waits: Vec<_> =
+                        s.iter().map(|(c, _)| Box::pin(c.cancelled())).collect();
+                    let pending = waits
+                        .iter_mut()
+                        .all(|w| w.as_mut().poll(&mut cx).is_pending());
+                    guard.cancel();
+                    let woken = waits
+                        .iter_mut()
+                        .all(|w| w.as_mut().poll(&mut cx).is_ready());
+                    drop(waits);
+                    s.clear();
+                    pending && woken
+                },
+                |r: &bool| *r
+            ),
+        )
+        .note(WAITED_NOTE),
         Case::new(
             "context",
             CHECK,
@@ -124,5 +158,32 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .note("builds the tree (a root, 100 children), cancels the root, drops all"),
+        Case::new(
+            "context",
+            CANCEL_WAITED,
+            "tokio-util CancellationToken",
+            Role::Peer,
+            bench_sync!(
+                Vec::<CancellationToken>::with_capacity(100),
+                |s| {
+                    let parent = CancellationToken::new();
+                    s.extend((0..100).map(|_| parent.child_token()));
+                    let mut cx = task::Context::from_waker(Waker::noop());
+                    let mut waits: Vec<_> = s.iter().map(|c| Box::pin(c.cancelled())).collect();
+                    let pending = waits
+                        .iter_mut()
+                        .all(|w| w.as_mut().poll(&mut cx).is_pending());
+                    parent.cancel();
+                    let woken = waits
+                        .iter_mut()
+                        .all(|w| w.as_mut().poll(&mut cx).is_ready());
+                    drop(waits);
+                    s.clear();
+                    pending && woken
+                },
+                |r: &bool| *r
+            ),
+        )
+        .note(WAITED_NOTE),
     ]
 }

@@ -181,9 +181,13 @@ impl Context {
 
     /// Whether the context has ended: cancelled, or its deadline has passed.
     ///
-    /// Lock-free: one atomic load, plus one clock reading when the context has a
-    /// deadline. Seeing a passed deadline cancels the context (with
-    /// [`Cause::deadline_exceeded`]) as a timer would have.
+    /// Lock-free: one atomic load. With a deadline, also one load of the cheap
+    /// [`recent`](palisade_clock::Clock::recent) clock, and a reading of the exact
+    /// clock only within 5 ms of the deadline: a passed deadline shows at once
+    /// unless the recent clock lags by more than 5 ms (a starved ticker thread; see
+    /// the crate docs on time). Seeing a passed deadline cancels the context (with
+    /// [`Cause::deadline_exceeded`]) as a timer would have. [`Context::cancelled`]
+    /// and [`Context::remaining`] are always exact.
     ///
     /// A child that keeps its parent's deadline is created lazily: it does not
     /// register with its parent (which keeps creating and dropping it cheap) until

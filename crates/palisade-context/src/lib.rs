@@ -17,9 +17,9 @@
 //! - **deadlines lost at service boundaries**: [`header`] encodes the time left as a
 //!   `grpc-timeout` or milliseconds value and decodes untrusted values defensively.
 //!
-//! [`Context::is_cancelled`] is one atomic load (plus a clock reading when the
-//! context has a deadline); cancelling a parent wakes every descendant with no lock
-//! held while waking.
+//! [`Context::is_cancelled`] is one atomic load (two for a child that has not been
+//! awaited, plus a load of the recent clock when the context has a deadline);
+//! cancelling a parent wakes every descendant with no lock held while waking.
 //!
 //! # Example
 //!
@@ -76,6 +76,15 @@
 //! Deadlines are read on [`palisade_clock::TokioClock`], so tokio's paused time
 //! (`#[tokio::test(start_paused = true)]`) drives them, and timers are tokio timers:
 //! awaiting a deadline needs a tokio runtime with the time driver.
+//!
+//! [`Context::cancelled`], [`Context::run`], [`timeout`] and [`Context::remaining`]
+//! are exact. [`Context::is_cancelled`] compares the deadline with the cheap
+//! [`recent`](palisade_clock::Clock::recent) reading and reads the exact clock only
+//! within 5 ms of the deadline, so it is exact as long as the recent reading lags
+//! by less than that (it lags by about 1 ms, more only on a machine that starves
+//! the clock's ticker thread). In tests with paused time, enable
+//! `palisade-clock`'s `test-util` feature (or the `palisade` facade's), which
+//! makes the recent reading follow paused time.
 #![forbid(unsafe_code)]
 #![warn(
     missing_docs,

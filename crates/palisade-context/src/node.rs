@@ -38,13 +38,16 @@ use palisade_clock::{Clock, TokioClock};
 use crate::cause::{Cause, KIND_CANCELED, KIND_DEADLINE, KIND_USER, UserCause};
 use crate::slab::Slab;
 use crate::sync::{
-    Arc, AtomicBool, AtomicU8, AtomicUsize, Fault, Mutex, MutexGuard, Ordering, Weak, fault,
+    Arc, AtomicBool, AtomicU8, AtomicU32, Fault, Mutex, MutexGuard, Ordering, Weak, fault,
 };
 
 /// The deadline of a node that has none.
 pub(crate) const NO_DEADLINE: u64 = u64::MAX;
+/// How close to its deadline (by [`Clock::recent`]) a node must be for
+/// `is_cancelled` to read the exact clock: 5 ms, five ticks of the recent clock.
+pub(crate) const DEADLINE_GUARD: u64 = 5_000_000;
 /// The key of a node that is not registered with a parent.
-const NO_KEY: usize = usize::MAX;
+const NO_KEY: u32 = u32::MAX;
 
 /// The two low bits: how the node ended (see `cause::KIND_*`), zero while it runs.
 const KIND: u8 = 0b011;
@@ -68,7 +71,7 @@ pub(crate) struct Node {
     parent: Option<Arc<Node>>,
     /// This node's key in the parent's `children`, or [`NO_KEY`]. Written under the
     /// parent's lock.
-    key: AtomicUsize,
+    key: AtomicU32,
     inner: Mutex<Inner>,
 }
 
@@ -100,7 +103,7 @@ impl Node {
             deadline,
             timer_armed: AtomicBool::new(false),
             parent,
-            key: AtomicUsize::new(NO_KEY),
+            key: AtomicU32::new(NO_KEY),
             inner: Mutex::new(Inner {
                 cause: None,
                 entries: Slab::new(),
@@ -138,13 +141,31 @@ impl Node {
     /// Whether the node has ended: it, or a lazy link up to a registered ancestor,
     /// was cancelled, or its deadline has passed. Observing a passed deadline
     /// cancels the node that set it, with [`Cause::deadline_exceeded`].
+    ///
+    /// The common answers come from loads alone: a quiet node's state; a lazy
+    /// node's parent's state; a deadline that is more than [`DEADLINE_GUARD`] away
+    /// by [`Clock::recent`]. Only near the deadline is the clock read.
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
         let state = self.state.load(Ordering::Acquire);
         if state & (KIND | LAZY | DEADLINE) == 0 {
             return false;
         }
-        state & KIND != 0 || self.look_further(state)
+        if state & KIND != 0 {
+            return true;
+        }
+        if state & LAZY == 0 {
+            // Only the deadline is left to weigh.
+            return self.deadline_near() && self.check_deadline();
+        }
+        if state & DEADLINE == 0 {
+            // A lazy node without a deadline: a parent that has not ended and is
+            // registered itself (or a root) would have been told of any end above.
+            if self.parent_quiet() {
+                return false;
+            }
+        }
+        self.look_further(state)
     }
 
     #[inline(never)]
@@ -152,7 +173,29 @@ impl Node {
         if state & LAZY != 0 && self.ended_ancestor().is_some() {
             return true;
         }
-        state & DEADLINE != 0 && self.check_deadline()
+        state & DEADLINE != 0 && self.deadline_near() && self.check_deadline()
+    }
+
+    /// Whether the deadline may have passed: [`Clock::recent`], which lags the exact
+    /// clock by about a millisecond, is within [`DEADLINE_GUARD`] of it. `false`
+    /// proves the deadline has not passed unless the recent clock lags by more than
+    /// the guard (a starved ticker thread).
+    #[inline]
+    fn deadline_near(&self) -> bool {
+        TokioClock
+            .recent()
+            .as_nanos()
+            .saturating_add(DEADLINE_GUARD)
+            >= self.deadline
+    }
+
+    /// Whether the parent is running, registered (or a root) and without a deadline:
+    /// then no ancestor of a lazy node has ended.
+    #[inline]
+    fn parent_quiet(&self) -> bool {
+        self.parent.as_ref().is_some_and(|parent| {
+            parent.state.load(Ordering::Acquire) & (KIND | LAZY | DEADLINE) == 0
+        })
     }
 
     /// The nearest ancestor that ended, looking up through lazy links only.
@@ -255,6 +298,15 @@ impl Node {
         if self.state.load(Ordering::Acquire) & LAZY == 0 {
             return;
         }
+        let parent_registered = self
+            .parent
+            .as_ref()
+            .is_none_or(|parent| parent.state.load(Ordering::Acquire) & LAZY == 0);
+        if parent_registered {
+            // The common case: one link, no list to build.
+            self.register_with_parent();
+            return;
+        }
         // Top down: a parent registers before its child.
         let mut chain = vec![self];
         let mut node = self;
@@ -281,7 +333,8 @@ impl Node {
                 // is cleared under the parent's lock, so this check is exact.
                 if self.state.load(Ordering::Acquire) & LAZY != 0 {
                     let key = inner.entries.insert(Listener::Child(Arc::downgrade(self)));
-                    self.key.store(key, Ordering::Relaxed);
+                    // A slab counts its entries in 32 bits, so a key is below NO_KEY.
+                    self.key.store(key as u32, Ordering::Relaxed);
                     self.state.fetch_and(!LAZY, Ordering::AcqRel);
                 }
             }
@@ -357,7 +410,7 @@ impl Node {
         if state & KIND != 0 {
             return Some(false);
         }
-        if state & LAZY != 0 && self.ended_ancestor().is_some() {
+        if state & LAZY != 0 && !self.parent_quiet() && self.ended_ancestor().is_some() {
             // It ended with an ancestor, which it had not yet looked at.
             return Some(false);
         }
@@ -520,6 +573,11 @@ impl Node {
 
     /// Removes the listener at `key`, if it has not run yet.
     pub(crate) fn remove_listener(&self, key: usize) -> Option<Listener> {
+        if self.is_marked() {
+            // Ended: its listeners are drained (or being drained under the lock, by
+            // the thread that ended it), so there is nothing to take back.
+            return None;
+        }
         let mut inner = self.inner.lock();
         if self.state.load(Ordering::Acquire) & KIND != 0 {
             return None;
@@ -633,10 +691,15 @@ impl Drop for Node {
             return;
         }
         if let Some(parent) = &self.parent {
+            if parent.is_marked() {
+                // An ended parent has drained its children (or is draining them under
+                // its lock, and skips this one, whose last handle is gone).
+                return;
+            }
             let mut inner = parent.inner.lock();
             // An ended parent has drained its children and never reuses a key.
             if parent.state.load(Ordering::Acquire) & KIND == 0 {
-                inner.entries.remove(key);
+                inner.entries.remove(key as usize);
                 parent.note_if_empty(&inner);
             }
         }
@@ -649,5 +712,19 @@ impl std::fmt::Debug for Node {
             .field("cancelled", &self.is_marked())
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom), target_pointer_width = "64"))]
+mod tests {
+    use super::*;
+
+    /// A node with its reference counts stays within 120 bytes, the largest
+    /// allocation that the system allocator serves from its fast bins: a larger
+    /// node makes creating and dropping children markedly slower.
+    #[test]
+    fn a_node_fits_a_fast_bin() {
+        let size = std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>();
+        assert!(size <= 120, "a node with its counts takes {size} bytes");
     }
 }

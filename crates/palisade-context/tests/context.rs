@@ -131,6 +131,22 @@ async fn with_deadline_takes_a_timestamp_on_the_tokio_clock() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn is_cancelled_sees_the_deadline_to_the_nanosecond() {
+    let (ctx, _g) = Context::background().with_timeout(Duration::from_secs(1));
+    let (child, _cg) = ctx.with_cancel();
+    // Far from the deadline the recent clock answers; near it the exact one does.
+    tokio::time::advance(Duration::from_millis(500)).await;
+    assert!(!ctx.is_cancelled());
+    tokio::time::advance(Duration::from_millis(500) - Duration::from_nanos(1)).await;
+    assert!(!ctx.is_cancelled());
+    assert!(!child.is_cancelled());
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    assert!(ctx.is_cancelled());
+    assert!(child.is_cancelled());
+    assert!(ctx.cause().unwrap().is_deadline_exceeded());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_passed_deadline_shows_without_any_timer() {
     let (ctx, _g) = Context::background().with_timeout(Duration::from_secs(1));
     let (child, _cg) = ctx.with_cancel();
