@@ -10,6 +10,7 @@ use super::{Boom, Gap, ok_call, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async};
 
 const ALL: &str = "all strategies, successful call";
+const THREE: &str = "retry + breaker + bulkhead, successful call";
 
 pub(super) const GAPS: &[Gap] = &[Gap {
     area: "pipeline",
@@ -42,6 +43,30 @@ fn pipeline() -> palisade::Pipeline {
         .expect("a valid pipeline")
 }
 
+/// Retry (with its budget), breaker and bulkhead: the usual client defence.
+fn three() -> palisade::Pipeline {
+    palisade::Pipeline::builder("bench")
+        .retry(super::retry::palisade_retry(true).0)
+        .breaker(super::breaker::palisade())
+        .bulkhead(
+            palisade_limit::Bulkhead::new(palisade_limit::BulkheadConfig::new(64))
+                .expect("a valid bulkhead"),
+        )
+        .build()
+        .expect("a valid pipeline")
+}
+
+/// recloser's async breaker, configured as in the breaker area.
+fn recloser() -> recloser::AsyncRecloser {
+    recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .half_open_len(10)
+        .open_wait(Duration::from_secs(3600))
+        .build()
+        .into()
+}
+
 pub(super) fn cases() -> Vec<Case> {
     let tower_stack = tower::ServiceBuilder::new()
         .timeout(Duration::from_secs(10))
@@ -53,6 +78,30 @@ pub(super) fn cases() -> Vec<Case> {
         .timeout(Duration::from_secs(1))
         .service(tower::service_fn(ok_service));
     vec![
+        Case::new(
+            "pipeline",
+            THREE,
+            "palisade Pipeline::execute",
+            Role::Palisade,
+            bench_async!(
+                (three(), palisade_context::Context::background()),
+                |s| s.0.execute(&s.1, |_ctx| ok_call()),
+                |r: &Result<u64, palisade::Error<Boom>>| r.is_ok()
+            ),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("retry with budget, breaker, bulkhead"),
+        Case::new(
+            "pipeline",
+            THREE,
+            "recloser",
+            Role::Peer,
+            bench_async!(recloser(), |s| s.call(ok_call()), is_ok),
+        )
+        .floor(Floor::Await)
+        .key()
+        .note("AsyncRecloser::call alone: the breaker without retry or bulkhead"),
         Case::new(
             "pipeline",
             ALL,

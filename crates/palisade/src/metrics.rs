@@ -88,7 +88,9 @@ pub(crate) struct PipelineMetrics {
     attempts: [Counter; ATTEMPT_OUTCOMES.len()],
     rejections: [Counter; STRATEGIES.len()],
     duration: Histogram,
+    #[cfg_attr(not(feature = "breaker"), allow(dead_code))]
     breaker_state: Gauge,
+    #[cfg_attr(not(feature = "limit"), allow(dead_code))]
     bulkhead_in_flight: Gauge,
 }
 
@@ -149,11 +151,13 @@ impl PipelineMetrics {
     }
 
     #[inline]
+    #[cfg_attr(not(feature = "breaker"), allow(dead_code))]
     pub(crate) fn breaker_state(&self, state: f64) {
         self.breaker_state.set(state);
     }
 
     #[inline]
+    #[cfg_attr(not(feature = "limit"), allow(dead_code))]
     pub(crate) fn bulkhead_in_flight(&self, n: f64) {
         self.bulkhead_in_flight.set(n);
     }

@@ -6,7 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, Rejection, catch_panic};
+use std::pin::Pin;
+use std::task::{self, Poll};
+
+use palisade_classify::{
+    AnyErrorIsTransient, CatchPanic, Classify, Outcome, Rejection, catch_panic,
+};
 use palisade_clock::TokioClock;
 use palisade_context::Context;
 use palisade_fallback::Fallback;
@@ -353,57 +358,34 @@ impl<K> Pipeline<K> {
     /// last word it is returned as `Ok`.
     ///
     /// On success with the default layers, nothing is allocated.
-    pub fn execute<T, E, F, Fut>(
-        &self,
-        ctx: &Context,
+    pub fn execute<'a, T, E, F, Fut>(
+        &'a self,
+        ctx: &'a Context,
         call: F,
-    ) -> impl Future<Output = Result<T, Error<E>>>
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
-        // Not an `async fn` of its own: one state machine less to move per call.
         self.run(ctx, call, true)
     }
 
-    async fn run<T, E, F, Fut>(&self, ctx: &Context, call: F, retry: bool) -> Result<T, Error<E>>
+    /// The execution as one flat future: the first attempt runs inside it, and only
+    /// a retry, a hedge, a bulkhead wait or an active chaos moves to a boxed
+    /// future of its own.
+    fn run<'a, T, E, F, Fut>(
+        &'a self,
+        ctx: &'a Context,
+        call: F,
+        retry: bool,
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
-        let span = tracing::debug_span!(
-            "palisade.execute",
-            dependency = %self.inner.name,
-            attempts = Empty,
-            outcome = Empty,
-        );
-        let limit = self.inner.layers.total_timeout;
-        let body = timeout(TokioClock, limit, self.attempts(ctx, call, retry));
-        async move {
-            #[cfg(feature = "metrics")]
-            let started = palisade_clock::Clock::now(&TokioClock);
-            let (result, attempts) = match ctx.run(body).await {
-                Ok(Ok(done)) => done,
-                Ok(Err(elapsed)) => (Err(Error::timeout(TimeoutKind::Total, elapsed.after())), 0),
-                Err(cause) => (Err(Error::cancelled(cause)), 0),
-            };
-            let span = tracing::Span::current();
-            if attempts > 0 {
-                span.record("attempts", attempts);
-            }
-            let kind = match &result {
-                Ok(_) => "success",
-                Err(e) => e.kind_str(),
-            };
-            span.record("outcome", kind);
-            #[cfg(feature = "metrics")]
-            self.record_metrics(kind, started);
-            result
-        }
-        .instrument(span)
-        .await
+        Execute::new(self, ctx, call, retry, Self::slow)
     }
 
     /// Runs one future through every layer but the retry (a future cannot be run
@@ -413,14 +395,129 @@ impl<K> Pipeline<K> {
     ///
     /// The future is made before the breaker and the limits are asked, and
     /// dropped unpolled if one refuses.
-    pub async fn execute_once<T, E, Fut>(&self, ctx: &Context, call: Fut) -> Result<T, Error<E>>
+    pub fn execute_once<'a, T, E, Fut>(
+        &'a self,
+        ctx: &'a Context,
+        call: Fut,
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, T, E, Fut>
     where
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
         let mut slot = Some(call);
         let once = move |_ctx: Context| Once { inner: slot.take() };
-        self.run(ctx, once, false).await
+        self.run(ctx, once, false)
+    }
+
+    /// How the first attempt starts: at once, already settled (refused), or in the
+    /// boxed path.
+    fn start<'a, T, E, F, Fut>(
+        &'a self,
+        ctx: &'a Context,
+        call: &mut F,
+        retry: bool,
+    ) -> Start<'a, K, T, E, Fut>
+    where
+        F: FnMut(Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        K: Classify<T, E>,
+    {
+        #[allow(unused_variables)]
+        let layers = &self.inner.layers;
+        // With hedging, the executor runs every attempt, the first included (it may
+        // be hedged).
+        #[cfg(feature = "retry")]
+        if retry
+            && layers
+                .retry
+                .as_ref()
+                .is_some_and(|policy| policy.hedging().is_some())
+        {
+            return Start::Slow(Resume::Start);
+        }
+        #[cfg(not(feature = "retry"))]
+        let _ = retry;
+        // Injected faults take the general path (their plan is drawn there).
+        #[cfg(feature = "chaos")]
+        if layers.chaos.as_ref().is_some_and(|c| c.is_enabled()) {
+            return Start::Slow(Resume::Start);
+        }
+        let span = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+        match self.admit() {
+            Err(rejection) => Start::Settled(self.rejected_attempt(&span, rejection)),
+            Ok((permit, slot)) => {
+                // A bulkhead that was full at the first try is waited on (its
+                // queue): the call's future is made now, and dropped unpolled if
+                // the wait fails.
+                #[cfg(feature = "limit")]
+                if slot.is_none() && layers.bulkhead.is_some() {
+                    return Start::Slow(Resume::Waiting(permit, call(ctx.clone())));
+                }
+                let fut = call(ctx.clone());
+                Start::Attempt(Attempt {
+                    inner: &self.inner,
+                    fut: timeout(TokioClock, layers.attempt_timeout, catch_panic(fut)),
+                    permit,
+                    slot,
+                    span,
+                })
+            }
+        }
+    }
+
+    /// Whether a settled first attempt is the final word (`Ok`), or is handed to
+    /// the retry executor (`Err`). Every call deposits into the retry budget once:
+    /// here, or in the executor.
+    #[inline]
+    #[allow(clippy::result_large_err, unused_variables)]
+    fn settle_first<T, E>(
+        &self,
+        retry: bool,
+        first: Result<T, Error<E>>,
+        outcome: Outcome,
+    ) -> Result<Result<T, Error<E>>, Result<T, Error<E>>> {
+        #[cfg(feature = "retry")]
+        if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
+            if outcome.is_retryable() {
+                return Err(first);
+            }
+            if let Some(budget) = policy.budget() {
+                budget.deposit();
+            }
+        }
+        Ok(first)
+    }
+
+    /// The boxed path: what the flat future of [`run`](Self::run) does not do
+    /// inline.
+    async fn slow<'a, T, E, F, Fut>(
+        &'a self,
+        ctx: &'a Context,
+        mut call: F,
+        retry: bool,
+        resume: Resume<'a, T, E, Fut>,
+    ) -> (Result<T, Error<E>>, u32)
+    where
+        F: FnMut(Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        K: Classify<T, E>,
+    {
+        let (first, outcome) = match resume {
+            Resume::Start => return self.attempts(ctx, call, retry).await,
+            Resume::Waiting(permit, fut) => {
+                self.attempt_admitted(
+                    Ok((permit, None)),
+                    Some(fut),
+                    #[cfg(feature = "chaos")]
+                    Default::default(),
+                    1,
+                )
+                .await
+            }
+            Resume::Retry(first, outcome) => (first, outcome),
+        };
+        let _ = &mut call;
+        self.after_first(ctx, call, retry, first, outcome).await
     }
 
     /// The attempts, each through the inner layers. Returns the result and how many
@@ -462,8 +559,25 @@ impl<K> Pipeline<K> {
         // Otherwise the first attempt runs here, outside the retry executor: a call
         // that does not need a retry never enters its machinery.
         let (first, outcome) = self.attempt(ctx, &mut call, 1).await;
-        #[cfg(not(feature = "retry"))]
-        let _ = (retry, outcome);
+        self.after_first(ctx, call, retry, first, outcome).await
+    }
+
+    /// After a first attempt outside the retry executor: the executor takes over
+    /// if it failed transiently.
+    #[allow(unused_mut, unused_variables)]
+    async fn after_first<T, E, F, Fut>(
+        &self,
+        ctx: &Context,
+        mut call: F,
+        retry: bool,
+        first: Result<T, Error<E>>,
+        outcome: Outcome,
+    ) -> (Result<T, Error<E>>, u32)
+    where
+        F: FnMut(Context) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        K: Classify<T, E>,
+    {
         #[cfg(feature = "retry")]
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
             if !outcome.is_retryable() {
@@ -525,13 +639,10 @@ impl<K> Pipeline<K> {
         Fut: Future<Output = Result<T, E>> + 'a,
         K: Classify<T, E>,
     {
-        let span = tracing::debug_span!("palisade.attempt", attempt = number, outcome = Empty);
+        #[allow(unused_variables)]
         let layers = &self.inner.layers;
         // Admission is synchronous, so that a refused attempt never calls `call`.
         let admitted = self.admit();
-        // Only a bulkhead that was full at the first try is awaited (its queue,
-        // if it has one); then the call's future is made before the wait, and
-        // dropped unpolled if the wait fails.
         // Chaos decides before the call is made: an injected error replaces it.
         #[cfg(feature = "chaos")]
         let plan = match (&admitted, &layers.chaos) {
@@ -546,17 +657,48 @@ impl<K> Pipeline<K> {
             Ok(_) if !skip => Some(call(ctx.clone())),
             _ => None,
         };
+        self.attempt_admitted(
+            admitted,
+            fut,
+            #[cfg(feature = "chaos")]
+            plan,
+            number,
+        )
+    }
+
+    /// One attempt, once the breaker and the limits have answered (the bulkhead
+    /// perhaps without a slot yet) and the call's future is made.
+    fn attempt_admitted<'a, T, E, Fut>(
+        &'a self,
+        admitted: Result<(BreakerPermit<'a>, Option<BulkheadPermit<'a>>), Rejection>,
+        fut: Option<Fut>,
+        #[cfg(feature = "chaos")] plan: crate::chaos::Plan,
+        number: u32,
+    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, Fut>
+    where
+        Fut: Future<Output = Result<T, E>> + 'a,
+        K: Classify<T, E>,
+    {
+        let span = tracing::debug_span!("palisade.attempt", attempt = number, outcome = Empty);
+        let layers = &self.inner.layers;
         async move {
             #[allow(unused_mut)]
             let (permit, mut slot) = match admitted {
                 Ok(admission) => admission,
-                Err(rejection) => return self.rejected_attempt(rejection),
+                Err(rejection) => {
+                    return self.rejected_attempt(&tracing::Span::current(), rejection);
+                }
             };
+            // Only a bulkhead that was full at the first try is awaited (its queue,
+            // if it has one); the call's future, made before the wait, is dropped
+            // unpolled if the wait fails.
             #[cfg(feature = "limit")]
             if let (Some(bulkhead), None) = (&layers.bulkhead, &slot) {
                 match bulkhead.acquire().await {
                     Ok(permit) => slot = Some(permit),
-                    Err(full) => return self.rejected_attempt(full.rejection()),
+                    Err(full) => {
+                        return self.rejected_attempt(&tracing::Span::current(), full.rejection());
+                    }
                 }
             }
             let _slot = slot;
@@ -575,8 +717,10 @@ impl<K> Pipeline<K> {
             #[cfg(not(feature = "chaos"))]
             let Some(call) = fut else {
                 // Unreachable: without chaos the call is made whenever admitted.
-                return self
-                    .rejected_attempt(Rejection::new(palisade_classify::Strategy::Bulkhead));
+                return self.rejected_attempt(
+                    &tracing::Span::current(),
+                    Rejection::new(palisade_classify::Strategy::Bulkhead),
+                );
             };
             #[cfg(not(feature = "chaos"))]
             let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
@@ -620,12 +764,18 @@ impl<K> Pipeline<K> {
         .instrument(span)
     }
 
-    /// An attempt refused by a strategy before it reached the dependency.
+    /// An attempt refused by a strategy before it reached the dependency; `span`
+    /// is the attempt's.
     #[cold]
-    fn rejected_attempt<T, E>(&self, rejection: Rejection) -> (Result<T, Error<E>>, Outcome) {
+    fn rejected_attempt<T, E>(
+        &self,
+        span: &tracing::Span,
+        rejection: Rejection,
+    ) -> (Result<T, Error<E>>, Outcome) {
+        let _entered = span.enter();
         tracing::debug!(strategy = rejection.strategy().as_str(), "attempt rejected");
         let outcome = Outcome::Rejected(rejection);
-        tracing::Span::current().record("outcome", "rejected");
+        span.record("outcome", "rejected");
         #[cfg(feature = "metrics")]
         self.inner.metrics.attempt(&outcome);
         (Err(Error::rejected(rejection)), outcome)
@@ -670,7 +820,7 @@ impl<K> Pipeline<K> {
             None => None,
         };
         #[cfg(not(feature = "breaker"))]
-        let permit = ();
+        let permit = std::marker::PhantomData;
         #[cfg(feature = "limit")]
         {
             if let Some(limiter) = &layers.rate_limiter {
@@ -741,7 +891,7 @@ impl PipelineSnapshot {
 #[cfg(feature = "breaker")]
 type BreakerPermit<'a> = Option<palisade_breaker::Permit<'a>>;
 #[cfg(not(feature = "breaker"))]
-type BreakerPermit<'a> = ();
+type BreakerPermit<'a> = std::marker::PhantomData<&'a ()>;
 #[cfg(feature = "limit")]
 type BulkheadPermit<'a> = palisade_limit::Permit<'a>;
 #[cfg(not(feature = "limit"))]
@@ -884,4 +1034,295 @@ impl<T, E, K> WithFallback<T, E, K> {
             },
         }
     }
+}
+
+/// How the first attempt of an execution starts; made by `Pipeline::start`.
+enum Start<'a, K, T, E, Fut> {
+    /// Admitted, with the call made: polled inline.
+    Attempt(Attempt<'a, K, Fut>),
+    /// Refused before the call.
+    Settled((Result<T, Error<E>>, Outcome)),
+    /// The boxed path from here.
+    Slow(Resume<'a, T, E, Fut>),
+}
+
+/// Where the boxed path of an execution begins.
+enum Resume<'a, T, E, Fut> {
+    /// At the start: hedging, or chaos injecting.
+    Start,
+    /// Admitted by the breaker and the limits but for a full bulkhead, with the
+    /// first call made.
+    #[cfg_attr(not(feature = "limit"), allow(dead_code))]
+    Waiting(BreakerPermit<'a>, Fut),
+    /// After a first attempt that failed transiently: the retry executor.
+    Retry(Result<T, Error<E>>, Outcome),
+}
+
+type AttemptFuture<Fut> = crate::timeout::Timeout<TokioClock, CatchPanic<Fut>>;
+
+pin_project_lite::pin_project! {
+    /// The first attempt, polled inside the execution's own future: the attempt
+    /// timeout and the panic guard around the call, the breaker's permit and the
+    /// bulkhead's slot beside it.
+    struct Attempt<'a, K, Fut> {
+        inner: &'a Inner<K>,
+        #[pin]
+        fut: AttemptFuture<Fut>,
+        permit: BreakerPermit<'a>,
+        slot: Option<BulkheadPermit<'a>>,
+        span: tracing::Span,
+    }
+}
+
+impl<K, Fut> Attempt<'_, K, Fut> {
+    fn poll_attempt<T, E>(
+        self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<(Result<T, Error<E>>, Outcome)>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        K: Classify<T, E>,
+    {
+        let this = self.project();
+        let span = &*this.span;
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        let (result, outcome) = match this.fut.poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(Ok(result))) => {
+                let outcome = this.inner.classifier.classify(&result);
+                (result.map_err(|e| Error::inner(e, outcome)), outcome)
+            }
+            Poll::Ready(Ok(Err(panic))) => (Err(Error::panicked(panic)), Outcome::Permanent),
+            Poll::Ready(Err(elapsed)) => (
+                Err(Error::timeout(TimeoutKind::Attempt, elapsed.after())),
+                Outcome::transient(),
+            ),
+        };
+        #[cfg(feature = "breaker")]
+        if let Some(permit) = this.permit.take() {
+            permit.record(outcome);
+        }
+        #[cfg(not(feature = "breaker"))]
+        let _ = this.permit;
+        drop(this.slot.take());
+        #[cfg(feature = "metrics")]
+        this.inner.metrics.attempt(&outcome);
+        if !span.is_disabled() {
+            span.record("outcome", tracing::field::display(outcome));
+        }
+        Poll::Ready((result, outcome))
+    }
+}
+
+#[cfg(feature = "metrics")]
+type Started = Option<palisade_clock::Timestamp>;
+#[cfg(not(feature = "metrics"))]
+type Started = ();
+
+/// Makes the boxed path of an execution.
+type MakeSlow<'a, K, T, E, F, Fut, S> =
+    fn(&'a Pipeline<K>, &'a Context, F, bool, Resume<'a, T, E, Fut>) -> S;
+
+type TotalSleep = <TokioClock as palisade_clock::Clock>::Sleep;
+
+pin_project_lite::pin_project! {
+    /// The future of [`Pipeline::execute`]: the span, the context, the total
+    /// timeout and the first attempt in one flat state machine. Only a retry, a
+    /// hedge, a bulkhead wait or an injected fault moves on to the boxed path `S`.
+    struct Execute<'a, K, T, E, F, Fut, S> {
+        pipeline: &'a Pipeline<K>,
+        ctx: &'a Context,
+        call: Option<F>,
+        retry: bool,
+        started: bool,
+        #[pin]
+        first: Option<Attempt<'a, K, Fut>>,
+        slow: Option<Pin<Box<S>>>,
+        make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
+        #[pin]
+        total: Option<TotalSleep>,
+        cancelled: Option<palisade_context::Cancelled<'a>>,
+        span: tracing::Span,
+        started_at: Started,
+    }
+}
+
+impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
+    fn new(
+        pipeline: &'a Pipeline<K>,
+        ctx: &'a Context,
+        call: F,
+        retry: bool,
+        make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
+    ) -> Self {
+        Execute {
+            pipeline,
+            ctx,
+            call: Some(call),
+            retry,
+            started: false,
+            first: None,
+            slow: None,
+            make_slow,
+            total: None,
+            cancelled: None,
+            span: tracing::Span::none(),
+            started_at: Default::default(),
+        }
+    }
+}
+
+impl<'a, K, T, E, F, Fut, S> Future for Execute<'a, K, T, E, F, Fut, S>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    type Output = Result<T, Error<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let pipeline: &'a Pipeline<K> = this.pipeline;
+        let ctx: &'a Context = this.ctx;
+        let mut settled = None;
+        if !*this.started {
+            *this.started = true;
+            *this.span = tracing::debug_span!(
+                "palisade.execute",
+                dependency = %pipeline.inner.name,
+                attempts = Empty,
+                outcome = Empty,
+            );
+            #[cfg(feature = "metrics")]
+            {
+                *this.started_at = Some(palisade_clock::Clock::now(&TokioClock));
+            }
+        }
+        let span = &*this.span;
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        if this.first.is_none() && this.slow.is_none() && this.call.is_some() {
+            if ctx.is_cancelled() {
+                return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
+            }
+            let Some(call) = this.call.as_mut() else {
+                return Poll::Pending;
+            };
+            match pipeline.start(ctx, call, *this.retry) {
+                Start::Attempt(attempt) => this.first.set(Some(attempt)),
+                Start::Settled(done) => settled = Some(done),
+                Start::Slow(resume) => {
+                    if let Some(call) = this.call.take() {
+                        *this.slow = Some(Box::pin((this.make_slow)(
+                            pipeline,
+                            ctx,
+                            call,
+                            *this.retry,
+                            resume,
+                        )));
+                    }
+                }
+            }
+        } else if ctx.is_cancelled() {
+            this.first.set(None);
+            *this.slow = None;
+            this.total.set(None);
+            return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
+        }
+        if let Some(attempt) = this.first.as_mut().as_pin_mut() {
+            if let Poll::Ready(done) = attempt.poll_attempt(cx) {
+                this.first.set(None);
+                settled = Some(done);
+            }
+        }
+        if let Some((result, outcome)) = settled {
+            match pipeline.settle_first(*this.retry, result, outcome) {
+                Ok(result) => return finish(pipeline, span, this.started_at, result, 1),
+                Err(failed) => match this.call.take() {
+                    Some(call) => {
+                        let resume = Resume::Retry(failed, outcome);
+                        *this.slow = Some(Box::pin((this.make_slow)(
+                            pipeline,
+                            ctx,
+                            call,
+                            *this.retry,
+                            resume,
+                        )));
+                    }
+                    // Not reached: the call is only taken for the boxed path.
+                    None => return finish(pipeline, span, this.started_at, failed, 1),
+                },
+            }
+        }
+        if let Some(slow) = this.slow.as_mut() {
+            if let Poll::Ready((result, attempts)) = slow.as_mut().poll(cx) {
+                *this.slow = None;
+                return finish(pipeline, span, this.started_at, result, attempts);
+            }
+        }
+        // Pending: the total timeout, armed at the first pending poll, and the
+        // caller's context.
+        if let Some(limit) = pipeline.inner.layers.total_timeout {
+            if this.total.is_none() {
+                this.total
+                    .set(Some(palisade_clock::Clock::sleep(&TokioClock, limit)));
+            }
+            if let Some(sleep) = this.total.as_mut().as_pin_mut() {
+                if sleep.poll(cx).is_ready() {
+                    this.first.set(None);
+                    *this.slow = None;
+                    this.total.set(None);
+                    let error = Error::timeout(TimeoutKind::Total, limit);
+                    return finish(pipeline, span, this.started_at, Err(error), 0);
+                }
+            }
+        }
+        let waiter = this.cancelled.get_or_insert_with(|| ctx.cancelled());
+        if Pin::new(waiter).poll(cx).is_ready() {
+            this.first.set(None);
+            *this.slow = None;
+            this.total.set(None);
+            return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
+        }
+        Poll::Pending
+    }
+}
+
+/// The error of an execution whose context ended.
+#[cold]
+fn cancelled<E>(ctx: &Context) -> Error<E> {
+    Error::cancelled(
+        ctx.cause()
+            .unwrap_or_else(palisade_context::Cause::canceled),
+    )
+}
+
+/// Ends an execution: its span's fields and its metrics.
+#[inline]
+#[allow(unused_variables)]
+fn finish<K, T, E>(
+    pipeline: &Pipeline<K>,
+    span: &tracing::Span,
+    started_at: &Started,
+    result: Result<T, Error<E>>,
+    attempts: u32,
+) -> Poll<Result<T, Error<E>>> {
+    let record = !span.is_disabled();
+    if record || cfg!(feature = "metrics") {
+        let kind = match &result {
+            Ok(_) => "success",
+            Err(e) => e.kind_str(),
+        };
+        if record {
+            if attempts > 0 {
+                span.record("attempts", attempts);
+            }
+            span.record("outcome", kind);
+        }
+        #[cfg(feature = "metrics")]
+        if let Some(started) = *started_at {
+            pipeline.record_metrics(kind, started);
+        }
+    }
+    Poll::Ready(result)
 }
