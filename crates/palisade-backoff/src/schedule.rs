@@ -29,11 +29,35 @@ const MAX_REPRESENTABLE: Duration = Duration::from_nanos(u64::MAX);
 /// The shape of the delays before jitter.
 #[derive(Copy, Clone, Debug, PartialEq)]
 pub(crate) enum Curve {
-    Constant { delay: Duration },
-    Linear { initial: Duration, step: Duration },
-    Exponential { initial: Duration, factor: f64 },
-    Fibonacci { initial: Duration },
-    Decorrelated { base: Duration },
+    Constant {
+        delay: Duration,
+    },
+    Linear {
+        initial: Duration,
+        step: Duration,
+    },
+    /// `mul` is the factor as an integer when it is one (up to `u32::MAX`), else 0:
+    /// the common factors grow by an integer multiply instead of a float round trip.
+    Exponential {
+        initial: Duration,
+        factor: f64,
+        mul: u64,
+    },
+    Fibonacci {
+        initial: Duration,
+    },
+    Decorrelated {
+        base: Duration,
+    },
+}
+
+/// `factor` as an integer if it is a whole number from 1 to `u32::MAX`, else 0.
+fn integer_factor(factor: f64) -> u64 {
+    if (1.0..=f64::from(u32::MAX)).contains(&factor) && factor.fract() == 0.0 {
+        factor as u64
+    } else {
+        0
+    }
 }
 
 impl Curve {
@@ -107,6 +131,7 @@ impl Default for Backoff {
             curve: Curve::Exponential {
                 initial: DEFAULT_INITIAL,
                 factor: DEFAULT_FACTOR,
+                mul: integer_factor(DEFAULT_FACTOR),
             },
             jitter: Jitter::Full,
             max_delay: DEFAULT_MAX_DELAY,
@@ -133,6 +158,7 @@ impl Backoff {
         BackoffBuilder::new(Curve::Exponential {
             initial,
             factor: DEFAULT_FACTOR,
+            mul: integer_factor(DEFAULT_FACTOR),
         })
     }
 
@@ -170,11 +196,13 @@ impl Backoff {
         let first = nanos(self.curve.initial()).min(max);
         Delays {
             backoff: *self,
+            max,
+            cap: self.max_elapsed.map_or(u64::MAX, nanos),
             current: first,
             next: first,
+            left: self.max_attempts.saturating_sub(1),
             yielded: 0,
             elapsed: 0,
-            done: false,
             rng,
         }
     }
@@ -259,7 +287,10 @@ impl BackoffBuilder {
     /// [`DEFAULT_FACTOR`]). Only exponential schedules have one.
     pub fn factor(mut self, factor: f64) -> Self {
         match &mut self.curve {
-            Curve::Exponential { factor: f, .. } => *f = factor,
+            Curve::Exponential { factor: f, mul, .. } => {
+                *f = factor;
+                *mul = integer_factor(factor);
+            }
             other => {
                 self.misuse.get_or_insert(ConfigError::new(
                     "factor",
@@ -401,15 +432,20 @@ impl BackoffBuilder {
 #[derive(Clone, Debug)]
 pub struct Delays<R = ThreadLocalRng> {
     backoff: Backoff,
+    /// The cap on one delay, in nanoseconds.
+    max: u64,
+    /// The cap on the sum of the delays, in nanoseconds (`u64::MAX`: none).
+    cap: u64,
     /// The curve's next delay before jitter, capped (the previous delay for
     /// decorrelated), in nanoseconds.
     current: u64,
     /// The Fibonacci successor of `current`.
     next: u64,
+    /// Delays left to yield (zero once the schedule has ended).
+    left: u32,
     yielded: u32,
     /// The sum of the delays yielded, in nanoseconds.
     elapsed: u64,
-    done: bool,
     rng: R,
 }
 
@@ -440,6 +476,9 @@ impl<R> Delays<R> {
             Curve::Linear { step, .. } => {
                 self.current = self.current.saturating_add(nanos(step)).min(max);
             }
+            Curve::Exponential { mul, .. } if mul != 0 => {
+                self.current = self.current.saturating_mul(mul).min(max);
+            }
             Curve::Exponential { factor, .. } => {
                 // `as` saturates; the `max` with `current` guards against f64 rounding
                 // of bases above 2^53 ns (104 days).
@@ -455,16 +494,14 @@ impl<R> Delays<R> {
     }
 }
 
-impl<R: RngCore> Iterator for Delays<R> {
-    type Item = Duration;
-
-    #[inline]
-    fn next(&mut self) -> Option<Duration> {
-        if self.done || self.yielded.saturating_add(1) >= self.backoff.max_attempts {
-            self.done = true;
+impl<R: RngCore> Delays<R> {
+    /// The next delay, if the schedule has one.
+    #[inline(always)]
+    fn step(&mut self) -> Option<Duration> {
+        if self.left == 0 {
             return None;
         }
-        let max = nanos(self.backoff.max_delay);
+        let max = self.max;
         let delay = match self.backoff.curve {
             Curve::Decorrelated { base } => {
                 let base = nanos(base);
@@ -480,31 +517,46 @@ impl<R: RngCore> Iterator for Delays<R> {
             }
         };
         let elapsed = self.elapsed.saturating_add(delay);
-        if let Some(cap) = self.backoff.max_elapsed
-            && elapsed > nanos(cap)
-        {
-            self.done = true;
+        if elapsed > self.cap {
+            self.left = 0;
             return None;
         }
         self.elapsed = elapsed;
         self.yielded += 1;
+        self.left -= 1;
         Some(Duration::from_nanos(delay))
+    }
+}
+
+impl<R: RngCore> Iterator for Delays<R> {
+    type Item = Duration;
+
+    #[inline]
+    fn next(&mut self) -> Option<Duration> {
+        self.step()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.done {
-            return (0, Some(0));
-        }
-        let left = self.backoff.max_attempts.saturating_sub(1)
-            - self
-                .yielded
-                .min(self.backoff.max_attempts.saturating_sub(1));
-        let left = usize::try_from(left).unwrap_or(usize::MAX);
+        let left = usize::try_from(self.left).unwrap_or(usize::MAX);
         if self.backoff.max_elapsed.is_some() {
             (0, Some(left))
         } else {
             (left, Some(left))
         }
+    }
+
+    /// Internal iteration (`sum`, `collect`, `for_each`, ...): the loop keeps each
+    /// step inline.
+    #[inline]
+    fn fold<B, F>(mut self, init: B, mut f: F) -> B
+    where
+        F: FnMut(B, Duration) -> B,
+    {
+        let mut acc = init;
+        while let Some(d) = self.step() {
+            acc = f(acc, d);
+        }
+        acc
     }
 }
 
@@ -544,6 +596,37 @@ mod tests {
             [10, 10, 20, 30, 50, 70, 70, 70]
         );
         assert_eq!(plain(Backoff::constant(ms(1)), 1), Vec::<u128>::new());
+    }
+
+    #[test]
+    fn whole_and_fractional_factors() {
+        assert_eq!(
+            plain(Backoff::exponential(ms(10)).factor(3.0), 5),
+            [10, 30, 90, 270]
+        );
+        assert_eq!(
+            plain(Backoff::exponential(ms(100)).factor(1.5), 5),
+            [100, 150, 225, 337]
+        );
+        // A whole factor saturates at the cap instead of overflowing.
+        assert_eq!(
+            plain(
+                Backoff::exponential(Duration::from_nanos(u64::MAX / 2))
+                    .factor(f64::from(u32::MAX))
+                    .max_delay(Duration::from_nanos(u64::MAX)),
+                4
+            ),
+            [
+                u64::MAX as u128 / 2 / 1_000_000,
+                u64::MAX as u128 / 1_000_000,
+                u64::MAX as u128 / 1_000_000
+            ]
+        );
+        assert_eq!(integer_factor(2.0), 2);
+        assert_eq!(integer_factor(f64::from(u32::MAX)), u64::from(u32::MAX));
+        assert_eq!(integer_factor(f64::from(u32::MAX) + 1.0), 0);
+        assert_eq!(integer_factor(1.5), 0);
+        assert_eq!(integer_factor(0.0), 0);
     }
 
     #[test]

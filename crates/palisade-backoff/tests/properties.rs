@@ -23,7 +23,11 @@ fn curve() -> impl Strategy<Value = BackoffBuilder> {
             .prop_map(|i| Backoff::constant(Duration::from_nanos(i))),
         (ns.clone(), ns.clone())
             .prop_map(|(i, s)| Backoff::linear(Duration::from_nanos(i), Duration::from_nanos(s))),
-        (ns.clone(), 1.0f64..10.0)
+        // Whole factors grow by an integer multiply, the others in floating point.
+        (
+            ns.clone(),
+            prop_oneof![1.0f64..10.0, (1u32..10).prop_map(f64::from)]
+        )
             .prop_map(|(i, f)| Backoff::exponential(Duration::from_nanos(i)).factor(f)),
         ns.prop_map(|i| Backoff::fibonacci(Duration::from_nanos(i))),
     ]
@@ -85,6 +89,20 @@ proptest! {
         if plain.max_elapsed().is_none() {
             prop_assert_eq!(delays.len() as u32, plain.max_attempts() - 1);
         }
+    }
+
+    #[test]
+    fn internal_iteration_yields_what_next_does(b in backoff(), seed in any::<u64>()) {
+        // A `for` loop calls `next`.
+        let mut one_by_one = Vec::new();
+        for d in b.iter_seeded(seed) {
+            one_by_one.push(d);
+        }
+        let folded = b.iter_seeded(seed).fold(Vec::new(), |mut v, d| {
+            v.push(d);
+            v
+        });
+        prop_assert_eq!(folded, one_by_one);
     }
 
     #[test]
