@@ -134,7 +134,15 @@ impl fmt::Display for StopReason {
 /// A last attempt that returned `Ok` (an `Ok` classified as a failure, such as an
 /// HTTP 503 response) is returned as `Ok` when retrying stops, so the caller can
 /// read it; a `RetryError` holds the last `Err` only.
+///
+/// It is one pointer wide (its fields live on the heap), so that a retried call's
+/// `Result` stays as small as the value it carries: building one allocates, on
+/// the failure path only.
 pub struct RetryError<E> {
+    inner: Box<Inner<E>>,
+}
+
+struct Inner<E> {
     reason: StopReason,
     attempts: u32,
     error: Option<E>,
@@ -150,54 +158,56 @@ impl<E> RetryError<E> {
         outcome: Option<Outcome>,
     ) -> Self {
         RetryError {
-            reason,
-            attempts,
-            error,
-            outcome,
-            cause: None,
+            inner: Box::new(Inner {
+                reason,
+                attempts,
+                error,
+                outcome,
+                cause: None,
+            }),
         }
     }
 
     pub(crate) fn with_cause(mut self, cause: Option<Cause>) -> Self {
-        self.cause = cause;
+        self.inner.cause = cause;
         self
     }
 
     /// Why retrying stopped.
     pub fn reason(&self) -> StopReason {
-        self.reason
+        self.inner.reason
     }
 
     /// How many attempts were started, hedges included.
     pub fn attempts(&self) -> u32 {
-        self.attempts
+        self.inner.attempts
     }
 
     /// The outcome of the last completed attempt, if one completed.
     pub fn last_outcome(&self) -> Option<Outcome> {
-        self.outcome
+        self.inner.outcome
     }
 
     /// The last attempt's error, if an attempt ended with one.
     pub fn last_error(&self) -> Option<&E> {
-        self.error.as_ref()
+        self.inner.error.as_ref()
     }
 
     /// The last attempt's error, if an attempt ended with one.
     pub fn into_last_error(self) -> Option<E> {
-        self.error
+        self.inner.error
     }
 
     /// Why the context ended, when it did.
     pub fn context_cause(&self) -> Option<&Cause> {
-        self.cause.as_ref()
+        self.inner.cause.as_ref()
     }
 
     /// Whether this is the operation's own error, which retrying did not or must
     /// not change (not retryable, not safe, or left to an outer retry).
     pub fn is_inner(&self) -> bool {
         matches!(
-            self.reason,
+            self.inner.reason,
             StopReason::NotRetryable | StopReason::NotSafe | StopReason::OuterRetry
         )
     }
@@ -205,24 +215,24 @@ impl<E> RetryError<E> {
     /// Whether the attempts or the elapsed time allowed ran out.
     pub fn is_exhausted(&self) -> bool {
         matches!(
-            self.reason,
+            self.inner.reason,
             StopReason::AttemptsExhausted | StopReason::ElapsedExhausted
         )
     }
 
     /// Whether the retry budget refused a retry.
     pub fn is_budget_exhausted(&self) -> bool {
-        self.reason == StopReason::BudgetExhausted
+        self.inner.reason == StopReason::BudgetExhausted
     }
 
     /// Whether the context's deadline stopped the call.
     pub fn is_deadline_exceeded(&self) -> bool {
-        self.reason == StopReason::DeadlineExceeded
+        self.inner.reason == StopReason::DeadlineExceeded
     }
 
     /// Whether the context was cancelled.
     pub fn is_cancelled(&self) -> bool {
-        self.reason == StopReason::Cancelled
+        self.inner.reason == StopReason::Cancelled
     }
 
     /// The stop as a rejection of the outcome taxonomy, where it is one: by the
@@ -246,9 +256,9 @@ impl<E> RetryError<E> {
     /// # }
     /// ```
     pub fn rejection(&self) -> Option<Rejection> {
-        match self.reason {
+        match self.inner.reason {
             StopReason::BudgetExhausted => Some(Rejection::new(Strategy::RetryBudget)),
-            StopReason::DeadlineExceeded if self.cause.is_none() => {
+            StopReason::DeadlineExceeded if self.inner.cause.is_none() => {
                 Some(Rejection::new(Strategy::Deadline))
             }
             _ => None,
@@ -260,12 +270,21 @@ impl<E> RetryError<E> {
     where
         F: FnOnce(E) -> E2,
     {
+        let Inner {
+            reason,
+            attempts,
+            error,
+            outcome,
+            cause,
+        } = *self.inner;
         RetryError {
-            reason: self.reason,
-            attempts: self.attempts,
-            error: self.error.map(f),
-            outcome: self.outcome,
-            cause: self.cause,
+            inner: Box::new(Inner {
+                reason,
+                attempts,
+                error: error.map(f),
+                outcome,
+                cause,
+            }),
         }
     }
 }
@@ -273,26 +292,26 @@ impl<E> RetryError<E> {
 impl<E: fmt::Debug> fmt::Debug for RetryError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryError")
-            .field("reason", &self.reason)
-            .field("attempts", &self.attempts)
-            .field("error", &self.error)
-            .field("outcome", &self.outcome)
-            .field("cause", &self.cause)
+            .field("reason", &self.inner.reason)
+            .field("attempts", &self.inner.attempts)
+            .field("error", &self.inner.error)
+            .field("outcome", &self.inner.outcome)
+            .field("cause", &self.inner.cause)
             .finish()
     }
 }
 
 impl<E: fmt::Display> fmt::Display for RetryError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = if self.attempts == 1 { "" } else { "s" };
+        let s = if self.inner.attempts == 1 { "" } else { "s" };
         write!(
             f,
             "gave up after {} attempt{s}: {}",
-            self.attempts, self.reason
+            self.inner.attempts, self.inner.reason
         )?;
-        if let Some(e) = &self.error {
+        if let Some(e) = &self.inner.error {
             write!(f, "; last error: {e}")?;
-        } else if let Some(cause) = &self.cause {
+        } else if let Some(cause) = &self.inner.cause {
             write!(f, " ({cause})")?;
         }
         Ok(())
@@ -301,9 +320,13 @@ impl<E: fmt::Display> fmt::Display for RetryError<E> {
 
 impl<E: Error + 'static> Error for RetryError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        match &self.error {
+        match &self.inner.error {
             Some(e) => Some(e),
-            None => self.cause.as_ref().map(|c| c as &(dyn Error + 'static)),
+            None => self
+                .inner
+                .cause
+                .as_ref()
+                .map(|c| c as &(dyn Error + 'static)),
         }
     }
 }

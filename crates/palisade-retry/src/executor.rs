@@ -142,11 +142,13 @@ impl<C: Clock> RetryPolicy<C> {
     /// A result that is `Ok` but classified as a failure is returned as `Ok` once
     /// retrying stops.
     ///
-    /// Without hedging, the first attempt's success costs no allocation, no lock
-    /// and no random number; it reads the clock only if the schedule has a maximum
-    /// elapsed time. A retry allocates its sleep's state. With hedging, each round keeps its state (the sibling
-    /// attempts, the hedge timer) in one allocation, and a percentile delay reads
-    /// the clock around each attempt.
+    /// **Costs**: without hedging, the first attempt runs inside this future, and
+    /// its success costs no allocation, no lock and no random number; it reads the
+    /// clock only if the schedule has a maximum elapsed time. A transient failure
+    /// moves the rest of the call (the schedule, the sleeps, the later rounds) into
+    /// one allocation; so does a call with hedging, from its start, and a percentile
+    /// hedge delay reads the clock around each attempt. A [`RetryError`] is one
+    /// allocation.
     pub async fn retry_with<T, E, K, F, Fut>(
         &self,
         ctx: &Context,
@@ -165,59 +167,85 @@ impl<C: Clock> RetryPolicy<C> {
         if let Some(budget) = &self.budget {
             budget.deposit();
         }
+        // Without hedging, the first attempt is polled right here, so that the future
+        // of a call that succeeds at once holds little more than the operation's own
+        // future; the retry loop's state (the schedule, the sleep, the hedges) is
+        // built on the heap, after a transient failure or for a hedged call.
+        let first = if self.hedging.is_none() {
+            let attempt = Attempt {
+                number: 1,
+                hedge: false,
+            };
+            let (result, outcome) = if spans_enabled() {
+                instrumented_attempt(classifier, op(attempt), attempt, Duration::ZERO).await
+            } else {
+                let result = op(attempt).await;
+                let outcome = classifier.classify(&result);
+                (result, outcome)
+            };
+            if !matches!(outcome, Outcome::Transient(_)) {
+                return finish(result, outcome, 1, StopReason::NotRetryable);
+            }
+            Some((result, outcome))
+        } else {
+            None
+        };
+        Box::pin(self.retry_loop(ctx, classifier, op, start, first)).await
+    }
+
+    /// The retry loop: runs the first round unless `first` has its result, then
+    /// decides whether and when to retry, sleeps, and runs the next rounds.
+    async fn retry_loop<T, E, K, F, Fut>(
+        &self,
+        ctx: &Context,
+        classifier: &K,
+        mut op: F,
+        start: Option<Timestamp>,
+        first: Option<(Result<T, E>, Outcome)>,
+    ) -> Result<T, RetryError<E>>
+    where
+        K: Classify<T, E> + ?Sized,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
         let mut state = CallState {
             attempts: 0,
             rounds: 0,
             hedges: 0,
             delay: Duration::ZERO,
         };
-        let mut delays: Option<Delays> = None;
+        let (mut result, mut outcome) = match first {
+            Some(first) => {
+                state.attempts = 1;
+                state.rounds = 1;
+                first
+            }
+            None => self.round(ctx, classifier, &mut op, &mut state).await,
+        };
+        let mut delays: Delays = self.backoff.iter();
         loop {
-            let (result, outcome) = if self.hedging.is_none() && !spans_enabled() {
-                // The common case, inline: one attempt, no span.
-                state.rounds += 1;
-                state.attempts += 1;
-                let result = op(Attempt {
-                    number: state.attempts,
-                    hedge: false,
-                })
-                .await;
-                let outcome = classifier.classify(&result);
-                (result, outcome)
-            } else {
-                self.round(ctx, classifier, &mut op, &mut state).await
-            };
-            let finish = |reason: StopReason| -> Result<T, RetryError<E>> {
-                match result {
-                    Ok(value) => Ok(value),
-                    Err(e) => Err(RetryError::new(
-                        reason,
-                        state.attempts,
-                        Some(e),
-                        Some(outcome),
-                    )),
-                }
-            };
+            let attempts = state.attempts;
             let Outcome::Transient(transient) = outcome else {
-                return finish(StopReason::NotRetryable);
+                return finish(result, outcome, attempts, StopReason::NotRetryable);
             };
             if self.nested == Nested::SingleAttempt && is_retrying(ctx) {
-                return finish(StopReason::OuterRetry);
+                return finish(result, outcome, attempts, StopReason::OuterRetry);
             }
             if !retry_allowed(
                 self.idempotency,
                 transient.delivery(),
                 self.allow_non_idempotent,
             ) {
-                return finish(StopReason::NotSafe);
+                return finish(result, outcome, attempts, StopReason::NotSafe);
             }
-            let Some(mut delay) = delays.get_or_insert_with(|| self.backoff.iter()).next() else {
+            let Some(mut delay) = delays.next() else {
                 Stats::bump(&self.stats.exhausted);
-                return finish(if state.rounds >= self.backoff.max_attempts() {
+                let reason = if state.rounds >= self.backoff.max_attempts() {
                     StopReason::AttemptsExhausted
                 } else {
                     StopReason::ElapsedExhausted
-                });
+                };
+                return finish(result, outcome, attempts, reason);
             };
             if let Some(hint) = transient.retry_after() {
                 delay = hint.min(self.backoff.max_delay());
@@ -225,47 +253,45 @@ impl<C: Clock> RetryPolicy<C> {
             if let (Some(start), Some(max)) = (start, self.backoff.max_elapsed()) {
                 if self.clock.now().saturating_duration_since(start) + delay > max {
                     Stats::bump(&self.stats.exhausted);
-                    return finish(StopReason::ElapsedExhausted);
+                    return finish(result, outcome, attempts, StopReason::ElapsedExhausted);
                 }
             }
             if ctx.is_cancelled() {
                 let cause = ctx.cause();
                 self.count_context_stop(cause.as_ref());
-                return finish(context_reason(cause.as_ref())).map_err(|e| e.with_cause(cause));
+                return finish(result, outcome, attempts, context_reason(cause.as_ref()))
+                    .map_err(|e| e.with_cause(cause));
             }
             if ctx.remaining().is_some_and(|left| left <= delay) {
                 tracing::debug!(
-                    attempts = state.attempts,
+                    attempts,
                     delay_ms = delay.as_millis() as u64,
                     "retry: no time left before the deadline"
                 );
                 Stats::bump(&self.stats.deadline_exceeded);
-                return finish(StopReason::DeadlineExceeded);
+                return finish(result, outcome, attempts, StopReason::DeadlineExceeded);
             }
             if let Some(budget) = &self.budget {
                 if !budget.try_withdraw() {
-                    tracing::debug!(
-                        attempts = state.attempts,
-                        "retry: rejected by the retry budget"
-                    );
+                    tracing::debug!(attempts, "retry: rejected by the retry budget");
                     Stats::bump(&self.stats.rejected_by_budget);
-                    return finish(StopReason::BudgetExhausted);
+                    return finish(result, outcome, attempts, StopReason::BudgetExhausted);
                 }
             }
             Stats::bump(&self.stats.retries);
             tracing::debug!(
-                attempts = state.attempts,
+                attempts,
                 delay_ms = delay.as_millis() as u64,
                 "retry: sleeping before the next attempt"
             );
-            // The sleep's state (a timer, a cancellation listener) lives on the
-            // heap: a retry allocates, a healthy call's future stays small.
-            if !Box::pin(self.sleep(ctx, delay)).await {
+            if !self.sleep(ctx, delay).await {
                 let cause = ctx.cause();
                 self.count_context_stop(cause.as_ref());
-                return finish(context_reason(cause.as_ref())).map_err(|e| e.with_cause(cause));
+                return finish(result, outcome, attempts, context_reason(cause.as_ref()))
+                    .map_err(|e| e.with_cause(cause));
             }
             state.delay = delay;
+            (result, outcome) = self.round(ctx, classifier, &mut op, &mut state).await;
         }
     }
 
@@ -321,16 +347,16 @@ impl<C: Clock> RetryPolicy<C> {
             hedge: false,
         };
         let Some(hedging) = &self.hedging else {
-            let span = attempt_span(first, state.delay);
-            let result = op(first).instrument(span.clone()).await;
+            if spans_enabled() {
+                return instrumented_attempt(classifier, op(first), first, state.delay).await;
+            }
+            let result = op(first).await;
             let outcome = classifier.classify(&result);
-            record_outcome(&span, &outcome);
             return (result, outcome);
         };
         let span = attempt_span(first, state.delay);
-        // The hedged round's state (the sibling attempts, the hedge timer) lives on
-        // the heap, so that the future of a call without hedging stays small.
-        Box::pin(self.hedged_round(ctx, classifier, op, state, hedging, first, span)).await
+        self.hedged_round(ctx, classifier, op, state, hedging, first, span)
+            .await
     }
 
     /// A round with hedges.
@@ -432,6 +458,53 @@ impl<C: Clock> RetryPolicy<C> {
         })
         .await
     }
+}
+
+/// The result of a call that stopped after `attempts` attempts: a last `Ok` is
+/// returned as it is (an `Ok` classified as a failure), a last `Err` in a
+/// [`RetryError`] that says why retrying stopped.
+#[inline]
+fn finish<T, E>(
+    result: Result<T, E>,
+    outcome: Outcome,
+    attempts: u32,
+    reason: StopReason,
+) -> Result<T, RetryError<E>> {
+    match result {
+        Ok(value) => Ok(value),
+        Err(e) => Err(stopped(reason, attempts, e, outcome)),
+    }
+}
+
+/// The error of a call that stopped on a failure; out of line, so that the
+/// success path only moves the value.
+#[cold]
+#[inline(never)]
+fn stopped<E>(reason: StopReason, attempts: u32, error: E, outcome: Outcome) -> RetryError<E> {
+    RetryError::new(reason, attempts, Some(error), Some(outcome))
+}
+
+/// One attempt in its `retry.attempt` span, the outcome recorded on the span.
+async fn instrumented_attempt<T, E, K, Fut>(
+    classifier: &K,
+    attempt: Fut,
+    number: Attempt,
+    delay: Duration,
+) -> (Result<T, E>, Outcome)
+where
+    K: Classify<T, E> + ?Sized,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let span = attempt_span(number, delay);
+    let mut attempt = pin!(attempt);
+    let result = poll_fn(|cx| {
+        let _entered = span.enter();
+        attempt.as_mut().poll(cx)
+    })
+    .await;
+    let outcome = classifier.classify(&result);
+    record_outcome(&span, &outcome);
+    (result, outcome)
 }
 
 struct CallState {
