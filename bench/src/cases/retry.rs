@@ -1,5 +1,6 @@
 //! Retries: a call that succeeds on its first attempt (what a healthy dependency
-//! costs through the retry layer), and generating ten jittered delays (the schedule
+//! costs through the retry layer), a retry budget's deposit (what every first
+//! attempt pays with a budget), and generating ten jittered delays (the schedule
 //! alone).
 //!
 //! Every retry is configured alike where the crates allow it: exponential backoff
@@ -11,12 +12,14 @@ use backon::{BackoffBuilder as _, Retryable as _};
 use layered::{Execute, Service as _, Stack as _};
 use tower::Layer as _;
 use tower::retry::backoff::{Backoff as _, ExponentialBackoffMaker, MakeBackoff as _};
+use tower::retry::budget::Budget as _;
 
 use super::{Boom, Gap, call_for, ok_call, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async, bench_sync};
 
 const FIRST: &str = "success on the first attempt";
 const DELAYS: &str = "10 jittered delays";
+const DEPOSIT: &str = "budget deposit";
 
 pub(super) const GAPS: &[Gap] = &[Gap {
     area: "retry",
@@ -221,6 +224,40 @@ pub(super) fn cases() -> Vec<Case> {
         .floor(Floor::Await)
         .key()
         .note("seatbelt Retry layer over Execute (clone_input)"),
+        Case::new(
+            "retry",
+            DEPOSIT,
+            "palisade-retry",
+            Role::Palisade,
+            bench_sync!(
+                palisade_retry::RetryBudget::new(),
+                |s| {
+                    s.deposit();
+                    &*s
+                },
+                |b: &&palisade_retry::RetryBudget| b.snapshot().deposits() > 0
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("RetryBudget::deposit with the defaults: a relaxed add on this thread's stripe"),
+        Case::new(
+            "retry",
+            DEPOSIT,
+            "tower TpsBudget",
+            Role::Peer,
+            bench_sync!(
+                // No reserve, so that a withdrawal needs the deposits.
+                tower::retry::budget::TpsBudget::new(Duration::from_secs(10), 0, 1.0),
+                |s| {
+                    s.deposit();
+                    &*s
+                },
+                |b: &&tower::retry::budget::TpsBudget| b.withdraw()
+            ),
+        )
+        .floor(Floor::Atomic)
+        .note("TpsBudget::deposit (10 s window, no reserve): a mutex and a clock read"),
         Case::new(
             "retry",
             DELAYS,
