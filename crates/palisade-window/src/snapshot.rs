@@ -167,6 +167,7 @@ pub struct Latency {
 }
 
 impl Latency {
+    #[cfg(test)]
     pub(crate) fn from_bins(bins: [u64; BINS]) -> Self {
         let count = bins.iter().sum();
         Latency { bins, count }

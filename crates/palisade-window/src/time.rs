@@ -41,10 +41,14 @@ const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 // share a cache line.
 const GAP: usize = 16;
 const CURRENT: usize = 0;
+// Then three counters per bucket, side by side (see `counter`), the cumulative
+// latency bins, the counts that left the buckets (for the totals since creation)
+// and the ignored outcomes.
 const CALLS: usize = 1;
-// Then `buckets` words each of failures and slow calls, the cumulative latency
-// bins, the counts that left the buckets (for the totals since creation) and the
-// ignored outcomes.
+// The kinds of counter: calls, failures and slow calls.
+const CALLED: usize = 0;
+const FAILED: usize = 1;
+const SLOW: usize = 2;
 const RETIRED_CALLS: usize = 0;
 const RETIRED_FAILURES: usize = 1;
 const RETIRED_SLOW: usize = 2;
@@ -74,6 +78,14 @@ impl<'a> Stripe<'a> {
     }
 }
 
+/// The word, in a stripe, of the counter of `kind` (`CALLED`, `FAILED` or `SLOW`)
+/// of bucket `i`: a bucket's three counters are adjacent, so that a snapshot reads
+/// the stripe's counters in one sweep.
+#[inline(always)]
+const fn counter(kind: usize, i: usize) -> usize {
+    CALLS + 3 * i + kind
+}
+
 /// The latency bins summed over the stripes at the start of an epoch: the window's
 /// distribution is the bins now minus those at the start of its oldest epoch.
 struct Base {
@@ -93,9 +105,14 @@ const WRITING: u64 = u64::MAX;
 /// counter is one word that holds the bucket's epoch and count together, so a
 /// bucket's reset and the first call of its new epoch are one compare-and-swap and
 /// concurrent recorders never lose an update; after that, while the bucket is its
-/// stripe's current one, each call is one atomic addition (two when it failed).
+/// stripe's current one, each call is one atomic addition, and one more for each
+/// of these: it failed, it has a duration (its latency bin), it was slow.
 ///
-/// Calls recorded with a duration also feed a latency histogram (see [`Latency`]).
+/// Calls recorded with a duration also feed a latency histogram (see [`Latency`]):
+/// per stripe, the number of calls in each bin since creation, and per bucket a
+/// copy of their sum taken when the bucket's epoch began. A snapshot reads each
+/// stripe's counters and bins once, and one copy: its cost grows with `buckets ×
+/// stripes`, plus `stripes + 1` times the 106 bins.
 ///
 /// # Time
 ///
@@ -185,7 +202,7 @@ impl<C: Clock> TimeWindow<C> {
             for kind in 0..3 {
                 for i in 0..b {
                     let tag = expected_epoch(cursor, cursor_index, buckets, i) & TAG_MASK;
-                    words[CALLS + kind * b + i].store(tag << COUNT_BITS, Relaxed);
+                    words[counter(kind, i)].store(tag << COUNT_BITS, Relaxed);
                 }
             }
         }
@@ -257,16 +274,6 @@ impl<C: Clock> TimeWindow<C> {
     }
 
     #[inline]
-    fn failures(&self) -> usize {
-        CALLS + self.b
-    }
-
-    #[inline]
-    fn slow(&self) -> usize {
-        CALLS + 2 * self.b
-    }
-
-    #[inline]
     fn bins(&self) -> usize {
         CALLS + 3 * self.b
     }
@@ -292,12 +299,40 @@ impl<C: Clock> TimeWindow<C> {
         let start = (current >> INDEX_BITS)
             .wrapping_mul(self.width)
             .wrapping_sub(self.span);
-        if elapsed.is_none() && !failed && t.wrapping_sub(start) < self.width {
-            // The healthy call: one addition.
+        if !failed && t.wrapping_sub(start) < self.width {
+            // A success in the stripe's current bucket: one addition, and one more
+            // for its latency bin when it comes with a duration.
             let index = (current & INDEX_MASK) as usize;
-            self.add(words, CALLS + index, RETIRED_CALLS);
+            self.add(words, counter(CALLED, index), RETIRED_CALLS);
+            if let Some(elapsed) = elapsed {
+                self.record_latency(words, current, index, nanos(elapsed));
+            }
         } else {
             self.record_more(words, current, start, failed, elapsed, t);
+        }
+    }
+
+    /// Counts the duration `elapsed` (nanoseconds) of a call just counted in the
+    /// stripe's current bucket, `index`: its latency bin, and whether it was slow.
+    #[inline(always)]
+    fn record_latency(&self, words: Stripe<'_>, current: u64, index: usize, elapsed: u64) {
+        if elapsed >= self.slow_nanos {
+            return self.record_slow_latency(words, current, index, elapsed);
+        }
+        // A bucket that has left the window (the stripe has been idle, or the time
+        // given is old) counts the call in the totals only; its latency is dropped.
+        if (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed) {
+            words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// [`record_latency`](Self::record_latency) for a slow call.
+    #[cold]
+    #[inline(never)]
+    fn record_slow_latency(&self, words: Stripe<'_>, current: u64, index: usize, elapsed: u64) {
+        self.add(words, counter(SLOW, index), RETIRED_SLOW);
+        if (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed) {
+            words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
         }
     }
 
@@ -325,12 +360,12 @@ impl<C: Clock> TimeWindow<C> {
         let in_window = (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed);
         if t.wrapping_sub(start) < self.width && in_window {
             let index = (current & INDEX_MASK) as usize;
-            self.add(words, CALLS + index, RETIRED_CALLS);
+            self.add(words, counter(CALLED, index), RETIRED_CALLS);
             if failed {
-                self.add(words, self.failures() + index, RETIRED_FAILURES);
+                self.add(words, counter(FAILED, index), RETIRED_FAILURES);
             }
             if slow {
-                self.add(words, self.slow() + index, RETIRED_SLOW);
+                self.add(words, counter(SLOW, index), RETIRED_SLOW);
             }
         } else if !self.record_slow(words, t, failed, slow) {
             return;
@@ -382,9 +417,9 @@ impl<C: Clock> TimeWindow<C> {
         let index = self.modulo.rem(epoch);
         let i = index as usize;
         let tag = epoch & TAG_MASK;
-        self.bump(words, CALLS + i, tag, RETIRED_CALLS, true);
-        self.bump(words, self.failures() + i, tag, RETIRED_FAILURES, failed);
-        self.bump(words, self.slow() + i, tag, RETIRED_SLOW, slow);
+        self.bump(words, counter(CALLED, i), tag, RETIRED_CALLS, true);
+        self.bump(words, counter(FAILED, i), tag, RETIRED_FAILURES, failed);
+        self.bump(words, counter(SLOW, i), tag, RETIRED_SLOW, slow);
         // The bucket's three counters now hold this epoch: it may become current.
         words[CURRENT].fetch_max(epoch << INDEX_BITS | index, Relaxed);
         true
@@ -505,22 +540,31 @@ impl<C: Clock> TimeWindow<C> {
         base.epoch.store(epoch, Release);
     }
 
-    /// The bins at the start of `epoch` (or of another epoch, if a writer is racing
-    /// ahead), or `None` if a writer keeps the base busy.
-    fn read_base(&self, epoch: u64) -> Option<[u64; BINS]> {
+    /// The distribution of the calls since the start of `epoch` (or of another
+    /// epoch, if a writer is racing ahead): `now`, the cumulative bins now, minus
+    /// those recorded then; empty if a writer keeps the base busy.
+    fn latency_since(&self, epoch: u64, now: &[u64; BINS]) -> Latency {
         let base = &self.bases[self.modulo.rem(epoch) as usize];
+        let mut bins = [0u64; BINS];
         for _ in 0..64 {
             let before = base.epoch.load(Acquire);
             if before != WRITING {
-                let bins = std::array::from_fn(|i| base.bins[i].load(Relaxed));
+                let mut count = 0u64;
+                for ((out, now), slot) in bins.iter_mut().zip(now).zip(&base.bins) {
+                    *out = now.saturating_sub(slot.load(Relaxed));
+                    count = count.wrapping_add(*out);
+                }
                 fence(Acquire);
                 if base.epoch.load(Relaxed) == before {
-                    return Some(bins);
+                    return Latency { bins, count };
                 }
             }
             std::hint::spin_loop();
         }
-        None
+        Latency {
+            bins: [0; BINS],
+            count: 0,
+        }
     }
 
     /// Resets counter words: all of them (`everything`) or those that hold an epoch
@@ -537,7 +581,7 @@ impl<C: Clock> TimeWindow<C> {
             {
                 for i in 0..b {
                     let tag = expected_epoch(cursor, cursor_index, self.buckets, i) & TAG_MASK;
-                    let word = &words[CALLS + kind * b + i];
+                    let word = &words[counter(kind, i)];
                     let mut current = word.load(Relaxed);
                     loop {
                         let current_tag = current >> COUNT_BITS;
@@ -573,41 +617,60 @@ impl<C: Clock> TimeWindow<C> {
         let b = self.b;
         let cursor_index = self.modulo.rem(cursor) as usize;
         // Bucket i holds epoch `cursor - cursor_index + i` up to the cursor's bucket,
-        // and one lap earlier after it.
+        // and one lap earlier after it. `first_tags` are the words that the first
+        // bucket of each of these two runs holds, with a count of zero, when it
+        // holds the expected epoch.
         let this_lap = cursor - cursor_index as u64;
-        let last_lap = this_lap - self.buckets;
+        let first_tags = [
+            (this_lap & TAG_MASK) << COUNT_BITS,
+            ((this_lap - self.buckets + cursor_index as u64 + 1) & TAG_MASK) << COUNT_BITS,
+        ];
         let mut window = [0u64; 3];
         let mut totals = [0u64; 4];
+        let mut bins = [0u64; BINS];
         for s in 0..self.stripe_count {
             let words = self.stripe_at(s);
-            for kind in 0..3 {
-                let counters = words.range(CALLS + kind * b, b);
-                let (this, last) = counters.split_at(cursor_index + 1);
-                let mut in_window = 0u64;
-                let mut all = 0u64;
-                for (part, first_epoch) in [(this, this_lap), (last, last_lap + this.len() as u64)]
-                {
-                    let mut tag = first_epoch & TAG_MASK;
-                    for word in part {
-                        let value = word.load(Relaxed);
-                        let count = value & COUNT_MASK;
-                        all += count;
-                        in_window += if value >> COUNT_BITS == tag { count } else { 0 };
-                        tag = (tag + 1) & TAG_MASK;
+            let counters = words.range(CALLS, 3 * b);
+            // One sweep over the buckets, in two runs of consecutive epochs. A word
+            // whose tag is the expected one counts in the window; every count
+            // counts in the totals until it is retired. A bucket's three words
+            // carry the same tag except while a record or a sweep retags them.
+            let mut in_window = [0u64; 3];
+            let mut stale = [0u64; 3];
+            let (this, last) = counters.split_at(3 * (cursor_index + 1));
+            for (run, mut tag) in [(this, first_tags[0]), (last, first_tags[1])] {
+                for bucket in run.chunks_exact(3) {
+                    // Counts if the tags are `tag`.
+                    let counts = [
+                        bucket[CALLED].load(Relaxed) ^ tag,
+                        bucket[FAILED].load(Relaxed) ^ tag,
+                        bucket[SLOW].load(Relaxed) ^ tag,
+                    ];
+                    if counts[0] | counts[1] | counts[2] <= COUNT_MASK {
+                        for (sum, count) in in_window.iter_mut().zip(counts) {
+                            *sum += count;
+                        }
+                    } else {
+                        tally_stale(counts, &mut in_window, &mut stale);
                     }
+                    tag = tag.wrapping_add(1 << COUNT_BITS);
                 }
-                window[kind] += in_window;
-                totals[kind] += all + words[self.extra(kind)].load(Relaxed);
+            }
+            for kind in 0..3 {
+                window[kind] += in_window[kind];
+                totals[kind] +=
+                    in_window[kind] + stale[kind] + words[self.extra(kind)].load(Relaxed);
             }
             totals[3] += words[self.extra(IGNORED)].load(Relaxed);
+            for (sum, word) in bins.iter_mut().zip(words.range(self.bins(), BINS)) {
+                *sum = sum.wrapping_add(word.load(Relaxed));
+            }
         }
         for (total, reported) in totals.iter_mut().zip(self.reported.iter()) {
             *total = reported.fetch_max(*total, Relaxed).max(*total);
         }
-        let now = self.cumulative_bins();
         let oldest = cursor + 1 - self.buckets;
-        let base = self.read_base(oldest).unwrap_or(now);
-        let bins = std::array::from_fn(|i| now[i].saturating_sub(base[i]));
+        let latency = self.latency_since(oldest, &bins);
         // A window holds at most what its stripes' 40-bit counters can.
         let capacity = (self.stripe_count as u64 * self.buckets).saturating_mul(COUNT_MASK);
         Snapshot::bounded(
@@ -616,8 +679,20 @@ impl<C: Clock> TimeWindow<C> {
             window[1] as i64,
             window[2] as i64,
             totals,
-            Some(Latency::from_bins(bins)),
+            Some(latency),
         )
+    }
+}
+
+/// Sorts the counters of a bucket some of whose words do not hold the expected
+/// tag: `counts` are the words with the expected tag flipped off, so a word that
+/// held it is its count, and the low bits of any word are its count.
+#[inline(always)]
+fn tally_stale(counts: [u64; 3], in_window: &mut [u64; 3], stale: &mut [u64; 3]) {
+    for ((count, in_window), stale) in counts.into_iter().zip(in_window).zip(stale) {
+        let fresh = count <= COUNT_MASK;
+        *in_window += if fresh { count } else { 0 };
+        *stale += if fresh { 0 } else { count & COUNT_MASK };
     }
 }
 
