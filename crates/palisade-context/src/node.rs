@@ -487,7 +487,7 @@ impl Node {
                 return false;
             }
         }
-        let entries;
+        let (head, rest);
         {
             let mut inner = self.inner.lock();
             let mut state = self.state.load(Ordering::Acquire);
@@ -514,27 +514,15 @@ impl Node {
                 return true;
             }
             pending.reserve(inner.entries.len());
-            entries = inner.entries.take_all();
+            (head, rest) = inner.entries.take_all();
         }
-        for entry in entries {
-            match entry {
-                Listener::Waker(waker) => waker.wake(),
-                Listener::Callback(callback) => {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
-                        panic.get_or_insert(payload);
-                    }
-                }
-                #[cfg(not(loom))]
-                Listener::Task(task) => task.abort(),
-                Listener::Child(child) => match child.upgrade() {
-                    Some(child) => pending.push((child, cause.clone())),
-                    // The child's last handle is gone and its `Drop` is waiting for
-                    // our lock to unregister; it has nothing left to cancel.
-                    None => assert!(
-                        !fault(Fault::CancelAssumesChildrenAlive),
-                        "a registered child was already dropped"
-                    ),
-                },
+        // The inline entry alone (a single waiter) needs no walk over a list.
+        if let Some(entry) = head {
+            tell(entry, cause, pending, panic);
+        }
+        if let Some(rest) = rest {
+            for entry in rest {
+                tell(entry, cause, pending, panic);
             }
         }
         true
@@ -669,27 +657,72 @@ impl Node {
     }
 }
 
+/// Tells one listener of a drained node that the node ended with `cause`.
+#[inline]
+fn tell(
+    entry: Listener,
+    cause: &Cause,
+    pending: &mut Vec<(Arc<Node>, Cause)>,
+    panic: &mut Option<Box<dyn Any + Send>>,
+) {
+    match entry {
+        Listener::Waker(waker) => waker.wake(),
+        Listener::Callback(callback) => {
+            if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
+                panic.get_or_insert(payload);
+            }
+        }
+        #[cfg(not(loom))]
+        Listener::Task(task) => task.abort(),
+        Listener::Child(child) => match child.upgrade() {
+            Some(child) => pending.push((child, cause.clone())),
+            // The child's last handle is gone and its `Drop` is waiting for the
+            // parent's lock to unregister, or returned on seeing the parent ended;
+            // it has nothing left to cancel.
+            None => assert!(
+                !fault(Fault::CancelAssumesChildrenAlive),
+                "a registered child was already dropped"
+            ),
+        },
+    }
+}
+
 const fn deadline_bit(deadline: u64) -> u8 {
     if deadline == NO_DEADLINE { 0 } else { DEADLINE }
 }
 
 impl Drop for Node {
+    /// A quiet node (nothing registered on it, not registered with its parent)
+    /// drops with two loads; the rest is out of line.
+    #[inline]
     fn drop(&mut self) {
         #[cfg(not(loom))]
-        {
-            let inner = self.inner.get_mut();
-            if inner.entries.len() != 0 {
-                for entry in inner.entries.take_all() {
-                    if let Listener::Task(task) = entry {
-                        task.abort();
-                    }
-                }
-            }
+        if self.inner.get_mut().entries.len() != 0 {
+            self.abort_tasks();
         }
         let key = self.key.load(Ordering::Relaxed);
-        if key == NO_KEY {
-            return;
+        if key != NO_KEY {
+            self.unregister(key);
         }
+    }
+}
+
+impl Node {
+    /// Aborts the tasks that serve a node being dropped.
+    #[cfg(not(loom))]
+    #[inline(never)]
+    fn abort_tasks(&mut self) {
+        let (head, rest) = self.inner.get_mut().entries.take_all();
+        for entry in head.into_iter().chain(rest.into_iter().flatten()) {
+            if let Listener::Task(task) = entry {
+                task.abort();
+            }
+        }
+    }
+
+    /// Removes a node being dropped from its parent's registry.
+    #[inline(never)]
+    fn unregister(&self, key: u32) {
         if let Some(parent) = &self.parent {
             if parent.is_marked() {
                 // An ended parent has drained its children (or is draining them under

@@ -115,17 +115,20 @@ impl<T> Slab<T> {
             }))
     }
 
-    /// Takes every entry out, leaving the slab empty and unallocated.
-    pub(crate) fn take_all(&mut self) -> impl Iterator<Item = T> + use<T> {
+    /// Takes every entry out, leaving the slab empty and unallocated: the inline
+    /// entry, and the others if there are any.
+    pub(crate) fn take_all(&mut self) -> (Option<T>, Option<impl Iterator<Item = T> + use<T>>) {
         let head = self.head.take();
         let entries = mem::take(&mut self.entries);
         self.next_free = 0;
         self.len = 0;
-        head.into_iter()
-            .chain(entries.into_iter().filter_map(|entry| match entry {
+        let rest = (!entries.is_empty()).then(|| {
+            entries.into_iter().filter_map(|entry| match entry {
                 Entry::Occupied(value) => Some(value),
                 Entry::Vacant(_) => None,
-            }))
+            })
+        });
+        (head, rest)
     }
 }
 
@@ -145,7 +148,8 @@ mod tests {
         assert_eq!(slab.get_mut(a), Some(&mut "a"));
         assert_eq!(slab.get_mut(c), Some(&mut "c"));
         assert_eq!(slab.len(), 3);
-        let mut all: Vec<_> = slab.take_all().collect();
+        let (head, rest) = slab.take_all();
+        let mut all: Vec<_> = head.into_iter().chain(rest.into_iter().flatten()).collect();
         all.sort();
         assert_eq!(all, ["a", "c", "d"]);
         assert_eq!(slab.len(), 0);
