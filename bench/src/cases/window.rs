@@ -1,16 +1,30 @@
-//! Sliding windows: recording an outcome, and reading a snapshot. No peer exposes
-//! its window on its own (recloser's ring buffer and the breakers' windows are
-//! private), so these rows have floors only.
+//! Sliding windows: recording an outcome, and reading a snapshot.
+//!
+//! No peer exposes its window on its own (recloser's ring buffer and the breakers'
+//! windows are private). The nearest is recloser's synchronous `Recloser::call` of a
+//! closure that returns `Ok`: a closed breaker's per-call cost, which is mostly its
+//! ring buffer's record of the outcome (plus a state check and an epoch pin). It is
+//! the peer of "record a success"; the other rows have floors only.
 
-use palisade_clock::TokioClock;
+use std::sync::Arc;
+use std::time::Duration;
+
+use palisade_clock::{Clock, ManualClock, TokioClock};
 use palisade_window::{CountConfig, CountWindow, OutcomeKind, TimeConfig, TimeWindow, Window};
 
 use super::Gap;
 use crate::harness::{Case, Floor, Role, bench_parallel, bench_sync};
 
 const RECORD: &str = "record a success";
+const RECORD_DURATION: &str = "record a success with its duration";
 const RECORD_TWO: &str = "record a success, 2 threads";
 const SNAPSHOT: &str = "snapshot";
+const SNAPSHOT_100: &str = "snapshot, 100 buckets";
+
+/// The duration recorded with each call: a typical fast call, below the threshold.
+const ELAPSED: Duration = Duration::from_micros(250);
+/// The slow-call threshold of the windows that record durations.
+const SLOW: Duration = Duration::from_secs(1);
 
 pub(super) const GAPS: &[Gap] = &[];
 
@@ -22,9 +36,75 @@ fn time() -> TimeWindow<TokioClock> {
     TimeWindow::new(TimeConfig::default(), TokioClock).expect("the default time window")
 }
 
+fn count_with_threshold() -> CountWindow {
+    let config = CountConfig {
+        slow_call_threshold: Some(SLOW),
+        ..CountConfig::default()
+    };
+    CountWindow::new(config).expect("a valid count window")
+}
+
+fn time_with_threshold() -> TimeWindow<TokioClock> {
+    let config = TimeConfig {
+        slow_call_threshold: Some(SLOW),
+        ..TimeConfig::default()
+    };
+    TimeWindow::new(config, TokioClock).expect("a valid time window")
+}
+
+/// A window of 100 buckets of 100 ms, filled from two threads (so that both hold
+/// counters of their own) with calls spread over the whole window, a tenth of them
+/// failed and each with a duration from 1 µs to 10 ms. Its clock stands still, so
+/// that every bucket stays in the window for the whole run, as under steady traffic.
+fn time_100_buckets() -> TimeWindow<ManualClock> {
+    let config = TimeConfig {
+        buckets: 100,
+        bucket_width: Duration::from_millis(100),
+        slow_call_threshold: Some(Duration::from_millis(5)),
+    };
+    let clock = ManualClock::new();
+    // An hour in, so that the whole window lies after the clock's zero.
+    clock.advance(Duration::from_secs(3600));
+    let window = TimeWindow::new(config, clock.clone()).expect("a valid time window");
+    let now = clock.now();
+    std::thread::scope(|scope| {
+        for thread in 0..2u64 {
+            let window = &window;
+            scope.spawn(move || {
+                for i in 0..2_000u64 {
+                    let kind = if (i + thread) % 10 == 0 {
+                        OutcomeKind::Failure
+                    } else {
+                        OutcomeKind::Success
+                    };
+                    let at = now - Duration::from_millis(i * 5 % 9_900);
+                    let elapsed = Duration::from_micros(1 + i * 37 % 10_000);
+                    window.record_with_duration_at(kind, elapsed, at);
+                }
+            });
+        }
+    });
+    window
+}
+
+/// recloser's synchronous breaker, configured as in the breaker area: 50 % of the
+/// last 100 calls, open for an hour.
+fn recloser() -> recloser::Recloser {
+    recloser::Recloser::custom()
+        .error_rate(0.5)
+        .closed_len(100)
+        .half_open_len(10)
+        .open_wait(Duration::from_secs(3600))
+        .build()
+}
+
+fn recloser_ok(r: &Result<u64, recloser::Error<()>>) -> bool {
+    r.is_ok()
+}
+
 pub(super) fn cases() -> Vec<Case> {
-    let shared_count = std::sync::Arc::new(count());
-    let shared_time = std::sync::Arc::new(time());
+    let shared_count = Arc::new(count());
+    let shared_time = Arc::new(time());
     vec![
         Case::new(
             "window",
@@ -48,12 +128,48 @@ pub(super) fn cases() -> Vec<Case> {
         .note("10 × 1 s buckets; includes a coarse clock reading"),
         Case::new(
             "window",
+            RECORD,
+            "recloser",
+            Role::Peer,
+            bench_sync!(recloser(), |s| s.call(|| Ok::<u64, ()>(1)), recloser_ok),
+        )
+        .floor(Floor::Atomic)
+        .note("Recloser::call of a closure returning Ok; closed, a ring of the last 100 calls"),
+        Case::new(
+            "window",
+            RECORD_DURATION,
+            "palisade-window CountWindow",
+            Role::Palisade,
+            bench_sync!(
+                count_with_threshold(),
+                |s| s.record_with_duration(OutcomeKind::Success, ELAPSED),
+                |_r: &()| true
+            ),
+        )
+        .floor(Floor::Atomic)
+        .note("the last 100 calls; compared with a 1 s slow-call threshold"),
+        Case::new(
+            "window",
+            RECORD_DURATION,
+            "palisade-window TimeWindow",
+            Role::Palisade,
+            bench_sync!(
+                time_with_threshold(),
+                |s| s.record_with_duration(OutcomeKind::Success, ELAPSED),
+                |_r: &()| true
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("10 × 1 s buckets, 1 s slow-call threshold; the call and its latency bin"),
+        Case::new(
+            "window",
             RECORD_TWO,
             "palisade-window CountWindow",
             Role::Palisade,
             bench_parallel!(
                 2,
-                move || std::sync::Arc::clone(&shared_count),
+                move || Arc::clone(&shared_count),
                 |s| async { s.record(OutcomeKind::Success) },
                 |_r: &()| true
             ),
@@ -66,7 +182,7 @@ pub(super) fn cases() -> Vec<Case> {
             Role::Palisade,
             bench_parallel!(
                 2,
-                move || std::sync::Arc::clone(&shared_time),
+                move || Arc::clone(&shared_time),
                 |s| async { s.record(OutcomeKind::Success) },
                 |_r: &()| true
             ),
@@ -85,6 +201,17 @@ pub(super) fn cases() -> Vec<Case> {
             "palisade-window TimeWindow",
             Role::Palisade,
             bench_sync!(time(), |s| s.snapshot().calls(), |_r: &u64| true),
-        ),
+        )
+        .note("10 × 1 s buckets, empty"),
+        Case::new(
+            "window",
+            SNAPSHOT_100,
+            "palisade-window TimeWindow",
+            Role::Palisade,
+            bench_sync!(time_100_buckets(), |s| s.snapshot().calls(), |_r: &u64| {
+                true
+            }),
+        )
+        .note("100 × 100 ms buckets, all holding calls with latencies from two threads"),
     ]
 }
