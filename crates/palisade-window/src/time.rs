@@ -770,3 +770,21 @@ impl<C: Clock> fmt::Debug for TimeWindow<C> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_caught_while_retagged_counts_only_its_fresh_words_in_the_window() {
+        let tag = 5u64 << COUNT_BITS;
+        let older = 4u64 << COUNT_BITS;
+        // Calls already retagged (3 calls of the expected epoch), failures still of
+        // the older epoch (7 of them), slow calls retagged with none.
+        let counts = [tag | 3, older | 7, tag].map(|word| word ^ tag);
+        let (mut in_window, mut stale) = ([0; 3], [0; 3]);
+        tally_stale(counts, &mut in_window, &mut stale);
+        assert_eq!(in_window, [3, 0, 0]);
+        assert_eq!(stale, [0, 7, 0]);
+    }
+}
