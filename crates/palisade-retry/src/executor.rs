@@ -181,6 +181,10 @@ impl<C: Clock> RetryPolicy<C> {
             } else {
                 let result = op(attempt).await;
                 let outcome = classifier.classify(&result);
+                // Decided here too, so that a success returns straight away.
+                if !matches!(outcome, Outcome::Transient(_)) {
+                    return finish(result, outcome, 1, StopReason::NotRetryable);
+                }
                 (result, outcome)
             };
             if !matches!(outcome, Outcome::Transient(_)) {
