@@ -369,6 +369,18 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .threads(2, CLOSED),
     );
+    let shared = palisade_default();
+    cases.push(
+        Case::new(
+            "breaker",
+            TWO,
+            "palisade-breaker (default config)",
+            Role::Palisade,
+            bench_parallel!(2, move || shared.clone(), |s| s.call(ok_call()), is_ok),
+        )
+        .threads(2, CLOSED)
+        .note("the default time window of 10 × 1 s, striped per thread"),
+    );
     let shared = Arc::new(recloser());
     cases.push(
         Case::new(

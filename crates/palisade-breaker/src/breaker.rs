@@ -7,14 +7,15 @@ use std::time::Duration;
 use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, OutcomeKind};
 use palisade_clock::{Clock, DefaultClock, Timestamp};
 
+use crate::call::Call;
 use crate::config::{BreakerConfig, ConfigError};
 use crate::error::{CallError, Rejected};
 use crate::event::{Reason, Transition, trace};
 use crate::permit::{OwnedPermit, Permit, Ticket};
 use crate::snapshot::Snapshot;
 use crate::state::{
-    CLOSED, DISABLED, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, State, code,
-    generation, pack,
+    CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, State,
+    TIMED, code, generation, pack,
 };
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_keep_busy,
@@ -108,7 +109,15 @@ impl<C: Clock> BreakerBuilder<C> {
         let inner = |#[cfg(not(loom))] me: &std::sync::Weak<Inner<C>>| Inner {
             #[cfg(not(loom))]
             me: me.clone(),
-            word: AtomicU64::new(pack(0, self.config.metrics_only, CLOSED)),
+            word: AtomicU64::new(pack(
+                0,
+                if self.config.metrics_only {
+                    METRICS_ONLY
+                } else {
+                    0
+                } | if slow.is_some() { TIMED } else { 0 },
+                CLOSED,
+            )),
             retry_at: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
             probes_busy: AtomicU64::new(NOT_BUSY),
@@ -315,28 +324,20 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Runs `fut` if the breaker admits it; counts an `Ok` as a success and an `Err`
-    /// as a failure ([`AnyErrorIsTransient`]). If the returned future is dropped
-    /// before `fut` completes, nothing is counted.
-    pub async fn call<F, T, E>(&self, fut: F) -> Result<T, CallError<E>>
+    /// as a failure ([`AnyErrorIsTransient`]). The breaker is asked when the
+    /// returned future is first polled; if it is dropped before `fut` completes,
+    /// nothing is counted.
+    #[inline]
+    pub fn call<F, T, E>(&self, fut: F) -> Call<'_, C, AnyErrorIsTransient, F>
     where
         F: Future<Output = Result<T, E>>,
     {
-        // Written out rather than delegated, so that there is one state machine.
-        let permit = match self.try_acquire() {
-            Ok(permit) => permit,
-            Err(rejected) => return Err(CallError::Rejected(rejected)),
-        };
-        let result = fut.await;
-        permit.record(match result {
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::transient(),
-        });
-        result.map_err(CallError::Inner)
+        Call::new(&self.inner, &AnyErrorIsTransient, fut)
     }
 
     /// Runs `fut` if the breaker admits it and counts the outcome `classifier`
-    /// gives its result. If the returned future is dropped before `fut` completes,
-    /// nothing is counted.
+    /// gives its result. The breaker is asked when the returned future is first
+    /// polled; if it is dropped before `fut` completes, nothing is counted.
     ///
     /// ```
     /// use palisade_breaker::{Breaker, BreakerConfig};
@@ -352,18 +353,13 @@ impl<C: Clock> Breaker<C> {
     /// assert_eq!(breaker.snapshot().calls, 0);
     /// # }
     /// ```
-    pub async fn call_with<K, F, T, E>(&self, classifier: &K, fut: F) -> Result<T, CallError<E>>
+    #[inline]
+    pub fn call_with<'a, K, F, T, E>(&'a self, classifier: &'a K, fut: F) -> Call<'a, C, K, F>
     where
         K: Classify<T, E> + ?Sized,
         F: Future<Output = Result<T, E>>,
     {
-        let permit = match self.try_acquire() {
-            Ok(permit) => permit,
-            Err(rejected) => return Err(CallError::Rejected(rejected)),
-        };
-        let result = fut.await;
-        permit.record(classifier.classify(&result));
-        result.map_err(CallError::Inner)
+        Call::new(&self.inner, classifier, fut)
     }
 
     /// Runs `f` on this thread if the breaker admits it, counting `Ok` as a success
@@ -460,11 +456,9 @@ impl<C: Clock> Inner<C> {
     #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Ticket, Rejected> {
         let word = self.word.load(Ordering::Acquire);
-        if code(word) == CLOSED {
-            return Ok(Ticket::Closed {
-                generation: generation(word),
-                started: self.start(),
-            });
+        if word & FAST_MASK == CLOSED {
+            // Closed, calls untimed: the word is the whole ticket.
+            return Ok(Ticket::Fast { word });
         }
         if code(word) == OPEN {
             // No lock and no exact clock reading while open: the coarse reading only
@@ -478,6 +472,13 @@ impl<C: Clock> Inner<C> {
                     Err(Rejected::open(retry_at - now))
                 };
             }
+        }
+        if code(word) == CLOSED {
+            // Closed, calls timed: the coarse time the call starts.
+            return Ok(Ticket::Closed {
+                generation: generation(word),
+                started: self.clock.recent().as_nanos(),
+            });
         }
         self.acquire_slow(word)
     }
@@ -623,25 +624,44 @@ impl<C: Clock> Inner<C> {
     /// Records the outcome of a permit.
     #[inline(always)]
     pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome) {
-        match ticket {
-            Ticket::Closed {
-                generation,
-                started,
-            } => self.record_closed(generation, started, outcome),
-            _ => self.complete_other(ticket, outcome),
+        if let Ticket::Fast { word } = ticket {
+            let kind = outcome.kind();
+            if kind == OutcomeKind::Success && self.word.load(Ordering::Acquire) == word {
+                // The healthy call, in the state it was admitted under: count it,
+                // end the run of failures if there is one.
+                self.window.record_untimed(OutcomeKind::Success);
+                if self.consecutive.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.store(0, Ordering::Relaxed);
+                }
+                return;
+            }
+            return self.complete_fast_other(word, kind);
         }
+        self.complete_other(ticket, outcome)
+    }
+
+    /// A fast-path call that failed, was ignored, or ended after the word changed
+    /// (a transition, or metrics-only switched).
+    #[inline(never)]
+    fn complete_fast_other(&self, word: u64, kind: OutcomeKind) {
+        // Fast tickets are untimed: there is no start time to pass on.
+        self.record_closed(generation(word), 0, kind);
     }
 
     #[inline(never)]
     fn complete_other(&self, ticket: Ticket, outcome: Outcome) {
         match ticket {
+            Ticket::Closed {
+                generation,
+                started,
+            } => self.record_closed(generation, started, outcome.kind()),
             Ticket::Probe {
                 generation,
                 slot,
                 lease,
                 started,
             } => self.finish_probe(generation, slot, lease, started, Some(outcome)),
-            Ticket::Closed { .. } | Ticket::Untracked | Ticket::Done => {}
+            Ticket::Fast { .. } | Ticket::Untracked | Ticket::Unpolled | Ticket::Done => {}
         }
     }
 
@@ -671,9 +691,8 @@ impl<C: Clock> Inner<C> {
         })
     }
 
-    #[inline(always)]
-    fn record_closed(&self, gen_: u64, started: u64, outcome: Outcome) {
-        let kind = outcome.kind();
+    #[inline]
+    fn record_closed(&self, gen_: u64, started: u64, kind: OutcomeKind) {
         let word = self.word.load(Ordering::Acquire);
         if generation(word) != gen_ || kind == OutcomeKind::Ignored {
             // Not counted, or admitted under an earlier state: not evidence about
@@ -855,10 +874,7 @@ impl<C: Clock> Inner<C> {
             _ => {}
         }
         self.state_since.store(now.as_nanos(), Ordering::Relaxed);
-        self.word.store(
-            pack(next_gen, word & METRICS_ONLY != 0, to),
-            Ordering::Release,
-        );
+        self.word.store(pack(next_gen, word, to), Ordering::Release);
         let t = Transition {
             from,
             to: State::from_code(to),

@@ -67,9 +67,15 @@
 //! # Cost
 //!
 //! A call in the closed state is one atomic load of the packed state word to be
-//! admitted and one window record to report: no lock, no allocation, no exact
-//! clock reading (the time-based window and the slow-call rule read the coarse
-//! clock, [`Clock::recent`](palisade_clock::Clock::recent)). A rejection in the
+//! admitted, and to report a second load of it (has the state moved on?) and one
+//! window record: no lock, no allocation, no exact clock reading (the time-based
+//! window and the slow-call rule read the coarse clock,
+//! [`Clock::recent`](palisade_clock::Clock::recent)). The breaker itself writes
+//! nothing on a healthy call; the time-based window (the default) counts in
+//! per-thread stripes, so calls on different threads write different cache lines,
+//! while the count-based window shares its position among all threads.
+//! [`Breaker::call`] is one flat future ([`Call`]) around the caller's: admitted
+//! on its first poll, recorded on the poll that completes it. A rejection in the
 //! open state is two atomic loads, one coarse clock reading and a compare; so is a
 //! half-open rejection while every probe slot is taken. Transitions, admitting
 //! probes and their outcomes take a lock.
@@ -106,6 +112,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod breaker;
+mod call;
 mod config;
 mod duration;
 mod error;
@@ -126,6 +133,7 @@ pub mod __loom {
 }
 
 pub use breaker::{Breaker, BreakerBuilder};
+pub use call::Call;
 pub use config::{
     BreakerConfig, ConfigError, MAX_BUCKETS, MAX_COUNT_WINDOW, MAX_DURATION, MAX_PROBES,
     OpenDuration, OpenTransition, SlowCallConfig, WindowConfig,

@@ -11,6 +11,10 @@ use crate::sync::Arc;
 /// What a permit was admitted as.
 #[derive(Copy, Clone, Debug)]
 pub(crate) enum Ticket {
+    /// A call admitted by the closed state's fast path (closed, calls untimed):
+    /// `word` is the state word it was admitted under, compared whole when the
+    /// outcome comes back.
+    Fast { word: u64 },
     /// A call in the closed (or forced-closed) state of `generation`; `started` is
     /// the coarse time it began, when calls are timed.
     Closed { generation: u64, started: u64 },
@@ -24,6 +28,8 @@ pub(crate) enum Ticket {
     /// A call that counts for nothing: the breaker is disabled, or in metrics-only
     /// mode it would have rejected the call.
     Untracked,
+    /// A [`Call`](crate::Call) not yet polled: not yet admitted.
+    Unpolled,
     /// Already recorded.
     Done,
 }

@@ -62,9 +62,9 @@ impl fmt::Display for State {
     }
 }
 
-// The state word: `generation << 4 | metrics_only << 3 | state code`. One atomic load
-// tells a call everything it needs in the closed state; the generation identifies
-// the state a permit was admitted under.
+// The state word: `generation << 5 | timed << 4 | metrics_only << 3 | state code`.
+// One atomic load tells a call everything it needs in the closed state; the
+// generation identifies the state a permit was admitted under.
 pub(crate) const CLOSED: u64 = 0;
 pub(crate) const OPEN: u64 = 1;
 pub(crate) const HALF_OPEN: u64 = 2;
@@ -73,7 +73,13 @@ pub(crate) const FORCED_CLOSED: u64 = 4;
 pub(crate) const DISABLED: u64 = 5;
 pub(crate) const CODE_MASK: u64 = 0b111;
 pub(crate) const METRICS_ONLY: u64 = 0b1000;
-pub(crate) const GEN_SHIFT: u32 = 4;
+/// Calls are timed (the slow-call rule is on): fixed when the breaker is built.
+pub(crate) const TIMED: u64 = 0b1_0000;
+/// The bits a transition keeps.
+pub(crate) const FLAGS: u64 = METRICS_ONLY | TIMED;
+/// The bits that must read `CLOSED` for the fast path: closed and untimed.
+pub(crate) const FAST_MASK: u64 = CODE_MASK | TIMED;
+pub(crate) const GEN_SHIFT: u32 = 5;
 
 #[inline]
 pub(crate) const fn code(word: u64) -> u64 {
@@ -85,7 +91,8 @@ pub(crate) const fn generation(word: u64) -> u64 {
     word >> GEN_SHIFT
 }
 
+/// Packs a generation, the flag bits (`METRICS_ONLY`, `TIMED`) and a state code.
 #[inline]
-pub(crate) const fn pack(generation: u64, metrics_only: bool, code: u64) -> u64 {
-    (generation << GEN_SHIFT) | if metrics_only { METRICS_ONLY } else { 0 } | code
+pub(crate) const fn pack(generation: u64, flags: u64, code: u64) -> u64 {
+    (generation << GEN_SHIFT) | (flags & FLAGS) | code
 }

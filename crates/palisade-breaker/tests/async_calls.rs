@@ -249,3 +249,66 @@ fn without_a_runtime_the_next_call_moves_it_on() {
     assert_eq!(breaker.state(), State::Open);
     assert!(breaker.try_acquire().unwrap().is_probe());
 }
+
+/// Polls `fut` once with a waker that does nothing.
+fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
+    fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_asks_the_breaker_when_first_polled() {
+    let breaker = Breaker::new(config().half_open_probes(1)).unwrap();
+    breaker.force_open();
+    // Made while forced open, polled once it is closed again: admitted.
+    let fut = breaker.call(async { Ok::<_, ()>(1) });
+    breaker.reset();
+    assert_eq!(fut.await.unwrap(), 1);
+    assert_eq!(breaker.snapshot().calls, 1);
+
+    // Made but never polled: it takes no probe slot and counts nothing.
+    breaker.force_open();
+    breaker.reset();
+    for _ in 0..10 {
+        breaker.try_acquire().unwrap().record(Outcome::transient());
+    }
+    assert_eq!(breaker.state(), State::Open);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    drop(breaker.call(async { Ok::<_, ()>(1) }));
+    let probe = breaker.try_acquire().unwrap();
+    assert!(probe.is_probe());
+    assert_eq!(breaker.snapshot().probes_in_flight, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_admitted_before_a_transition_is_not_counted_after_it() {
+    let breaker = Breaker::new(config()).unwrap();
+    let mut fut = std::pin::pin!(breaker.call(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, ()>(1)
+    }));
+    assert!(poll_once(fut.as_mut()).is_pending());
+    // Reset while the call is under way: its success belongs to the old state.
+    breaker.reset();
+    assert_eq!(fut.await.unwrap(), 1);
+    assert_eq!(breaker.snapshot().calls, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_admitted_before_metrics_only_is_switched_still_counts() {
+    let breaker = Breaker::new(config()).unwrap();
+    let mut fut = std::pin::pin!(breaker.call(async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok::<_, ()>(1)
+    }));
+    assert!(poll_once(fut.as_mut()).is_pending());
+    // Not a transition: the same closed state, so the outcome counts.
+    breaker.reconfigure(config().metrics_only(true)).unwrap();
+    assert_eq!(fut.await.unwrap(), 1);
+    let failed = breaker
+        .call(async { Err::<u32, _>("down") })
+        .await
+        .unwrap_err();
+    assert!(!failed.is_rejected());
+    let snapshot = breaker.snapshot();
+    assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
+}
