@@ -776,6 +776,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn stripes_never_share_a_cache_line() {
+        use palisade_clock::ManualClock;
+        for buckets in [1, 10, 100, 1000] {
+            let config = TimeConfig {
+                buckets,
+                bucket_width: Duration::from_millis(1),
+                slow_call_threshold: None,
+            };
+            let window = TimeWindow::new(config, ManualClock::new()).unwrap();
+            // A stripe's words run from its first to the ignored-outcome counter; at
+            // least 16 words (128 bytes, two cache lines) lie between any two
+            // stripes, and before the first and after the last, so no two stripes
+            // and nothing else touch the same line or adjacent-line pair.
+            let used = window.extra(IGNORED) + 1;
+            let mut end = 0;
+            for s in 0..window.stripe_count {
+                let base = window.stripe_at(s).base;
+                assert!(base >= end + GAP, "{buckets} buckets, stripe {s}");
+                end = base + used;
+            }
+            assert!(window.words.len() >= end + GAP);
+            assert!(window.stripe_count >= 2);
+        }
+    }
+
+    #[test]
     fn a_bucket_caught_while_retagged_counts_only_its_fresh_words_in_the_window() {
         let tag = 5u64 << COUNT_BITS;
         let older = 4u64 << COUNT_BITS;
