@@ -774,6 +774,7 @@ impl<C: Clock> fmt::Debug for TimeWindow<C> {
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
+    use OutcomeKind::*;
 
     #[test]
     fn stripes_never_share_a_cache_line() {
@@ -799,6 +800,57 @@ mod tests {
             assert!(window.words.len() >= end + GAP);
             assert!(window.stripe_count >= 2);
         }
+    }
+
+    #[test]
+    fn recording_writes_only_the_recording_threads_stripe() {
+        use palisade_clock::ManualClock;
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_secs(3600));
+        let config = TimeConfig {
+            buckets: 10,
+            bucket_width: Duration::from_secs(1),
+            slow_call_threshold: Some(Duration::from_millis(100)),
+        };
+        let window = TimeWindow::new(config, clock.clone()).unwrap();
+        let words = |w: &TimeWindow<ManualClock>| -> Vec<u64> {
+            w.words.iter().map(|word| word.load(Relaxed)).collect()
+        };
+        let cursor = window.cursor.load(Relaxed);
+        // One thread after the other, each alive while it records, as in a pool.
+        for _ in 0..3 {
+            let (base, changed) = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| {
+                        let before = words(&window);
+                        for kind in [Success, Failure, Success, Ignored] {
+                            window.record(kind);
+                            window.record_with_duration(kind, Duration::from_micros(300));
+                            window.record_with_duration(kind, Duration::from_millis(300));
+                        }
+                        let after = words(&window);
+                        let changed: Vec<usize> = (0..before.len())
+                            .filter(|&i| before[i] != after[i])
+                            .collect();
+                        (window.stripe().base, changed)
+                    })
+                    .join()
+                    .unwrap()
+            });
+            // Calls, failures, slow calls, latency bins and ignored outcomes: all in
+            // the stripe's own words.
+            assert!(changed.len() >= 5, "{changed:?}");
+            let own = base..base + window.extra(IGNORED) + 1;
+            assert!(
+                changed.iter().all(|i| own.contains(i)),
+                "{changed:?} outside {own:?}"
+            );
+        }
+        assert_eq!(window.cursor.load(Relaxed), cursor);
+        let s = window.snapshot();
+        assert_eq!((s.calls(), s.failures(), s.slow_calls()), (27, 9, 9));
+        assert_eq!(s.total_ignored(), 9);
+        assert_eq!(s.latency().unwrap().count(), 18);
     }
 
     #[test]
