@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{self, Poll};
 
 use palisade_classify::{
-    AnyErrorIsTransient, CatchPanic, Classify, Outcome, Rejection, catch_panic,
+    AnyErrorIsTransient, Classify, Outcome, Rejection, catch_panic, catch_panic_sync,
 };
 use palisade_clock::TokioClock;
 use palisade_context::Context;
@@ -416,7 +416,7 @@ impl<K> Pipeline<K> {
         ctx: &'a Context,
         call: &mut F,
         retry: bool,
-    ) -> Start<'a, K, T, E, Fut>
+    ) -> Start<'a, T, E, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -442,9 +442,12 @@ impl<K> Pipeline<K> {
         if layers.chaos.as_ref().is_some_and(|c| c.is_enabled()) {
             return Start::Slow(Resume::Start);
         }
-        let span = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
         match self.admit() {
-            Err(rejection) => Start::Settled(self.rejected_attempt(&span, rejection)),
+            Err(rejection) => {
+                let span =
+                    tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+                Start::Settled(self.rejected_attempt(&span, rejection))
+            }
             Ok((permit, slot)) => {
                 // A bulkhead that was full at the first try is waited on (its
                 // queue): the call's future is made now, and dropped unpolled if
@@ -454,13 +457,7 @@ impl<K> Pipeline<K> {
                     return Start::Slow(Resume::Waiting(permit, call(ctx.clone())));
                 }
                 let fut = call(ctx.clone());
-                Start::Attempt(Attempt {
-                    inner: &self.inner,
-                    fut: timeout(TokioClock, layers.attempt_timeout, catch_panic(fut)),
-                    permit,
-                    slot,
-                    span,
-                })
+                Start::Attempt { fut, permit, slot }
             }
         }
     }
@@ -538,8 +535,10 @@ impl<K> Pipeline<K> {
         #[cfg(feature = "retry")]
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
             if policy.hedging().is_some() {
+                let mut made = 0;
                 let result = policy
                     .retry_with(ctx, &ByAttempt, |attempt| {
+                        made = attempt.number();
                         let fut = self.attempt(ctx, &mut call, attempt.number());
                         async move {
                             let (result, outcome) = fut.await;
@@ -548,7 +547,7 @@ impl<K> Pipeline<K> {
                     })
                     .await;
                 return match result {
-                    Ok((v, _)) => (Ok(v), 0),
+                    Ok((v, _)) => (Ok(v), made),
                     Err(e) => {
                         let attempts = e.attempts();
                         (Err(from_retry(e)), attempts)
@@ -592,8 +591,10 @@ impl<K> Pipeline<K> {
             // value, so that the retry reads the pipeline classifier's verdict on an
             // `Ok` too.
             let mut replay = Some(first.map(|v| (v, outcome)));
+            let mut made = 1;
             let result = policy
                 .retry_with(ctx, &ByAttempt, |attempt| {
+                    made = attempt.number();
                     let replayed = replay.take();
                     let fut = match replayed {
                         Some(_) => None,
@@ -615,7 +616,7 @@ impl<K> Pipeline<K> {
                 })
                 .await;
             return match result {
-                Ok((v, _)) => (Ok(v), 0),
+                Ok((v, _)) => (Ok(v), made),
                 Err(e) => {
                     let attempts = e.attempts();
                     (Err(from_retry(e)), attempts)
@@ -680,13 +681,14 @@ impl<K> Pipeline<K> {
         K: Classify<T, E>,
     {
         let span = tracing::debug_span!("palisade.attempt", attempt = number, outcome = Empty);
+        let own = span.clone();
         let layers = &self.inner.layers;
         async move {
             #[allow(unused_mut)]
             let (permit, mut slot) = match admitted {
                 Ok(admission) => admission,
                 Err(rejection) => {
-                    return self.rejected_attempt(&tracing::Span::current(), rejection);
+                    return self.rejected_attempt(&own, rejection);
                 }
             };
             // Only a bulkhead that was full at the first try is awaited (its queue,
@@ -697,7 +699,7 @@ impl<K> Pipeline<K> {
                 match bulkhead.acquire().await {
                     Ok(permit) => slot = Some(permit),
                     Err(full) => {
-                        return self.rejected_attempt(&tracing::Span::current(), full.rejection());
+                        return self.rejected_attempt(&own, full.rejection());
                     }
                 }
             }
@@ -717,10 +719,8 @@ impl<K> Pipeline<K> {
             #[cfg(not(feature = "chaos"))]
             let Some(call) = fut else {
                 // Unreachable: without chaos the call is made whenever admitted.
-                return self.rejected_attempt(
-                    &tracing::Span::current(),
-                    Rejection::new(palisade_classify::Strategy::Bulkhead),
-                );
+                return self
+                    .rejected_attempt(&own, Rejection::new(palisade_classify::Strategy::Bulkhead));
             };
             #[cfg(not(feature = "chaos"))]
             let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
@@ -758,7 +758,7 @@ impl<K> Pipeline<K> {
             let _ = permit;
             #[cfg(feature = "metrics")]
             self.inner.metrics.attempt(&outcome);
-            tracing::Span::current().record("outcome", tracing::field::display(outcome));
+            own.record("outcome", tracing::field::display(outcome));
             (result, outcome)
         }
         .instrument(span)
@@ -810,7 +810,7 @@ impl<K> Pipeline<K> {
     /// Asks the breaker, the rate limiter and the bulkhead (without waiting), in
     /// that order. A permit taken before a later refusal is dropped unused: it
     /// counts nothing.
-    #[inline]
+    #[inline(always)]
     fn admit(&self) -> Result<(BreakerPermit<'_>, Option<BulkheadPermit<'_>>), Rejection> {
         #[allow(unused_variables)]
         let layers = &self.inner.layers;
@@ -1037,18 +1037,27 @@ impl<T, E, K> WithFallback<T, E, K> {
 }
 
 /// How the first attempt of an execution starts; made by `Pipeline::start`.
-enum Start<'a, K, T, E, Fut> {
+enum Start<'a, T, E, Fut> {
     /// Admitted, with the call made: polled inline.
-    Attempt(Attempt<'a, K, Fut>),
+    Attempt {
+        fut: Fut,
+        permit: BreakerPermit<'a>,
+        slot: Option<BulkheadPermit<'a>>,
+    },
     /// Refused before the call.
     Settled((Result<T, Error<E>>, Outcome)),
     /// The boxed path from here.
+    #[cfg_attr(
+        not(any(feature = "retry", feature = "chaos", feature = "limit")),
+        allow(dead_code)
+    )]
     Slow(Resume<'a, T, E, Fut>),
 }
 
 /// Where the boxed path of an execution begins.
 enum Resume<'a, T, E, Fut> {
     /// At the start: hedging, or chaos injecting.
+    #[cfg_attr(not(any(feature = "retry", feature = "chaos")), allow(dead_code))]
     Start,
     /// Admitted by the breaker and the limits but for a full bulkhead, with the
     /// first call made.
@@ -1056,62 +1065,6 @@ enum Resume<'a, T, E, Fut> {
     Waiting(BreakerPermit<'a>, Fut),
     /// After a first attempt that failed transiently: the retry executor.
     Retry(Result<T, Error<E>>, Outcome),
-}
-
-type AttemptFuture<Fut> = crate::timeout::Timeout<TokioClock, CatchPanic<Fut>>;
-
-pin_project_lite::pin_project! {
-    /// The first attempt, polled inside the execution's own future: the attempt
-    /// timeout and the panic guard around the call, the breaker's permit and the
-    /// bulkhead's slot beside it.
-    struct Attempt<'a, K, Fut> {
-        inner: &'a Inner<K>,
-        #[pin]
-        fut: AttemptFuture<Fut>,
-        permit: BreakerPermit<'a>,
-        slot: Option<BulkheadPermit<'a>>,
-        span: tracing::Span,
-    }
-}
-
-impl<K, Fut> Attempt<'_, K, Fut> {
-    fn poll_attempt<T, E>(
-        self: Pin<&mut Self>,
-        cx: &mut task::Context<'_>,
-    ) -> Poll<(Result<T, Error<E>>, Outcome)>
-    where
-        Fut: Future<Output = Result<T, E>>,
-        K: Classify<T, E>,
-    {
-        let this = self.project();
-        let span = &*this.span;
-        let _entered = (!span.is_disabled()).then(|| span.enter());
-        let (result, outcome) = match this.fut.poll(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(Ok(Ok(result))) => {
-                let outcome = this.inner.classifier.classify(&result);
-                (result.map_err(|e| Error::inner(e, outcome)), outcome)
-            }
-            Poll::Ready(Ok(Err(panic))) => (Err(Error::panicked(panic)), Outcome::Permanent),
-            Poll::Ready(Err(elapsed)) => (
-                Err(Error::timeout(TimeoutKind::Attempt, elapsed.after())),
-                Outcome::transient(),
-            ),
-        };
-        #[cfg(feature = "breaker")]
-        if let Some(permit) = this.permit.take() {
-            permit.record(outcome);
-        }
-        #[cfg(not(feature = "breaker"))]
-        let _ = this.permit;
-        drop(this.slot.take());
-        #[cfg(feature = "metrics")]
-        this.inner.metrics.attempt(&outcome);
-        if !span.is_disabled() {
-            span.record("outcome", tracing::field::display(outcome));
-        }
-        Poll::Ready((result, outcome))
-    }
 }
 
 #[cfg(feature = "metrics")]
@@ -1123,12 +1076,14 @@ type Started = ();
 type MakeSlow<'a, K, T, E, F, Fut, S> =
     fn(&'a Pipeline<K>, &'a Context, F, bool, Resume<'a, T, E, Fut>) -> S;
 
-type TotalSleep = <TokioClock as palisade_clock::Clock>::Sleep;
+type Sleep = <TokioClock as palisade_clock::Clock>::Sleep;
 
 pin_project_lite::pin_project! {
     /// The future of [`Pipeline::execute`]: the span, the context, the total
-    /// timeout and the first attempt in one flat state machine. Only a retry, a
-    /// hedge, a bulkhead wait or an injected fault moves on to the boxed path `S`.
+    /// timeout and the first attempt (its breaker permit, bulkhead slot, attempt
+    /// timeout and panic guard) in one flat state machine. Only a retry, a hedge, a
+    /// bulkhead wait or an injected fault moves on to the boxed path `S`. Timers
+    /// are armed only once a poll finds the work pending.
     struct Execute<'a, K, T, E, F, Fut, S> {
         pipeline: &'a Pipeline<K>,
         ctx: &'a Context,
@@ -1136,11 +1091,16 @@ pin_project_lite::pin_project! {
         retry: bool,
         started: bool,
         #[pin]
-        first: Option<Attempt<'a, K, Fut>>,
+        fut: Option<Fut>,
+        permit: BreakerPermit<'a>,
+        slot: Option<BulkheadPermit<'a>>,
+        attempt_span: tracing::Span,
+        #[pin]
+        attempt_timer: Option<Sleep>,
         slow: Option<Pin<Box<S>>>,
         make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
         #[pin]
-        total: Option<TotalSleep>,
+        total: Option<Sleep>,
         cancelled: Option<palisade_context::Cancelled<'a>>,
         span: tracing::Span,
         started_at: Started,
@@ -1161,7 +1121,11 @@ impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
             call: Some(call),
             retry,
             started: false,
-            first: None,
+            fut: None,
+            permit: Default::default(),
+            slot: None,
+            attempt_span: tracing::Span::none(),
+            attempt_timer: None,
             slow: None,
             make_slow,
             total: None,
@@ -1188,20 +1152,21 @@ where
         let mut settled = None;
         if !*this.started {
             *this.started = true;
-            *this.span = tracing::debug_span!(
+            let span = tracing::debug_span!(
                 "palisade.execute",
                 dependency = %pipeline.inner.name,
                 attempts = Empty,
                 outcome = Empty,
             );
+            if !span.is_disabled() {
+                *this.span = span;
+            }
             #[cfg(feature = "metrics")]
             {
                 *this.started_at = Some(palisade_clock::Clock::now(&TokioClock));
             }
-        }
-        let span = &*this.span;
-        let _entered = (!span.is_disabled()).then(|| span.enter());
-        if this.first.is_none() && this.slow.is_none() && this.call.is_some() {
+            let span = &*this.span;
+            let _entered = (!span.is_disabled()).then(|| span.enter());
             if ctx.is_cancelled() {
                 return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
             }
@@ -1209,30 +1174,82 @@ where
                 return Poll::Pending;
             };
             match pipeline.start(ctx, call, *this.retry) {
-                Start::Attempt(attempt) => this.first.set(Some(attempt)),
+                Start::Attempt { fut, permit, slot } => {
+                    this.fut.set(Some(fut));
+                    *this.permit = permit;
+                    *this.slot = slot;
+                    let span =
+                        tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+                    if !span.is_disabled() {
+                        *this.attempt_span = span;
+                    }
+                }
                 Start::Settled(done) => settled = Some(done),
                 Start::Slow(resume) => {
                     if let Some(call) = this.call.take() {
-                        *this.slow = Some(Box::pin((this.make_slow)(
-                            pipeline,
-                            ctx,
-                            call,
-                            *this.retry,
-                            resume,
-                        )));
+                        let slow = (this.make_slow)(pipeline, ctx, call, *this.retry, resume);
+                        *this.slow = Some(Box::pin(slow));
                     }
                 }
             }
         } else if ctx.is_cancelled() {
-            this.first.set(None);
+            let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
+            this.fut.set(None);
+            this.attempt_timer.set(None);
             *this.slow = None;
             this.total.set(None);
-            return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
+            return finish(pipeline, this.span, this.started_at, Err(cancelled(ctx)), 0);
         }
-        if let Some(attempt) = this.first.as_mut().as_pin_mut() {
-            if let Poll::Ready(done) = attempt.poll_attempt(cx) {
-                this.first.set(None);
-                settled = Some(done);
+        let span = &*this.span;
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        if let Some(fut) = this.fut.as_mut().as_pin_mut() {
+            let attempt_span = &*this.attempt_span;
+            let _attempt = (!attempt_span.is_disabled()).then(|| attempt_span.enter());
+            let done = match catch_panic_sync(|| fut.poll(cx)) {
+                Ok(Poll::Ready(result)) => {
+                    let outcome = pipeline.inner.classifier.classify(&result);
+                    Some((result.map_err(|e| Error::inner(e, outcome)), outcome))
+                }
+                Ok(Poll::Pending) => match pipeline.inner.layers.attempt_timeout {
+                    None => None,
+                    Some(limit) => {
+                        if this.attempt_timer.is_none() {
+                            let sleep = palisade_clock::Clock::sleep(&TokioClock, limit);
+                            this.attempt_timer.set(Some(sleep));
+                        }
+                        let fired = this
+                            .attempt_timer
+                            .as_mut()
+                            .as_pin_mut()
+                            .is_some_and(|timer| timer.poll(cx).is_ready());
+                        fired.then(|| {
+                            (
+                                Err(Error::timeout(TimeoutKind::Attempt, limit)),
+                                Outcome::transient(),
+                            )
+                        })
+                    }
+                },
+                Err(panic) => Some((Err(Error::panicked(panic)), Outcome::Permanent)),
+            };
+            if let Some((result, outcome)) = done {
+                this.fut.set(None);
+                this.attempt_timer.set(None);
+                #[cfg(feature = "breaker")]
+                if let Some(permit) = this.permit.take() {
+                    permit.record(outcome);
+                }
+                #[cfg(feature = "limit")]
+                drop(this.slot.take());
+                #[cfg(feature = "metrics")]
+                pipeline.inner.metrics.attempt(&outcome);
+                if !attempt_span.is_disabled() {
+                    attempt_span.record("outcome", tracing::field::display(outcome));
+                }
+                match pipeline.settle_first(*this.retry, result, outcome) {
+                    Ok(result) => return finish(pipeline, span, this.started_at, result, 1),
+                    Err(failed) => settled = Some((failed, outcome)),
+                }
             }
         }
         if let Some((result, outcome)) = settled {
@@ -1241,13 +1258,8 @@ where
                 Err(failed) => match this.call.take() {
                     Some(call) => {
                         let resume = Resume::Retry(failed, outcome);
-                        *this.slow = Some(Box::pin((this.make_slow)(
-                            pipeline,
-                            ctx,
-                            call,
-                            *this.retry,
-                            resume,
-                        )));
+                        let slow = (this.make_slow)(pipeline, ctx, call, *this.retry, resume);
+                        *this.slow = Some(Box::pin(slow));
                     }
                     // Not reached: the call is only taken for the boxed path.
                     None => return finish(pipeline, span, this.started_at, failed, 1),
@@ -1269,7 +1281,8 @@ where
             }
             if let Some(sleep) = this.total.as_mut().as_pin_mut() {
                 if sleep.poll(cx).is_ready() {
-                    this.first.set(None);
+                    this.fut.set(None);
+                    this.attempt_timer.set(None);
                     *this.slow = None;
                     this.total.set(None);
                     let error = Error::timeout(TimeoutKind::Total, limit);
@@ -1279,7 +1292,8 @@ where
         }
         let waiter = this.cancelled.get_or_insert_with(|| ctx.cancelled());
         if Pin::new(waiter).poll(cx).is_ready() {
-            this.first.set(None);
+            this.fut.set(None);
+            this.attempt_timer.set(None);
             *this.slow = None;
             this.total.set(None);
             return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
