@@ -312,3 +312,27 @@ async fn a_call_admitted_before_metrics_only_is_switched_still_counts() {
     let snapshot = breaker.snapshot();
     assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_whose_call_panics_frees_its_slot() {
+    let breaker = Breaker::new(config().half_open_probes(1)).unwrap();
+    for _ in 0..10 {
+        breaker.try_acquire().unwrap().record(Outcome::transient());
+    }
+    tokio::time::advance(Duration::from_secs(30)).await;
+    {
+        let mut fut = std::pin::pin!(breaker.call(async {
+            panic!("the call panics");
+            #[allow(unreachable_code)]
+            Ok::<u32, ()>(1)
+        }));
+        let polled =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(fut.as_mut())));
+        assert!(polled.is_err());
+        assert_eq!(breaker.state(), State::HalfOpen);
+        assert_eq!(breaker.snapshot().probes_in_flight, 1);
+    }
+    // Dropped after the panic: the slot is free for the next probe.
+    assert_eq!(breaker.snapshot().probes_in_flight, 0);
+    assert!(breaker.try_acquire().unwrap().is_probe());
+}
