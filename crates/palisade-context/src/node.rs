@@ -345,7 +345,7 @@ impl Node {
                 // node has no registrations, so there is nothing to descend to.
                 let cause = parent.own_cause().unwrap_or_else(Cause::canceled);
                 self.state.fetch_and(!LAZY, Ordering::AcqRel);
-                self.cancel_one(&cause, &mut Vec::new(), &mut None);
+                self.cancel_one(&cause, &mut Walk::default(), false);
             }
         }
     }
@@ -379,7 +379,8 @@ impl Node {
     /// Cancels this node and every registered descendant with `cause`; returns
     /// whether this call ended it (`false` if it already had). Lazy descendants see
     /// the end when they look. No lock is held while waking, running callbacks or
-    /// descending; the walk uses a heap stack, not recursion.
+    /// descending; the walk keeps grandchildren on a heap list,
+    /// so the call stack stays two levels deep however deep the tree.
     ///
     /// Deadlines are lazy, so a node reached here may have a deadline that passed
     /// without anybody looking. It ends with [`Cause::deadline_exceeded`], as it would
@@ -432,16 +433,14 @@ impl Node {
 
     #[inline(never)]
     fn cancel_tree(&self, cause: &Cause) -> bool {
-        let mut now = None;
-        let own = self.cause_at(cause, &mut now);
-        let mut pending = Vec::new();
-        let mut panic = None;
-        let cancelled = self.cancel_one(&own, &mut pending, &mut panic);
-        while let Some((node, cause)) = pending.pop() {
-            let cause = node.cause_at(&cause, &mut now);
-            node.cancel_one(&cause, &mut pending, &mut panic);
+        let mut walk = Walk::default();
+        let own = self.cause_at(cause, &mut walk.now);
+        let cancelled = self.cancel_one(&own, &mut walk, true);
+        while let Some((node, cause)) = walk.pending.pop() {
+            let cause = node.cause_at(&cause, &mut walk.now);
+            node.cancel_one(&cause, &mut walk, true);
         }
-        if let Some(payload) = panic {
+        if let Some(payload) = walk.panic {
             resume_unwind(payload);
         }
         cancelled
@@ -462,12 +461,11 @@ impl Node {
         }
     }
 
-    fn cancel_one(
-        &self,
-        cause: &Cause,
-        pending: &mut Vec<(Arc<Node>, Cause)>,
-        panic: &mut Option<Box<dyn Any + Send>>,
-    ) -> bool {
+    /// Ends this node with `cause` and tells what is registered on it. Its registered
+    /// children are cancelled in turn right here if `children_now`, and their own
+    /// children are left in the walk's `pending` list: the stack stays two calls
+    /// deep however deep the tree, and a parent with plain children needs no list.
+    fn cancel_one(&self, cause: &Cause, walk: &mut Walk, children_now: bool) -> bool {
         let kind = cause.kind_bits();
         // Fast path: nothing was ever registered, so there is nothing to drain.
         if kind != KIND_USER {
@@ -513,16 +511,18 @@ impl Node {
                 // Nothing to tell; the slab's memory goes with the node.
                 return true;
             }
-            pending.reserve(inner.entries.len());
+            if !children_now {
+                walk.pending.reserve(inner.entries.len());
+            }
             (head, rest) = inner.entries.take_all();
         }
         // The inline entry alone (a single waiter) needs no walk over a list.
         if let Some(entry) = head {
-            tell(entry, cause, pending, panic);
+            tell(entry, cause, walk, children_now);
         }
         if let Some(rest) = rest {
             for entry in rest {
-                tell(entry, cause, pending, panic);
+                tell(entry, cause, walk, children_now);
             }
         }
         true
@@ -657,25 +657,36 @@ impl Node {
     }
 }
 
-/// Tells one listener of a drained node that the node ended with `cause`.
+/// The state of one cancellation's walk down the tree.
+#[derive(Default)]
+struct Walk {
+    /// Nodes still to cancel, with the cause that reached them.
+    pending: Vec<(Arc<Node>, Cause)>,
+    /// The first panic of a callback, raised again once the walk is done.
+    panic: Option<Box<dyn Any + Send>>,
+    /// The clock, read at most once per walk (see [`Node::cause_at`]).
+    now: Option<u64>,
+}
+
+/// Tells one listener of a drained node that the node ended with `cause`; a child
+/// is cancelled at once if `child_now`, or else left in `walk.pending`.
 #[inline]
-fn tell(
-    entry: Listener,
-    cause: &Cause,
-    pending: &mut Vec<(Arc<Node>, Cause)>,
-    panic: &mut Option<Box<dyn Any + Send>>,
-) {
+fn tell(entry: Listener, cause: &Cause, walk: &mut Walk, child_now: bool) {
     match entry {
         Listener::Waker(waker) => waker.wake(),
         Listener::Callback(callback) => {
             if let Err(payload) = catch_unwind(AssertUnwindSafe(callback)) {
-                panic.get_or_insert(payload);
+                walk.panic.get_or_insert(payload);
             }
         }
         #[cfg(not(loom))]
         Listener::Task(task) => task.abort(),
         Listener::Child(child) => match child.upgrade() {
-            Some(child) => pending.push((child, cause.clone())),
+            Some(child) if child_now => {
+                let cause = child.cause_at(cause, &mut walk.now);
+                child.cancel_one(&cause, walk, false);
+            }
+            Some(child) => walk.pending.push((child, cause.clone())),
             // The child's last handle is gone and its `Drop` is waiting for the
             // parent's lock to unregister, or returned on seeing the parent ended;
             // it has nothing left to cancel.
