@@ -49,11 +49,12 @@
 //! current bucket) is one atomic addition on a counter of the recording thread's
 //! stripe and reads no clock when the caller supplies the time
 //! ([`Window::record_at`]); [`Window::record`] adds one [`Clock::recent`] reading.
-//! A failure adds a second addition, a duration a third (its histogram bin); the
-//! first call of a new bucket resets it with one compare-and-swap per counter. A
-//! count-window record is one addition on the shared position, plus a slot swap and
-//! one addition when the outcome differs from the one it replaces. A snapshot of a
-//! time window reads every counter of every stripe once. `cargo bench -p
+//! A failure, a duration (its histogram bin) and a slow call each add one addition;
+//! the first call of a new bucket, or of a thread's stripe, resets the bucket with
+//! one compare-and-swap per counter. A count-window record is one addition on the
+//! shared position, plus a slot swap and one addition when the outcome differs from
+//! the one it replaces. A snapshot of a time window reads every counter and
+//! histogram bin of every stripe that has been recorded into, once. `cargo bench -p
 //! palisade-window` measures all of it next to a bare atomic addition.
 #![warn(
     missing_docs,

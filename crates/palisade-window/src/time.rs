@@ -41,6 +41,9 @@ const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
 // share a cache line.
 const GAP: usize = 16;
 const CURRENT: usize = 0;
+// The current bucket of a stripe no call has been recorded into yet: a snapshot
+// skips its buckets and bins.
+const UNUSED: u64 = 0;
 // Then three counters per bucket, side by side (see `counter`), the cumulative
 // latency bins, the counts that left the buckets (for the totals since creation)
 // and the ignored outcomes.
@@ -110,9 +113,10 @@ const WRITING: u64 = u64::MAX;
 ///
 /// Calls recorded with a duration also feed a latency histogram (see [`Latency`]):
 /// per stripe, the number of calls in each bin since creation, and per bucket a
-/// copy of their sum taken when the bucket's epoch began. A snapshot reads each
-/// stripe's counters and bins once, and one copy: its cost grows with `buckets ×
-/// stripes`, plus `stripes + 1` times the 106 bins.
+/// copy of their sum taken when the bucket's epoch began. A snapshot reads the
+/// counters and bins of each stripe that has been recorded into once, and one
+/// copy: its cost grows with `buckets × stripes in use`, plus `stripes in use + 1`
+/// times the 106 bins.
 ///
 /// # Time
 ///
@@ -198,7 +202,8 @@ impl<C: Clock> TimeWindow<C> {
                 words: &all,
                 base: GAP + s * stride,
             };
-            words[CURRENT].store(cursor << INDEX_BITS | cursor_index, Relaxed);
+            // `CURRENT` stays zero (`UNUSED`) until the stripe's first call, which
+            // takes the slow path since no time falls in epoch zero's bucket.
             for kind in 0..3 {
                 for i in 0..b {
                     let tag = expected_epoch(cursor, cursor_index, buckets, i) & TAG_MASK;
@@ -608,7 +613,10 @@ impl<C: Clock> TimeWindow<C> {
                     }
                 }
             }
-            words[CURRENT].fetch_max(cursor << INDEX_BITS | cursor_index, Relaxed);
+            let current = cursor << INDEX_BITS | cursor_index;
+            let _ = words[CURRENT].fetch_update(Relaxed, Relaxed, |c| {
+                (c != UNUSED && c < current).then_some(current)
+            });
         }
     }
 
@@ -630,6 +638,17 @@ impl<C: Clock> TimeWindow<C> {
         let mut bins = [0u64; BINS];
         for s in 0..self.stripe_count {
             let words = self.stripe_at(s);
+            for (total, which) in
+                totals
+                    .iter_mut()
+                    .zip([RETIRED_CALLS, RETIRED_FAILURES, RETIRED_SLOW, IGNORED])
+            {
+                *total += words[self.extra(which)].load(Relaxed);
+            }
+            if words[CURRENT].load(Relaxed) == UNUSED {
+                // No call has been counted in its buckets or bins.
+                continue;
+            }
             let counters = words.range(CALLS, 3 * b);
             // One sweep over the buckets, in two runs of consecutive epochs. A word
             // whose tag is the expected one counts in the window; every count
@@ -658,10 +677,8 @@ impl<C: Clock> TimeWindow<C> {
             }
             for kind in 0..3 {
                 window[kind] += in_window[kind];
-                totals[kind] +=
-                    in_window[kind] + stale[kind] + words[self.extra(kind)].load(Relaxed);
+                totals[kind] += in_window[kind] + stale[kind];
             }
-            totals[3] += words[self.extra(IGNORED)].load(Relaxed);
             for (sum, word) in bins.iter_mut().zip(words.range(self.bins(), BINS)) {
                 *sum = sum.wrapping_add(word.load(Relaxed));
             }
@@ -851,6 +868,31 @@ mod tests {
         assert_eq!((s.calls(), s.failures(), s.slow_calls()), (27, 9, 9));
         assert_eq!(s.total_ignored(), 9);
         assert_eq!(s.latency().unwrap().count(), 18);
+    }
+
+    #[test]
+    fn a_stripe_without_calls_in_its_buckets_still_counts_in_the_totals() {
+        use palisade_clock::{Clock, ManualClock};
+        let clock = ManualClock::new();
+        clock.advance(Duration::from_secs(3600));
+        let window = TimeWindow::new(TimeConfig::default(), clock.clone()).unwrap();
+        let current = std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    window.record(Ignored);
+                    // Older than the window: counted in the totals only.
+                    let long_ago = clock.now() - Duration::from_secs(60);
+                    window.record_at(Failure, long_ago);
+                    window.stripe()[CURRENT].load(Relaxed)
+                })
+                .join()
+                .unwrap()
+        });
+        assert_eq!(current, UNUSED);
+        let s = window.snapshot();
+        assert_eq!((s.calls(), s.failures()), (0, 0));
+        assert_eq!((s.total_calls(), s.total_failures()), (1, 1));
+        assert_eq!(s.total_ignored(), 1);
     }
 
     #[test]
