@@ -67,9 +67,13 @@ fn time_100_buckets() -> TimeWindow<ManualClock> {
     clock.advance(Duration::from_secs(3600));
     let window = TimeWindow::new(config, clock.clone()).expect("a valid time window");
     let now = clock.now();
+    // Both threads stay alive until both are done, so that they hold distinct
+    // stripes.
+    let done = std::sync::Barrier::new(2);
     std::thread::scope(|scope| {
         for thread in 0..2u64 {
             let window = &window;
+            let done = &done;
             scope.spawn(move || {
                 for i in 0..2_000u64 {
                     let kind = if (i + thread) % 10 == 0 {
@@ -81,6 +85,7 @@ fn time_100_buckets() -> TimeWindow<ManualClock> {
                     let elapsed = Duration::from_micros(1 + i * 37 % 10_000);
                     window.record_with_duration_at(kind, elapsed, at);
                 }
+                done.wait();
             });
         }
     });
