@@ -3,6 +3,7 @@
     feature = "tower",
     feature = "retry",
     feature = "breaker",
+    feature = "limit",
     feature = "classify"
 ))]
 
@@ -11,8 +12,9 @@ use std::time::Duration;
 use palisade::backoff::{Backoff, Jitter};
 use palisade::breaker::{Breaker, BreakerConfig, State};
 use palisade::classify::Strategy;
+use palisade::limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 use palisade::retry::RetryPolicy;
-use palisade::tower::{PipelineLayer, attempt_timeout, breaker};
+use palisade::tower::{PipelineLayer, attempt_timeout, breaker, bulkhead, rate_limiter};
 use palisade::{Pipeline, TimeoutKind};
 use tower::{Layer, ServiceExt};
 use tower_test::mock;
@@ -79,4 +81,39 @@ async fn the_breaker_layer_opens_and_rejects_without_calling() {
             .await
             .is_err()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_bulkhead_layer_queues_then_rejects_when_full() {
+    let (service, mut handle) = mock::pair::<String, u32>();
+    let config = BulkheadConfig::new(1).with_queue(1, 100 * MS);
+    let service = bulkhead(Bulkhead::new(config).unwrap()).layer(service);
+    // The first call holds the only slot.
+    let first = tokio::spawn(service.clone().oneshot("1".to_owned()));
+    let (_request, respond_first) = handle.next_request().await.unwrap();
+    // The second waits in the queue; the third finds the queue full.
+    let second = tokio::spawn(service.clone().oneshot("2".to_owned()));
+    tokio::task::yield_now().await;
+    let e = service.clone().oneshot("3".to_owned()).await.unwrap_err();
+    assert_eq!(e.rejected_by(), Some(Strategy::Bulkhead));
+    // The slot passes to the queued call once the first is answered.
+    respond_first.send_response(1);
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    let (request, respond) = handle.next_request().await.unwrap();
+    assert_eq!(request, "2");
+    respond.send_response(2);
+    assert_eq!(second.await.unwrap().unwrap(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_rate_limiter_layer_rejects_over_the_rate() {
+    let (service, mut handle) = mock::pair::<String, u32>();
+    let config = RateLimiterConfig::new(1, Duration::from_secs(60));
+    let service = rate_limiter(RateLimiter::new(config).unwrap()).layer(service);
+    let call = tokio::spawn(service.clone().oneshot("1".to_owned()));
+    let (_request, respond) = handle.next_request().await.unwrap();
+    respond.send_response(1);
+    assert_eq!(call.await.unwrap().unwrap(), 1);
+    let e = service.clone().oneshot("2".to_owned()).await.unwrap_err();
+    assert_eq!(e.rejected_by(), Some(Strategy::RateLimiter));
 }
