@@ -9,9 +9,7 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::{self, Poll};
 
-use palisade_classify::{
-    AnyErrorIsTransient, Classify, Outcome, Rejection, catch_panic, catch_panic_sync,
-};
+use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, Rejection, catch_panic};
 use palisade_clock::TokioClock;
 use palisade_context::Context;
 use palisade_fallback::Fallback;
@@ -411,6 +409,7 @@ impl<K> Pipeline<K> {
 
     /// How the first attempt starts: at once, already settled (refused), or in the
     /// boxed path.
+    #[inline(always)]
     fn start<'a, T, E, F, Fut>(
         &'a self,
         ctx: &'a Context,
@@ -1205,7 +1204,8 @@ where
         if let Some(fut) = this.fut.as_mut().as_pin_mut() {
             let attempt_span = &*this.attempt_span;
             let _attempt = (!attempt_span.is_disabled()).then(|| attempt_span.enter());
-            let done = match catch_panic_sync(|| fut.poll(cx)) {
+            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)));
+            let done = match polled {
                 Ok(Poll::Ready(result)) => {
                     let outcome = pipeline.inner.classifier.classify(&result);
                     Some((result.map_err(|e| Error::inner(e, outcome)), outcome))
@@ -1230,7 +1230,7 @@ where
                         })
                     }
                 },
-                Err(panic) => Some((Err(Error::panicked(panic)), Outcome::Permanent)),
+                Err(payload) => Some(panicked(&*payload)),
             };
             if let Some((result, outcome)) = done {
                 this.fut.set(None);
@@ -1300,6 +1300,13 @@ where
         }
         Poll::Pending
     }
+}
+
+/// The settled attempt of a call that panicked.
+#[cold]
+fn panicked<T, E>(payload: &(dyn std::any::Any + Send)) -> (Result<T, Error<E>>, Outcome) {
+    let panic = palisade_classify::Panicked::from_payload(payload);
+    (Err(Error::panicked(panic)), Outcome::Permanent)
 }
 
 /// The error of an execution whose context ended.
