@@ -225,6 +225,12 @@ impl Rules {
     }
 }
 
+/// Whether a state word admits a call by the fast path: closed, calls untimed.
+#[inline(always)]
+pub(crate) fn is_fast(word: u64) -> bool {
+    word & FAST_MASK == CLOSED
+}
+
 /// Whether `part` out of `whole` reaches `percent` (with a little slack for the
 /// rounding of the percentage itself: 10 % of 10 calls is 1 call).
 #[inline]
@@ -456,10 +462,23 @@ impl<C: Clock> Inner<C> {
     #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Ticket, Rejected> {
         let word = self.word.load(Ordering::Acquire);
-        if word & FAST_MASK == CLOSED {
+        if is_fast(word) {
             // Closed, calls untimed: the word is the whole ticket.
             return Ok(Ticket::Fast { word });
         }
+        self.acquire_not_fast(word)
+    }
+
+    /// The state word, for a caller that tries [`is_fast`] itself before
+    /// [`acquire_not_fast`](Self::acquire_not_fast).
+    #[inline(always)]
+    pub(crate) fn load_word(&self) -> u64 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// [`acquire`](Self::acquire) past the fast path, with the word it read.
+    #[inline(always)]
+    pub(crate) fn acquire_not_fast(&self, word: u64) -> Result<Ticket, Rejected> {
         if code(word) == OPEN {
             // No lock and no exact clock reading while open: the coarse reading only
             // decides whether to look closer.
@@ -625,19 +644,25 @@ impl<C: Clock> Inner<C> {
     #[inline(always)]
     pub(crate) fn complete(&self, ticket: Ticket, outcome: Outcome) {
         if let Ticket::Fast { word } = ticket {
-            let kind = outcome.kind();
-            if kind == OutcomeKind::Success && self.word.load(Ordering::Acquire) == word {
-                // The healthy call, in the state it was admitted under: count it,
-                // end the run of failures if there is one.
-                self.window.record_untimed(OutcomeKind::Success);
-                if self.consecutive.load(Ordering::Relaxed) != 0 {
-                    self.consecutive.store(0, Ordering::Relaxed);
-                }
-                return;
-            }
-            return self.complete_fast_other(word, kind);
+            return self.complete_fast(word, outcome);
         }
         self.complete_other(ticket, outcome)
+    }
+
+    /// Records the outcome of a call admitted by the fast path under `word`.
+    #[inline(always)]
+    pub(crate) fn complete_fast(&self, word: u64, outcome: Outcome) {
+        let kind = outcome.kind();
+        if kind == OutcomeKind::Success && self.word.load(Ordering::Acquire) == word {
+            // The healthy call, in the state it was admitted under: count it, end
+            // the run of failures if there is one.
+            self.window.record_untimed(OutcomeKind::Success);
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        self.complete_fast_other(word, kind)
     }
 
     /// A fast-path call that failed, was ignored, or ended after the word changed

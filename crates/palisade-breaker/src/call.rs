@@ -10,7 +10,7 @@ use palisade_classify::Classify;
 use palisade_clock::Clock;
 use pin_project_lite::pin_project;
 
-use crate::breaker::Inner;
+use crate::breaker::{Inner, is_fast};
 use crate::error::CallError;
 use crate::permit::Ticket;
 
@@ -67,15 +67,27 @@ where
         // The ticket stays a local value from admission to the outcome: the copy in
         // the future is for a drop (or a panic) while the call is under way.
         let ticket = match *this.ticket {
-            Ticket::Unpolled => match this.inner.acquire() {
-                Ok(ticket) => {
-                    *this.ticket = ticket;
-                    ticket
-                }
-                Err(rejected) => {
+            Ticket::Unpolled => match this.inner.load_word() {
+                word if is_fast(word) => {
+                    // The healthy call, spelled out so that the ticket stays one
+                    // word in a register rather than a whole ticket in memory.
+                    *this.ticket = Ticket::Fast { word };
+                    let result = ready!(this.fut.poll(cx));
                     *this.ticket = Ticket::Done;
-                    return Poll::Ready(Err(CallError::Rejected(rejected)));
+                    this.inner
+                        .complete_fast(word, this.classifier.classify(&result));
+                    return Poll::Ready(result.map_err(CallError::Inner));
                 }
+                word => match this.inner.acquire_not_fast(word) {
+                    Ok(ticket) => {
+                        *this.ticket = ticket;
+                        ticket
+                    }
+                    Err(rejected) => {
+                        *this.ticket = Ticket::Done;
+                        return Poll::Ready(Err(CallError::Rejected(rejected)));
+                    }
+                },
             },
             Ticket::Done => polled_after_completion(),
             ticket => ticket,
