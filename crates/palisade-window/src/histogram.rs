@@ -17,17 +17,20 @@ const SUB_BITS: u32 = 2;
 const OVERFLOW_FROM: u64 = 1 << (FIRST_OCTAVE as usize + OCTAVES);
 
 /// The bin of a duration of `nanos` nanoseconds.
-#[inline]
+#[inline(always)]
 pub(crate) fn bin_of(nanos: u64) -> usize {
-    if nanos < 1 << FIRST_OCTAVE {
-        return 0;
-    }
-    if nanos >= OVERFLOW_FROM {
-        return BINS - 1;
-    }
-    let octave = 63 - nanos.leading_zeros();
-    let sub = (nanos >> (octave - SUB_BITS)) as usize & (SUB - 1);
-    1 + (octave - FIRST_OCTAVE) as usize * SUB + sub
+    // A duration under the first octave counts as 2^10 - 1 ns, whose octave (9) and
+    // top sub-bits (3) give bin 0 in the formula below; one past the last octave is
+    // the overflow bin, and so is everything after it.
+    let x = if nanos < 1 << FIRST_OCTAVE {
+        (1 << FIRST_OCTAVE) - 1
+    } else {
+        nanos
+    };
+    let octave = 63 - x.leading_zeros();
+    let sub = (x >> (octave - SUB_BITS)) as usize & (SUB - 1);
+    let bin = (octave as usize * SUB + sub + 1).wrapping_sub(FIRST_OCTAVE as usize * SUB);
+    bin.min(BINS - 1)
 }
 
 /// The smallest duration of bin `bin`.
@@ -54,10 +57,17 @@ pub(crate) fn reported(bin: usize) -> Duration {
 }
 
 /// Saturating nanoseconds of a duration, below `u64::MAX`, which stands for "no
-/// slow-call threshold".
-#[inline]
+/// slow-call threshold". A duration of 2^34 s (544 years) or more counts as
+/// `u64::MAX - 1`: longer than any threshold, and in the last bin.
+#[inline(always)]
 pub(crate) fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).map_or(u64::MAX - 1, |n| n.min(u64::MAX - 1))
+    let secs = d.as_secs();
+    if secs < 1 << 34 {
+        // At most 2^34 × 10^9 + 10^9 - 1 < 2^64 - 1.
+        secs * 1_000_000_000 + u64::from(d.subsec_nanos())
+    } else {
+        u64::MAX - 1
+    }
 }
 
 #[cfg(test)]
@@ -83,6 +93,30 @@ mod tests {
                 if b > 0 {
                     // At most 25 % wide.
                     assert!((next - lo) * 4 <= lo, "bin {b} too wide");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn nanos_saturate_below_the_no_threshold_value() {
+        assert_eq!(nanos(Duration::ZERO), 0);
+        assert_eq!(nanos(Duration::new(3, 7)), 3_000_000_007);
+        let last = Duration::new((1 << 34) - 1, 999_999_999);
+        assert_eq!(nanos(last), last.as_nanos() as u64);
+        assert_eq!(nanos(Duration::from_secs(1 << 34)), u64::MAX - 1);
+        assert_eq!(nanos(Duration::MAX), u64::MAX - 1);
+    }
+
+    #[test]
+    fn every_duration_falls_in_the_bin_whose_edges_hold_it() {
+        for octave in 0..64 {
+            for nanos in [1u64 << octave, (1u64 << octave) - 1, (1u64 << octave) + 1] {
+                let b = bin_of(nanos);
+                assert!(b < BINS);
+                assert!(lower_edge(b) <= nanos, "{nanos} in bin {b}");
+                if b + 1 < BINS {
+                    assert!(nanos < lower_edge(b + 1), "{nanos} in bin {b}");
                 }
             }
         }

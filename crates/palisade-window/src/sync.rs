@@ -36,15 +36,23 @@ pub(crate) fn stripe_count() -> usize {
 /// it exits, so live threads hold distinct numbers (up to 64 of them; beyond, numbers
 /// are handed out in turn) and a short-lived thread does not leave a gap that makes
 /// the next one share a stripe with a long-lived one.
-#[inline]
+#[cfg(all(test, not(loom)))]
 pub(crate) fn thread_index() -> usize {
+    index::get()
+}
+
+/// The stripe this thread records into: its number (see `thread_index`) modulo
+/// [`stripe_count`], kept in a thread-local of its own so that recording reads it
+/// with one load.
+#[inline(always)]
+pub(crate) fn stripe_index() -> usize {
     #[cfg(loom)]
     {
         0
     }
     #[cfg(not(loom))]
     {
-        index::get()
+        index::stripe()
     }
 }
 
@@ -73,6 +81,8 @@ mod index {
 
     std::thread_local! {
         static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+        /// `INDEX` modulo the stripe count, once the thread has a number.
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
         static RELEASE: Release = const { Release(Cell::new(usize::MAX)) };
     }
 
@@ -90,6 +100,28 @@ mod index {
             })
             // During the thread's own teardown: any stripe will do.
             .unwrap_or(0)
+    }
+
+    #[inline(always)]
+    pub(super) fn stripe() -> usize {
+        STRIPE
+            .try_with(|stripe| {
+                let s = stripe.get();
+                if s != usize::MAX {
+                    return s;
+                }
+                first_stripe(stripe)
+            })
+            // During the thread's own teardown: any stripe will do.
+            .unwrap_or(0)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn first_stripe(stripe: &Cell<usize>) -> usize {
+        let s = get() & (super::stripe_count() - 1);
+        stripe.set(s);
+        s
     }
 
     #[cold]

@@ -31,10 +31,13 @@ const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
 // never alias (they would after 2^24).
 const SWEEP_BITS: u32 = 20;
 
-// A stripe's current bucket, packed in one word: the epoch above, the bucket index
-// (below 1024, as `MAX_BUCKETS` is 1000) in the low bits.
-const INDEX_BITS: u32 = 10;
-const INDEX_MASK: u64 = (1 << INDEX_BITS) - 1;
+// A stripe's current bucket, packed in one word: the epoch above, and in the low
+// bits the position in the stripe of the bucket's first counter (`counter(CALLED,
+// i)`, below 4096 as `MAX_BUCKETS` is 1000), so that a record finds the word to add
+// to in the word it has just read. 52 bits of epoch last 142 years of 1 µs buckets.
+const POS_BITS: u32 = 12;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+const _: () = assert!(counter(SLOW, crate::config::MAX_BUCKETS - 1) < 1 << POS_BITS);
 
 // The layout of a stripe's words. Stripes lie at least `GAP` words (128 bytes, which
 // covers the adjacent-line prefetch of x86-64 too) from each other, so they never
@@ -69,7 +72,7 @@ struct Stripe<'a> {
 impl Index<usize> for Stripe<'_> {
     type Output = AtomicU64;
 
-    #[inline]
+    #[inline(always)]
     fn index(&self, i: usize) -> &AtomicU64 {
         &self.words[self.base + i]
     }
@@ -165,7 +168,8 @@ pub struct TimeWindow<C: Clock = DefaultClock> {
     words: Box<[AtomicU64]>,
     stride_shift: u32,
     stripe_count: usize,
-    stripe_mask: usize,
+    /// Where in a stripe the latency bins start: after the bucket counters.
+    bins_at: usize,
     bases: Box<[Base]>,
     /// The largest totals reported so far, so that totals never go backwards.
     reported: CachePadded<[AtomicU64; 3]>,
@@ -222,7 +226,7 @@ impl<C: Clock> TimeWindow<C> {
             words: all,
             stride_shift: stride.trailing_zeros(),
             stripe_count,
-            stripe_mask: stripe_count - 1,
+            bins_at: CALLS + 3 * b,
             bases,
             reported: CachePadded::new(std::array::from_fn(|_| AtomicU64::new(0))),
             b,
@@ -260,16 +264,22 @@ impl<C: Clock> TimeWindow<C> {
             + self.bases.len() * std::mem::size_of::<Base>()
     }
 
-    #[inline]
+    #[inline(always)]
     fn stripe(&self) -> Stripe<'_> {
-        self.stripe_at(crate::sync::thread_index() & self.stripe_mask)
+        self.stripe_at(crate::sync::stripe_index())
     }
 
-    #[inline]
+    #[inline(always)]
     fn stripe_at(&self, s: usize) -> Stripe<'_> {
+        self.stripe_from(GAP + (s << self.stride_shift))
+    }
+
+    /// The stripe whose words start at `base`.
+    #[inline(always)]
+    fn stripe_from(&self, base: usize) -> Stripe<'_> {
         Stripe {
             words: &self.words,
-            base: GAP + (s << self.stride_shift),
+            base,
         }
     }
 
@@ -278,14 +288,14 @@ impl<C: Clock> TimeWindow<C> {
         t / self.width + self.buckets
     }
 
-    #[inline]
+    #[inline(always)]
     fn bins(&self) -> usize {
-        CALLS + 3 * self.b
+        self.bins_at
     }
 
-    #[inline]
+    #[inline(always)]
     fn extra(&self, which: usize) -> usize {
-        CALLS + 3 * self.b + BINS + which
+        self.bins_at + BINS + which
     }
 
     /// Counts one call at time `t` (nanoseconds on the clock).
@@ -298,35 +308,36 @@ impl<C: Clock> TimeWindow<C> {
         let failed = match kind {
             OutcomeKind::Success => false,
             OutcomeKind::Failure => true,
-            OutcomeKind::Ignored => return self.record_ignored(words),
+            OutcomeKind::Ignored => return self.record_ignored(words.base),
         };
         let current = words[CURRENT].load(Relaxed);
-        let start = (current >> INDEX_BITS)
+        let start = (current >> POS_BITS)
             .wrapping_mul(self.width)
             .wrapping_sub(self.span);
         if !failed && t.wrapping_sub(start) < self.width {
             // A success in the stripe's current bucket: one addition, and one more
             // for its latency bin when it comes with a duration.
-            let index = (current & INDEX_MASK) as usize;
-            self.add(words, counter(CALLED, index), RETIRED_CALLS);
+            let pos = (current & POS_MASK) as usize;
+            self.add(words, pos + CALLED, RETIRED_CALLS);
             if let Some(elapsed) = elapsed {
-                self.record_latency(words, current, index, nanos(elapsed));
+                self.record_latency(words, current, pos, nanos(elapsed));
             }
         } else {
-            self.record_more(words, current, start, failed, elapsed, t);
+            self.record_more(words.base, failed, elapsed, t);
         }
     }
 
     /// Counts the duration `elapsed` (nanoseconds) of a call just counted in the
-    /// stripe's current bucket, `index`: its latency bin, and whether it was slow.
+    /// stripe's current bucket, whose counters start at `pos`: its latency bin, and
+    /// whether it was slow.
     #[inline(always)]
-    fn record_latency(&self, words: Stripe<'_>, current: u64, index: usize, elapsed: u64) {
+    fn record_latency(&self, words: Stripe<'_>, current: u64, pos: usize, elapsed: u64) {
         if elapsed >= self.slow_nanos {
-            return self.record_slow_latency(words, current, index, elapsed);
+            return self.record_slow_latency(words.base, current, pos, elapsed);
         }
         // A bucket that has left the window (the stripe has been idle, or the time
         // given is old) counts the call in the totals only; its latency is dropped.
-        if (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed) {
+        if (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed) {
             words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
         }
     }
@@ -334,43 +345,42 @@ impl<C: Clock> TimeWindow<C> {
     /// [`record_latency`](Self::record_latency) for a slow call.
     #[cold]
     #[inline(never)]
-    fn record_slow_latency(&self, words: Stripe<'_>, current: u64, index: usize, elapsed: u64) {
-        self.add(words, counter(SLOW, index), RETIRED_SLOW);
-        if (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed) {
+    fn record_slow_latency(&self, base: usize, current: u64, pos: usize, elapsed: u64) {
+        let words = self.stripe_from(base);
+        self.add(words, pos + SLOW, RETIRED_SLOW);
+        if (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed) {
             words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
         }
     }
 
     #[inline(never)]
-    fn record_ignored(&self, words: Stripe<'_>) {
+    fn record_ignored(&self, base: usize) {
+        let words = self.stripe_from(base);
         words[self.extra(IGNORED)].fetch_add(1, Relaxed);
     }
 
     /// A call that failed, has a duration, or falls outside the stripe's current
     /// bucket.
     #[inline(never)]
-    fn record_more(
-        &self,
-        words: Stripe<'_>,
-        current: u64,
-        start: u64,
-        failed: bool,
-        elapsed: Option<Duration>,
-        t: u64,
-    ) {
+    fn record_more(&self, base: usize, failed: bool, elapsed: Option<Duration>, t: u64) {
+        let words = self.stripe_from(base);
+        let current = words[CURRENT].load(Relaxed);
+        let start = (current >> POS_BITS)
+            .wrapping_mul(self.width)
+            .wrapping_sub(self.span);
         let elapsed = elapsed.map(nanos);
         let slow = elapsed.is_some_and(|e| e >= self.slow_nanos);
         // The stripe's current bucket, unless it has left the window: then the call
         // may be older than the window, which `record_slow` sorts out.
-        let in_window = (current >> INDEX_BITS) + self.buckets > self.cursor.load(Relaxed);
+        let in_window = (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed);
         if t.wrapping_sub(start) < self.width && in_window {
-            let index = (current & INDEX_MASK) as usize;
-            self.add(words, counter(CALLED, index), RETIRED_CALLS);
+            let pos = (current & POS_MASK) as usize;
+            self.add(words, pos + CALLED, RETIRED_CALLS);
             if failed {
-                self.add(words, counter(FAILED, index), RETIRED_FAILURES);
+                self.add(words, pos + FAILED, RETIRED_FAILURES);
             }
             if slow {
-                self.add(words, counter(SLOW, index), RETIRED_SLOW);
+                self.add(words, pos + SLOW, RETIRED_SLOW);
             }
         } else if !self.record_slow(words, t, failed, slow) {
             return;
@@ -381,7 +391,7 @@ impl<C: Clock> TimeWindow<C> {
     }
 
     /// Adds one to a counter known to hold the current epoch.
-    #[inline]
+    #[inline(always)]
     fn add(&self, words: Stripe<'_>, i: usize, retired: usize) {
         #[cfg(loom)]
         if crate::sync::broken::is(crate::sync::broken::Bug::LostUpdate) {
@@ -392,14 +402,15 @@ impl<C: Clock> TimeWindow<C> {
         }
         let before = words[i].fetch_add(1, Relaxed);
         if before & COUNT_MASK == COUNT_MASK {
-            self.overflowed(words, i, retired);
+            self.overflowed(words.base, i, retired);
         }
     }
 
     /// The count was full and the addition carried into the tag: undo it and count
     /// the call in the totals only.
     #[cold]
-    fn overflowed(&self, words: Stripe<'_>, i: usize, retired: usize) {
+    fn overflowed(&self, base: usize, i: usize, retired: usize) {
+        let words = self.stripe_from(base);
         words[i].fetch_sub(1, Relaxed);
         words[self.extra(retired)].fetch_add(1, Relaxed);
     }
@@ -419,14 +430,13 @@ impl<C: Clock> TimeWindow<C> {
             self.retire(words, failed, slow);
             return false;
         }
-        let index = self.modulo.rem(epoch);
-        let i = index as usize;
+        let i = self.modulo.rem(epoch) as usize;
         let tag = epoch & TAG_MASK;
         self.bump(words, counter(CALLED, i), tag, RETIRED_CALLS, true);
         self.bump(words, counter(FAILED, i), tag, RETIRED_FAILURES, failed);
         self.bump(words, counter(SLOW, i), tag, RETIRED_SLOW, slow);
         // The bucket's three counters now hold this epoch: it may become current.
-        words[CURRENT].fetch_max(epoch << INDEX_BITS | index, Relaxed);
+        words[CURRENT].fetch_max(epoch << POS_BITS | counter(CALLED, i) as u64, Relaxed);
         true
     }
 
@@ -613,7 +623,7 @@ impl<C: Clock> TimeWindow<C> {
                     }
                 }
             }
-            let current = cursor << INDEX_BITS | cursor_index;
+            let current = cursor << POS_BITS | counter(CALLED, cursor_index as usize) as u64;
             let _ = words[CURRENT].fetch_update(Relaxed, Relaxed, |c| {
                 (c != UNUSED && c < current).then_some(current)
             });
