@@ -880,7 +880,10 @@ impl<C: Clock> Inner<C> {
                 };
                 ctl.reopenings = ctl.reopenings.saturating_add(1);
                 let retry_at = now.saturating_add(open_for);
-                self.retry_at.store(retry_at.as_nanos(), Ordering::Release);
+                // Below `u64::MAX`, so that the time left, `retry_at - now`, never
+                // reads as "no hint" (see `Rejected::open`).
+                self.retry_at
+                    .store(retry_at.as_nanos().min(u64::MAX - 1), Ordering::Release);
                 #[cfg(not(loom))]
                 if ctl.config.open_transition == crate::config::OpenTransition::Timer {
                     self.arm_timer(ctl, next_gen, retry_at);

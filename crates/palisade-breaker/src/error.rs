@@ -39,12 +39,14 @@ impl Rejected {
         }
     }
 
-    /// Rejected by the open state, `nanos` before it tries again.
+    /// Rejected by the open state, `nanos` before it tries again: less than the
+    /// stored end of the open state, which is kept below `NO_HINT`.
     #[inline]
     pub(crate) const fn open(nanos: u64) -> Self {
+        debug_assert!(nanos != NO_HINT);
         Rejected {
             state: State::Open,
-            retry_after: if nanos == NO_HINT { NO_HINT - 1 } else { nanos },
+            retry_after: nanos,
         }
     }
 
