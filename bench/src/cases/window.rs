@@ -5,8 +5,14 @@
 //! closure that returns `Ok`: a closed breaker's per-call cost, which is mostly its
 //! ring buffer's record of the outcome (plus a state check and an epoch pin). It is
 //! the peer of "record a success"; the other rows have floors only.
+//!
+//! The two-thread rows come with a reference row: each thread adding to an
+//! `AtomicU64` of its own, on cache lines of its own, in the same harness. Its
+//! throughput relative to one thread is the most any striped counter can show on the
+//! machine at hand (a loaded or shared machine gives less than 2×).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_clock::{Clock, ManualClock, TokioClock};
@@ -27,6 +33,15 @@ const ELAPSED: Duration = Duration::from_micros(250);
 const SLOW: Duration = Duration::from_secs(1);
 
 pub(super) const GAPS: &[Gap] = &[];
+
+/// The label of the reference rows: what two threads get from this machine when each
+/// adds to a word of its own, the ceiling of any striped counter's scaling.
+const OWN_WORD: &str = "AtomicU64 per thread";
+
+/// A counter on cache lines of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Padded(AtomicU64);
 
 fn count() -> CountWindow {
     CountWindow::new(CountConfig::default()).expect("the default count window")
@@ -193,6 +208,33 @@ pub(super) fn cases() -> Vec<Case> {
             ),
         )
         .threads(2, RECORD),
+        Case::new(
+            "window",
+            RECORD,
+            OWN_WORD,
+            Role::Reference,
+            bench_sync!(
+                Box::new(Padded::default()),
+                |s| s.0.fetch_add(1, Ordering::Relaxed),
+                |_r: &u64| true
+            ),
+        )
+        .floor(Floor::Atomic)
+        .note("the one-thread base of the 2-thread reference row"),
+        Case::new(
+            "window",
+            RECORD_TWO,
+            OWN_WORD,
+            Role::Reference,
+            bench_parallel!(
+                2,
+                || Box::new(Padded::default()),
+                |s| async { s.0.fetch_add(1, Ordering::Relaxed) },
+                |_r: &u64| true
+            ),
+        )
+        .threads(2, RECORD)
+        .note("each thread adds to its own padded word: the scaling this machine allows"),
         Case::new(
             "window",
             SNAPSHOT,
