@@ -461,27 +461,46 @@ impl<K> Pipeline<K> {
         }
     }
 
-    /// Whether a settled first attempt is the final word (`Ok`), or is handed to
-    /// the retry executor (`Err`). Every call deposits into the retry budget once:
-    /// here, or in the executor.
-    #[inline]
-    #[allow(clippy::result_large_err, unused_variables)]
-    fn settle_first<T, E>(
-        &self,
-        retry: bool,
-        first: Result<T, Error<E>>,
-        outcome: Outcome,
-    ) -> Result<Result<T, Error<E>>, Result<T, Error<E>>> {
+    /// Whether the retry executor takes over after a settled first attempt with
+    /// this outcome. Every call deposits into the retry budget once: here when it
+    /// does not, or in the executor.
+    #[inline(always)]
+    #[allow(unused_variables)]
+    fn retries(&self, retry: bool, outcome: &Outcome) -> bool {
         #[cfg(feature = "retry")]
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
             if outcome.is_retryable() {
-                return Err(first);
+                return true;
             }
             if let Some(budget) = policy.budget() {
                 budget.deposit();
             }
         }
-        Ok(first)
+        false
+    }
+
+    /// Ends an attempt of the flat future: its outcome to the breaker, its
+    /// bulkhead slot freed, its metrics and its span's outcome.
+    #[inline(always)]
+    #[allow(unused_variables)]
+    fn attempt_done(
+        &self,
+        permit: BreakerPermit<'_>,
+        slot: Option<BulkheadPermit<'_>>,
+        span: &tracing::Span,
+        outcome: Outcome,
+    ) {
+        #[cfg(feature = "breaker")]
+        if let Some(permit) = permit {
+            permit.record(outcome);
+        }
+        #[cfg(feature = "limit")]
+        drop(slot);
+        #[cfg(feature = "metrics")]
+        self.inner.metrics.attempt(&outcome);
+        if !span.is_disabled() {
+            span.record("outcome", tracing::field::display(outcome));
+        }
     }
 
     /// The boxed path: what the flat future of [`run`](Self::run) does not do
@@ -1081,8 +1100,13 @@ pin_project_lite::pin_project! {
     /// The future of [`Pipeline::execute`]: the span, the context, the total
     /// timeout and the first attempt (its breaker permit, bulkhead slot, attempt
     /// timeout and panic guard) in one flat state machine. Only a retry, a hedge, a
-    /// bulkhead wait or an injected fault moves on to the boxed path `S`. Timers
-    /// are armed only once a poll finds the work pending.
+    /// bulkhead wait or an injected fault moves on to the boxed path `S`.
+    ///
+    /// The first poll keeps its permit, slot and spans in locals: a call that
+    /// completes at once writes nothing back but the end of its call's future, and
+    /// dropping the execution then looks at two discriminants. What a later poll
+    /// needs is moved into `rest` only when the first poll does not finish.
+    #[project = ExecuteProj]
     struct Execute<'a, K, T, E, F, Fut, S> {
         pipeline: &'a Pipeline<K>,
         ctx: &'a Context,
@@ -1091,13 +1115,25 @@ pin_project_lite::pin_project! {
         started: bool,
         #[pin]
         fut: Option<Fut>,
+        #[pin]
+        rest: Option<Rest<'a, S>>,
+        make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The state of an execution that its first poll did not finish: the attempt's
+    /// permit, slot, span and timer, the boxed path, the total timeout, the
+    /// context's waiter and the execution's span. Timers are armed only once a
+    /// poll finds the work pending.
+    #[project = RestProj]
+    struct Rest<'a, S> {
         permit: BreakerPermit<'a>,
         slot: Option<BulkheadPermit<'a>>,
         attempt_span: tracing::Span,
         #[pin]
         attempt_timer: Option<Sleep>,
         slow: Option<Pin<Box<S>>>,
-        make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
         #[pin]
         total: Option<Sleep>,
         cancelled: Option<palisade_context::Cancelled<'a>>,
@@ -1107,6 +1143,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
+    #[inline]
     fn new(
         pipeline: &'a Pipeline<K>,
         ctx: &'a Context,
@@ -1121,19 +1158,14 @@ impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
             retry,
             started: false,
             fut: None,
-            permit: Default::default(),
-            slot: None,
-            attempt_span: tracing::Span::none(),
-            attempt_timer: None,
-            slow: None,
+            rest: None,
             make_slow,
-            total: None,
-            cancelled: None,
-            span: tracing::Span::none(),
-            started_at: Default::default(),
         }
     }
 }
+
+/// A settled attempt: its result and outcome.
+type Settled<T, E> = (Result<T, Error<E>>, Outcome);
 
 impl<'a, K, T, E, F, Fut, S> Future for Execute<'a, K, T, E, F, Fut, S>
 where
@@ -1146,160 +1178,278 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
+        if *this.started {
+            return poll_later(this, cx, None, false);
+        }
+        *this.started = true;
         let pipeline: &'a Pipeline<K> = this.pipeline;
         let ctx: &'a Context = this.ctx;
-        let mut settled = None;
-        if !*this.started {
-            *this.started = true;
-            let span = tracing::debug_span!(
-                "palisade.execute",
-                dependency = %pipeline.inner.name,
-                attempts = Empty,
-                outcome = Empty,
-            );
-            if !span.is_disabled() {
-                *this.span = span;
-            }
-            #[cfg(feature = "metrics")]
-            {
-                *this.started_at = Some(palisade_clock::Clock::now(&TokioClock));
-            }
-            let span = &*this.span;
-            let _entered = (!span.is_disabled()).then(|| span.enter());
-            if ctx.is_cancelled() {
-                return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
-            }
-            let Some(call) = this.call.as_mut() else {
-                return Poll::Pending;
-            };
-            match pipeline.start(ctx, call, *this.retry) {
-                Start::Attempt { fut, permit, slot } => {
-                    this.fut.set(Some(fut));
-                    *this.permit = permit;
-                    *this.slot = slot;
-                    let span =
-                        tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
-                    if !span.is_disabled() {
-                        *this.attempt_span = span;
-                    }
-                }
-                Start::Settled(done) => settled = Some(done),
-                Start::Slow(resume) => {
-                    if let Some(call) = this.call.take() {
-                        let slow = (this.make_slow)(pipeline, ctx, call, *this.retry, resume);
-                        *this.slow = Some(Box::pin(slow));
-                    }
-                }
-            }
-        } else if ctx.is_cancelled() {
-            let _entered = (!this.span.is_disabled()).then(|| this.span.enter());
-            this.fut.set(None);
-            this.attempt_timer.set(None);
-            *this.slow = None;
-            this.total.set(None);
-            return finish(pipeline, this.span, this.started_at, Err(cancelled(ctx)), 0);
+        let retry = *this.retry;
+        let span = tracing::debug_span!(
+            "palisade.execute",
+            dependency = %pipeline.inner.name,
+            attempts = Empty,
+            outcome = Empty,
+        );
+        #[cfg(feature = "metrics")]
+        let started_at: Started = Some(palisade_clock::Clock::now(&TokioClock));
+        #[cfg(not(feature = "metrics"))]
+        #[allow(clippy::let_unit_value)]
+        let started_at: Started = ();
+        let entered = (!span.is_disabled()).then(|| span.enter());
+        if ctx.is_cancelled() {
+            drop(entered);
+            return finish(pipeline, &span, &started_at, Err(cancelled(ctx)), 0);
         }
-        let span = &*this.span;
-        let _entered = (!span.is_disabled()).then(|| span.enter());
-        if let Some(fut) = this.fut.as_mut().as_pin_mut() {
-            let attempt_span = &*this.attempt_span;
-            let _attempt = (!attempt_span.is_disabled()).then(|| attempt_span.enter());
-            let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)));
-            let done = match polled {
-                Ok(Poll::Ready(result)) => {
-                    let outcome = pipeline.inner.classifier.classify(&result);
-                    Some((result.map_err(|e| Error::inner(e, outcome)), outcome))
-                }
-                Ok(Poll::Pending) => match pipeline.inner.layers.attempt_timeout {
-                    None => None,
-                    Some(limit) => {
-                        if this.attempt_timer.is_none() {
-                            let sleep = palisade_clock::Clock::sleep(&TokioClock, limit);
-                            this.attempt_timer.set(Some(sleep));
+        let Some(call) = this.call.as_mut() else {
+            // Not reached: the call is only taken for the boxed path.
+            return Poll::Pending;
+        };
+        // Anything but an attempt settled at once with no retry to follow keeps
+        // its state in `rest` and goes on in `poll_later`.
+        let (settled, park) = match pipeline.start(ctx, call, retry) {
+            Start::Attempt { fut, permit, slot } => {
+                this.fut.set(Some(fut));
+                let own = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+                let polled = {
+                    let _attempt = (!own.is_disabled()).then(|| own.enter());
+                    match this.fut.as_mut().as_pin_mut() {
+                        Some(fut) => {
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)))
                         }
-                        let fired = this
-                            .attempt_timer
-                            .as_mut()
-                            .as_pin_mut()
-                            .is_some_and(|timer| timer.poll(cx).is_ready());
-                        fired.then(|| {
-                            (
-                                Err(Error::timeout(TimeoutKind::Attempt, limit)),
-                                Outcome::transient(),
-                            )
-                        })
+                        None => Ok(Poll::Pending),
                     }
-                },
-                Err(payload) => Some(panicked(&*payload)),
-            };
-            if let Some((result, outcome)) = done {
-                this.fut.set(None);
-                this.attempt_timer.set(None);
-                #[cfg(feature = "breaker")]
-                if let Some(permit) = this.permit.take() {
-                    permit.record(outcome);
-                }
-                #[cfg(feature = "limit")]
-                drop(this.slot.take());
-                #[cfg(feature = "metrics")]
-                pipeline.inner.metrics.attempt(&outcome);
-                if !attempt_span.is_disabled() {
-                    attempt_span.record("outcome", tracing::field::display(outcome));
-                }
-                match pipeline.settle_first(*this.retry, result, outcome) {
-                    Ok(result) => return finish(pipeline, span, this.started_at, result, 1),
-                    Err(failed) => settled = Some((failed, outcome)),
-                }
-            }
-        }
-        if let Some((result, outcome)) = settled {
-            match pipeline.settle_first(*this.retry, result, outcome) {
-                Ok(result) => return finish(pipeline, span, this.started_at, result, 1),
-                Err(failed) => match this.call.take() {
-                    Some(call) => {
-                        let resume = Resume::Retry(failed, outcome);
-                        let slow = (this.make_slow)(pipeline, ctx, call, *this.retry, resume);
-                        *this.slow = Some(Box::pin(slow));
+                };
+                match polled {
+                    Ok(Poll::Ready(result)) => {
+                        this.fut.set(None);
+                        let outcome = pipeline.inner.classifier.classify(&result);
+                        pipeline.attempt_done(permit, slot, &own, outcome);
+                        if !pipeline.retries(retry, &outcome) {
+                            drop(entered);
+                            let result = result.map_err(|e| Error::inner(e, outcome));
+                            return finish(pipeline, &span, &started_at, result, 1);
+                        }
+                        let result = result.map_err(|e| Error::inner(e, outcome));
+                        let park = Park::attempt(Default::default(), None, own);
+                        (Some((result, outcome)), park)
                     }
-                    // Not reached: the call is only taken for the boxed path.
-                    None => return finish(pipeline, span, this.started_at, failed, 1),
-                },
-            }
-        }
-        if let Some(slow) = this.slow.as_mut() {
-            if let Poll::Ready((result, attempts)) = slow.as_mut().poll(cx) {
-                *this.slow = None;
-                return finish(pipeline, span, this.started_at, result, attempts);
-            }
-        }
-        // Pending: the total timeout, armed at the first pending poll, and the
-        // caller's context.
-        if let Some(limit) = pipeline.inner.layers.total_timeout {
-            if this.total.is_none() {
-                this.total
-                    .set(Some(palisade_clock::Clock::sleep(&TokioClock, limit)));
-            }
-            if let Some(sleep) = this.total.as_mut().as_pin_mut() {
-                if sleep.poll(cx).is_ready() {
-                    this.fut.set(None);
-                    this.attempt_timer.set(None);
-                    *this.slow = None;
-                    this.total.set(None);
-                    let error = Error::timeout(TimeoutKind::Total, limit);
-                    return finish(pipeline, span, this.started_at, Err(error), 0);
+                    Ok(Poll::Pending) => {
+                        drop(entered);
+                        let park = Park::attempt(permit, slot, own);
+                        this.rest.set(Some(park.into_rest(span, started_at)));
+                        return poll_later(this, cx, None, true);
+                    }
+                    Err(payload) => {
+                        this.fut.set(None);
+                        let (result, outcome) = panicked(&*payload);
+                        pipeline.attempt_done(permit, slot, &own, outcome);
+                        if !pipeline.retries(retry, &outcome) {
+                            drop(entered);
+                            return finish(pipeline, &span, &started_at, result, 1);
+                        }
+                        let park = Park::attempt(Default::default(), None, own);
+                        (Some((result, outcome)), park)
+                    }
                 }
             }
-        }
-        let waiter = this.cancelled.get_or_insert_with(|| ctx.cancelled());
-        if Pin::new(waiter).poll(cx).is_ready() {
-            this.fut.set(None);
-            this.attempt_timer.set(None);
-            *this.slow = None;
-            this.total.set(None);
-            return finish(pipeline, span, this.started_at, Err(cancelled(ctx)), 0);
-        }
-        Poll::Pending
+            Start::Settled((result, outcome)) => {
+                if !pipeline.retries(retry, &outcome) {
+                    drop(entered);
+                    return finish(pipeline, &span, &started_at, result, 1);
+                }
+                (Some((result, outcome)), Park::empty())
+            }
+            Start::Slow(resume) => {
+                let mut park = Park::empty();
+                if let Some(call) = this.call.take() {
+                    park.slow = Some(Box::pin((this.make_slow)(
+                        pipeline, ctx, call, retry, resume,
+                    )));
+                }
+                (None, park)
+            }
+        };
+        drop(entered);
+        this.rest.set(Some(park.into_rest(span, started_at)));
+        poll_later(this, cx, settled, true)
     }
+}
+
+/// What the first poll hands on to `rest` besides the execution's span and start.
+struct Park<'a, S> {
+    permit: BreakerPermit<'a>,
+    slot: Option<BulkheadPermit<'a>>,
+    attempt_span: tracing::Span,
+    slow: Option<Pin<Box<S>>>,
+}
+
+impl<'a, S> Park<'a, S> {
+    #[inline]
+    fn empty() -> Self {
+        Park {
+            permit: Default::default(),
+            slot: None,
+            attempt_span: tracing::Span::none(),
+            slow: None,
+        }
+    }
+
+    #[inline]
+    fn attempt(
+        permit: BreakerPermit<'a>,
+        slot: Option<BulkheadPermit<'a>>,
+        attempt_span: tracing::Span,
+    ) -> Self {
+        Park {
+            permit,
+            slot,
+            attempt_span,
+            slow: None,
+        }
+    }
+
+    #[inline]
+    fn into_rest(self, span: tracing::Span, started_at: Started) -> Rest<'a, S> {
+        Rest {
+            permit: self.permit,
+            slot: self.slot,
+            attempt_span: self.attempt_span,
+            attempt_timer: None,
+            slow: self.slow,
+            total: None,
+            cancelled: None,
+            span,
+            started_at,
+        }
+    }
+}
+
+/// Every poll of an execution but a first poll that finished it. `fresh` is the
+/// first poll going on: the context was checked and the first attempt polled,
+/// and `settled` holds that attempt if it settled and the retry takes over.
+#[inline(never)]
+fn poll_later<'a, K, T, E, F, Fut, S>(
+    mut this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+    cx: &mut task::Context<'_>,
+    mut settled: Option<Settled<T, E>>,
+    fresh: bool,
+) -> Poll<Result<T, Error<E>>>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    let pipeline: &'a Pipeline<K> = this.pipeline;
+    let ctx: &'a Context = this.ctx;
+    let Some(rest) = this.rest.as_mut().as_pin_mut() else {
+        // Not reached: the first poll leaves `rest` set unless it finished.
+        return Poll::Pending;
+    };
+    let mut rest = rest.project();
+    let span = &*rest.span;
+    if !fresh && ctx.is_cancelled() {
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        this.fut.set(None);
+        rest.attempt_timer.set(None);
+        *rest.slow = None;
+        rest.total.set(None);
+        return finish(pipeline, span, rest.started_at, Err(cancelled(ctx)), 0);
+    }
+    let _entered = (!span.is_disabled()).then(|| span.enter());
+    if let Some(fut) = this.fut.as_mut().as_pin_mut() {
+        let attempt_span = &*rest.attempt_span;
+        let polled = if fresh {
+            // Polled already in this poll, by the first poll's own path.
+            Ok(Poll::Pending)
+        } else {
+            let _attempt = (!attempt_span.is_disabled()).then(|| attempt_span.enter());
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)))
+        };
+        let done = match polled {
+            Ok(Poll::Ready(result)) => {
+                let outcome = pipeline.inner.classifier.classify(&result);
+                Some((result.map_err(|e| Error::inner(e, outcome)), outcome))
+            }
+            Ok(Poll::Pending) => match pipeline.inner.layers.attempt_timeout {
+                None => None,
+                Some(limit) => {
+                    if rest.attempt_timer.is_none() {
+                        let sleep = palisade_clock::Clock::sleep(&TokioClock, limit);
+                        rest.attempt_timer.set(Some(sleep));
+                    }
+                    let fired = rest
+                        .attempt_timer
+                        .as_mut()
+                        .as_pin_mut()
+                        .is_some_and(|timer| timer.poll(cx).is_ready());
+                    fired.then(|| {
+                        (
+                            Err(Error::timeout(TimeoutKind::Attempt, limit)),
+                            Outcome::transient(),
+                        )
+                    })
+                }
+            },
+            Err(payload) => Some(panicked(&*payload)),
+        };
+        if let Some((result, outcome)) = done {
+            this.fut.set(None);
+            rest.attempt_timer.set(None);
+            let permit = std::mem::take(rest.permit);
+            let slot = rest.slot.take();
+            pipeline.attempt_done(permit, slot, attempt_span, outcome);
+            settled = Some((result, outcome));
+        }
+    }
+    if let Some((result, outcome)) = settled {
+        if !pipeline.retries(*this.retry, &outcome) {
+            return finish(pipeline, span, rest.started_at, result, 1);
+        }
+        match this.call.take() {
+            Some(call) => {
+                let resume = Resume::Retry(result, outcome);
+                let slow = (this.make_slow)(pipeline, ctx, call, *this.retry, resume);
+                *rest.slow = Some(Box::pin(slow));
+            }
+            // Not reached: the call is only taken for the boxed path.
+            None => return finish(pipeline, span, rest.started_at, result, 1),
+        }
+    }
+    if let Some(slow) = rest.slow.as_mut() {
+        if let Poll::Ready((result, attempts)) = slow.as_mut().poll(cx) {
+            *rest.slow = None;
+            return finish(pipeline, span, rest.started_at, result, attempts);
+        }
+    }
+    // Pending: the total timeout, armed at the first pending poll, and the
+    // caller's context.
+    if let Some(limit) = pipeline.inner.layers.total_timeout {
+        if rest.total.is_none() {
+            rest.total
+                .set(Some(palisade_clock::Clock::sleep(&TokioClock, limit)));
+        }
+        if let Some(sleep) = rest.total.as_mut().as_pin_mut() {
+            if sleep.poll(cx).is_ready() {
+                this.fut.set(None);
+                rest.attempt_timer.set(None);
+                *rest.slow = None;
+                rest.total.set(None);
+                let error = Error::timeout(TimeoutKind::Total, limit);
+                return finish(pipeline, span, rest.started_at, Err(error), 0);
+            }
+        }
+    }
+    let waiter = rest.cancelled.get_or_insert_with(|| ctx.cancelled());
+    if Pin::new(waiter).poll(cx).is_ready() {
+        this.fut.set(None);
+        rest.attempt_timer.set(None);
+        *rest.slow = None;
+        rest.total.set(None);
+        return finish(pipeline, span, rest.started_at, Err(cancelled(ctx)), 0);
+    }
+    Poll::Pending
 }
 
 /// The settled attempt of a call that panicked.
@@ -1318,9 +1468,8 @@ fn cancelled<E>(ctx: &Context) -> Error<E> {
     )
 }
 
-/// Ends an execution: its span's fields and its metrics.
-#[inline]
-#[allow(unused_variables)]
+/// Ends an execution: its span's fields and its metrics, when there are any.
+#[inline(always)]
 fn finish<K, T, E>(
     pipeline: &Pipeline<K>,
     span: &tracing::Span,
@@ -1328,22 +1477,34 @@ fn finish<K, T, E>(
     result: Result<T, Error<E>>,
     attempts: u32,
 ) -> Poll<Result<T, Error<E>>> {
-    let record = !span.is_disabled();
-    if record || cfg!(feature = "metrics") {
-        let kind = match &result {
-            Ok(_) => "success",
-            Err(e) => e.kind_str(),
-        };
-        if record {
-            if attempts > 0 {
-                span.record("attempts", attempts);
-            }
-            span.record("outcome", kind);
-        }
-        #[cfg(feature = "metrics")]
-        if let Some(started) = *started_at {
-            pipeline.record_metrics(kind, started);
-        }
+    if !span.is_disabled() || cfg!(feature = "metrics") {
+        record_end(pipeline, span, started_at, &result, attempts);
     }
     Poll::Ready(result)
+}
+
+/// Records the end of an execution in its span and its metrics.
+#[inline(never)]
+#[allow(unused_variables)]
+fn record_end<K, T, E>(
+    pipeline: &Pipeline<K>,
+    span: &tracing::Span,
+    started_at: &Started,
+    result: &Result<T, Error<E>>,
+    attempts: u32,
+) {
+    let kind = match result {
+        Ok(_) => "success",
+        Err(e) => e.kind_str(),
+    };
+    if !span.is_disabled() {
+        if attempts > 0 {
+            span.record("attempts", attempts);
+        }
+        span.record("outcome", kind);
+    }
+    #[cfg(feature = "metrics")]
+    if let Some(started) = *started_at {
+        pipeline.record_metrics(kind, started);
+    }
 }
