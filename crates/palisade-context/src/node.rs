@@ -13,12 +13,15 @@
 //! theirs) the first time it has to be told rather than ask: when something waits
 //! on it, a callback or task is attached, or a registered child is derived from it.
 //! Invariant: a node with registrations (`REG`) is never lazy, so a cancellation
-//! pushed down the registered tree reaches every waiter.
+//! pushed down the registered tree reaches every waiter. A node's first
+//! registration clears `LAZY` and sets `REG` in one read-modify-write, after the
+//! node entered its parent's registry (until then it looks up and is told).
 //!
 //! The protocol, which `tests/loom.rs` checks:
 //!
 //! - Cancelling a node that never had registrations is one compare-and-swap of its
-//!   state. Otherwise it takes the node's lock, publishes the state, and drains the
+//!   state. Otherwise it takes the node's lock, publishes the state (a plain store:
+//!   with `REG` set, no other writer changes it), and drains the
 //!   children, waiters and callbacks, all under that lock; then it wakes and
 //!   cancels them with no lock held. A drained node never registers anything again,
 //!   so a key in a drained slab is never reused.
@@ -211,6 +214,23 @@ impl Node {
         None
     }
 
+    /// Whether `self` is the node's last handle and nothing is registered on it, so
+    /// that nothing could observe it end: no context, child, waiter, callback or
+    /// task. (Children and waiters hold the node through a context or a child's
+    /// parent link; a callback or a task is registered. The parent's registry and
+    /// a timer hold only a `Weak`: a cancellation that upgrades it meanwhile ends
+    /// the node anyway.)
+    #[inline]
+    pub(crate) fn quiet_last_handle(self: &Arc<Self>) -> bool {
+        if Arc::strong_count(self) != 1 {
+            return false;
+        }
+        // The count is read relaxed: order it after the release decrement of the
+        // handle dropped last, so that this reads the `REG` that handle left.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        self.state.load(Ordering::Acquire) & REG == 0
+    }
+
     /// Whether the node's own end is published; ignores ancestors and the deadline.
     #[inline]
     pub(crate) fn is_marked(&self) -> bool {
@@ -295,6 +315,14 @@ impl Node {
     /// Registers a lazy node (and its lazy ancestors) with its parent, so that the
     /// parent's end is pushed to it. A node whose parent has ended ends with it.
     pub(crate) fn materialize(self: &Arc<Self>) {
+        self.link_up(true);
+    }
+
+    /// [`Node::materialize`]; with `clear_own` false, this node may be left `LAZY`
+    /// although registered with its parent, for [`Node::lock_for_registration`] to
+    /// clear the flag in the same read-modify-write that sets `REG`. (A registered
+    /// node that is still `LAZY` looks up as well as being told: both are right.)
+    fn link_up(self: &Arc<Self>, clear_own: bool) {
         if self.state.load(Ordering::Acquire) & LAZY == 0 {
             return;
         }
@@ -304,7 +332,7 @@ impl Node {
             .is_none_or(|parent| parent.state.load(Ordering::Acquire) & LAZY == 0);
         if parent_registered {
             // The common case: one link, no list to build.
-            self.register_with_parent();
+            self.register_with_parent(clear_own);
             return;
         }
         // Top down: a parent registers before its child.
@@ -317,24 +345,30 @@ impl Node {
             chain.push(parent);
             node = parent;
         }
-        for node in chain.into_iter().rev() {
-            node.register_with_parent();
+        // Every ancestor is left registered and not lazy, so that its children can
+        // register with it.
+        for (depth, node) in chain.into_iter().enumerate().rev() {
+            node.register_with_parent(clear_own || depth != 0);
         }
     }
 
-    fn register_with_parent(self: &Arc<Self>) {
+    /// Registers this node with its parent unless it is already, and clears `LAZY`
+    /// if `clear_lazy`.
+    fn register_with_parent(self: &Arc<Self>, clear_lazy: bool) {
         let Some(parent) = &self.parent else {
             self.state.fetch_and(!LAZY, Ordering::AcqRel);
             return;
         };
         match parent.lock_for_registration(Fault::RegisterWithoutRecheck) {
             Ok(mut inner) => {
-                // Another thread may have registered this node meanwhile; the flag
-                // is cleared under the parent's lock, so this check is exact.
-                if self.state.load(Ordering::Acquire) & LAZY != 0 {
+                // Another thread may have registered this node meanwhile; the key is
+                // written under the parent's lock, so this check is exact.
+                if self.key.load(Ordering::Relaxed) == NO_KEY {
                     let key = inner.entries.insert(Listener::Child(Arc::downgrade(self)));
                     // A slab counts its entries in 32 bits, so a key is below NO_KEY.
                     self.key.store(key as u32, Ordering::Relaxed);
+                }
+                if clear_lazy && self.state.load(Ordering::Acquire) & LAZY != 0 {
                     self.state.fetch_and(!LAZY, Ordering::AcqRel);
                 }
             }
@@ -350,8 +384,9 @@ impl Node {
         }
     }
 
-    /// Locks the node to register something on it, marking it `REG`. Hands back
-    /// `Err` (still locked) if the node has ended. The node must not be lazy.
+    /// Locks the node to register something on it, marking it `REG` and clearing
+    /// `LAZY` in one read-modify-write. Hands back `Err` (still locked) if the node
+    /// has ended. The node must be registered with its parent (or have none).
     fn lock_for_registration(
         &self,
         twin: Fault,
@@ -361,12 +396,22 @@ impl Node {
         let state = match seen_before_lock {
             Some(stale) => stale,
             None => {
-                let state = self.state.load(Ordering::Acquire);
-                if state & (KIND | REG) == 0 {
-                    self.state.fetch_or(REG, Ordering::AcqRel)
-                } else {
-                    state
+                let mut state = self.state.load(Ordering::Acquire);
+                // Unless it is already so (or ended), make the state `REG` and not
+                // `LAZY`. Only registrations, under this lock, set `REG`; the
+                // compare-and-swap orders this against a lock-free cancellation.
+                while state & KIND == 0 && state & (REG | LAZY) != REG {
+                    match self.state.compare_exchange_weak(
+                        state,
+                        (state & !LAZY) | REG,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => break,
+                        Err(actual) => state = actual,
+                    }
                 }
+                state
             }
         };
         if state & KIND != 0 {
@@ -493,6 +538,14 @@ impl Node {
                 if state & KIND != 0 {
                     return false;
                 }
+                if state & REG != 0 {
+                    // `REG` keeps every other writer off the state while the lock is
+                    // held: the lock-free compare-and-swaps expect it clear, `REG`
+                    // changes under the lock, and `LAZY` was cleared with it set. A
+                    // plain store publishes the end.
+                    self.state.store(state | kind, Ordering::Release);
+                    break;
+                }
                 match self.state.compare_exchange_weak(
                     state,
                     state | kind,
@@ -531,7 +584,7 @@ impl Node {
     /// Registers `waker` (or updates the one at `key`) to be woken on cancellation.
     /// Returns `true` instead if the node has ended.
     pub(crate) fn register_waker(self: &Arc<Self>, key: &mut Option<usize>, waker: &Waker) -> bool {
-        self.materialize();
+        self.link_up(false);
         let Ok(mut inner) = self.lock_for_registration(Fault::WaitWithoutRecheck) else {
             *key = None;
             return true;
@@ -552,7 +605,7 @@ impl Node {
         self: &Arc<Self>,
         callback: Callback,
     ) -> Result<usize, Callback> {
-        self.materialize();
+        self.link_up(false);
         match self.lock_for_registration(Fault::None) {
             Ok(mut inner) => Ok(inner.entries.insert(Listener::Callback(callback))),
             Err(_) => Err(callback),
@@ -619,7 +672,7 @@ impl Node {
     /// dropped (at once if the node has already ended).
     #[cfg(not(loom))]
     pub(crate) fn attach_task(self: &Arc<Self>, task: tokio::task::AbortHandle) {
-        self.materialize();
+        self.link_up(false);
         match self.lock_for_registration(Fault::None) {
             Ok(mut inner) => {
                 inner.entries.insert(Listener::Task(task));

@@ -101,6 +101,27 @@ fn cancelling_ten_thousand_descendants_wakes_them_all() {
 }
 
 #[test]
+fn a_waited_on_chain_registers_once_and_unregisters() {
+    let (root, _root_guard) = Context::background().with_cancel();
+    let (mid, mid_guard) = root.with_cancel();
+    let (leaf, leaf_guard) = mid.with_cancel();
+    let mut cx = std::task::Context::from_waker(Waker::noop());
+    let mut first = Box::pin(leaf.cancelled());
+    let mut second = Box::pin(leaf.cancelled());
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    assert!(second.as_mut().poll(&mut cx).is_pending());
+    assert_eq!((children(&root), children(&mid)), (1, 1));
+    assert_eq!(listeners(&leaf), 2);
+    drop((first, second));
+    assert_eq!(listeners(&leaf), 0);
+    drop((leaf, leaf_guard));
+    assert_eq!(children(&mid), 0);
+    drop((mid, mid_guard));
+    assert_eq!(children(&root), 0);
+    assert!(!root.is_cancelled());
+}
+
+#[test]
 fn a_dropped_waiter_unregisters() {
     let (ctx, _guard) = Context::background().with_cancel();
     let waker = Waker::noop();

@@ -382,3 +382,64 @@ async fn settle() {
     }
     panic!("{} tasks still alive", metrics.num_alive_tasks());
 }
+
+/// A guard dropped after every context of its node still ends what can see the end:
+/// a registered callback whose handle is gone, and a child that outlives the parent's
+/// context. A node that nothing could observe is dropped without ending.
+#[test]
+fn a_guard_dropped_last_still_ends_what_can_see_it() {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (ctx, guard) = Context::background().with_cancel();
+    let flag = ran.clone();
+    drop(ctx.after_cancel(move || {
+        flag.fetch_add(1, Ordering::SeqCst);
+    }));
+    drop(ctx);
+    drop(guard);
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "the callback did not run");
+
+    let (ctx, guard) = Context::background().with_cancel();
+    let (child, child_guard) = ctx.with_cancel();
+    drop(ctx);
+    drop(guard);
+    assert!(child.is_cancelled(), "a lazy child missed its parent's end");
+    assert!(child.cause().unwrap().is_canceled());
+    drop(child_guard);
+
+    let (ctx, guard) = Context::background().with_cancel();
+    let (child, child_guard) = ctx.with_cancel();
+    let mut wait = Box::pin(child.cancelled());
+    assert!(futures_poll(wait.as_mut()).is_pending());
+    drop(ctx);
+    drop(guard);
+    assert!(
+        futures_poll(wait.as_mut()).is_ready(),
+        "a waiter missed the end"
+    );
+    drop(wait);
+    drop(child_guard);
+}
+
+/// A waiter on a lazy grandchild registers the whole chain, and the end of any link
+/// wakes it.
+#[test]
+fn a_waiter_registers_a_lazy_chain() {
+    for cut in 0..3 {
+        let (root, root_guard) = Context::background().with_cancel();
+        let (mid, mid_guard) = root.with_cancel();
+        let (leaf, leaf_guard) = mid.with_cancel();
+        let mut wait = Box::pin(leaf.cancelled());
+        assert!(futures_poll(wait.as_mut()).is_pending());
+        assert!(!leaf.is_cancelled());
+        match cut {
+            0 => drop(root_guard),
+            1 => drop(mid_guard),
+            _ => drop(leaf_guard),
+        }
+        assert!(
+            futures_poll(wait.as_mut()).is_ready(),
+            "link {cut} did not wake"
+        );
+        assert!(leaf.is_cancelled());
+    }
+}

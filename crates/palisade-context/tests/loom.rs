@@ -188,3 +188,33 @@ fn waiters_coming_and_going_race_the_cancel() {
         assert!(ctx.is_cancelled());
     });
 }
+
+/// Two waiters on one lazy child register it with its parent concurrently: it is
+/// registered once (the key, written under the parent's lock, says whether it is),
+/// and the parent's end wakes both.
+#[test]
+fn racing_waiters_register_a_lazy_child_once() {
+    loom::model(|| {
+        let (parent, guard) = Context::background().with_cancel();
+        let (child, child_guard) = parent.with_cancel();
+        child_guard.detach();
+        let other = child.clone();
+        let waiting = thread::spawn(move || {
+            let mut wait = Box::pin(async move { other.cancelled().await });
+            let ready = wait
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(Waker::noop()))
+                .is_ready();
+            assert!(!ready);
+            wait
+        });
+        let mut mine = Box::pin(child.cancelled());
+        let cx = &mut std::task::Context::from_waker(Waker::noop());
+        assert!(mine.as_mut().poll(cx).is_pending());
+        let mut theirs = waiting.join().unwrap();
+        assert_eq!(children_len(&parent), 1, "the child registered twice");
+        guard.cancel();
+        assert!(mine.as_mut().poll(cx).is_ready());
+        assert!(theirs.as_mut().poll(cx).is_ready());
+    });
+}
