@@ -81,13 +81,28 @@ struct Inner<K> {
     name: Cow<'static, str>,
     classifier: K,
     layers: Layers,
+    /// No hedging and no chaos layer: the first attempt of every execution can
+    /// start inline, decided once here.
+    plain: bool,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::PipelineMetrics,
 }
 
 impl<K> Inner<K> {
     fn new(name: Cow<'static, str>, classifier: K, layers: Layers) -> Self {
+        #[cfg(feature = "retry")]
+        let hedged = layers
+            .retry
+            .as_ref()
+            .is_some_and(|policy| policy.hedging().is_some());
+        #[cfg(not(feature = "retry"))]
+        let hedged = false;
+        #[cfg(feature = "chaos")]
+        let chaos = layers.chaos.is_some();
+        #[cfg(not(feature = "chaos"))]
+        let chaos = false;
         Inner {
+            plain: !hedged && !chaos,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::PipelineMetrics::new(&name),
             name,
@@ -407,6 +422,29 @@ impl<K> Pipeline<K> {
         self.run(ctx, once, false)
     }
 
+    /// Whether the first attempt starts in the boxed path: hedging (the executor
+    /// runs every attempt, the first included), or chaos injecting (its plan is
+    /// drawn there). Asked only of a pipeline that is not `plain`.
+    #[inline(never)]
+    #[allow(unused_variables)]
+    fn starts_slow(&self, retry: bool) -> bool {
+        let layers = &self.inner.layers;
+        #[cfg(feature = "retry")]
+        if retry
+            && layers
+                .retry
+                .as_ref()
+                .is_some_and(|policy| policy.hedging().is_some())
+        {
+            return true;
+        }
+        #[cfg(feature = "chaos")]
+        if layers.chaos.as_ref().is_some_and(|c| c.is_enabled()) {
+            return true;
+        }
+        false
+    }
+
     /// How the first attempt starts: at once, already settled (refused), or in the
     /// boxed path.
     #[inline(always)]
@@ -423,22 +461,7 @@ impl<K> Pipeline<K> {
     {
         #[allow(unused_variables)]
         let layers = &self.inner.layers;
-        // With hedging, the executor runs every attempt, the first included (it may
-        // be hedged).
-        #[cfg(feature = "retry")]
-        if retry
-            && layers
-                .retry
-                .as_ref()
-                .is_some_and(|policy| policy.hedging().is_some())
-        {
-            return Start::Slow(Resume::Start);
-        }
-        #[cfg(not(feature = "retry"))]
-        let _ = retry;
-        // Injected faults take the general path (their plan is drawn there).
-        #[cfg(feature = "chaos")]
-        if layers.chaos.as_ref().is_some_and(|c| c.is_enabled()) {
+        if !self.inner.plain && self.starts_slow(retry) {
             return Start::Slow(Resume::Start);
         }
         match self.admit() {
@@ -1177,20 +1200,54 @@ where
     type Output = Result<T, Error<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        if *this.started {
-            return poll_later(this, cx, None, false);
+        if self.started {
+            return poll_later(self.project(), cx, None, false);
         }
+        // One check of the level for both spans: below it, the first poll has no
+        // span to make, enter, record or drop.
+        if tracing::level_enabled!(tracing::Level::DEBUG) {
+            self.first_traced(cx)
+        } else {
+            self.first::<false>(cx)
+        }
+    }
+}
+
+impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    /// The first poll with its spans (when their callsites are enabled).
+    #[inline(never)]
+    fn first_traced(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Result<T, Error<E>>> {
+        self.first::<true>(cx)
+    }
+
+    /// The first poll: the attempt starts, and is polled, inline. `TRACED` is
+    /// whether the spans are made at all.
+    #[inline(always)]
+    fn first<const TRACED: bool>(
+        self: Pin<&mut Self>,
+        cx: &mut task::Context<'_>,
+    ) -> Poll<Result<T, Error<E>>> {
+        let mut this = self.project();
         *this.started = true;
         let pipeline: &'a Pipeline<K> = this.pipeline;
         let ctx: &'a Context = this.ctx;
         let retry = *this.retry;
-        let span = tracing::debug_span!(
-            "palisade.execute",
-            dependency = %pipeline.inner.name,
-            attempts = Empty,
-            outcome = Empty,
-        );
+        let span = if TRACED {
+            tracing::debug_span!(
+                "palisade.execute",
+                dependency = %pipeline.inner.name,
+                attempts = Empty,
+                outcome = Empty,
+            )
+        } else {
+            tracing::Span::none()
+        };
         #[cfg(feature = "metrics")]
         let started_at: Started = Some(palisade_clock::Clock::now(&TokioClock));
         #[cfg(not(feature = "metrics"))]
@@ -1210,7 +1267,11 @@ where
         let (settled, park) = match pipeline.start(ctx, call, retry) {
             Start::Attempt { fut, permit, slot } => {
                 this.fut.set(Some(fut));
-                let own = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+                let own = if TRACED {
+                    tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
+                } else {
+                    tracing::Span::none()
+                };
                 let polled = {
                     let _attempt = (!own.is_disabled()).then(|| own.enter());
                     match this.fut.as_mut().as_pin_mut() {
