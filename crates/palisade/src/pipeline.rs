@@ -1289,7 +1289,10 @@ where
                         if !pipeline.retries(retry, &outcome) {
                             drop(entered);
                             let result = result.map_err(|e| Error::inner(e, outcome));
-                            return finish(pipeline, &span, &started_at, result, 1);
+                            let ready = finish(pipeline, &span, &started_at, result, 1);
+                            release::<TRACED>(own);
+                            release::<TRACED>(span);
+                            return ready;
                         }
                         let result = result.map_err(|e| Error::inner(e, outcome));
                         let park = Park::attempt(Default::default(), None, own);
@@ -1334,6 +1337,17 @@ where
         drop(entered);
         this.rest.set(Some(park.into_rest(span, started_at)));
         poll_later(this, cx, settled, true)
+    }
+}
+
+/// Ends a span of the first poll: untraced, it is `Span::none()`, which holds
+/// nothing, and is let go without the check its drop would make.
+#[inline(always)]
+fn release<const TRACED: bool>(span: tracing::Span) {
+    if TRACED {
+        drop(span);
+    } else {
+        std::mem::forget(span);
     }
 }
 
