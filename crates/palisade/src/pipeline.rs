@@ -445,45 +445,6 @@ impl<K> Pipeline<K> {
         false
     }
 
-    /// How the first attempt starts: at once, already settled (refused), or in the
-    /// boxed path.
-    #[inline(always)]
-    fn start<'a, T, E, F, Fut>(
-        &'a self,
-        ctx: &'a Context,
-        call: &mut F,
-        retry: bool,
-    ) -> Start<'a, T, E, Fut>
-    where
-        F: FnMut(Context) -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        K: Classify<T, E>,
-    {
-        #[allow(unused_variables)]
-        let layers = &self.inner.layers;
-        if !self.inner.plain && self.starts_slow(retry) {
-            return Start::Slow(Resume::Start);
-        }
-        match self.admit() {
-            Err(rejection) => {
-                let span =
-                    tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
-                Start::Settled(self.rejected_attempt(&span, rejection))
-            }
-            Ok((permit, slot)) => {
-                // A bulkhead that was full at the first try is waited on (its
-                // queue): the call's future is made now, and dropped unpolled if
-                // the wait fails.
-                #[cfg(feature = "limit")]
-                if slot.is_none() && layers.bulkhead.is_some() {
-                    return Start::Slow(Resume::Waiting(permit, call(ctx.clone())));
-                }
-                let fut = call(ctx.clone());
-                Start::Attempt { fut, permit, slot }
-            }
-        }
-    }
-
     /// Whether the retry executor takes over after a settled first attempt with
     /// this outcome. Every call deposits into the retry budget once: here when it
     /// does not, or in the executor.
@@ -503,14 +464,15 @@ impl<K> Pipeline<K> {
     }
 
     /// Ends an attempt of the flat future: its outcome to the breaker, its
-    /// bulkhead slot freed, its metrics and its span's outcome.
+    /// bulkhead slot freed, its metrics and the outcome in its span (`None` when
+    /// the first poll made none).
     #[inline(always)]
     #[allow(unused_variables)]
     fn attempt_done(
         &self,
         permit: BreakerPermit<'_>,
         slot: Option<BulkheadPermit<'_>>,
-        span: &tracing::Span,
+        span: Option<&tracing::Span>,
         outcome: Outcome,
     ) {
         #[cfg(feature = "breaker")]
@@ -521,7 +483,7 @@ impl<K> Pipeline<K> {
         drop(slot);
         #[cfg(feature = "metrics")]
         self.inner.metrics.attempt(&outcome);
-        if !span.is_disabled() {
+        if let Some(span) = span.filter(|span| !span.is_disabled()) {
             span.record("outcome", tracing::field::display(outcome));
         }
     }
@@ -1077,24 +1039,6 @@ impl<T, E, K> WithFallback<T, E, K> {
     }
 }
 
-/// How the first attempt of an execution starts; made by `Pipeline::start`.
-enum Start<'a, T, E, Fut> {
-    /// Admitted, with the call made: polled inline.
-    Attempt {
-        fut: Fut,
-        permit: BreakerPermit<'a>,
-        slot: Option<BulkheadPermit<'a>>,
-    },
-    /// Refused before the call.
-    Settled((Result<T, Error<E>>, Outcome)),
-    /// The boxed path from here.
-    #[cfg_attr(
-        not(any(feature = "retry", feature = "chaos", feature = "limit")),
-        allow(dead_code)
-    )]
-    Slow(Resume<'a, T, E, Fut>),
-}
-
 /// Where the boxed path of an execution begins.
 enum Resume<'a, T, E, Fut> {
     /// At the start: hedging, or chaos injecting.
@@ -1258,86 +1202,153 @@ where
             drop(entered);
             return finish(pipeline, &span, &started_at, Err(cancelled(ctx)), 0);
         }
+        // Anything but an attempt settled at once with no retry to follow keeps
+        // its state in `rest` and goes on in `poll_later`.
+        if !pipeline.inner.plain && pipeline.starts_slow(retry) {
+            drop(entered);
+            return start_slow(this, cx, span, started_at, Resume::Start);
+        }
+        let (permit, slot) = match pipeline.admit() {
+            Ok(admitted) => admitted,
+            Err(rejection) => {
+                drop(entered);
+                return refused(this, cx, span, started_at, rejection);
+            }
+        };
         let Some(call) = this.call.as_mut() else {
             // Not reached: the call is only taken for the boxed path.
             return Poll::Pending;
         };
-        // Anything but an attempt settled at once with no retry to follow keeps
-        // its state in `rest` and goes on in `poll_later`.
-        let (settled, park) = match pipeline.start(ctx, call, retry) {
-            Start::Attempt { fut, permit, slot } => {
-                this.fut.set(Some(fut));
-                let own = if TRACED {
-                    tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
-                } else {
-                    tracing::Span::none()
-                };
-                let polled = {
-                    let _attempt = (!own.is_disabled()).then(|| own.enter());
-                    match this.fut.as_mut().as_pin_mut() {
-                        Some(fut) => {
-                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)))
-                        }
-                        None => Ok(Poll::Pending),
-                    }
-                };
-                match polled {
-                    Ok(Poll::Ready(result)) => {
-                        this.fut.set(None);
-                        let outcome = pipeline.inner.classifier.classify(&result);
-                        pipeline.attempt_done(permit, slot, &own, outcome);
-                        if !pipeline.retries(retry, &outcome) {
-                            drop(entered);
-                            let result = result.map_err(|e| Error::inner(e, outcome));
-                            let ready = finish(pipeline, &span, &started_at, result, 1);
-                            release::<TRACED>(own);
-                            release::<TRACED>(span);
-                            return ready;
-                        }
-                        let result = result.map_err(|e| Error::inner(e, outcome));
-                        let park = Park::attempt(Default::default(), None, own);
-                        (Some((result, outcome)), park)
-                    }
-                    Ok(Poll::Pending) => {
-                        drop(entered);
-                        let park = Park::attempt(permit, slot, own);
-                        this.rest.set(Some(park.into_rest(span, started_at)));
-                        return poll_later(this, cx, None, true);
-                    }
-                    Err(payload) => {
-                        this.fut.set(None);
-                        let (result, outcome) = panicked(&*payload);
-                        pipeline.attempt_done(permit, slot, &own, outcome);
-                        if !pipeline.retries(retry, &outcome) {
-                            drop(entered);
-                            return finish(pipeline, &span, &started_at, result, 1);
-                        }
-                        let park = Park::attempt(Default::default(), None, own);
-                        (Some((result, outcome)), park)
-                    }
+        // A bulkhead that was full at the first try is waited on (its queue): the
+        // call's future is made now, and dropped unpolled if the wait fails.
+        #[cfg(feature = "limit")]
+        if slot.is_none() && pipeline.inner.layers.bulkhead.is_some() {
+            let fut = call(ctx.clone());
+            drop(entered);
+            return start_slow(this, cx, span, started_at, Resume::Waiting(permit, fut));
+        }
+        this.fut.set(Some(call(ctx.clone())));
+        let own = if TRACED {
+            tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let polled = {
+            let _attempt = (!own.is_disabled()).then(|| own.enter());
+            match this.fut.as_mut().as_pin_mut() {
+                Some(fut) => {
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)))
                 }
+                None => Ok(Poll::Pending),
             }
-            Start::Settled((result, outcome)) => {
+        };
+        let settled = match polled {
+            Ok(Poll::Ready(result)) => {
+                this.fut.set(None);
+                let outcome = pipeline.inner.classifier.classify(&result);
+                pipeline.attempt_done(permit, slot, TRACED.then_some(&own), outcome);
+                if !pipeline.retries(retry, &outcome) {
+                    drop(entered);
+                    let result = result.map_err(|e| Error::inner(e, outcome));
+                    let ready = finish(pipeline, &span, &started_at, result, 1);
+                    release::<TRACED>(own);
+                    release::<TRACED>(span);
+                    return ready;
+                }
+                (result.map_err(|e| Error::inner(e, outcome)), outcome)
+            }
+            Ok(Poll::Pending) => {
+                drop(entered);
+                let parked = Park::attempt(permit, slot, own);
+                return park(this, cx, span, started_at, parked, None);
+            }
+            Err(payload) => {
+                this.fut.set(None);
+                let (result, outcome) = panicked(&*payload);
+                pipeline.attempt_done(permit, slot, TRACED.then_some(&own), outcome);
                 if !pipeline.retries(retry, &outcome) {
                     drop(entered);
                     return finish(pipeline, &span, &started_at, result, 1);
                 }
-                (Some((result, outcome)), Park::empty())
-            }
-            Start::Slow(resume) => {
-                let mut park = Park::empty();
-                if let Some(call) = this.call.take() {
-                    park.slow = Some(Box::pin((this.make_slow)(
-                        pipeline, ctx, call, retry, resume,
-                    )));
-                }
-                (None, park)
+                (result, outcome)
             }
         };
         drop(entered);
-        this.rest.set(Some(park.into_rest(span, started_at)));
-        poll_later(this, cx, settled, true)
+        let parked = Park::attempt(Default::default(), None, own);
+        park(this, cx, span, started_at, parked, Some(settled))
     }
+}
+
+/// Moves what the first poll holds into `rest` and goes on in `poll_later`.
+#[inline(never)]
+fn park<'a, K, T, E, F, Fut, S>(
+    mut this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+    cx: &mut task::Context<'_>,
+    span: tracing::Span,
+    started_at: Started,
+    parked: Park<'a, S>,
+    settled: Option<Settled<T, E>>,
+) -> Poll<Result<T, Error<E>>>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    this.rest.set(Some(parked.into_rest(span, started_at)));
+    poll_later(this, cx, settled, true)
+}
+
+/// Starts the boxed path at `resume` in the first poll.
+#[inline(never)]
+fn start_slow<'a, K, T, E, F, Fut, S>(
+    this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+    cx: &mut task::Context<'_>,
+    span: tracing::Span,
+    started_at: Started,
+    resume: Resume<'a, T, E, Fut>,
+) -> Poll<Result<T, Error<E>>>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    let mut parked = Park::empty();
+    if let Some(call) = this.call.take() {
+        let slow = (this.make_slow)(this.pipeline, this.ctx, call, *this.retry, resume);
+        parked.slow = Some(Box::pin(slow));
+    }
+    park(this, cx, span, started_at, parked, None)
+}
+
+/// The first attempt refused by the breaker or a limit in the first poll.
+#[cold]
+#[inline(never)]
+fn refused<'a, K, T, E, F, Fut, S>(
+    this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+    cx: &mut task::Context<'_>,
+    span: tracing::Span,
+    started_at: Started,
+    rejection: Rejection,
+) -> Poll<Result<T, Error<E>>>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    let pipeline: &'a Pipeline<K> = this.pipeline;
+    let settled = {
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        let own = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+        let (result, outcome) = pipeline.rejected_attempt(&own, rejection);
+        if !pipeline.retries(*this.retry, &outcome) {
+            return finish(pipeline, &span, &started_at, result, 1);
+        }
+        (result, outcome)
+    };
+    park(this, cx, span, started_at, Park::empty(), Some(settled))
 }
 
 /// Ends a span of the first poll: untraced, it is `Span::none()`, which holds
@@ -1474,7 +1485,7 @@ where
             rest.attempt_timer.set(None);
             let permit = std::mem::take(rest.permit);
             let slot = rest.slot.take();
-            pipeline.attempt_done(permit, slot, attempt_span, outcome);
+            pipeline.attempt_done(permit, slot, Some(attempt_span), outcome);
             settled = Some((result, outcome));
         }
     }
