@@ -113,6 +113,7 @@ pub(super) fn cases() -> Vec<Case> {
                 |r: &bool| *r
             ),
         )
+        .key()
         .note(WAITED_NOTE),
         Case::new(
             "context",
@@ -184,6 +185,7 @@ pub(super) fn cases() -> Vec<Case> {
                 |r: &bool| *r
             ),
         )
+        .key()
         .note(WAITED_NOTE),
     ]
 }
