@@ -62,7 +62,12 @@
 //! A permit remembers the generation it was admitted under, and its outcome is
 //! dropped if the breaker has moved on: a slow failure from before an outage was
 //! detected cannot reopen a breaker that has just closed, and a success from before
-//! cannot close one.
+//! cannot close one. The check and the window record are two steps, not one atomic
+//! step: an outcome whose check passes in the instant before a transition can still
+//! add one count to the window the new state starts with (at most one count per call
+//! that was completing at that instant). Trips are decided again under the
+//! transition lock from the window's counts, so such a count can only matter when
+//! it is the one that crosses a threshold.
 //!
 //! # Cost
 //!
