@@ -12,19 +12,30 @@ use super::{Bulkhead, BulkheadFull, OwnedPermit, Permit};
 #[derive(Debug)]
 pub(crate) enum Wait {
     Start,
-    /// In the queue under this id.
-    Queued(u64),
+    /// In the queue under this id, for at most this long.
+    Queued(u64, Duration),
     Done,
+}
+
+/// The longest wait of an acquisition.
+fn resolve(core: &Core, max_wait: Option<Duration>) -> Duration {
+    let configured = core.max_wait();
+    max_wait.map_or(configured, |wait| wait.min(configured))
 }
 
 impl Wait {
     /// Drives the acquisition; `Ready(Ok(()))` means the caller now holds a permit.
+    ///
+    /// `max_wait` is the caller's own bound, if any; the bulkhead's configured wait
+    /// is read only when the call has to join the queue, so that a free slot costs
+    /// one compare-and-swap and nothing else.
+    #[inline]
     pub(crate) fn poll<C: Clock>(
         &mut self,
         core: &Core,
         clock: &C,
-        max_wait: Duration,
-        mut sleep: Pin<&mut Option<C::Sleep>>,
+        max_wait: Option<Duration>,
+        sleep: Pin<&mut Option<C::Sleep>>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), BulkheadFull>> {
         if let Wait::Start = self {
@@ -32,6 +43,20 @@ impl Wait {
                 *self = Wait::Done;
                 return Poll::Ready(Ok(()));
             }
+        }
+        self.poll_slow(core, clock, max_wait, sleep, cx)
+    }
+
+    #[inline(never)]
+    fn poll_slow<C: Clock>(
+        &mut self,
+        core: &Core,
+        clock: &C,
+        max_wait: Option<Duration>,
+        mut sleep: Pin<&mut Option<C::Sleep>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), BulkheadFull>> {
+        if let Wait::Start = self {
             let max_queue = core.max_queue();
             let result = if max_queue == 0 {
                 Err(BulkheadFull::full(core.limit()))
@@ -40,9 +65,10 @@ impl Wait {
                     Enqueued::Acquired => Ok(()),
                     Enqueued::QueueFull => Err(BulkheadFull::queue_full(core.limit(), max_queue)),
                     Enqueued::Queued(id) => {
-                        *self = Wait::Queued(id);
+                        let max_wait = resolve(core, max_wait);
+                        *self = Wait::Queued(id, max_wait);
                         sleep.set(Some(clock.sleep(max_wait)));
-                        return self.poll(core, clock, max_wait, sleep, cx);
+                        return self.poll_slow(core, clock, None, sleep, cx);
                     }
                 }
             };
@@ -52,7 +78,7 @@ impl Wait {
             }
             return Poll::Ready(result);
         }
-        let Wait::Queued(id) = *self else {
+        let Wait::Queued(id, max_wait) = *self else {
             panic!("a bulkhead acquisition polled after it completed");
         };
         if core.poll_grant(id, cx.waker()) {
@@ -75,8 +101,16 @@ impl Wait {
     }
 
     /// Leaves the queue if still in it, releasing a permit granted meanwhile.
+    #[inline]
     pub(crate) fn cancel(&mut self, core: &Core) {
-        if let Wait::Queued(id) = *self {
+        if let Wait::Queued(..) = *self {
+            self.leave(core);
+        }
+    }
+
+    #[inline(never)]
+    fn leave(&mut self, core: &Core) {
+        if let Wait::Queued(id, _) = *self {
             *self = Wait::Done;
             if core.leave(id) {
                 core.release();
@@ -92,7 +126,7 @@ pin_project_lite::pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct Acquire<'a, C: Clock> {
         bulkhead: &'a Bulkhead<C>,
-        max_wait: Duration,
+        max_wait: Option<Duration>,
         wait: Wait,
         #[pin]
         sleep: Option<C::Sleep>,
@@ -107,7 +141,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<'a, C: Clock> Acquire<'a, C> {
-    pub(crate) fn new(bulkhead: &'a Bulkhead<C>, max_wait: Duration) -> Self {
+    pub(crate) fn new(bulkhead: &'a Bulkhead<C>, max_wait: Option<Duration>) -> Self {
         Acquire {
             bulkhead,
             max_wait,
@@ -149,7 +183,7 @@ pin_project_lite::pin_project! {
     #[must_use = "futures do nothing unless polled"]
     pub struct AcquireOwned<C: Clock> {
         bulkhead: Bulkhead<C>,
-        max_wait: Duration,
+        max_wait: Option<Duration>,
         wait: Wait,
         #[pin]
         sleep: Option<C::Sleep>,
@@ -164,7 +198,7 @@ pin_project_lite::pin_project! {
 }
 
 impl<C: Clock> AcquireOwned<C> {
-    pub(crate) fn new(bulkhead: Bulkhead<C>, max_wait: Duration) -> Self {
+    pub(crate) fn new(bulkhead: Bulkhead<C>, max_wait: Option<Duration>) -> Self {
         AcquireOwned {
             bulkhead,
             max_wait,

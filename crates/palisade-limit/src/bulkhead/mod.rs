@@ -127,13 +127,13 @@ impl<C: Clock> Bulkhead<C> {
     /// [`max_wait`](BulkheadConfig::max_wait) if none is free. Without a queue it
     /// answers at once, as [`try_acquire`](Bulkhead::try_acquire).
     pub fn acquire(&self) -> Acquire<'_, C> {
-        Acquire::new(self, self.core.max_wait())
+        Acquire::new(self, None)
     }
 
     /// As [`acquire`](Bulkhead::acquire), waiting at most `max_wait` (for a caller
     /// with less time left than the configured wait).
     pub fn acquire_timeout(&self, max_wait: Duration) -> Acquire<'_, C> {
-        Acquire::new(self, max_wait.min(self.core.max_wait()))
+        Acquire::new(self, Some(max_wait))
     }
 
     /// As [`acquire`](Bulkhead::acquire), for a caller with a [`Context`]: waits at
@@ -154,14 +154,14 @@ impl<C: Clock> Bulkhead<C> {
         let max_wait = ctx
             .remaining()
             .map_or(self.core.max_wait(), |left| left.min(self.core.max_wait()));
-        let acquire = AcquireOwned::new(self.clone(), max_wait);
+        let acquire = AcquireOwned::new(self.clone(), Some(max_wait));
         crate::wait::under(ctx, acquire).await
     }
 
     /// As [`acquire`](Bulkhead::acquire), with a permit that owns a handle to the
     /// bulkhead.
     pub fn acquire_owned(&self) -> AcquireOwned<C> {
-        AcquireOwned::new(self.clone(), self.core.max_wait())
+        AcquireOwned::new(self.clone(), None)
     }
 
     /// Changes the limit of concurrent calls (`1..=1_000_000`). A higher limit
