@@ -31,6 +31,14 @@
 //! both threads (the inverse of throughput), so `scaling` = one-thread ns/op divided
 //! by two-thread ns/op is 2.0 for perfect scaling and below 1.0 when the threads
 //! slow each other down.
+//!
+//! Two things keep that ratio honest. Each thread runs the same loop as the
+//! one-thread case it is compared with: an awaited loop on a current-thread runtime
+//! for async operations ([`bench_parallel!`]), a plain loop for synchronous ones
+//! ([`bench_parallel_sync!`]). And a multi-thread batch lasts ten times as long as a
+//! one-thread batch, because the second thread wakes from the barrier up to a few
+//! hundred microseconds after the first: in a short batch the threads barely
+//! overlap, which hides contention, and the skew itself counts as lost throughput.
 
 use std::fmt;
 use std::sync::Barrier;
@@ -228,7 +236,41 @@ macro_rules! bench_parallel {
     }};
 }
 
-pub(crate) use {bench_async, bench_parallel, bench_sync};
+/// A synchronous case run on several threads at once, as [`bench_sync!`] runs it on
+/// one: `bench_parallel_sync!(threads, make_state, |s| operation(s), |r| check(r))`.
+/// Each thread runs the same plain loop as the one-thread case it is scaled against,
+/// inside its own runtime context, so that the scaling compares like with like.
+macro_rules! bench_parallel_sync {
+    ($threads:expr, $make:expr, |$s:ident| $op:expr, $check:expr) => {{
+        let make = $make;
+        let check = $check;
+        let threads: usize = $threads;
+        $crate::harness::Bench::from_fn(move |mode| match mode {
+            $crate::harness::Mode::Run(n) => $crate::harness::parallel_batch(threads, |barrier| {
+                let mut state = make();
+                $crate::harness::in_runtime(|| {
+                    barrier.wait();
+                    let started = ::std::time::Instant::now();
+                    for _ in 0..n {
+                        let $s = &mut state;
+                        let _ = ::std::hint::black_box($op);
+                    }
+                    (started, ::std::time::Instant::now())
+                })
+            }),
+            $crate::harness::Mode::Check => {
+                let mut state = make();
+                $crate::harness::in_runtime(|| {
+                    let $s = &mut state;
+                    let value = $op;
+                    $crate::harness::verdict(check(&value), &value)
+                })
+            }
+        })
+    }};
+}
+
+pub(crate) use {bench_async, bench_parallel, bench_parallel_sync, bench_sync};
 
 /// Runs `body` on `threads` scoped threads that start together and returns the wall
 /// time from the first start to the last end.
@@ -442,6 +484,21 @@ pub(crate) fn calibrate(bench: &mut Bench, target: Duration) -> u64 {
     }
 }
 
+/// How long one batch of `case` should last. A multi-thread batch starts its threads
+/// on a barrier, and the last thread wakes from it tens to hundreds of microseconds
+/// after the first; a batch ten times longer keeps that skew to a few per cent of
+/// the batch instead of a third of it.
+fn batch_target(case: &Case, batch: Duration) -> Duration {
+    if case.threads > 1 {
+        batch * PARALLEL_BATCH_FACTOR
+    } else {
+        batch
+    }
+}
+
+/// How many times longer a multi-thread batch is than a one-thread batch.
+const PARALLEL_BATCH_FACTOR: u32 = 10;
+
 /// Measures `cases` in interleaved rounds; `progress` is called after each round.
 pub(crate) fn measure(
     cases: &mut [Case],
@@ -451,10 +508,14 @@ pub(crate) fn measure(
     // Two warm-up calibrations: the first also pays lazy initialisation.
     let mut iters: Vec<u64> = cases
         .iter_mut()
-        .map(|c| calibrate(&mut c.bench, settings.batch / 4))
+        .map(|c| {
+            let target = batch_target(c, settings.batch);
+            calibrate(&mut c.bench, target / 4)
+        })
         .collect();
     for (case, n) in cases.iter_mut().zip(iters.iter_mut()) {
-        *n = calibrate(&mut case.bench, settings.batch);
+        let target = batch_target(case, settings.batch);
+        *n = calibrate(&mut case.bench, target);
     }
     let mut samples: Vec<Samples> = iters
         .iter()

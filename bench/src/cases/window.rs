@@ -19,7 +19,7 @@ use palisade_clock::{Clock, ManualClock, TokioClock};
 use palisade_window::{CountConfig, CountWindow, OutcomeKind, TimeConfig, TimeWindow, Window};
 
 use super::Gap;
-use crate::harness::{Case, Floor, Role, bench_parallel, bench_sync};
+use crate::harness::{Case, Floor, Role, bench_parallel_sync, bench_sync};
 
 const RECORD: &str = "record a success";
 const RECORD_DURATION: &str = "record a success with its duration";
@@ -187,10 +187,10 @@ pub(super) fn cases() -> Vec<Case> {
             RECORD_TWO,
             "palisade-window CountWindow",
             Role::Palisade,
-            bench_parallel!(
+            bench_parallel_sync!(
                 2,
                 move || Arc::clone(&shared_count),
-                |s| async { s.record(OutcomeKind::Success) },
+                |s| s.record(OutcomeKind::Success),
                 |_r: &()| true
             ),
         )
@@ -200,10 +200,10 @@ pub(super) fn cases() -> Vec<Case> {
             RECORD_TWO,
             "palisade-window TimeWindow",
             Role::Palisade,
-            bench_parallel!(
+            bench_parallel_sync!(
                 2,
                 move || Arc::clone(&shared_time),
-                |s| async { s.record(OutcomeKind::Success) },
+                |s| s.record(OutcomeKind::Success),
                 |_r: &()| true
             ),
         )
@@ -226,10 +226,10 @@ pub(super) fn cases() -> Vec<Case> {
             RECORD_TWO,
             OWN_WORD,
             Role::Reference,
-            bench_parallel!(
+            bench_parallel_sync!(
                 2,
                 || Box::new(Padded::default()),
-                |s| async { s.0.fetch_add(1, Ordering::Relaxed) },
+                |s| s.0.fetch_add(1, Ordering::Relaxed),
                 |_r: &u64| true
             ),
         )
