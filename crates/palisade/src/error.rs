@@ -46,7 +46,8 @@ impl fmt::Display for TimeoutKind {
 /// error, the cancellation cause, the last attempt's error), and
 /// [`outcome()`](Self::outcome) gives its class in the taxonomy.
 ///
-/// ```
+#[cfg_attr(feature = "classify", doc = "```")]
+#[cfg_attr(not(feature = "classify"), doc = "```ignore")]
 /// use palisade::{Error, classify::Outcome};
 ///
 /// let e: Error<std::io::Error> = Error::inner(std::io::ErrorKind::ConnectionReset.into(), Outcome::transient());

@@ -20,7 +20,8 @@
 //!
 //! # Example
 //!
-//! ```
+#![cfg_attr(feature = "classify", doc = "```")]
+#![cfg_attr(not(feature = "classify"), doc = "```ignore")]
 //! use palisade::{Context, Pipeline};
 //! use palisade::classify::HttpStatus;
 //! use std::time::Duration;

@@ -6,7 +6,8 @@
 //! future returns `Pending` is the clock read and the sleep created; the time limit
 //! counts from then.
 //!
-//! ```
+#![cfg_attr(feature = "clock", doc = "```")]
+#![cfg_attr(not(feature = "clock"), doc = "```ignore")]
 //! use palisade::timeout::timeout;
 //! use palisade::clock::TokioClock;
 //! use std::time::Duration;
