@@ -66,14 +66,21 @@ fn palisade_rejected(r: &PalisadeResult) -> bool {
 
 // ---- recloser -------------------------------------------------------------------
 
-fn recloser() -> recloser::AsyncRecloser {
+/// recloser configured as every breaker here: 50 % over the last 100 calls, open
+/// for an hour. The window area records into its synchronous form.
+pub(super) fn recloser_sync() -> recloser::Recloser {
     recloser::Recloser::custom()
         .error_rate(0.5)
         .closed_len(100)
         .half_open_len(10)
         .open_wait(OPEN_FOR)
         .build()
-        .into()
+}
+
+/// [`recloser_sync`] as an async breaker, the form the breaker and pipeline areas
+/// call.
+pub(super) fn recloser() -> recloser::AsyncRecloser {
+    recloser_sync().into()
 }
 
 fn recloser_open() -> recloser::AsyncRecloser {

@@ -2,6 +2,7 @@
 //! and cancelling a parent with 100 children (idle, or each awaited).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::task::{self, Waker};
 use std::time::Duration;
 
@@ -24,6 +25,21 @@ pub(super) const GAPS: &[Gap] = &[];
 /// A cancellable context without a deadline, and the guard that keeps it alive.
 fn palisade() -> (Context, CancelGuard) {
     Context::background().with_cancel()
+}
+
+/// The waited-on workload, the same for both implementations: polls every waiter
+/// once (each must be pending), cancels the root, polls each again (each must be
+/// ready), then drops them. True when every waiter behaved.
+fn wake_waiters<F: Future>(mut waits: Vec<Pin<Box<F>>>, cancel: impl FnOnce()) -> bool {
+    let mut cx = task::Context::from_waker(Waker::noop());
+    let pending = waits
+        .iter_mut()
+        .all(|w| w.as_mut().poll(&mut cx).is_pending());
+    cancel();
+    let woken = waits
+        .iter_mut()
+        .all(|w| w.as_mut().poll(&mut cx).is_ready());
+    pending && woken
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -96,19 +112,12 @@ pub(super) fn cases() -> Vec<Case> {
                 |s| {
                     let (parent, guard) = Context::background().with_cancel();
                     s.extend((0..100).map(|_| parent.with_cancel()));
-                    let mut cx = task::Context::from_waker(Waker::noop());
-                    let mut waits: Vec<_> =
-                        s.iter().map(|(c, _)| Box::pin(c.cancelled())).collect();
-                    let pending = waits
-                        .iter_mut()
-                        .all(|w| w.as_mut().poll(&mut cx).is_pending());
-                    guard.cancel();
-                    let woken = waits
-                        .iter_mut()
-                        .all(|w| w.as_mut().poll(&mut cx).is_ready());
-                    drop(waits);
+                    let waits = s.iter().map(|(c, _)| Box::pin(c.cancelled())).collect();
+                    let woken = wake_waiters(waits, || {
+                        guard.cancel();
+                    });
                     s.clear();
-                    pending && woken
+                    woken
                 },
                 |r: &bool| *r
             ),
@@ -169,18 +178,10 @@ pub(super) fn cases() -> Vec<Case> {
                 |s| {
                     let parent = CancellationToken::new();
                     s.extend((0..100).map(|_| parent.child_token()));
-                    let mut cx = task::Context::from_waker(Waker::noop());
-                    let mut waits: Vec<_> = s.iter().map(|c| Box::pin(c.cancelled())).collect();
-                    let pending = waits
-                        .iter_mut()
-                        .all(|w| w.as_mut().poll(&mut cx).is_pending());
-                    parent.cancel();
-                    let woken = waits
-                        .iter_mut()
-                        .all(|w| w.as_mut().poll(&mut cx).is_ready());
-                    drop(waits);
+                    let waits = s.iter().map(|c| Box::pin(c.cancelled())).collect();
+                    let woken = wake_waiters(waits, || parent.cancel());
                     s.clear();
-                    pending && woken
+                    woken
                 },
                 |r: &bool| *r
             ),

@@ -56,17 +56,6 @@ fn three() -> palisade::Pipeline {
         .expect("a valid pipeline")
 }
 
-/// recloser's async breaker, configured as in the breaker area.
-fn recloser() -> recloser::AsyncRecloser {
-    recloser::Recloser::custom()
-        .error_rate(0.5)
-        .closed_len(100)
-        .half_open_len(10)
-        .open_wait(Duration::from_secs(3600))
-        .build()
-        .into()
-}
-
 pub(super) fn cases() -> Vec<Case> {
     let tower_stack = tower::ServiceBuilder::new()
         .timeout(Duration::from_secs(10))
@@ -97,7 +86,7 @@ pub(super) fn cases() -> Vec<Case> {
             THREE,
             "recloser",
             Role::Peer,
-            bench_async!(recloser(), |s| s.call(ok_call()), is_ok),
+            bench_async!(super::breaker::recloser(), |s| s.call(ok_call()), is_ok),
         )
         .floor(Floor::Await)
         .key()

@@ -107,17 +107,6 @@ fn time_100_buckets() -> TimeWindow<ManualClock> {
     window
 }
 
-/// recloser's synchronous breaker, configured as in the breaker area: 50 % of the
-/// last 100 calls, open for an hour.
-fn recloser() -> recloser::Recloser {
-    recloser::Recloser::custom()
-        .error_rate(0.5)
-        .closed_len(100)
-        .half_open_len(10)
-        .open_wait(Duration::from_secs(3600))
-        .build()
-}
-
 fn recloser_ok(r: &Result<u64, recloser::Error<()>>) -> bool {
     r.is_ok()
 }
@@ -151,7 +140,11 @@ pub(super) fn cases() -> Vec<Case> {
             RECORD,
             "recloser",
             Role::Peer,
-            bench_sync!(recloser(), |s| s.call(|| Ok::<u64, ()>(1)), recloser_ok),
+            bench_sync!(
+                super::breaker::recloser_sync(),
+                |s| s.call(|| Ok::<u64, ()>(1)),
+                recloser_ok
+            ),
         )
         .floor(Floor::Atomic)
         .note("Recloser::call of a closure returning Ok; closed, a ring of the last 100 calls"),
