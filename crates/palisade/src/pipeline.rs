@@ -493,7 +493,7 @@ impl<K> Pipeline<K> {
     async fn slow<'a, T, E, F, Fut>(
         &'a self,
         ctx: &'a Context,
-        mut call: F,
+        call: F,
         retry: bool,
         resume: Resume<'a, T, E, Fut>,
     ) -> (Result<T, Error<E>>, u32)
@@ -516,7 +516,6 @@ impl<K> Pipeline<K> {
             }
             Resume::Retry(first, outcome) => (first, outcome),
         };
-        let _ = &mut call;
         self.after_first(ctx, call, retry, first, outcome).await
     }
 
@@ -582,11 +581,8 @@ impl<K> Pipeline<K> {
     {
         #[cfg(feature = "retry")]
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
-            if !outcome.is_retryable() {
-                // Every call deposits into the budget once: here, or in the executor.
-                if let Some(budget) = policy.budget() {
-                    budget.deposit();
-                }
+            if !self.retries(retry, &outcome) {
+                // Settled: `retries` made the call's one budget deposit.
                 return (first, 1);
             }
             // A transient failure: the executor takes over, its first attempt being
@@ -706,7 +702,6 @@ impl<K> Pipeline<K> {
                     }
                 }
             }
-            let _slot = slot;
             #[cfg(feature = "chaos")]
             let call = async move {
                 if let Some(delay) = plan.delay {
@@ -752,16 +747,7 @@ impl<K> Pipeline<K> {
                 Some(replaced) => (result.map_err(|e| e.with_outcome(replaced)), replaced),
                 None => (result, outcome),
             };
-            #[cfg(feature = "breaker")]
-            if let Some(permit) = permit {
-                permit.record(outcome);
-            }
-            #[cfg(not(feature = "breaker"))]
-            #[allow(clippy::let_unit_value)]
-            let _ = permit;
-            #[cfg(feature = "metrics")]
-            self.inner.metrics.attempt(&outcome);
-            own.record("outcome", tracing::field::display(outcome));
+            self.attempt_done(permit, slot, Some(&own), outcome);
             (result, outcome)
         }
         .instrument(span)
@@ -1079,7 +1065,7 @@ pin_project_lite::pin_project! {
         ctx: &'a Context,
         call: Option<F>,
         retry: bool,
-        started: bool,
+        stage: Stage,
         #[pin]
         fut: Option<Fut>,
         #[pin]
@@ -1123,12 +1109,20 @@ impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
             ctx,
             call: Some(call),
             retry,
-            started: false,
+            stage: Stage::First,
             fut: None,
             rest: None,
             make_slow,
         }
     }
+}
+
+/// Where an execution is: before its first poll, after it, or finished.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    First,
+    Later,
+    Done,
 }
 
 /// A settled attempt: its result and outcome.
@@ -1143,17 +1137,25 @@ where
 {
     type Output = Result<T, Error<E>>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
-        if self.started {
-            return poll_later(self.project(), cx, None, false);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut task::Context<'_>) -> Poll<Self::Output> {
+        let polled = match self.stage {
+            // One check of the level for both spans: below it, the first poll has
+            // no span to make, enter, record or drop.
+            Stage::First if tracing::level_enabled!(tracing::Level::DEBUG) => {
+                self.as_mut().first_traced(cx)
+            }
+            Stage::First => self.as_mut().first::<false>(cx),
+            Stage::Later => poll_later(self.as_mut().project(), cx, None, false),
+            Stage::Done => panic!("a pipeline execution polled after it completed"),
+        };
+        if polled.is_ready() {
+            // Finished: its timers, waiter, permit and slot go now, and it cannot
+            // finish (and be counted) twice.
+            let mut this = self.project();
+            *this.stage = Stage::Done;
+            this.rest.set(None);
         }
-        // One check of the level for both spans: below it, the first poll has no
-        // span to make, enter, record or drop.
-        if tracing::level_enabled!(tracing::Level::DEBUG) {
-            self.first_traced(cx)
-        } else {
-            self.first::<false>(cx)
-        }
+        polled
     }
 }
 
@@ -1178,7 +1180,7 @@ where
         cx: &mut task::Context<'_>,
     ) -> Poll<Result<T, Error<E>>> {
         let mut this = self.project();
-        *this.started = true;
+        *this.stage = Stage::Later;
         let pipeline: &'a Pipeline<K> = this.pipeline;
         let ctx: &'a Context = this.ctx;
         let retry = *this.retry;
@@ -1430,8 +1432,7 @@ where
     let pipeline: &'a Pipeline<K> = this.pipeline;
     let ctx: &'a Context = this.ctx;
     let Some(rest) = this.rest.as_mut().as_pin_mut() else {
-        // Not reached: the first poll leaves `rest` set unless it finished.
-        return Poll::Pending;
+        unreachable!("the first poll leaves `rest` set unless it finished");
     };
     let mut rest = rest.project();
     let span = &*rest.span;

@@ -294,3 +294,51 @@ fn the_timeout_polls_once_before_arming_a_timer() {
     clock.advance(MS);
     assert!(matches!(pending.as_mut().poll(&mut cx), Poll::Ready(Err(e)) if e.after() == MS));
 }
+
+/// Polls `fut` once with a waker that does nothing; a panic comes back as `Err`.
+fn poll_once<F: std::future::Future>(
+    fut: std::pin::Pin<&mut F>,
+) -> std::thread::Result<std::task::Poll<F::Output>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(&mut cx)))
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_execution_finishes_once() {
+    let p = Pipeline::builder("dep")
+        .total_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+
+    // Finished by its first poll.
+    let mut ready = std::pin::pin!(p.execute(&ctx, |_| async { Ok::<u32, Boom>(1) }));
+    assert!(matches!(
+        poll_once(ready.as_mut()),
+        Ok(std::task::Poll::Ready(Ok(1)))
+    ));
+    assert!(
+        poll_once(ready.as_mut()).is_err(),
+        "polled after completion"
+    );
+
+    // Finished by a later poll, with the total timeout armed meanwhile: polled
+    // again, it neither waits on that timer nor ends a second time with it.
+    let mut later = std::pin::pin!(p.execute(&ctx, |_| async {
+        tokio::task::yield_now().await;
+        Ok::<u32, Boom>(2)
+    }));
+    assert!(matches!(
+        poll_once(later.as_mut()),
+        Ok(std::task::Poll::Pending)
+    ));
+    assert!(matches!(
+        poll_once(later.as_mut()),
+        Ok(std::task::Poll::Ready(Ok(2)))
+    ));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert!(
+        poll_once(later.as_mut()).is_err(),
+        "polled after completion"
+    );
+}
