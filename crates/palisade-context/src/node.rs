@@ -373,13 +373,25 @@ impl Node {
                 }
             }
             Err(inner) => {
+                // Another thread registered this node before the parent ended (the
+                // key is written under the parent's lock, held here): the parent's
+                // own cancellation reaches it, with whatever was registered on it
+                // since. Ending it here would drop that walk's descendants.
+                if self.key.load(Ordering::Relaxed) != NO_KEY
+                    && !fault(Fault::EndRegisteredNodeAlone)
+                {
+                    return;
+                }
                 drop(inner);
-                // Born under an ended parent, or it ended while this node was lazy:
-                // either way this node ended with it, with the same cause. A lazy
-                // node has no registrations, so there is nothing to descend to.
+                // Never registered: born under an ended parent, or the parent ended
+                // while this node was lazy. Either way this node ended with it, with
+                // the same cause; an unregistered node has no registrations, so there
+                // is nothing to descend to. It ends before `LAZY` clears, so that
+                // `is_cancelled`, which looked up through the parent until now, never
+                // reads it running in between.
                 let cause = parent.own_cause().unwrap_or_else(Cause::canceled);
-                self.state.fetch_and(!LAZY, Ordering::AcqRel);
                 self.cancel_one(&cause, &mut Walk::default(), false);
+                self.state.fetch_and(!LAZY, Ordering::AcqRel);
             }
         }
     }

@@ -61,6 +61,9 @@ pub enum Fault {
     CancelAssumesChildrenAlive,
     /// A waiter registers its waker without checking the state again under the lock.
     WaitWithoutRecheck,
+    /// A node that finds its parent ended while it links up ends itself alone, even
+    /// when another thread registered it (and things on it) meanwhile.
+    EndRegisteredNodeAlone,
 }
 
 #[cfg(loom)]

@@ -218,3 +218,49 @@ fn racing_waiters_register_a_lazy_child_once() {
         assert!(theirs.as_mut().poll(cx).is_ready());
     });
 }
+
+/// A lazy child links up with its parent while, on another thread, a waiter on a
+/// grandchild registers the child (and the grandchild on it) and the parent is
+/// cancelled. Whichever way it goes, the grandchild ends and its waiter is woken:
+/// the child's end is never decided alone by the thread that found the parent
+/// ended after someone else had registered the child.
+fn link_up_vs_registered_grandchild(fault: Option<Fault>) {
+    loom::model(move || {
+        inject(fault);
+        let (parent, guard) = Context::background().with_cancel();
+        let (child, child_guard) = parent.with_cancel();
+        child_guard.detach();
+        let (grandchild, grandchild_guard) = child.with_cancel();
+        grandchild_guard.detach();
+        let cx = &mut std::task::Context::from_waker(Waker::noop());
+        // The grandchild's waiter registers the chain: the child with the parent,
+        // the grandchild with the child.
+        let mut grand_wait = Box::pin(grandchild.cancelled());
+        let linking = thread::spawn(move || {
+            inject(fault);
+            let mut wait = Box::pin(child.cancelled());
+            let _ = wait
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(Waker::noop()));
+        });
+        let _ = grand_wait.as_mut().poll(cx);
+        guard.cancel();
+        linking.join().unwrap();
+        assert!(grandchild.is_cancelled(), "the grandchild missed the end");
+        assert!(
+            grand_wait.as_mut().poll(cx).is_ready(),
+            "the grandchild's waiter was not woken"
+        );
+    });
+}
+
+#[test]
+fn link_up_races_a_registered_grandchild() {
+    link_up_vs_registered_grandchild(None);
+}
+
+#[test]
+#[should_panic]
+fn broken_link_up_ends_a_registered_child_alone() {
+    link_up_vs_registered_grandchild(Some(Fault::EndRegisteredNodeAlone));
+}
