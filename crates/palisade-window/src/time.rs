@@ -337,9 +337,21 @@ impl<C: Clock> TimeWindow<C> {
         }
         // A bucket that has left the window (the stripe has been idle, or the time
         // given is old) counts the call in the totals only; its latency is dropped.
-        if (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed) {
-            words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
+        if self.in_window(current) {
+            self.count_latency(words, elapsed);
         }
+    }
+
+    /// Whether the bucket a stripe's current word names is still in the window.
+    #[inline(always)]
+    fn in_window(&self, current: u64) -> bool {
+        (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed)
+    }
+
+    /// Counts a duration (nanoseconds) in the stripe's latency histogram.
+    #[inline(always)]
+    fn count_latency(&self, words: Stripe<'_>, elapsed: u64) {
+        words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
     }
 
     /// [`record_latency`](Self::record_latency) for a slow call.
@@ -348,8 +360,8 @@ impl<C: Clock> TimeWindow<C> {
     fn record_slow_latency(&self, base: usize, current: u64, pos: usize, elapsed: u64) {
         let words = self.stripe_from(base);
         self.add(words, pos + SLOW, RETIRED_SLOW);
-        if (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed) {
-            words[self.bins() + histogram::bin_of(elapsed)].fetch_add(1, Relaxed);
+        if self.in_window(current) {
+            self.count_latency(words, elapsed);
         }
     }
 
@@ -372,8 +384,7 @@ impl<C: Clock> TimeWindow<C> {
         let slow = elapsed.is_some_and(|e| e >= self.slow_nanos);
         // The stripe's current bucket, unless it has left the window: then the call
         // may be older than the window, which `record_slow` sorts out.
-        let in_window = (current >> POS_BITS) + self.buckets > self.cursor.load(Relaxed);
-        if t.wrapping_sub(start) < self.width && in_window {
+        if t.wrapping_sub(start) < self.width && self.in_window(current) {
             let pos = (current & POS_MASK) as usize;
             self.add(words, pos + CALLED, RETIRED_CALLS);
             if failed {
@@ -386,7 +397,7 @@ impl<C: Clock> TimeWindow<C> {
             return;
         }
         if let Some(e) = elapsed {
-            words[self.bins() + histogram::bin_of(e)].fetch_add(1, Relaxed);
+            self.count_latency(words, e);
         }
     }
 
