@@ -183,9 +183,10 @@ impl Context {
     ///
     /// Lock-free: one atomic load. With a deadline, also one load of the cheap
     /// [`recent`](palisade_clock::Clock::recent) clock, and a reading of the exact
-    /// clock only within 5 ms of the deadline: a passed deadline shows at once
-    /// unless the recent clock lags by more than 5 ms (a starved ticker thread; see
-    /// the crate docs on time). Seeing a passed deadline cancels the context (with
+    /// clock only near the deadline (within 5 ms, or four times the recent clock's
+    /// lag where that is coarser): a passed deadline shows at once unless the
+    /// recent clock lags by more than that (a starved ticker thread; see the crate
+    /// docs on time). Seeing a passed deadline cancels the context (with
     /// [`Cause::deadline_exceeded`]) as a timer would have. [`Context::cancelled`]
     /// and [`Context::remaining`] are always exact.
     ///

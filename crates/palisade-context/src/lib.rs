@@ -80,9 +80,11 @@
 //! [`Context::cancelled`], [`Context::run`], [`timeout`] and [`Context::remaining`]
 //! are exact. [`Context::is_cancelled`] compares the deadline with the cheap
 //! [`recent`](palisade_clock::Clock::recent) reading and reads the exact clock only
-//! within 5 ms of the deadline, so it is exact as long as the recent reading lags
-//! by less than that (it lags by about 1 ms, more only on a machine that starves
-//! the clock's ticker thread). In tests with paused time, enable
+//! near the deadline (within 5 ms, or four times
+//! [`recent_resolution`](palisade_clock::recent_resolution) where the recent
+//! reading is coarser), so it is exact as long as the recent reading lags by less
+//! than that (it lags by about 1 ms, more only on a machine that starves the
+//! clock's ticker thread). In tests with paused time, enable
 //! `palisade-clock`'s `test-util` feature (or the `palisade` facade's), which
 //! makes the recent reading follow paused time.
 #![forbid(unsafe_code)]

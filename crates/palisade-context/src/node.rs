@@ -47,8 +47,30 @@ use crate::sync::{
 /// The deadline of a node that has none.
 pub(crate) const NO_DEADLINE: u64 = u64::MAX;
 /// How close to its deadline (by [`Clock::recent`]) a node must be for
-/// `is_cancelled` to read the exact clock: 5 ms, five ticks of the recent clock.
-pub(crate) const DEADLINE_GUARD: u64 = 5_000_000;
+/// `is_cancelled` to read the exact clock, at the least: 5 ms, five ticks of the
+/// recent clock's ticker.
+const MIN_DEADLINE_GUARD: u64 = 5_000_000;
+
+/// How close to its deadline (by [`Clock::recent`]) a node must be for
+/// `is_cancelled` to read the exact clock: [`MIN_DEADLINE_GUARD`], or four times
+/// how far the recent clock lags ([`palisade_clock::recent_resolution`]) where
+/// that is coarser (a coarse kernel clock standing in for the ticker). Worked out
+/// once per process.
+#[inline]
+fn deadline_guard() -> u64 {
+    // A plain std atomic also under loom: a cache of a constant, not a protocol.
+    static GUARD: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    match GUARD.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => {
+            let lag =
+                u64::try_from(palisade_clock::recent_resolution().as_nanos()).unwrap_or(u64::MAX);
+            let guard = lag.saturating_mul(4).max(MIN_DEADLINE_GUARD);
+            GUARD.store(guard, std::sync::atomic::Ordering::Relaxed);
+            guard
+        }
+        guard => guard,
+    }
+}
 /// The key of a node that is not registered with a parent.
 const NO_KEY: u32 = u32::MAX;
 
@@ -146,7 +168,7 @@ impl Node {
     /// cancels the node that set it, with [`Cause::deadline_exceeded`].
     ///
     /// The common answers come from loads alone: a quiet node's state; a lazy
-    /// node's parent's state; a deadline that is more than [`DEADLINE_GUARD`] away
+    /// node's parent's state; a deadline that is more than [`deadline_guard`] away
     /// by [`Clock::recent`]. Only near the deadline is the clock read.
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -180,7 +202,7 @@ impl Node {
     }
 
     /// Whether the deadline may have passed: [`Clock::recent`], which lags the exact
-    /// clock by about a millisecond, is within [`DEADLINE_GUARD`] of it. `false`
+    /// clock by about a millisecond, is within [`deadline_guard`] of it. `false`
     /// proves the deadline has not passed unless the recent clock lags by more than
     /// the guard (a starved ticker thread).
     #[inline]
@@ -188,7 +210,7 @@ impl Node {
         TokioClock
             .recent()
             .as_nanos()
-            .saturating_add(DEADLINE_GUARD)
+            .saturating_add(deadline_guard())
             >= self.deadline
     }
 
