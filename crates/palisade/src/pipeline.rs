@@ -81,6 +81,9 @@ struct Inner<K> {
     name: Cow<'static, str>,
     classifier: K,
     layers: Layers,
+    /// The retry policy hedges: the executor runs every attempt, the first
+    /// included.
+    hedged: bool,
     /// No hedging and no chaos layer: the first attempt of every execution can
     /// start inline, decided once here.
     plain: bool,
@@ -102,6 +105,7 @@ impl<K> Inner<K> {
         #[cfg(not(feature = "chaos"))]
         let chaos = false;
         Inner {
+            hedged,
             plain: !hedged && !chaos,
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::PipelineMetrics::new(&name),
@@ -428,18 +432,17 @@ impl<K> Pipeline<K> {
     #[inline(never)]
     #[allow(unused_variables)]
     fn starts_slow(&self, retry: bool) -> bool {
-        let layers = &self.inner.layers;
-        #[cfg(feature = "retry")]
-        if retry
-            && layers
-                .retry
-                .as_ref()
-                .is_some_and(|policy| policy.hedging().is_some())
-        {
+        if retry && self.inner.hedged {
             return true;
         }
         #[cfg(feature = "chaos")]
-        if layers.chaos.as_ref().is_some_and(|c| c.is_enabled()) {
+        if self
+            .inner
+            .layers
+            .chaos
+            .as_ref()
+            .is_some_and(|c| c.is_enabled())
+        {
             return true;
         }
         false

@@ -87,13 +87,20 @@ async fn the_breaker_layer_opens_and_rejects_without_calling() {
 async fn the_bulkhead_layer_queues_then_rejects_when_full() {
     let (service, mut handle) = mock::pair::<String, u32>();
     let config = BulkheadConfig::new(1).with_queue(1, 100 * MS);
-    let service = bulkhead(Bulkhead::new(config).unwrap()).layer(service);
+    let limit = Bulkhead::new(config).unwrap();
+    let service = bulkhead(limit.clone()).layer(service);
     // The first call holds the only slot.
     let first = tokio::spawn(service.clone().oneshot("1".to_owned()));
     let (_request, respond_first) = handle.next_request().await.unwrap();
     // The second waits in the queue; the third finds the queue full.
     let second = tokio::spawn(service.clone().oneshot("2".to_owned()));
-    tokio::task::yield_now().await;
+    for _ in 0..100 {
+        if limit.snapshot().waiting == 1 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(limit.snapshot().waiting, 1, "the second call never queued");
     let e = service.clone().oneshot("3".to_owned()).await.unwrap_err();
     assert_eq!(e.rejected_by(), Some(Strategy::Bulkhead));
     // The slot passes to the queued call once the first is answered.
