@@ -654,12 +654,8 @@ impl<C: Clock> Inner<C> {
     pub(crate) fn complete_fast(&self, word: u64, outcome: Outcome) {
         let kind = outcome.kind();
         if kind == OutcomeKind::Success && self.word.load(Ordering::Acquire) == word {
-            // The healthy call, in the state it was admitted under: count it, end
-            // the run of failures if there is one.
-            self.window.record_untimed(OutcomeKind::Success);
-            if self.consecutive.load(Ordering::Relaxed) != 0 {
-                self.consecutive.store(0, Ordering::Relaxed);
-            }
+            // The healthy call, in the state it was admitted under.
+            self.count_healthy();
             return;
         }
         self.complete_fast_other(word, kind)
@@ -725,14 +721,21 @@ impl<C: Clock> Inner<C> {
             return;
         }
         if kind == OutcomeKind::Success && self.slow_threshold.is_none() && code(word) == CLOSED {
-            // The healthy call: count it, end the run of failures if there is one.
-            self.window.record_untimed(kind);
-            if self.consecutive.load(Ordering::Relaxed) != 0 {
-                self.consecutive.store(0, Ordering::Relaxed);
-            }
+            self.count_healthy();
             return;
         }
         self.record_closed_slow(word, started, kind);
+    }
+
+    /// Counts an untimed success in the closed state and ends the run of failures,
+    /// if there is one (written only then, so that healthy calls on many threads
+    /// leave its cache line shared).
+    #[inline(always)]
+    fn count_healthy(&self) {
+        self.window.record_untimed(OutcomeKind::Success);
+        if self.consecutive.load(Ordering::Relaxed) != 0 {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
     }
 
     /// Failures, timed calls and the forced-closed state.
