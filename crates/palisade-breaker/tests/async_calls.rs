@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, OpenTransition, State, WindowConfig};
+use palisade_breaker::{
+    Breaker, BreakerConfig, OpenDuration, OpenTransition, SlowCallConfig, State, WindowConfig,
+};
 use palisade_classify::Outcome;
 use tokio::task::JoinSet;
 
@@ -250,6 +252,25 @@ fn without_a_runtime_the_next_call_moves_it_on() {
     assert!(breaker.try_acquire().unwrap().is_probe());
 }
 
+/// A call that succeeds after 100 ms.
+async fn slow_ok() -> Result<u32, ()> {
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    Ok(1)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timed_call_is_counted_slow_by_its_duration() {
+    let breaker = Breaker::new(config().slow_call(Some(SlowCallConfig {
+        duration: Duration::from_millis(50),
+        rate_threshold: 100.0,
+    })))
+    .unwrap();
+    assert_eq!(breaker.call(slow_ok()).await.unwrap(), 1);
+    assert_eq!(breaker.call(async { Ok::<_, ()>(2) }).await.unwrap(), 2);
+    let snapshot = breaker.snapshot();
+    assert_eq!((snapshot.calls, snapshot.slow_calls), (2, 1));
+}
+
 /// Polls `fut` once with a waker that does nothing.
 fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
     fut.poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
@@ -282,10 +303,7 @@ async fn a_call_asks_the_breaker_when_first_polled() {
 #[tokio::test(start_paused = true)]
 async fn a_call_admitted_before_a_transition_is_not_counted_after_it() {
     let breaker = Breaker::new(config()).unwrap();
-    let mut fut = std::pin::pin!(breaker.call(async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok::<_, ()>(1)
-    }));
+    let mut fut = std::pin::pin!(breaker.call(slow_ok()));
     assert!(poll_once(fut.as_mut()).is_pending());
     // Reset while the call is under way: its success belongs to the old state.
     breaker.reset();
@@ -296,10 +314,7 @@ async fn a_call_admitted_before_a_transition_is_not_counted_after_it() {
 #[tokio::test(start_paused = true)]
 async fn a_call_admitted_before_metrics_only_is_switched_still_counts() {
     let breaker = Breaker::new(config()).unwrap();
-    let mut fut = std::pin::pin!(breaker.call(async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok::<_, ()>(1)
-    }));
+    let mut fut = std::pin::pin!(breaker.call(slow_ok()));
     assert!(poll_once(fut.as_mut()).is_pending());
     // Not a transition: the same closed state, so the outcome counts.
     breaker.reconfigure(config().metrics_only(true)).unwrap();
