@@ -7,7 +7,7 @@ use palisade_clock::{Clock, Timestamp, TokioClock};
 
 use crate::cause::Cause;
 use crate::future::{Cancelled, Run};
-use crate::node::{Listener, NO_DEADLINE, Node};
+use crate::node::{self, Listener, NO_DEADLINE, Node};
 use crate::sync::Arc;
 
 /// A cancellation signal, a deadline and typed values, carried by every call.
@@ -302,6 +302,15 @@ impl Context {
     }
 }
 
+impl Drop for Context {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(node) = self.node.take() {
+            node::release(node);
+        }
+    }
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut values = Vec::new();
@@ -377,6 +386,7 @@ impl Drop for CancelGuard {
             if !node.quiet_last_handle() {
                 node.cancel_plain();
             }
+            node::release(node);
         }
     }
 }

@@ -64,6 +64,13 @@ impl<T> Slab<T> {
         index + 1
     }
 
+    /// Whether the slab is empty and holds no memory of a past peak.
+    #[inline]
+    #[cfg_attr(loom, allow(dead_code))]
+    pub(crate) fn is_unallocated(&self) -> bool {
+        self.head.is_none() && self.entries.capacity() == 0
+    }
+
     /// Removes and returns the entry at `key`, or `None` if it is vacant or absent.
     #[inline]
     pub(crate) fn remove(&mut self, key: usize) -> Option<T> {
