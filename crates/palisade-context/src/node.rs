@@ -857,9 +857,9 @@ pub(crate) fn release(node: Arc<Node>) {
 /// handle, child, registration or timer refers to it), and it is reset to what a
 /// new one would be. One slot is kept, not a list: it serves a loop that creates
 /// and drops children one at a time, it costs two moves, and a list's bookkeeping
-/// measured at about a third of what the slot saves. A node put in a full slot
-/// frees the one kept before; the kept node (about 120 bytes) is freed when the
-/// thread exits.
+/// measured at about a third of what the slot saves. A node released while the
+/// slot is full is freed (the slot keeps the node it has); the kept node (about
+/// 120 bytes) is freed when the thread exits.
 #[cfg(not(loom))]
 mod pool {
     use std::cell::Cell;
@@ -972,9 +972,6 @@ impl std::fmt::Debug for Node {
 mod tests {
     use super::*;
 
-    /// A node with its reference counts stays within 120 bytes, the largest
-    /// allocation that the system allocator serves from its fast bins: a larger
-    /// node makes creating and dropping children markedly slower.
     /// A node created after one was released on this thread reuses it, and
     /// nothing of the old node shows: its cause, its parent, its deadline.
     #[test]
@@ -1072,6 +1069,9 @@ mod tests {
         );
     }
 
+    /// A node with its reference counts stays within 120 bytes, the largest
+    /// allocation that the system allocator serves from its fast bins: a larger
+    /// node makes creating and dropping children markedly slower.
     #[test]
     fn a_node_fits_a_fast_bin() {
         let size = std::mem::size_of::<Node>() + 2 * std::mem::size_of::<usize>();
