@@ -5,7 +5,7 @@ use std::task::{Poll, Waker};
 
 use crate::cause::Cause;
 use crate::context::Context;
-use crate::node::{NO_DEADLINE, Node};
+use crate::node::Node;
 use crate::sync::Arc;
 
 /// The future returned by [`Context::cancelled`]: completes when the context ends.
@@ -35,10 +35,7 @@ impl<'a> Cancelled<'a> {
     #[inline]
     fn release(&mut self) {
         if let (Some(node), Some(key)) = (self.node, self.key.take()) {
-            // An ended node has drained its waiters: nothing to take back.
-            if !node.is_marked() {
-                node.remove_listener(key);
-            }
+            node.remove_listener(key);
         }
         self.waker = None;
     }
@@ -62,9 +59,7 @@ impl<'a> Cancelled<'a> {
         self.waker = Some(cx.waker().clone());
         if self.arm {
             self.arm = false;
-            if node.deadline() != NO_DEADLINE {
-                node.arm_timer();
-            }
+            node.arm_timer();
         }
         Poll::Pending
     }

@@ -427,7 +427,7 @@ impl Node {
             Ok(mut inner) => {
                 // Another thread may have registered this node meanwhile; the key is
                 // written under the parent's lock, so this check is exact.
-                if self.key.load(Ordering::Relaxed) == NO_KEY {
+                if self.key.load(Ordering::Relaxed) == NO_KEY || fault(Fault::RegisterChildTwice) {
                     let key = inner.entries.insert(Listener::Child(Arc::downgrade(self)));
                     // A slab counts its entries in 32 bits, so a key is below NO_KEY.
                     self.key.store(key as u32, Ordering::Relaxed);
@@ -688,13 +688,19 @@ impl Node {
         }
     }
 
-    /// Removes the listener at `key`, if it has not run yet.
+    /// Removes the listener at `key`, if it has not run yet. On an ended node this
+    /// is one load: its listeners are drained (or being drained under the lock, by
+    /// the thread that ended it), so there is nothing to take back.
+    #[inline]
     pub(crate) fn remove_listener(&self, key: usize) -> Option<Listener> {
         if self.is_marked() {
-            // Ended: its listeners are drained (or being drained under the lock, by
-            // the thread that ended it), so there is nothing to take back.
             return None;
         }
+        self.remove_listener_locked(key)
+    }
+
+    #[inline(never)]
+    fn remove_listener_locked(&self, key: usize) -> Option<Listener> {
         let mut inner = self.inner.lock();
         if self.state.load(Ordering::Acquire) & KIND != 0 {
             return None;
@@ -718,12 +724,18 @@ impl Node {
     ///
     /// # Panics
     ///
-    /// Outside a tokio runtime.
+    /// Outside a tokio runtime (with a deadline; without one this is one compare).
     #[cfg(not(loom))]
+    #[inline]
     pub(crate) fn arm_timer(self: &Arc<Self>) {
-        if self.deadline == NO_DEADLINE {
-            return;
+        if self.deadline != NO_DEADLINE {
+            self.start_timer();
         }
+    }
+
+    #[cfg(not(loom))]
+    #[inline(never)]
+    fn start_timer(self: &Arc<Self>) {
         let owner = self.deadline_owner_arc();
         if owner.timer_armed.load(Ordering::Relaxed)
             || owner.timer_armed.swap(true, Ordering::AcqRel)

@@ -64,6 +64,9 @@ pub enum Fault {
     /// A node that finds its parent ended while it links up ends itself alone, even
     /// when another thread registered it (and things on it) meanwhile.
     EndRegisteredNodeAlone,
+    /// Registering a child with its parent ignores its key, so a child that another
+    /// thread registered meanwhile is registered again.
+    RegisterChildTwice,
 }
 
 #[cfg(loom)]

@@ -192,14 +192,15 @@ fn waiters_coming_and_going_race_the_cancel() {
 /// Two waiters on one lazy child register it with its parent concurrently: it is
 /// registered once (the key, written under the parent's lock, says whether it is),
 /// and the parent's end wakes both.
-#[test]
-fn racing_waiters_register_a_lazy_child_once() {
-    loom::model(|| {
+fn racing_waiters_on_a_lazy_child(fault: Option<Fault>) {
+    loom::model(move || {
+        inject(fault);
         let (parent, guard) = Context::background().with_cancel();
         let (child, child_guard) = parent.with_cancel();
         child_guard.detach();
         let other = child.clone();
         let waiting = thread::spawn(move || {
+            inject(fault);
             let mut wait = Box::pin(async move { other.cancelled().await });
             let ready = wait
                 .as_mut()
@@ -217,6 +218,17 @@ fn racing_waiters_register_a_lazy_child_once() {
         assert!(mine.as_mut().poll(cx).is_ready());
         assert!(theirs.as_mut().poll(cx).is_ready());
     });
+}
+
+#[test]
+fn racing_waiters_register_a_lazy_child_once() {
+    racing_waiters_on_a_lazy_child(None);
+}
+
+#[test]
+#[should_panic(expected = "the child registered twice")]
+fn broken_registration_ignores_the_key() {
+    racing_waiters_on_a_lazy_child(Some(Fault::RegisterChildTwice));
 }
 
 /// A lazy child links up with its parent while, on another thread, a waiter on a
