@@ -140,10 +140,7 @@ impl<C: Clock> Bulkhead<C> {
     /// most the shorter of the configured wait and the context's remaining time, and
     /// gives up as soon as the context ends (leaving the queue at once).
     pub async fn acquire_with(&self, ctx: &Context) -> Result<Permit<'_>, WaitError<BulkheadFull>> {
-        let max_wait = ctx
-            .remaining()
-            .map_or(self.core.max_wait(), |left| left.min(self.core.max_wait()));
-        crate::wait::under(ctx, self.acquire_timeout(max_wait)).await
+        crate::wait::under(ctx, Acquire::new(self, ctx.remaining())).await
     }
 
     /// As [`acquire_with`](Bulkhead::acquire_with), with an owned permit.
@@ -151,10 +148,7 @@ impl<C: Clock> Bulkhead<C> {
         &self,
         ctx: &Context,
     ) -> Result<OwnedPermit, WaitError<BulkheadFull>> {
-        let max_wait = ctx
-            .remaining()
-            .map_or(self.core.max_wait(), |left| left.min(self.core.max_wait()));
-        let acquire = AcquireOwned::new(self.clone(), Some(max_wait));
+        let acquire = AcquireOwned::new(self.clone(), ctx.remaining());
         crate::wait::under(ctx, acquire).await
     }
 
