@@ -106,18 +106,17 @@ impl<C: Clock> BreakerBuilder<C> {
         let rules = Rules::default();
         rules.store(&self.config);
         let window = ClosedWindow::new(self.config.window, slow, self.clock.clone())?;
+        let mut flags = 0;
+        if self.config.metrics_only {
+            flags |= METRICS_ONLY;
+        }
+        if slow.is_some() {
+            flags |= TIMED;
+        }
         let inner = |#[cfg(not(loom))] me: &std::sync::Weak<Inner<C>>| Inner {
             #[cfg(not(loom))]
             me: me.clone(),
-            word: AtomicU64::new(pack(
-                0,
-                if self.config.metrics_only {
-                    METRICS_ONLY
-                } else {
-                    0
-                } | if slow.is_some() { TIMED } else { 0 },
-                CLOSED,
-            )),
+            word: AtomicU64::new(pack(0, flags, CLOSED)),
             retry_at: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
             probes_busy: AtomicU64::new(NOT_BUSY),
@@ -720,7 +719,7 @@ impl<C: Clock> Inner<C> {
             // this one.
             return;
         }
-        if kind == OutcomeKind::Success && self.slow_threshold.is_none() && code(word) == CLOSED {
+        if kind == OutcomeKind::Success && is_fast(word) {
             self.count_healthy();
             return;
         }

@@ -286,7 +286,7 @@ async fn a_call_asks_the_breaker_when_first_polled() {
     assert_eq!(fut.await.unwrap(), 1);
     assert_eq!(breaker.snapshot().calls, 1);
 
-    // Made but never polled: it takes no probe slot and counts nothing.
+    // Made but not yet polled: it holds no probe slot, so the only slot is free.
     breaker.force_open();
     breaker.reset();
     for _ in 0..10 {
@@ -294,9 +294,11 @@ async fn a_call_asks_the_breaker_when_first_polled() {
     }
     assert_eq!(breaker.state(), State::Open);
     tokio::time::advance(Duration::from_secs(30)).await;
-    drop(breaker.call(async { Ok::<_, ()>(1) }));
+    let unpolled = breaker.call(async { Ok::<_, ()>(1) });
     let probe = breaker.try_acquire().unwrap();
     assert!(probe.is_probe());
+    assert_eq!(breaker.snapshot().probes_in_flight, 1);
+    drop(unpolled);
     assert_eq!(breaker.snapshot().probes_in_flight, 1);
 }
 
