@@ -551,13 +551,7 @@ impl<K> Pipeline<K> {
                         }
                     })
                     .await;
-                return match result {
-                    Ok((v, _)) => (Ok(v), made),
-                    Err(e) => {
-                        let attempts = e.attempts();
-                        (Err(from_retry(e)), attempts)
-                    }
-                };
+                return retried(result, made);
             }
         }
         // Otherwise the first attempt runs here, outside the retry executor: a call
@@ -617,13 +611,7 @@ impl<K> Pipeline<K> {
                     }
                 })
                 .await;
-            return match result {
-                Ok((v, _)) => (Ok(v), made),
-                Err(e) => {
-                    let attempts = e.attempts();
-                    (Err(from_retry(e)), attempts)
-                }
-            };
+            return retried(result, made);
         }
         (first, 1)
     }
@@ -931,6 +919,22 @@ impl<T, E> Classify<(T, Outcome), Error<E>> for ByAttempt {
         match result {
             Ok((_, outcome)) => *outcome,
             Err(e) => e.outcome(),
+        }
+    }
+}
+
+/// The retry executor's result as the pipeline's, with how many attempts ran:
+/// `made` (the last one started) when it succeeded.
+#[cfg(feature = "retry")]
+fn retried<T, E>(
+    result: Result<(T, Outcome), RetryError<Error<E>>>,
+    made: u32,
+) -> (Result<T, Error<E>>, u32) {
+    match result {
+        Ok((v, _)) => (Ok(v), made),
+        Err(e) => {
+            let attempts = e.attempts();
+            (Err(from_retry(e)), attempts)
         }
     }
 }
@@ -1439,15 +1443,11 @@ where
     };
     let mut rest = rest.project();
     let span = &*rest.span;
+    let _entered = (!span.is_disabled()).then(|| span.enter());
     if !fresh && ctx.is_cancelled() {
-        let _entered = (!span.is_disabled()).then(|| span.enter());
-        this.fut.set(None);
-        rest.attempt_timer.set(None);
-        *rest.slow = None;
-        rest.total.set(None);
+        abandon(this.fut, rest.slow, rest.permit, rest.slot);
         return finish(pipeline, span, rest.started_at, Err(cancelled(ctx)), 0);
     }
-    let _entered = (!span.is_disabled()).then(|| span.enter());
     if let Some(fut) = this.fut.as_mut().as_pin_mut() {
         let attempt_span = &*rest.attempt_span;
         let polled = if fresh {
@@ -1522,10 +1522,7 @@ where
         }
         if let Some(sleep) = rest.total.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
-                this.fut.set(None);
-                rest.attempt_timer.set(None);
-                *rest.slow = None;
-                rest.total.set(None);
+                abandon(this.fut, rest.slow, rest.permit, rest.slot);
                 let error = Error::timeout(TimeoutKind::Total, limit);
                 return finish(pipeline, span, rest.started_at, Err(error), 0);
             }
@@ -1533,13 +1530,28 @@ where
     }
     let waiter = rest.cancelled.get_or_insert_with(|| ctx.cancelled());
     if Pin::new(waiter).poll(cx).is_ready() {
-        this.fut.set(None);
-        rest.attempt_timer.set(None);
-        *rest.slow = None;
-        rest.total.set(None);
+        abandon(this.fut, rest.slow, rest.permit, rest.slot);
         return finish(pipeline, span, rest.started_at, Err(cancelled(ctx)), 0);
     }
     Poll::Pending
+}
+
+/// Drops the work of an execution given up (its context ended or its total
+/// timeout fired) before its end is recorded: the call's future, the boxed path,
+/// and the first attempt's breaker permit (unrecorded, it counts nothing) and
+/// bulkhead slot, so that the bulkhead no longer counts it in flight. The timers
+/// and spans go with `rest` once the execution has finished.
+#[cold]
+fn abandon<Fut, S>(
+    mut fut: Pin<&mut Option<Fut>>,
+    slow: &mut Option<Pin<Box<S>>>,
+    permit: &mut BreakerPermit<'_>,
+    slot: &mut Option<BulkheadPermit<'_>>,
+) {
+    fut.set(None);
+    *slow = None;
+    *permit = Default::default();
+    *slot = None;
 }
 
 /// The settled attempt of a call that panicked.

@@ -46,3 +46,46 @@ async fn calls_attempts_rejections_and_breaker_state_are_reported() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+/// An execution given up (its total timeout fired, or its context ended) while its
+/// first attempt holds a bulkhead slot frees the slot before the gauge is read.
+#[cfg(feature = "limit")]
+#[tokio::test(start_paused = true)]
+async fn an_abandoned_execution_is_not_counted_in_flight() {
+    use palisade::limit::{Bulkhead, BulkheadConfig};
+    use std::time::Duration;
+
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let pipeline = metrics::with_local_recorder(&recorder, || {
+        Pipeline::builder("users-db")
+            .bulkhead(Bulkhead::new(BulkheadConfig::new(1)).unwrap())
+            .total_timeout(Duration::from_millis(50))
+            .build()
+            .unwrap()
+    });
+    let in_flight = r#"palisade_bulkhead_in_flight{dependency="users-db"} 0"#;
+
+    let e = pipeline
+        .execute(&Context::background(), |_| {
+            std::future::pending::<Result<(), std::io::Error>>()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout());
+    let text = handle.render();
+    assert!(text.contains(in_flight), "missing {in_flight:?} in\n{text}");
+
+    let (ctx, guard) = Context::background().with_cancel();
+    let run = pipeline.execute(&ctx, |_| {
+        std::future::pending::<Result<(), std::io::Error>>()
+    });
+    let cancel = async {
+        tokio::task::yield_now().await;
+        guard.cancel();
+    };
+    let (result, ()) = tokio::join!(run, cancel);
+    assert!(result.unwrap_err().is_cancelled());
+    let text = handle.render();
+    assert!(text.contains(in_flight), "missing {in_flight:?} in\n{text}");
+}
