@@ -12,7 +12,8 @@ use layered::{Execute, Service as _, Stack as _};
 use tower::Layer as _;
 
 use super::{
-    Boom, Gap, block_on, call_for, failing_call, ok_call, ok_service, tower_call, tower_call_with,
+    Boom, Gap, block_on, call_for, failing_call, is_ok, ok_call, ok_service, tower_call,
+    tower_call_with,
 };
 use crate::harness::{Case, Floor, Role, bench_async, bench_parallel};
 
@@ -23,10 +24,6 @@ const TWO: &str = "closed-state call, 2 threads";
 const OPEN_FOR: Duration = Duration::from_secs(3600);
 
 pub(super) const GAPS: &[Gap] = &[];
-
-fn is_ok<T, E>(r: &Result<T, E>) -> bool {
-    r.is_ok()
-}
 
 // ---- palisade-breaker -------------------------------------------------------------
 

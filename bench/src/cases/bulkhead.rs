@@ -2,16 +2,12 @@
 
 use tower::Layer as _;
 
-use super::{Gap, ok_service, tower_call};
+use super::{Gap, is_ok, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async, bench_sync};
 
 const ACQUIRE: &str = "acquire + release";
 
 pub(super) const GAPS: &[Gap] = &[];
-
-fn is_ok<T, E>(r: &Result<T, E>) -> bool {
-    r.is_ok()
-}
 
 fn palisade() -> palisade_limit::Bulkhead {
     palisade_limit::Bulkhead::new(palisade_limit::BulkheadConfig::new(64))

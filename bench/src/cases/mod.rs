@@ -102,6 +102,11 @@ impl fmt::Display for Boom {
 
 impl std::error::Error for Boom {}
 
+/// The check of a workload whose call should succeed.
+pub(crate) fn is_ok<T, E>(r: &Result<T, E>) -> bool {
+    r.is_ok()
+}
+
 /// The protected call of every async workload: ready at once with `Ok(1)`.
 #[inline(never)]
 pub(crate) async fn ok_call() -> Result<u64, Boom> {

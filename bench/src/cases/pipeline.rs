@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tower::Layer as _;
 
-use super::{Boom, Gap, ok_call, ok_service, tower_call};
+use super::{Gap, is_ok, ok_call, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async};
 
 const ALL: &str = "all strategies, successful call";
@@ -18,10 +18,6 @@ pub(super) const GAPS: &[Gap] = &[Gap {
     label: "seatbelt",
     why: "not measured: seatbelt has retry, breaker and timeout but no rate limit or bulkhead",
 }];
-
-fn is_ok<T, E>(r: &Result<T, E>) -> bool {
-    r.is_ok()
-}
 
 fn pipeline() -> palisade::Pipeline {
     palisade::Pipeline::builder("bench")
@@ -75,7 +71,7 @@ pub(super) fn cases() -> Vec<Case> {
             bench_async!(
                 (three(), palisade_context::Context::background()),
                 |s| s.0.execute(&s.1, |_ctx| ok_call()),
-                |r: &Result<u64, palisade::Error<Boom>>| r.is_ok()
+                is_ok
             ),
         )
         .floor(Floor::Await)
@@ -99,7 +95,7 @@ pub(super) fn cases() -> Vec<Case> {
             bench_async!(
                 (pipeline(), palisade_context::Context::background()),
                 |s| s.0.execute(&s.1, |_ctx| ok_call()),
-                |r: &Result<u64, palisade::Error<Boom>>| r.is_ok()
+                is_ok
             ),
         )
         .floor(Floor::Await)

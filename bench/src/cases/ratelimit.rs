@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tower::Layer as _;
 
-use super::{Gap, ok_service, tower_call};
+use super::{Gap, is_ok, ok_service, tower_call};
 use crate::harness::{Case, Floor, Role, bench_async, bench_sync};
 
 const DIRECT: &str = "direct check";
@@ -22,10 +22,6 @@ pub(super) const GAPS: &[Gap] = &[Gap {
     label: "tower RateLimit",
     why: "tower's RateLimit is one limit per service instance; it has no keyed form",
 }];
-
-fn is_ok<T, E>(r: &Result<T, E>) -> bool {
-    r.is_ok()
-}
 
 /// As high as palisade's limit allows (10^9 per second) and more: never exhausted.
 fn quota() -> governor::Quota {
