@@ -139,8 +139,16 @@ pub(crate) fn verdict<R: fmt::Debug>(ok: bool, value: &R) -> Answer {
 ///
 /// `s` is `&mut` the state; the operation's value goes through `black_box`. The batch
 /// runs inside this thread's runtime context (some operations create timers).
+///
+/// An operation whose value tells nothing (a window's `record` returns `()`) is
+/// checked on the state instead: `bench_sync!(state, |s| operation(s), probe = |s|
+/// reading(s), |r| check(r))` runs the operation once, then checks what `reading`
+/// takes from the state (`s` is `&` the state there). Batches run the operation
+/// alone either way.
 macro_rules! bench_sync {
-    ($state:expr, |$s:ident| $op:expr, $check:expr) => {{
+    // Batches run `$op`; a check runs `$checked`, with `$c` the state, and judges its
+    // value. The two forms below fill `$checked` in.
+    (@ $state:expr, |$s:ident| $op:expr, |$c:ident| $checked:expr, $check:expr) => {{
         let mut state = $state;
         let check = $check;
         // Inside the runtime context, for operations that create timers.
@@ -155,13 +163,23 @@ macro_rules! bench_sync {
                     $crate::harness::Answer::Elapsed(started.elapsed())
                 }
                 $crate::harness::Mode::Check => {
-                    let $s = &mut state;
-                    let value = $op;
+                    let $c = &mut state;
+                    let value = $checked;
                     $crate::harness::verdict(check(&value), &value)
                 }
             })
         })
     }};
+    ($state:expr, |$s:ident| $op:expr, probe = |$p:ident| $probe:expr, $check:expr) => {
+        $crate::harness::bench_sync!(@ $state, |$s| $op, |$s| {
+            let _ = $op;
+            let $p = &*$s;
+            $probe
+        }, $check)
+    };
+    ($state:expr, |$s:ident| $op:expr, $check:expr) => {
+        $crate::harness::bench_sync!(@ $state, |$s| $op, |$s| $op, $check)
+    };
 }
 
 /// An async case: `bench_async!(state, |s| future_of(s), |r| check(r))`.
@@ -237,11 +255,13 @@ macro_rules! bench_parallel {
 }
 
 /// A synchronous case run on several threads at once, as [`bench_sync!`] runs it on
-/// one: `bench_parallel_sync!(threads, make_state, |s| operation(s), |r| check(r))`.
+/// one: `bench_parallel_sync!(threads, make_state, |s| operation(s), |r| check(r))`,
+/// or with `probe = |s| reading(s)` before the check to check the state, as there.
 /// Each thread runs the same plain loop as the one-thread case it is scaled against,
 /// inside its own runtime context, so that the scaling compares like with like.
 macro_rules! bench_parallel_sync {
-    ($threads:expr, $make:expr, |$s:ident| $op:expr, $check:expr) => {{
+    // As in `bench_sync!`: batches run `$op`, a check judges `$checked`.
+    (@ $threads:expr, $make:expr, |$s:ident| $op:expr, |$c:ident| $checked:expr, $check:expr) => {{
         let make = $make;
         let check = $check;
         let threads: usize = $threads;
@@ -261,13 +281,23 @@ macro_rules! bench_parallel_sync {
             $crate::harness::Mode::Check => {
                 let mut state = make();
                 $crate::harness::in_runtime(|| {
-                    let $s = &mut state;
-                    let value = $op;
+                    let $c = &mut state;
+                    let value = $checked;
                     $crate::harness::verdict(check(&value), &value)
                 })
             }
         })
     }};
+    ($threads:expr, $make:expr, |$s:ident| $op:expr, probe = |$p:ident| $probe:expr, $check:expr) => {
+        $crate::harness::bench_parallel_sync!(@ $threads, $make, |$s| $op, |$s| {
+            let _ = $op;
+            let $p = &*$s;
+            $probe
+        }, $check)
+    };
+    ($threads:expr, $make:expr, |$s:ident| $op:expr, $check:expr) => {
+        $crate::harness::bench_parallel_sync!(@ $threads, $make, |$s| $op, |$s| $op, $check)
+    };
 }
 
 pub(crate) use {bench_async, bench_parallel, bench_parallel_sync, bench_sync};
@@ -649,6 +679,43 @@ mod tests {
         assert!(b.check().is_ok());
         let mut bad = bench_sync!((), |_s| 0u8, |r: &u8| *r == 1);
         assert!(bad.check().is_err());
+    }
+
+    #[test]
+    fn a_probe_checks_the_state_after_one_operation() {
+        let mut b = bench_sync!(10u64, |s| *s += 1, probe = |s| *s, |r: &u64| *r == 11);
+        assert!(b.check().is_ok());
+        b.run(10);
+        // The state has moved on: the probe sees it.
+        assert!(b.check().is_err());
+        let mut idle = bench_sync!(0u64, |_s| (), probe = |s| *s, |r: &u64| *r > 0);
+        assert_eq!(idle.check(), Err("unexpected result: 0".to_string()));
+    }
+
+    #[test]
+    fn parallel_sync_bench_counts_all_threads_and_probes_a_fresh_state() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let shared = Arc::new(AtomicU64::new(0));
+        let probe = Arc::clone(&shared);
+        let mut b = bench_parallel_sync!(
+            2,
+            move || Arc::clone(&shared),
+            |s| s.fetch_add(1, Ordering::Relaxed),
+            probe = |s| s.load(Ordering::Relaxed),
+            |r: &u64| *r > 0
+        );
+        assert!(b.check().is_ok());
+        b.run(100);
+        assert_eq!(probe.load(Ordering::Relaxed), 201);
+        let mut idle = bench_parallel_sync!(
+            2,
+            || AtomicU64::new(0),
+            |_s| (),
+            probe = |s| s.load(Ordering::Relaxed),
+            |r: &u64| *r > 0
+        );
+        assert!(idle.check().is_err());
     }
 
     #[test]

@@ -16,9 +16,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_clock::{Clock, ManualClock, TokioClock};
-use palisade_window::{CountConfig, CountWindow, OutcomeKind, TimeConfig, TimeWindow, Window};
+use palisade_window::{
+    CountConfig, CountWindow, OutcomeKind, Snapshot, TimeConfig, TimeWindow, Window,
+};
 
-use super::Gap;
+use super::{Gap, is_ok};
 use crate::harness::{Case, Floor, Role, bench_parallel_sync, bench_sync};
 
 const RECORD: &str = "record a success";
@@ -67,6 +69,11 @@ fn time_with_threshold() -> TimeWindow<TokioClock> {
     TimeWindow::new(config, TokioClock).expect("a valid time window")
 }
 
+/// The calls each of the two threads records into [`time_100_buckets`].
+const FILL_PER_THREAD: u64 = 2_000;
+/// The calls [`time_100_buckets`] holds: all of them lie in its window.
+const FILLED_CALLS: u64 = 2 * FILL_PER_THREAD;
+
 /// A window of 100 buckets of 100 ms, filled from two threads (so that both hold
 /// counters of their own) with calls spread over the whole window, a tenth of them
 /// failed and each with a duration from 1 µs to 10 ms. Its clock stands still, so
@@ -90,7 +97,7 @@ fn time_100_buckets() -> TimeWindow<ManualClock> {
             let window = &window;
             let done = &done;
             scope.spawn(move || {
-                for i in 0..2_000u64 {
+                for i in 0..FILL_PER_THREAD {
                     let kind = if (i + thread) % 10 == 0 {
                         OutcomeKind::Failure
                     } else {
@@ -107,8 +114,15 @@ fn time_100_buckets() -> TimeWindow<ManualClock> {
     window
 }
 
-fn recloser_ok(r: &Result<u64, recloser::Error<()>>) -> bool {
-    r.is_ok()
+/// The check of the rows that record successes below the slow-call threshold: the
+/// window holds calls, none failed or slow.
+fn holds_fast_successes(s: &Snapshot) -> bool {
+    s.calls() > 0 && s.failures() == 0 && s.slow_calls() == 0
+}
+
+/// [`holds_fast_successes`], with the calls' durations in the latency histogram.
+fn holds_timed_successes(s: &Snapshot) -> bool {
+    holds_fast_successes(s) && s.latency().is_some_and(|l| l.count() > 0)
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -120,7 +134,12 @@ pub(super) fn cases() -> Vec<Case> {
             RECORD,
             "palisade-window CountWindow",
             Role::Palisade,
-            bench_sync!(count(), |s| s.record(OutcomeKind::Success), |_r: &()| true),
+            bench_sync!(
+                count(),
+                |s| s.record(OutcomeKind::Success),
+                probe = |s| s.snapshot(),
+                holds_fast_successes
+            ),
         )
         .floor(Floor::Atomic)
         .key()
@@ -130,7 +149,12 @@ pub(super) fn cases() -> Vec<Case> {
             RECORD,
             "palisade-window TimeWindow",
             Role::Palisade,
-            bench_sync!(time(), |s| s.record(OutcomeKind::Success), |_r: &()| true),
+            bench_sync!(
+                time(),
+                |s| s.record(OutcomeKind::Success),
+                probe = |s| s.snapshot(),
+                holds_fast_successes
+            ),
         )
         .floor(Floor::Atomic)
         .key()
@@ -143,7 +167,7 @@ pub(super) fn cases() -> Vec<Case> {
             bench_sync!(
                 super::breaker::recloser_sync(),
                 |s| s.call(|| Ok::<u64, ()>(1)),
-                recloser_ok
+                is_ok
             ),
         )
         .floor(Floor::Atomic)
@@ -156,7 +180,8 @@ pub(super) fn cases() -> Vec<Case> {
             bench_sync!(
                 count_with_threshold(),
                 |s| s.record_with_duration(OutcomeKind::Success, ELAPSED),
-                |_r: &()| true
+                probe = |s| s.snapshot(),
+                holds_fast_successes
             ),
         )
         .floor(Floor::Atomic)
@@ -169,7 +194,8 @@ pub(super) fn cases() -> Vec<Case> {
             bench_sync!(
                 time_with_threshold(),
                 |s| s.record_with_duration(OutcomeKind::Success, ELAPSED),
-                |_r: &()| true
+                probe = |s| s.snapshot(),
+                holds_timed_successes
             ),
         )
         .floor(Floor::Atomic)
@@ -184,7 +210,8 @@ pub(super) fn cases() -> Vec<Case> {
                 2,
                 move || Arc::clone(&shared_count),
                 |s| s.record(OutcomeKind::Success),
-                |_r: &()| true
+                probe = |s| s.snapshot(),
+                holds_fast_successes
             ),
         )
         .threads(2, RECORD),
@@ -197,7 +224,8 @@ pub(super) fn cases() -> Vec<Case> {
                 2,
                 move || Arc::clone(&shared_time),
                 |s| s.record(OutcomeKind::Success),
-                |_r: &()| true
+                probe = |s| s.snapshot(),
+                holds_fast_successes
             ),
         )
         .threads(2, RECORD),
@@ -209,7 +237,8 @@ pub(super) fn cases() -> Vec<Case> {
             bench_sync!(
                 Box::new(Padded::default()),
                 |s| s.0.fetch_add(1, Ordering::Relaxed),
-                |_r: &u64| true
+                probe = |s| s.0.load(Ordering::Relaxed),
+                |r: &u64| *r > 0
             ),
         )
         .floor(Floor::Atomic)
@@ -223,7 +252,8 @@ pub(super) fn cases() -> Vec<Case> {
                 2,
                 || Box::new(Padded::default()),
                 |s| s.0.fetch_add(1, Ordering::Relaxed),
-                |_r: &u64| true
+                probe = |s| s.0.load(Ordering::Relaxed),
+                |r: &u64| *r > 0
             ),
         )
         .threads(2, RECORD)
@@ -233,14 +263,14 @@ pub(super) fn cases() -> Vec<Case> {
             SNAPSHOT,
             "palisade-window CountWindow",
             Role::Palisade,
-            bench_sync!(count(), |s| s.snapshot().calls(), |_r: &u64| true),
+            bench_sync!(count(), |s| s.snapshot().calls(), |r: &u64| *r == 0),
         ),
         Case::new(
             "window",
             SNAPSHOT,
             "palisade-window TimeWindow",
             Role::Palisade,
-            bench_sync!(time(), |s| s.snapshot().calls(), |_r: &u64| true),
+            bench_sync!(time(), |s| s.snapshot().calls(), |r: &u64| *r == 0),
         )
         .note("10 × 1 s buckets, empty"),
         Case::new(
@@ -248,8 +278,8 @@ pub(super) fn cases() -> Vec<Case> {
             SNAPSHOT_100,
             "palisade-window TimeWindow",
             Role::Palisade,
-            bench_sync!(time_100_buckets(), |s| s.snapshot().calls(), |_r: &u64| {
-                true
+            bench_sync!(time_100_buckets(), |s| s.snapshot().calls(), |r: &u64| {
+                *r == FILLED_CALLS
             }),
         )
         .note("100 × 100 ms buckets, all holding calls with latencies from two threads"),
