@@ -371,8 +371,7 @@ impl<C: Clock> TimeWindow<C> {
         words[self.extra(IGNORED)].fetch_add(1, Relaxed);
     }
 
-    /// A call that failed, has a duration, or falls outside the stripe's current
-    /// bucket.
+    /// A call that failed, or falls outside the stripe's current bucket.
     #[inline(never)]
     fn record_more(&self, base: usize, failed: bool, elapsed: Option<Duration>, t: u64) {
         let words = self.stripe_from(base);
