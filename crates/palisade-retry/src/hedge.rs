@@ -39,9 +39,28 @@ pub enum HedgeDelay {
 }
 
 /// Hedging: if an attempt has not completed after a delay, start another in
-/// parallel; the first acceptable result (anything but a transient failure) wins
-/// and the others are dropped, which cancels them. Each hedge draws on the retry
-/// budget like a retry; at most [`max_hedges`](Hedging::max_hedges) per call.
+/// parallel; the first accepted result wins and the others are dropped, which
+/// cancels them. Each hedge draws on the retry budget like a retry; at most
+/// [`max_hedges`](Hedging::max_hedges) per call.
+///
+/// - **Accepted results** are successes and ignored outcomes (an answer such as a
+///   404 ends the call as it would without hedging). A failure — transient or
+///   permanent, or a rejection — does not end the race while other attempts are
+///   in flight: a hedge that fails at once must not beat a healthy primary that is
+///   about to answer (as in Polly and failsafe-go, which accept only the results
+///   their policy does not handle). A panic in an attempt is not caught here; a
+///   pipeline that turns panics into permanent failures gets this rule for them.
+/// - **When every attempt fails**, the round ends once the last one does, with the
+///   first failure that is not transient, if any: a permanent failure would have
+///   ended an unhedged call, and hedging does not turn it into a retry. Otherwise
+///   it ends with the last transient failure (the freshest retry-after hint), and
+///   the executor may retry.
+/// - **A zero delay** is parallel mode: all `1 + max_hedges` attempts start at
+///   once, whatever becomes of the first.
+/// - **Under an outer retry** (a context marked with
+///   [`mark_retrying`](crate::mark_retrying) and the policy's default
+///   [`Nested::SingleAttempt`](crate::Nested::SingleAttempt)), a call makes one
+///   attempt and starts no hedge: the outer retry already multiplies the load.
 ///
 /// ```
 /// use palisade_retry::Hedging;
