@@ -414,7 +414,7 @@ impl<C: Clock> RetryPolicy<C> {
                 .fuse()
         );
         let mut hedges = FuturesUnordered::new();
-        if hedge_delay.is_zero() {
+        if hedging.is_parallel() {
             // Parallel mode: every hedge starts with the primary.
             while state.hedges < hedging.max_hedges() {
                 match self.start_hedge(ctx, op, state, hedge_delay, track) {

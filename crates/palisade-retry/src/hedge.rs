@@ -80,7 +80,8 @@ pub struct Hedging {
 }
 
 impl Hedging {
-    /// Hedges after `delay`.
+    /// Hedges after `delay`, from zero (parallel mode: every hedge starts with the
+    /// first attempt, with a warning when built) to 1 h.
     pub fn fixed(delay: Duration) -> HedgingBuilder {
         HedgingBuilder {
             delay: HedgeDelay::Fixed(delay),
@@ -108,6 +109,13 @@ impl Hedging {
     /// The delay configuration.
     pub fn delay(&self) -> HedgeDelay {
         self.delay
+    }
+
+    /// Whether this is parallel mode, a fixed delay of zero: every hedge starts
+    /// with the first attempt. A percentile delay that measures zero is not: its
+    /// hedges start only while the round is undecided.
+    pub fn is_parallel(&self) -> bool {
+        matches!(self.delay, HedgeDelay::Fixed(d) if d.is_zero())
     }
 
     /// The delay a hedge would wait now.
@@ -186,6 +194,12 @@ impl HedgingBuilder {
                 if d > HOUR {
                     return Err(ConfigError::new("hedging.delay", d, "at most 1h"));
                 }
+                if d.is_zero() {
+                    tracing::warn!(
+                        max_hedges = self.max_hedges,
+                        "hedging: a zero delay is parallel mode; every call starts all its attempts at once"
+                    );
+                }
                 None
             }
             HedgeDelay::Percentile {
@@ -227,7 +241,7 @@ impl HedgingBuilder {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HedgingConfig {
-    /// A fixed delay.
+    /// A fixed delay, at most 1 h; `"0s"` is parallel mode (see [`Hedging`]).
     #[serde(deserialize_with = "de_duration")]
     pub delay: Option<Duration>,
     /// A latency percentile in `(0, 100]`.

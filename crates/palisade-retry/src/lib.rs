@@ -76,5 +76,6 @@ pub use hedge::{
     DEFAULT_HEDGE_FALLBACK, DEFAULT_MAX_HEDGES, HedgeDelay, Hedging, HedgingBuilder, HedgingConfig,
 };
 pub use policy::{
-    Nested, RetryMarker, RetryPolicy, RetryPolicyBuilder, RetrySnapshot, is_retrying, mark_retrying,
+    MAX_ATTEMPTS, Nested, RetryMarker, RetryPolicy, RetryPolicyBuilder, RetrySnapshot, is_retrying,
+    mark_retrying,
 };

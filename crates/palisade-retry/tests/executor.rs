@@ -906,3 +906,47 @@ async fn a_discarded_result_is_dropped_before_the_backoff_sleep() {
     assert!(err.last_error().is_none());
     assert!(err.last_outcome().unwrap().is_retryable());
 }
+
+#[test]
+fn absurd_attempt_counts_are_refused_unless_max_elapsed_bounds_them() {
+    let build = |b: palisade_backoff::BackoffBuilder| {
+        RetryPolicy::builder().backoff(b.build().unwrap()).build()
+    };
+    let err = build(Backoff::constant(ms(10)).max_attempts(u32::MAX)).unwrap_err();
+    assert_eq!(err.field(), "backoff.max_attempts");
+    assert_eq!(
+        err.to_string(),
+        "invalid retry configuration: `backoff.max_attempts` is 4294967295; allowed: \
+         from 1 to 100, or any number with backoff.max_elapsed set"
+    );
+    assert!(build(Backoff::constant(ms(10)).max_attempts(101)).is_err());
+    assert!(build(Backoff::constant(ms(10)).max_attempts(100)).is_ok());
+    assert!(
+        build(
+            Backoff::constant(ms(10))
+                .max_attempts(u32::MAX)
+                .max_elapsed(Duration::from_secs(60))
+        )
+        .is_ok()
+    );
+    let config = toml::from_str::<RetryConfig>("[backoff]\nmax_attempts = 1000").unwrap();
+    assert_eq!(config.build().unwrap_err().field(), "backoff.max_attempts");
+}
+
+#[test]
+fn a_zero_hedge_delay_from_configuration_is_parallel_mode() {
+    let config =
+        toml::from_str::<RetryConfig>("[hedging]\ndelay = \"0s\"\nmax_hedges = 2").unwrap();
+    let policy = config.build().unwrap();
+    let hedging = policy.hedging().unwrap();
+    assert_eq!(hedging.current_delay(), Duration::ZERO);
+    assert!(hedging.is_parallel());
+    assert!(!Hedging::fixed(ms(1)).build().unwrap().is_parallel());
+    assert!(
+        !Hedging::percentile(90.0)
+            .fallback(Duration::ZERO)
+            .build()
+            .unwrap()
+            .is_parallel()
+    );
+}
