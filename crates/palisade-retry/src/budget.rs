@@ -101,14 +101,18 @@ struct Inner {
     rejected: AtomicU64,
     /// When the budget was created: counting starts here, at zero.
     created: u64,
+    /// The bucket width in nanoseconds, at least 1.
     width: u64,
+    /// `u64::MAX / width`: a bucket number is found by a multiply and one
+    /// correction, not a division (tens of cycles on some processors).
+    reciprocal: u64,
     window: u64,
     buckets: u64,
     /// Slots per ring minus one: a ring has a power of two of slots, at least
     /// `buckets`.
     slot_mask: usize,
-    /// Words per stripe of `deposits`.
-    stride: usize,
+    /// Words per stripe of `deposits`, as a shift (a power of two of words).
+    stride_shift: u32,
     /// Stripes minus one (a power of two of stripes).
     stripe_mask: usize,
     ratio: f64,
@@ -127,6 +131,16 @@ const DEPOSIT_LIMIT: u64 = COUNT_MASK - (1 << 20);
 const MAX_DEPOSIT_WORDS: usize = 1024;
 /// The least words per stripe: two cache lines, so stripes do not share one.
 const MIN_STRIDE: usize = 16;
+
+/// `n / d` for `d ≥ 1`, given `reciprocal = u64::MAX / d`. The estimate
+/// `⌊n · reciprocal / 2⁶⁴⌋` is more than `n / d − 1` (as `reciprocal > 2⁶⁴ / d − 1`
+/// and `n < 2⁶⁴`) and at most `n / d`, so it is the quotient or one less, and one
+/// comparison of the remainder corrects it.
+#[inline]
+fn divide(n: u64, d: u64, reciprocal: u64) -> u64 {
+    let q = ((u128::from(n) * u128::from(reciprocal)) >> 64) as u64;
+    q + u64::from(n - q * d >= d)
+}
 
 #[inline]
 fn pack(bucket: u64, count: u64) -> u64 {
@@ -165,8 +179,8 @@ impl<C: Clock> RetryBudget<C> {
     pub fn deposit(&self) {
         let inner = &*self.inner;
         let bucket = inner.bucket(self.clock.recent().as_nanos());
-        let stripe = (thread_index() & inner.stripe_mask) * inner.stride;
-        let slot = &inner.deposits[stripe + (bucket as usize & inner.slot_mask)];
+        let stripe = (thread_index() & inner.stripe_mask) << inner.stride_shift;
+        let slot = &inner.deposits[stripe | (bucket as usize & inner.slot_mask)];
         let word = slot.load(Ordering::Relaxed);
         // The slot counts this bucket and has room: the bucket's number in the
         // high bits is `bucket`, and the count below the limit.
@@ -256,7 +270,11 @@ impl Inner {
     /// The number of the bucket `now` falls in, counted from the creation.
     #[inline]
     fn bucket(&self, now: u64) -> u64 {
-        now.saturating_sub(self.created) / self.width
+        divide(
+            now.saturating_sub(self.created),
+            self.width,
+            self.reciprocal,
+        )
     }
 
     /// Whether a count of bucket `id` is in the window that ends with `bucket`.
@@ -566,6 +584,7 @@ impl BudgetBuilder {
             ));
         }
         let window = self.window.as_nanos() as u64;
+        let width = (window / u64::from(self.buckets)).max(1);
         let slots = (self.buckets as usize).next_power_of_two();
         let stride = slots.max(MIN_STRIDE);
         let stripes = std::thread::available_parallelism()
@@ -581,11 +600,12 @@ impl BudgetBuilder {
                 withdrawals: (0..slots).map(|_| AtomicU64::new(0)).collect(),
                 rejected: AtomicU64::new(0),
                 created: now,
-                width: (window / u64::from(self.buckets)).max(1),
+                width,
+                reciprocal: u64::MAX / width,
                 window,
                 buckets: u64::from(self.buckets),
                 slot_mask: slots - 1,
-                stride,
+                stride_shift: stride.trailing_zeros(),
                 stripe_mask: stripes - 1,
                 ratio: self.retry_ratio,
                 reserve: f64::from(self.min_retries_per_sec) * self.window.as_secs_f64(),
@@ -787,6 +807,33 @@ mod tests {
             Duration::from_secs(20)
         );
         assert!(serde_json::from_str::<BudgetConfig>(r#"{"windw":"20s"}"#).is_err());
+    }
+
+    #[test]
+    fn the_bucket_number_is_the_exact_quotient() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut divisors = vec![1, 2, 3, 7, 10_000_000, 1 << 30, 3_600_000_000_000];
+        for _ in 0..1000 {
+            let shift = next() % 64;
+            divisors.push((next() >> shift).max(1));
+        }
+        for d in divisors {
+            let r = u64::MAX / d;
+            for n in [0, 1, d - 1, d, d.saturating_add(1), u64::MAX - 1, u64::MAX] {
+                assert_eq!(divide(n, d, r), n / d, "{n} / {d}");
+            }
+            for _ in 0..100 {
+                let shift = next() % 64;
+                let n = next() >> shift;
+                assert_eq!(divide(n, d, r), n / d, "{n} / {d}");
+            }
+        }
     }
 
     #[test]
