@@ -75,11 +75,11 @@ proptest! {
         }
     }
 
-    /// With a share of deposits and steady traffic (a withdrawal attempt, and so a
-    /// sample, in every bucket), the budget never grants more than the share of the
-    /// deposits of the last window plus one bucket's worth.
+    /// With a share of deposits and steady traffic, one step a bucket: the
+    /// withdrawals of the last window take exactly the share of its deposits, no
+    /// more, and no less than what is left after the window's earlier withdrawals.
     #[test]
-    fn the_share_stays_within_a_bucket_of_exact(
+    fn the_share_of_the_window_is_granted_exactly(
         per_step in proptest::collection::vec(0u8..30, 1..120),
     ) {
         let clock = ManualClock::starting_at(Timestamp::from_nanos(1));
@@ -99,13 +99,13 @@ proptest! {
                 granted += 1;
             }
             history.push((u64::from(deposits), granted));
-            // Over the last 10 steps (the window) plus one step of slack for the
-            // interpolation of deposits between samples.
+            // Over the last 10 steps: the window.
             let recent = history.iter().rev().take(10);
             let withdrawn: u64 = recent.clone().map(|(_, w)| w).sum();
-            let deposited: u64 = history.iter().rev().take(11).map(|(d, _)| d).sum();
+            let deposited: u64 = recent.map(|(d, _)| d).sum();
+            let share = (0.5 * deposited as f64).floor() as u64;
             prop_assert!(
-                withdrawn as f64 <= 0.5 * deposited as f64 + 1.0,
+                granted == 100 || withdrawn == share.max(withdrawn - granted),
                 "withdrew {} with {} deposits",
                 withdrawn,
                 deposited
