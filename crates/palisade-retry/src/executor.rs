@@ -296,7 +296,6 @@ impl<C: Clock> RetryPolicy<C> {
                     return finish(result, outcome, attempts, StopReason::BudgetExhausted);
                 }
             }
-            Stats::bump(&self.stats.retries);
             tracing::debug!(
                 attempts,
                 delay_ms = delay.as_millis() as u64,
@@ -315,6 +314,7 @@ impl<C: Clock> RetryPolicy<C> {
                 );
             }
             drop(last_error);
+            Stats::bump(&self.stats.retries);
             state.delay = delay;
             (result, outcome) = self.round(ctx, classifier, &mut op, &mut state).await;
         }

@@ -950,3 +950,17 @@ fn a_zero_hedge_delay_from_configuration_is_parallel_mode() {
             .is_parallel()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_the_context_stops_during_its_sleep_is_not_counted_as_started() {
+    let p = policy(plain(Backoff::constant(ms(1000)).max_attempts(3)));
+    let (ctx, guard) = Context::background().with_cancel();
+    let canceller = async {
+        TokioClock.sleep(ms(500)).await;
+        guard.cancel();
+    };
+    let (got, ()) = tokio::join!(p.retry(&ctx, |_| async { Err::<(), _>("down") }), canceller);
+    assert_eq!(got.unwrap_err().reason(), StopReason::Cancelled);
+    let snap = p.snapshot();
+    assert_eq!((snap.retries, snap.cancelled), (0, 1));
+}
