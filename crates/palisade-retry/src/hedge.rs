@@ -56,7 +56,8 @@ pub enum HedgeDelay {
 ///   it ends with the last transient failure (the freshest retry-after hint), and
 ///   the executor may retry.
 /// - **A zero delay** is parallel mode: all `1 + max_hedges` attempts start at
-///   once, whatever becomes of the first.
+///   once, whatever becomes of the first. Hedges are counted per call, so a retry
+///   after a round that failed runs alone.
 /// - **Under an outer retry** (a context marked with
 ///   [`mark_retrying`](crate::mark_retrying) and the policy's default
 ///   [`Nested::SingleAttempt`](crate::Nested::SingleAttempt)), a call makes one
