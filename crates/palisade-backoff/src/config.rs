@@ -56,7 +56,8 @@ pub struct BackoffConfig {
     /// The curve (default exponential).
     pub kind: BackoffKind,
     /// The first delay; the delay of a constant schedule; the base of a decorrelated
-    /// one (default [`DEFAULT_INITIAL`](crate::DEFAULT_INITIAL)).
+    /// one (default [`DEFAULT_INITIAL`](crate::DEFAULT_INITIAL)). Zero only for a
+    /// constant schedule (retries at once) or a linear one with a `step`.
     #[serde(deserialize_with = "de_opt_duration")]
     pub initial: Option<Duration>,
     /// The growth per delay of a linear schedule (default: `initial`).
@@ -304,6 +305,8 @@ mod tests {
         );
         assert_eq!(build(r#"{"jitter":{"proportional":2}}"#).field(), "jitter");
         assert_eq!(build(r#"{"max_attempts":0}"#).field(), "max_attempts");
+        assert_eq!(build(r#"{"initial":"0s"}"#).field(), "initial");
+        assert_eq!(build(r#"{"kind":"linear","initial":"0s"}"#).field(), "step");
         assert_eq!(
             build(r#"{"initial":"1m"}"#).to_string(),
             "invalid backoff configuration: `initial` is 60s; allowed: at most max_delay (10s)"

@@ -142,18 +142,21 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// The same delay every time. Its maximum delay defaults to `delay`.
+    /// The same delay every time. Its maximum delay defaults to `delay`. A zero
+    /// `delay` retries at once (no backoff at all: bound it by the attempts).
     pub fn constant(delay: Duration) -> BackoffBuilder {
         BackoffBuilder::new(Curve::Constant { delay })
     }
 
-    /// `initial`, then growing by `step` each time.
+    /// `initial`, then growing by `step` each time. `initial` may be zero (the first
+    /// retry at once) if `step` is not.
     pub fn linear(initial: Duration, step: Duration) -> BackoffBuilder {
         BackoffBuilder::new(Curve::Linear { initial, step })
     }
 
     /// `initial`, then multiplied by the [factor](BackoffBuilder::factor) (default
-    /// [`DEFAULT_FACTOR`]) each time.
+    /// [`DEFAULT_FACTOR`]) each time. `initial` must be greater than zero, or the
+    /// delays would never grow.
     pub fn exponential(initial: Duration) -> BackoffBuilder {
         BackoffBuilder::new(Curve::Exponential {
             initial,
@@ -163,7 +166,7 @@ impl Backoff {
     }
 
     /// The Fibonacci sequence scaled by `initial`: `i, i, 2i, 3i, 5i, 8i, …`; grows
-    /// more gently than doubling.
+    /// more gently than doubling. `initial` must be greater than zero.
     pub fn fibonacci(initial: Duration) -> BackoffBuilder {
         BackoffBuilder::new(Curve::Fibonacci { initial })
     }
@@ -317,7 +320,9 @@ impl BackoffBuilder {
 
     /// The number of attempts, the first included, at least 1 (default
     /// [`DEFAULT_MAX_ATTEMPTS`]). `u32::MAX` is, in practice, unlimited: bound such a
-    /// schedule with [`max_elapsed`](BackoffBuilder::max_elapsed) or a deadline.
+    /// schedule with [`max_elapsed`](BackoffBuilder::max_elapsed) or a deadline (a
+    /// `palisade-retry` policy accepts more than 100 attempts only with
+    /// `max_elapsed`).
     pub fn max_attempts(mut self, max_attempts: u32) -> Self {
         self.max_attempts = max_attempts;
         self
@@ -336,7 +341,13 @@ impl BackoffBuilder {
     /// A [`ConfigError`] naming the first invalid field: `factor` not finite or
     /// below 1, `initial` above `max_delay`, a proportional `jitter` outside
     /// `[0, 1]`, a jitter on a decorrelated schedule, `max_attempts` of 0, a zero
-    /// `max_elapsed`, a zero decorrelated base, or a duration beyond 584 years.
+    /// `max_elapsed`, a zero `initial` for an exponential, Fibonacci or
+    /// decorrelated schedule (whose delays would never grow from it), a linear
+    /// schedule with a zero `initial` and `step`, or a duration beyond 584 years.
+    ///
+    /// A zero delay is accepted where it means something: a constant schedule of 0
+    /// retries at once (bound it by `max_attempts` and, in a retry policy, a
+    /// budget), and a linear schedule from 0 makes its first retry at once.
     pub fn build(self) -> Result<Backoff, ConfigError> {
         if let Some(err) = self.misuse {
             return Err(err);
@@ -366,12 +377,40 @@ impl BackoffBuilder {
             Curve::Exponential { factor, .. } if !(factor.is_finite() && factor >= 1.0) => {
                 return Err(ConfigError::new("factor", factor, "a finite number ≥ 1.0"));
             }
-            Curve::Linear { step, .. } => representable("step", step)?,
+            Curve::Linear { initial, step } => {
+                representable("step", step)?;
+                if initial.is_zero() && step.is_zero() {
+                    return Err(ConfigError::new(
+                        "step",
+                        step,
+                        "greater than zero when initial is zero (a constant schedule of 0 \
+                         retries at once)",
+                    ));
+                }
+            }
             Curve::Decorrelated { base } if base.is_zero() => {
                 return Err(ConfigError::new(
                     "initial",
                     base,
                     "greater than zero for a decorrelated schedule (its delays grow from it)",
+                ));
+            }
+            Curve::Exponential { initial, .. } | Curve::Fibonacci { initial }
+                if initial.is_zero() =>
+            {
+                return Err(ConfigError::new(
+                    "initial",
+                    initial,
+                    format!(
+                        "greater than zero for {} {} schedule (its delays grow from it; \
+                         a constant schedule of 0 retries at once)",
+                        if matches!(self.curve, Curve::Exponential { .. }) {
+                            "an"
+                        } else {
+                            "a"
+                        },
+                        self.curve.name()
+                    ),
                 ));
             }
             _ => {}
@@ -725,6 +764,31 @@ mod tests {
         );
         // A constant schedule's cap defaults to its delay, however long.
         assert_eq!(Backoff::constant(s(30)).build().unwrap().max_delay(), s(30));
+    }
+
+    #[test]
+    fn a_zero_first_delay_is_refused_where_the_delays_would_never_grow() {
+        let field = |b: BackoffBuilder| b.build().unwrap_err().field().to_owned();
+        let zero = Duration::ZERO;
+        assert_eq!(field(Backoff::exponential(zero)), "initial");
+        assert_eq!(field(Backoff::fibonacci(zero)), "initial");
+        assert_eq!(field(Backoff::linear(zero, zero)), "step");
+        let err = Backoff::exponential(zero).build().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid backoff configuration: `initial` is 0ns; allowed: greater than zero \
+             for an exponential schedule (its delays grow from it; a constant schedule \
+             of 0 retries at once)"
+        );
+        // Accepted: immediate retries, and a linear schedule that grows from zero.
+        let immediate = Backoff::constant(zero).max_attempts(3).build().unwrap();
+        assert_eq!(immediate.iter().collect::<Vec<_>>(), [zero, zero]);
+        let growing = Backoff::linear(zero, ms(10))
+            .jitter(Jitter::None)
+            .max_attempts(3)
+            .build()
+            .unwrap();
+        assert_eq!(growing.iter().collect::<Vec<_>>(), [zero, ms(10)]);
     }
 
     #[test]

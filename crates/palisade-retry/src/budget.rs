@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::ConfigError;
 use crate::config::de_duration;
-use crate::sync::{Arc, AtomicBool, AtomicU64, CachePadded, Ordering, fence, thread_index};
+use crate::sync::{Arc, AtomicU64, Ordering, thread_index};
 
 /// The default window over which deposits and retries are counted: 10 s, as in
 /// Finagle and tower. Long enough to smooth a burst, short enough that the budget
@@ -23,7 +23,9 @@ pub const DEFAULT_RETRY_RATIO: f64 = 0.2;
 /// and tower. A client with little traffic can still retry its few failures.
 pub const DEFAULT_MIN_RETRIES_PER_SEC: u32 = 10;
 /// The default number of buckets the window is measured in: 10, so the window
-/// slides in tenths (1 s with the default window).
+/// slides in tenths (1 s with the default window): a deposit or retry counts for
+/// between 90 % and 100 % of the window, and the rings stay small (16 words a
+/// stripe) for a withdrawal to sum.
 pub const DEFAULT_BUCKETS: u32 = 10;
 
 /// A retry budget shared by every call through it (a tower/Finagle TPS budget).
@@ -34,15 +36,22 @@ pub const DEFAULT_BUCKETS: u32 = 10;
 /// rejected until deposits come in or old withdrawals leave the window. Clones share
 /// one budget.
 ///
-/// Costs: a deposit is one relaxed add on a per-thread stripe of a counter (no
-/// clock, no lock, no shared cache line among the first threads). A withdrawal —
-/// only on a retry — reads the clock's cheap `recent()`, counts the retry in its
-/// time bucket with one compare-and-swap and checks the window's balance, taking
-/// the retry back if it overdraws. Withdrawals are counted exactly per bucket.
-/// Deposits carry no time, so once per bucket a withdrawal records a sample of
-/// their total, and the deposits inside the window are read from the samples
-/// (interpolated linearly between two samples: deposits between them are taken to
-/// have come evenly). Nothing takes a lock.
+/// **Resolution**: the window is measured in [buckets](BudgetBuilder::buckets) of
+/// `window / buckets` (default [`DEFAULT_BUCKETS`]: 1 s buckets of the 10 s
+/// window). Deposits and withdrawals are counted exactly per bucket, by the
+/// clock's `recent()` time when they are made; the window at a time `t` is the
+/// bucket of `t` and the `buckets − 1` before it. So a deposit or withdrawal counts
+/// for at least `window − window / buckets` and less than `window` after it is
+/// made, and then leaves the window whole, with its bucket. The expiry is exact
+/// to the bucket, however the calls are spread in time.
+///
+/// Costs: a deposit reads the clock's cheap `recent()` (a relaxed load for the
+/// default clock), finds its bucket's slot in this thread's stripe and counts in
+/// it with one relaxed add (a thread's first deposit in a new bucket moves the
+/// slot there with one compare-and-swap). No lock, no allocation, and no cache line
+/// shared among the first threads. A withdrawal — only on a retry — counts the
+/// retry in its bucket with one compare-and-swap, sums the window's counts and
+/// takes the retry back if it overdraws. Nothing takes a lock.
 ///
 /// ```
 /// use palisade_retry::RetryBudget;
@@ -79,26 +88,33 @@ impl<C: Clock> Clone for RetryBudget<C> {
 }
 
 struct Inner {
-    /// Cumulative first attempts, striped by thread.
-    deposits: Box<[CachePadded<AtomicU64>]>,
-    /// Retries taken per bucket: each word packs a bucket number (counted from the
-    /// budget's creation, in the high 36 bits: over 20 years at the narrowest
-    /// bucket of 10 ms) and the count in it (the low 28 bits: 268 million retries
-    /// per bucket, past which retries are refused), so that moving a slot to a new
-    /// bucket and counting in it are one atomic step.
+    /// First attempts per bucket, in one ring of `stride` words per stripe (a
+    /// stripe per thread, up to the stripe count). Each word packs a bucket number
+    /// (counted from the budget's creation, in the high 36 bits: over 20 years at
+    /// the narrowest bucket of 10 ms) and the count in it (the low 28 bits), so
+    /// that moving a slot to a new bucket and counting in it are one atomic step.
+    deposits: Box<[AtomicU64]>,
+    /// Retries taken per bucket, one ring packed like `deposits` (up to
+    /// 268 million retries per bucket, past which retries are refused).
     withdrawals: Box<[AtomicU64]>,
     /// Cumulative retries refused.
     rejected: AtomicU64,
-    /// Samples of the cumulative deposits, at most one per bucket, `buckets + 1` of
-    /// them so the oldest lies at least a window back.
-    ring: Box<[Sample]>,
-    /// Held (never waited for) by the one thread writing a sample.
-    sampling: AtomicBool,
     /// When the budget was created: counting starts here, at zero.
     created: u64,
+    /// The bucket width in nanoseconds, at least 1.
     width: u64,
+    /// `u64::MAX / width`: a bucket number is found by a multiply and one
+    /// correction, not a division (tens of cycles on some processors).
+    reciprocal: u64,
     window: u64,
     buckets: u64,
+    /// Slots per ring minus one: a ring has a power of two of slots, at least
+    /// `buckets`.
+    slot_mask: usize,
+    /// Words per stripe of `deposits`, as a shift (a power of two of words).
+    stride_shift: u32,
+    /// Stripes minus one (a power of two of stripes).
+    stripe_mask: usize,
     ratio: f64,
     /// `min_retries_per_sec × window`.
     reserve: f64,
@@ -107,6 +123,24 @@ struct Inner {
 
 const COUNT_BITS: u32 = 28;
 const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// The most deposits a bucket counts in one slot: below the count's capacity by
+/// room for 2²⁰ racing adds, so that an add that passed the check can never carry
+/// into the bucket number. Past it, deposits are dropped (which is conservative).
+const DEPOSIT_LIMIT: u64 = COUNT_MASK - (1 << 20);
+/// Stripes share at most this many words of deposit rings in all.
+const MAX_DEPOSIT_WORDS: usize = 1024;
+/// The least words per stripe: two cache lines, so stripes do not share one.
+const MIN_STRIDE: usize = 16;
+
+/// `n / d` for `d ≥ 1`, given `reciprocal = u64::MAX / d`. The estimate
+/// `⌊n · reciprocal / 2⁶⁴⌋` is more than `n / d − 1` (as `reciprocal > 2⁶⁴ / d − 1`
+/// and `n < 2⁶⁴`) and at most `n / d`, so it is the quotient or one less, and one
+/// comparison of the remainder corrects it.
+#[inline]
+fn divide(n: u64, d: u64, reciprocal: u64) -> u64 {
+    let q = ((u128::from(n) * u128::from(reciprocal)) >> 64) as u64;
+    q + u64::from(n - q * d >= d)
+}
 
 #[inline]
 fn pack(bucket: u64, count: u64) -> u64 {
@@ -116,21 +150,6 @@ fn pack(bucket: u64, count: u64) -> u64 {
 #[inline]
 fn unpack(word: u64) -> (u64, u64) {
     (word >> COUNT_BITS, word & COUNT_MASK)
-}
-
-/// The deposits at one moment. A seqlock: `time` is zero while the sample is being
-/// written, and readers accept a sample only if `time` is the same non-zero value
-/// before and after they read it.
-struct Sample {
-    time: AtomicU64,
-    deposits: AtomicU64,
-}
-
-/// A point of the cumulative deposits.
-#[derive(Copy, Clone, Debug)]
-struct Point {
-    time: u64,
-    deposits: u64,
 }
 
 impl Default for RetryBudget {
@@ -154,13 +173,22 @@ impl RetryBudget {
 }
 
 impl<C: Clock> RetryBudget<C> {
-    /// Records a first attempt: one relaxed add on this thread's stripe.
+    /// Records a first attempt in the bucket of the clock's `recent()` time: one
+    /// relaxed add on this thread's stripe.
     #[inline]
     pub fn deposit(&self) {
-        let stripes = &self.inner.deposits;
-        // The stripe count is a power of two.
-        let stripe = &stripes[thread_index() & (stripes.len() - 1)];
-        stripe.fetch_add(1, Ordering::Relaxed);
+        let inner = &*self.inner;
+        let bucket = inner.bucket(self.clock.recent().as_nanos());
+        let stripe = (thread_index() & inner.stripe_mask) << inner.stride_shift;
+        let slot = &inner.deposits[stripe | (bucket as usize & inner.slot_mask)];
+        let word = slot.load(Ordering::Relaxed);
+        // The slot counts this bucket and has room: the bucket's number in the
+        // high bits is `bucket`, and the count below the limit.
+        if word.wrapping_sub(pack(bucket, 0)) < DEPOSIT_LIMIT {
+            slot.fetch_add(1, Ordering::Relaxed);
+        } else {
+            inner.deposit_slow(slot, bucket);
+        }
     }
 
     /// Takes one retry if the budget has one; `false` (and a count of the
@@ -172,9 +200,8 @@ impl<C: Clock> RetryBudget<C> {
     pub fn try_withdraw(&self) -> bool {
         let now = self.clock.recent().as_nanos();
         let inner = &*self.inner;
-        inner.sample(now);
-        let allowed = inner.allowed(now);
         let bucket = inner.bucket(now);
+        let allowed = inner.allowed(bucket);
         #[cfg(loom)]
         if BROKEN_TAKE.with(|b| b.get()) {
             // The broken twin checks, then counts: two racers can both pass.
@@ -200,8 +227,9 @@ impl<C: Clock> RetryBudget<C> {
     pub fn snapshot(&self) -> BudgetSnapshot {
         let now = self.clock.recent().as_nanos();
         let inner = &*self.inner;
-        let deposits = inner.window_deposits(now);
-        let withdrawals = inner.withdrawn(inner.bucket(now));
+        let bucket = inner.bucket(now);
+        let deposits = inner.window_deposits(bucket);
+        let withdrawals = inner.withdrawn(bucket);
         let balance = inner.reserve + inner.ratio * deposits as f64 - withdrawals as f64;
         BudgetSnapshot {
             deposits,
@@ -218,6 +246,7 @@ impl<C: Clock> RetryBudget<C> {
 #[cfg(loom)]
 std::thread_local! {
     static BROKEN_TAKE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    static BROKEN_DEPOSIT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Makes withdrawals on this thread check the balance first and count afterwards,
@@ -228,36 +257,82 @@ pub fn loom_break_withdraw(broken: bool) {
     BROKEN_TAKE.with(|b| b.set(broken));
 }
 
-impl Inner {
-    fn total_deposits(&self) -> u64 {
-        self.deposits
-            .iter()
-            .fold(0u64, |sum, s| sum.wrapping_add(s.load(Ordering::Relaxed)))
-    }
+/// Makes deposits on this thread move a slot to a new bucket with a plain store
+/// after reading it, so the loom models can show that they catch the deposit this
+/// loses.
+#[cfg(loom)]
+#[doc(hidden)]
+pub fn loom_break_deposit(broken: bool) {
+    BROKEN_DEPOSIT.with(|b| b.set(broken));
+}
 
+impl Inner {
     /// The number of the bucket `now` falls in, counted from the creation.
     #[inline]
     fn bucket(&self, now: u64) -> u64 {
-        now.saturating_sub(self.created) / self.width
+        divide(
+            now.saturating_sub(self.created),
+            self.width,
+            self.reciprocal,
+        )
     }
 
-    /// How many retries the window allows in all, before withdrawals.
-    fn allowed(&self, now: u64) -> f64 {
-        self.reserve + self.ratio * self.window_deposits(now) as f64
+    /// Whether a count of bucket `id` is in the window that ends with `bucket`.
+    /// A count of a later bucket (from a thread whose clock reading is newer) is.
+    #[inline]
+    fn in_window(&self, id: u64, bucket: u64) -> bool {
+        id + self.buckets > bucket
     }
 
-    fn window_deposits(&self, now: u64) -> u64 {
-        let current = Point {
-            time: now,
-            deposits: self.total_deposits(),
-        };
-        let start = self.at(now.saturating_sub(self.window), current);
-        current.deposits.saturating_sub(start.deposits)
+    /// How many retries the window ending with `bucket` allows in all, before
+    /// withdrawals.
+    fn allowed(&self, bucket: u64) -> f64 {
+        self.reserve + self.ratio * self.window_deposits(bucket) as f64
+    }
+
+    /// The deposits of the window that ends with `bucket`.
+    fn window_deposits(&self, bucket: u64) -> u64 {
+        self.deposits
+            .iter()
+            .map(|slot| unpack(slot.load(Ordering::Relaxed)))
+            .filter(|&(id, _)| self.in_window(id, bucket))
+            .map(|(_, count)| count)
+            .sum()
+    }
+
+    /// A deposit whose slot counts another bucket (or is full): moves the slot to
+    /// `bucket`, or counts there if another thread just did. A deposit whose slot
+    /// has already moved to a later bucket is a whole ring old, out of every
+    /// window from now on, and is not counted.
+    #[cold]
+    #[inline(never)]
+    fn deposit_slow(&self, slot: &AtomicU64, bucket: u64) {
+        let mut word = slot.load(Ordering::Relaxed);
+        loop {
+            let (id, count) = unpack(word);
+            let next = if id < bucket {
+                #[cfg(loom)]
+                if BROKEN_DEPOSIT.with(|b| b.get()) {
+                    loom::thread::yield_now();
+                    slot.store(pack(bucket, 1), Ordering::Relaxed);
+                    return;
+                }
+                pack(bucket, 1)
+            } else if id == bucket && count < DEPOSIT_LIMIT {
+                pack(id, count + 1)
+            } else {
+                return;
+            };
+            match slot.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return,
+                Err(seen) => word = seen,
+            }
+        }
     }
 
     /// Counts one retry in `bucket`; `false` if the bucket's count is full.
     fn add_withdrawal(&self, bucket: u64) -> bool {
-        let slot = &self.withdrawals[(bucket % self.buckets) as usize];
+        let slot = &self.withdrawals[bucket as usize & self.slot_mask];
         let mut word = slot.load(Ordering::Acquire);
         loop {
             let (id, count) = unpack(word);
@@ -265,7 +340,7 @@ impl Inner {
                 // The slot still counts an old bucket: start it afresh.
                 pack(bucket, 1)
             } else if count < COUNT_MASK {
-                // This bucket, or (for a thread whose clock reading is a whole window
+                // This bucket, or (for a thread whose clock reading is a whole ring
                 // stale) a newer one: counting there is conservative.
                 pack(id, count + 1)
             } else {
@@ -280,7 +355,7 @@ impl Inner {
 
     /// Takes back a retry counted in `bucket` by [`add_withdrawal`](Self::add_withdrawal).
     fn remove_withdrawal(&self, bucket: u64) {
-        let slot = &self.withdrawals[(bucket % self.buckets) as usize];
+        let slot = &self.withdrawals[bucket as usize & self.slot_mask];
         let mut word = slot.load(Ordering::Acquire);
         loop {
             let (id, count) = unpack(word);
@@ -300,90 +375,14 @@ impl Inner {
         }
     }
 
-    /// Retries counted in the window's buckets: `bucket` and the `buckets − 1`
-    /// before it.
+    /// Retries counted in the window that ends with `bucket`.
     fn withdrawn(&self, bucket: u64) -> u64 {
         self.withdrawals
             .iter()
             .map(|slot| unpack(slot.load(Ordering::Acquire)))
-            .filter(|&(id, _)| id + self.buckets > bucket)
+            .filter(|&(id, _)| self.in_window(id, bucket))
             .map(|(_, count)| count)
             .sum()
-    }
-
-    /// Records a sample for the bucket of `now` unless one exists or another
-    /// thread is writing one.
-    fn sample(&self, now: u64) {
-        let bucket = now / self.width;
-        let slot = &self.ring[(bucket % self.ring.len() as u64) as usize];
-        let seen = slot.time.load(Ordering::Acquire);
-        if seen != 0 && seen / self.width == bucket {
-            return;
-        }
-        if self
-            .sampling
-            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            return;
-        }
-        let seen = slot.time.load(Ordering::Relaxed);
-        if seen == 0 || seen / self.width != bucket {
-            let deposits = self.total_deposits();
-            slot.time.store(0, Ordering::Relaxed);
-            fence(Ordering::Release);
-            slot.deposits.store(deposits, Ordering::Relaxed);
-            slot.time.store(now.max(1), Ordering::Release);
-        }
-        self.sampling.store(false, Ordering::Release);
-    }
-
-    /// Reads a sample, or `None` if it is empty or being written.
-    fn read(slot: &Sample) -> Option<Point> {
-        let time = slot.time.load(Ordering::Acquire);
-        if time == 0 {
-            return None;
-        }
-        let deposits = slot.deposits.load(Ordering::Relaxed);
-        fence(Ordering::Acquire);
-        (slot.time.load(Ordering::Relaxed) == time).then_some(Point { time, deposits })
-    }
-
-    /// The cumulative deposits at time `t`, interpolated linearly between the
-    /// samples around it (the creation, at zero, and `current` bound them).
-    fn at(&self, t: u64, current: Point) -> Point {
-        let creation = Point {
-            time: self.created,
-            deposits: 0,
-        };
-        if current.time.saturating_sub(creation.time) < self.window {
-            // The budget is younger than the window: every deposit counts.
-            return creation;
-        }
-        let mut before = creation;
-        let mut after = current;
-        for slot in self.ring.iter() {
-            let Some(p) = Self::read(slot) else { continue };
-            if p.time > current.time {
-                continue;
-            }
-            if p.time <= t {
-                if p.time >= before.time {
-                    before = p;
-                }
-            } else if p.time < after.time {
-                after = p;
-            }
-        }
-        if after.time <= before.time {
-            return after;
-        }
-        let frac = (t - before.time) as f64 / (after.time - before.time) as f64;
-        let grown = after.deposits.saturating_sub(before.deposits) as f64 * frac;
-        Point {
-            time: t,
-            deposits: before.deposits + grown as u64,
-        }
     }
 }
 
@@ -409,7 +408,7 @@ pub struct BudgetSnapshot {
 }
 
 impl BudgetSnapshot {
-    /// First attempts in the window (estimated between samples).
+    /// First attempts in the window.
     pub fn deposits(&self) -> u64 {
         self.deposits
     }
@@ -585,30 +584,29 @@ impl BudgetBuilder {
             ));
         }
         let window = self.window.as_nanos() as u64;
+        let width = (window / u64::from(self.buckets)).max(1);
+        let slots = (self.buckets as usize).next_power_of_two();
+        let stride = slots.max(MIN_STRIDE);
         let stripes = std::thread::available_parallelism()
             .map_or(4, |n| n.get())
             .clamp(1, 64)
-            .next_power_of_two();
+            .next_power_of_two()
+            .min((MAX_DEPOSIT_WORDS / stride).max(1));
         let stripes = if cfg!(loom) { 1 } else { stripes };
         let now = clock.recent().as_nanos();
         Ok(RetryBudget {
             inner: Arc::new(Inner {
-                deposits: (0..stripes)
-                    .map(|_| CachePadded::new(AtomicU64::new(0)))
-                    .collect(),
-                withdrawals: (0..self.buckets).map(|_| AtomicU64::new(0)).collect(),
+                deposits: (0..stripes * stride).map(|_| AtomicU64::new(0)).collect(),
+                withdrawals: (0..slots).map(|_| AtomicU64::new(0)).collect(),
                 rejected: AtomicU64::new(0),
-                ring: (0..=self.buckets)
-                    .map(|_| Sample {
-                        time: AtomicU64::new(0),
-                        deposits: AtomicU64::new(0),
-                    })
-                    .collect(),
-                sampling: AtomicBool::new(false),
                 created: now,
-                width: (window / u64::from(self.buckets)).max(1),
+                width,
+                reciprocal: u64::MAX / width,
                 window,
                 buckets: u64::from(self.buckets),
+                slot_mask: slots - 1,
+                stride_shift: stride.trailing_zeros(),
+                stripe_mask: stripes - 1,
                 ratio: self.retry_ratio,
                 reserve: f64::from(self.min_retries_per_sec) * self.window.as_secs_f64(),
                 min_per_sec: self.min_retries_per_sec,
@@ -653,11 +651,10 @@ mod tests {
     }
 
     #[test]
-    fn deposits_are_read_from_samples_and_leave_the_window() {
+    fn deposits_leave_the_window_bucket_by_bucket() {
         let clock = ManualClock::starting_at(palisade_clock::Timestamp::from_nanos(1));
         let b = budget(0.5, 0, &clock);
-        // A steady 10 first attempts per second, with a withdrawal (and so a sample)
-        // every second.
+        // A steady 10 first attempts per second, with a withdrawal every second.
         for _ in 0..30 {
             for _ in 0..10 {
                 b.deposit();
@@ -666,14 +663,13 @@ mod tests {
             clock.advance(Duration::from_secs(1));
         }
         let s = b.snapshot();
-        // About 100 deposits in the last 10 s (within one bucket's worth); the
-        // withdrawals of the 9 whole buckets since `now − 10 s` (the one made
-        // exactly 10 s ago has left).
-        assert!((90..=110).contains(&s.deposits()), "{s:?}");
+        // The deposits and withdrawals of the 9 whole buckets since `now − 10 s`
+        // (those made exactly 10 s ago have left).
+        assert_eq!(s.deposits(), 90, "{s:?}");
         assert_eq!(s.withdrawals(), 9);
-        assert!((36..=46).contains(&s.available()), "{s:?}");
+        assert_eq!(s.available(), 36);
         // Traffic stops: the deposits slide out of the window.
-        for _ in 0..11 {
+        for _ in 0..9 {
             clock.advance(Duration::from_secs(1));
             b.try_withdraw();
         }
@@ -693,18 +689,87 @@ mod tests {
     }
 
     #[test]
-    fn interpolation_after_a_quiet_period() {
+    fn deposits_before_a_quiet_period_have_all_left() {
         let clock = ManualClock::starting_at(palisade_clock::Timestamp::from_nanos(1));
         let b = budget(1.0, 0, &clock);
         b.deposit();
-        assert!(b.try_withdraw()); // a sample at t ≈ 0
-        // 100 deposits spread over 100 s without a sample: a tenth of them are
-        // taken to be in the last 10 s.
+        assert!(b.try_withdraw());
         for _ in 0..100 {
             b.deposit();
         }
         clock.advance(Duration::from_secs(100));
-        assert_eq!(b.snapshot().deposits(), 10);
+        assert_eq!(b.snapshot().deposits(), 0);
+        assert_eq!(b.snapshot().withdrawals(), 0);
+        assert!(!b.try_withdraw());
+    }
+
+    fn one_second(ratio: f64, clock: &ManualClock) -> RetryBudget<ManualClock> {
+        RetryBudget::builder()
+            .retry_ratio(ratio)
+            .min_retries_per_sec(0)
+            .window(Duration::from_secs(1))
+            .build_with_clock(clock.clone())
+            .unwrap()
+    }
+
+    #[test]
+    fn a_deposit_older_than_the_window_pays_for_no_retry() {
+        let clock = ManualClock::starting_at(palisade_clock::Timestamp::from_nanos(1));
+        let b = one_second(1.0, &clock);
+        b.deposit();
+        clock.advance(Duration::from_secs(3));
+        assert_eq!(b.snapshot().deposits(), 0);
+        assert!(!b.try_withdraw());
+    }
+
+    #[test]
+    fn an_exhausted_budget_stays_empty_once_its_deposits_have_expired() {
+        let clock = ManualClock::starting_at(palisade_clock::Timestamp::from_nanos(1));
+        let b = one_second(1.0, &clock);
+        assert!(!b.try_withdraw());
+        b.deposit();
+        assert!(b.try_withdraw());
+        assert!(!b.try_withdraw());
+        // The deposit and the withdrawal both leave the window: nothing is left.
+        clock.advance(Duration::from_millis(2100));
+        assert_eq!(b.snapshot().deposits(), 0);
+        assert!(!b.try_withdraw());
+    }
+
+    #[test]
+    fn deposits_inside_the_window_count_in_full() {
+        let clock = ManualClock::starting_at(palisade_clock::Timestamp::from_nanos(1));
+        let b = one_second(1.0, &clock);
+        clock.advance(Duration::from_millis(9500));
+        assert!(!b.try_withdraw());
+        clock.advance(Duration::from_millis(950));
+        b.deposit();
+        b.deposit();
+        clock.advance(Duration::from_millis(50));
+        assert!(b.try_withdraw());
+        // 850 ms after the two deposits, both are in the window: they pay for the
+        // second retry.
+        clock.advance(Duration::from_millis(800));
+        assert_eq!(b.snapshot().deposits(), 2);
+        assert!(b.try_withdraw());
+        assert!(!b.try_withdraw());
+    }
+
+    #[test]
+    fn a_deposit_leaves_the_window_with_its_bucket() {
+        let clock = ManualClock::starting_at(palisade_clock::Timestamp::from_nanos(1));
+        // 10 buckets of 100 ms.
+        let b = one_second(0.5, &clock);
+        clock.advance(Duration::from_millis(50));
+        b.deposit(); // bucket 0: [0, 100 ms)
+        clock.advance(Duration::from_millis(100));
+        b.deposit(); // bucket 1
+        clock.advance(Duration::from_millis(849)); // 999 ms: bucket 9
+        assert_eq!(b.snapshot().deposits(), 2);
+        clock.advance(Duration::from_millis(1)); // bucket 10: bucket 0 has left
+        assert_eq!(b.snapshot().deposits(), 1);
+        clock.advance(Duration::from_millis(100)); // bucket 11
+        assert_eq!(b.snapshot().deposits(), 0);
     }
 
     #[test]
@@ -742,6 +807,33 @@ mod tests {
             Duration::from_secs(20)
         );
         assert!(serde_json::from_str::<BudgetConfig>(r#"{"windw":"20s"}"#).is_err());
+    }
+
+    #[test]
+    fn the_bucket_number_is_the_exact_quotient() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut divisors = vec![1, 2, 3, 7, 10_000_000, 1 << 30, 3_600_000_000_000];
+        for _ in 0..1000 {
+            let shift = next() % 64;
+            divisors.push((next() >> shift).max(1));
+        }
+        for d in divisors {
+            let r = u64::MAX / d;
+            for n in [0, 1, d - 1, d, d.saturating_add(1), u64::MAX - 1, u64::MAX] {
+                assert_eq!(divide(n, d, r), n / d, "{n} / {d}");
+            }
+            for _ in 0..100 {
+                let shift = next() % 64;
+                let n = next() >> shift;
+                assert_eq!(divide(n, d, r), n / d, "{n} / {d}");
+            }
+        }
     }
 
     #[test]

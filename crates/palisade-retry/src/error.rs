@@ -133,7 +133,10 @@ impl fmt::Display for StopReason {
 ///
 /// A last attempt that returned `Ok` (an `Ok` classified as a failure, such as an
 /// HTTP 503 response) is returned as `Ok` when retrying stops, so the caller can
-/// read it; a `RetryError` holds the last `Err` only.
+/// read it; a `RetryError` holds the last `Err` only. The exception is a call the
+/// context ends during a backoff sleep: the discarded `Ok` was dropped before the
+/// sleep, so the error has the last outcome and no
+/// [`last_error`](RetryError::last_error).
 ///
 /// It is one pointer wide (its fields live on the heap), so that a retried call's
 /// `Result` stays as small as the value it carries: building one allocates, on

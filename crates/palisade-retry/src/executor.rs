@@ -136,11 +136,21 @@ impl<C: Clock> RetryPolicy<C> {
     /// hedge; a refused retry ends the call with [`StopReason::BudgetExhausted`].
     ///
     /// **Hedging**, if configured: an attempt still running after the hedge delay
-    /// gets a sibling; the first result that is not a transient failure wins and the
-    /// others are dropped.
+    /// gets a sibling (with a zero delay, every hedge starts with the first
+    /// attempt); the first success or ignored result wins and the others are
+    /// dropped. A failure waits for the attempts still running; when all of them
+    /// fail, the round ends with the first failure that is not transient if there
+    /// is one (so a permanent failure is not retried), else the last transient one
+    /// (see [`Hedging`](crate::Hedging)). A context marked by an outer retry
+    /// ([`Nested::SingleAttempt`]) makes one attempt: no hedges.
     ///
     /// A result that is `Ok` but classified as a failure is returned as `Ok` once
-    /// retrying stops.
+    /// retrying stops; it is dropped before the backoff sleep, so if the context
+    /// ends the call during that sleep, the call fails with
+    /// [`StopReason::Cancelled`] or [`StopReason::DeadlineExceeded`], the last
+    /// outcome and no [`last_error`](RetryError::last_error). A failed `Err` is kept
+    /// through the sleep (it is the last error if the call stops there) and dropped
+    /// before the next attempt starts.
     ///
     /// **Costs**: without hedging, the first attempt runs inside this future, and
     /// its success costs no allocation, no lock and no random number; it reads the
@@ -171,7 +181,11 @@ impl<C: Clock> RetryPolicy<C> {
         // of a call that succeeds at once holds little more than the operation's own
         // future; the retry loop's state (the schedule, the sleep, the hedges) is
         // built on the heap, after a transient failure or for a hedged call.
-        let first = if self.hedging.is_none() {
+        // A context an outer retry marks makes one attempt (see `Nested`): no
+        // hedges either. Only a hedged policy looks the marker up here.
+        let hedged =
+            self.hedging.is_some() && !(self.nested == Nested::SingleAttempt && is_retrying(ctx));
+        let first = if !hedged {
             let attempt = Attempt {
                 number: 1,
                 hedge: false,
@@ -282,18 +296,25 @@ impl<C: Clock> RetryPolicy<C> {
                     return finish(result, outcome, attempts, StopReason::BudgetExhausted);
                 }
             }
-            Stats::bump(&self.stats.retries);
             tracing::debug!(
                 attempts,
                 delay_ms = delay.as_millis() as u64,
                 "retry: sleeping before the next attempt"
             );
+            // A discarded `Ok` (a response and its body) goes before the sleep; an
+            // error is kept through it, to be the last error if the context ends
+            // the call there, and goes before the next round.
+            let last_error = result.err();
             if !self.sleep(ctx, delay).await {
                 let cause = ctx.cause();
                 self.count_context_stop(cause.as_ref());
-                return finish(result, outcome, attempts, context_reason(cause.as_ref()))
-                    .map_err(|e| e.with_cause(cause));
+                let reason = context_reason(cause.as_ref());
+                return Err(
+                    RetryError::new(reason, attempts, last_error, Some(outcome)).with_cause(cause)
+                );
             }
+            drop(last_error);
+            Stats::bump(&self.stats.retries);
             state.delay = delay;
             (result, outcome) = self.round(ctx, classifier, &mut op, &mut state).await;
         }
@@ -363,7 +384,10 @@ impl<C: Clock> RetryPolicy<C> {
             .await
     }
 
-    /// A round with hedges.
+    /// A round with hedges: the primary attempt, and a hedge each time the hedge
+    /// delay passes with the round undecided (all of them at once with a zero
+    /// delay). The first accepted result wins; failures wait for the others (see
+    /// [`Hedging`](crate::Hedging)).
     #[allow(clippy::too_many_arguments)]
     async fn hedged_round<T, E, K, F, Fut>(
         &self,
@@ -381,9 +405,8 @@ impl<C: Clock> RetryPolicy<C> {
         Fut: Future<Output = Result<T, E>>,
     {
         let track = hedging.tracks_latency();
-        let now = |clock: &C| if track { clock.now() } else { Timestamp::ZERO };
         let hedge_delay = hedging.current_delay();
-        let primary_start = now(&self.clock);
+        let primary_start = self.now_if(track);
         let mut primary = pin!(
             op(first)
                 .instrument(span.clone())
@@ -391,8 +414,19 @@ impl<C: Clock> RetryPolicy<C> {
                 .fuse()
         );
         let mut hedges = FuturesUnordered::new();
+        if hedging.is_parallel() {
+            // Parallel mode: every hedge starts with the primary.
+            while state.hedges < hedging.max_hedges() {
+                match self.start_hedge(ctx, op, state, hedge_delay, track) {
+                    Some(hedge) => hedges.push(hedge),
+                    None => state.hedges = hedging.max_hedges(),
+                }
+            }
+        }
         let mut timer = pin!(self.clock.sleep(hedge_delay));
-        let mut last: Option<(Result<T, E>, Outcome)> = None;
+        // The failure the round ends with if no attempt is accepted: the first one
+        // that is not transient, else the last transient one.
+        let mut failed: Option<(Result<T, E>, Outcome)> = None;
         poll_fn(|cx| {
             loop {
                 let mut done = None;
@@ -409,7 +443,7 @@ impl<C: Clock> RetryPolicy<C> {
                 if let Some(((result, span, hedge), started)) = done {
                     let outcome = classifier.classify(&result);
                     record_outcome(&span, &outcome);
-                    if !outcome.is_retryable() {
+                    if accepted(&outcome) {
                         if outcome.is_success() && track {
                             hedging.record(self.clock.now().saturating_duration_since(started));
                         }
@@ -419,42 +453,23 @@ impl<C: Clock> RetryPolicy<C> {
                         // Returning drops the other attempts, which cancels them.
                         return Poll::Ready((result, outcome));
                     }
-                    last = Some((result, outcome));
+                    if failed.as_ref().is_none_or(|(_, o)| o.is_retryable()) {
+                        failed = Some((result, outcome));
+                    }
                     continue;
                 }
                 if primary.is_terminated() && hedges.is_empty() {
-                    let last = last.take().expect("a finished round has a result");
-                    return Poll::Ready(last);
+                    let failed = failed.take().expect("a finished round has a result");
+                    return Poll::Ready(failed);
                 }
                 if state.hedges < hedging.max_hedges() && timer.as_mut().poll(cx).is_ready() {
-                    let allowed = !ctx.is_cancelled()
-                        && self.budget.as_ref().is_none_or(|b| {
-                            let ok = b.try_withdraw();
-                            if !ok {
-                                tracing::debug!("hedge: rejected by the retry budget");
-                                Stats::bump(&self.stats.rejected_by_budget);
-                            }
-                            ok
-                        });
-                    if !allowed {
-                        state.hedges = hedging.max_hedges();
-                        continue;
+                    match self.start_hedge(ctx, op, state, hedge_delay, track) {
+                        Some(hedge) => {
+                            hedges.push(hedge);
+                            timer.set(self.clock.sleep(hedge_delay));
+                        }
+                        None => state.hedges = hedging.max_hedges(),
                     }
-                    state.hedges += 1;
-                    state.attempts += 1;
-                    Stats::bump(&self.stats.hedges);
-                    let attempt = Attempt {
-                        number: state.attempts,
-                        hedge: true,
-                    };
-                    let span = attempt_span(attempt, hedge_delay);
-                    let started = now(&self.clock);
-                    hedges.push(
-                        op(attempt)
-                            .instrument(span.clone())
-                            .map(move |r| ((r, span, true), started)),
-                    );
-                    timer.set(self.clock.sleep(hedge_delay));
                     continue;
                 }
                 return Poll::Pending;
@@ -462,6 +477,68 @@ impl<C: Clock> RetryPolicy<C> {
         })
         .await
     }
+
+    /// The clock's time if `track`, else zero (no clock read).
+    #[inline]
+    fn now_if(&self, track: bool) -> Timestamp {
+        if track {
+            self.clock.now()
+        } else {
+            Timestamp::ZERO
+        }
+    }
+
+    /// Starts a hedge if the context is live and the budget has a retry for it:
+    /// the attempt's future, in its span, with its start time.
+    fn start_hedge<T, E, F, Fut>(
+        &self,
+        ctx: &Context,
+        op: &mut F,
+        state: &mut CallState,
+        hedge_delay: Duration,
+        track: bool,
+    ) -> Option<impl Future<Output = HedgeResult<T, E>> + use<T, E, F, Fut, C>>
+    where
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        if ctx.is_cancelled() {
+            return None;
+        }
+        if let Some(budget) = &self.budget {
+            if !budget.try_withdraw() {
+                tracing::debug!("hedge: rejected by the retry budget");
+                Stats::bump(&self.stats.rejected_by_budget);
+                return None;
+            }
+        }
+        state.hedges += 1;
+        state.attempts += 1;
+        Stats::bump(&self.stats.hedges);
+        let attempt = Attempt {
+            number: state.attempts,
+            hedge: true,
+        };
+        let span = attempt_span(attempt, hedge_delay);
+        let started = self.now_if(track);
+        Some(
+            op(attempt)
+                .instrument(span.clone())
+                .map(move |r| ((r, span, true), started)),
+        )
+    }
+}
+
+/// A finished attempt of a hedged round: its result, span, whether it was a hedge,
+/// and when it started.
+type HedgeResult<T, E> = ((Result<T, E>, tracing::Span, bool), Timestamp);
+
+/// Whether a result of a hedged round wins it: a success or an ignored outcome
+/// (an answer, such as a 404). Failures (transient or permanent) and rejections
+/// wait for the attempts still running.
+#[inline]
+fn accepted(outcome: &Outcome) -> bool {
+    !outcome.is_failure() && !matches!(outcome, Outcome::Rejected(_))
 }
 
 /// The result of a call that stopped after `attempts` attempts: a last `Ok` is

@@ -39,9 +39,29 @@ pub enum HedgeDelay {
 }
 
 /// Hedging: if an attempt has not completed after a delay, start another in
-/// parallel; the first acceptable result (anything but a transient failure) wins
-/// and the others are dropped, which cancels them. Each hedge draws on the retry
-/// budget like a retry; at most [`max_hedges`](Hedging::max_hedges) per call.
+/// parallel; the first accepted result wins and the others are dropped, which
+/// cancels them. Each hedge draws on the retry budget like a retry; at most
+/// [`max_hedges`](Hedging::max_hedges) per call.
+///
+/// - **Accepted results** are successes and ignored outcomes (an answer such as a
+///   404 ends the call as it would without hedging). A failure — transient or
+///   permanent, or a rejection — does not end the race while other attempts are
+///   in flight: a hedge that fails at once must not beat a healthy primary that is
+///   about to answer (as in Polly and failsafe-go, which accept only the results
+///   their policy does not handle). A panic in an attempt is not caught here; a
+///   pipeline that turns panics into permanent failures gets this rule for them.
+/// - **When every attempt fails**, the round ends once the last one does, with the
+///   first failure that is not transient, if any: a permanent failure would have
+///   ended an unhedged call, and hedging does not turn it into a retry. Otherwise
+///   it ends with the last transient failure (the freshest retry-after hint), and
+///   the executor may retry.
+/// - **A zero delay** is parallel mode: all `1 + max_hedges` attempts start at
+///   once, whatever becomes of the first. Hedges are counted per call, so a retry
+///   after a round that failed runs alone.
+/// - **Under an outer retry** (a context marked with
+///   [`mark_retrying`](crate::mark_retrying) and the policy's default
+///   [`Nested::SingleAttempt`](crate::Nested::SingleAttempt)), a call makes one
+///   attempt and starts no hedge: the outer retry already multiplies the load.
 ///
 /// ```
 /// use palisade_retry::Hedging;
@@ -61,7 +81,8 @@ pub struct Hedging {
 }
 
 impl Hedging {
-    /// Hedges after `delay`.
+    /// Hedges after `delay`, from zero (parallel mode: every hedge starts with the
+    /// first attempt, with a warning when built) to 1 h.
     pub fn fixed(delay: Duration) -> HedgingBuilder {
         HedgingBuilder {
             delay: HedgeDelay::Fixed(delay),
@@ -89,6 +110,13 @@ impl Hedging {
     /// The delay configuration.
     pub fn delay(&self) -> HedgeDelay {
         self.delay
+    }
+
+    /// Whether this is parallel mode, a fixed delay of zero: every hedge starts
+    /// with the first attempt. A percentile delay that measures zero is not: its
+    /// hedges start only while the round is undecided.
+    pub fn is_parallel(&self) -> bool {
+        matches!(self.delay, HedgeDelay::Fixed(d) if d.is_zero())
     }
 
     /// The delay a hedge would wait now.
@@ -167,6 +195,12 @@ impl HedgingBuilder {
                 if d > HOUR {
                     return Err(ConfigError::new("hedging.delay", d, "at most 1h"));
                 }
+                if d.is_zero() {
+                    tracing::warn!(
+                        max_hedges = self.max_hedges,
+                        "hedging: a zero delay is parallel mode; every call starts all its attempts at once"
+                    );
+                }
                 None
             }
             HedgeDelay::Percentile {
@@ -208,7 +242,7 @@ impl HedgingBuilder {
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HedgingConfig {
-    /// A fixed delay.
+    /// A fixed delay, at most 1 h; `"0s"` is parallel mode (see [`Hedging`]).
     #[serde(deserialize_with = "de_duration")]
     pub delay: Option<Duration>,
     /// A latency percentile in `(0, 100]`.

@@ -62,13 +62,13 @@ mod hedge;
 mod policy;
 mod sync;
 
-#[cfg(loom)]
-#[doc(hidden)]
-pub use budget::loom_break_withdraw;
 pub use budget::{
     BudgetBuilder, BudgetConfig, BudgetSnapshot, DEFAULT_BUCKETS, DEFAULT_MIN_RETRIES_PER_SEC,
     DEFAULT_RETRY_RATIO, DEFAULT_WINDOW, RetryBudget,
 };
+#[cfg(loom)]
+#[doc(hidden)]
+pub use budget::{loom_break_deposit, loom_break_withdraw};
 pub use config::RetryConfig;
 pub use error::{ConfigError, RetryError, StopReason};
 pub use executor::{Attempt, retry};
@@ -76,5 +76,6 @@ pub use hedge::{
     DEFAULT_HEDGE_FALLBACK, DEFAULT_MAX_HEDGES, HedgeDelay, Hedging, HedgingBuilder, HedgingConfig,
 };
 pub use policy::{
-    Nested, RetryMarker, RetryPolicy, RetryPolicyBuilder, RetrySnapshot, is_retrying, mark_retrying,
+    MAX_ATTEMPTS, Nested, RetryMarker, RetryPolicy, RetryPolicyBuilder, RetrySnapshot, is_retrying,
+    mark_retrying,
 };

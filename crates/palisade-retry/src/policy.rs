@@ -11,6 +11,14 @@ use serde::Deserialize;
 use crate::sync::{Arc, AtomicU64, Ordering};
 use crate::{BudgetSnapshot, ConfigError, Hedging, RetryBudget};
 
+/// The most attempts (the first included) a policy's schedule may make when it
+/// has no [`max_elapsed`](palisade_backoff::Backoff::max_elapsed): 100. At the
+/// default 10 s cap on one delay that is over 16 minutes of retrying one call,
+/// past anything a caller waits for; a larger count is almost always a mistake
+/// (`u32::MAX` for "unlimited"). A schedule with a maximum elapsed time may have
+/// any count: the time bounds it.
+pub const MAX_ATTEMPTS: u32 = 100;
+
 /// What a retry does when an outer retry already retries the same call (the
 /// context is marked with [`mark_retrying`]).
 ///
@@ -273,7 +281,25 @@ impl<C: Clock> RetryPolicyBuilder<C> {
     ///
     /// `hedging` on a non-idempotent operation without `allow_non_idempotent`: a
     /// hedge sends the request a second time while the first may be in progress.
+    /// `backoff.max_attempts` above [`MAX_ATTEMPTS`] on a schedule without a
+    /// maximum elapsed time.
+    ///
+    /// A schedule whose delays are all zero (a constant schedule of 0) is accepted
+    /// with a warning: failed attempts are retried at once.
     pub fn build(self) -> Result<RetryPolicy<C>, ConfigError> {
+        if self.backoff.max_attempts() > MAX_ATTEMPTS && self.backoff.max_elapsed().is_none() {
+            return Err(ConfigError::new(
+                "backoff.max_attempts",
+                self.backoff.max_attempts(),
+                format!("from 1 to {MAX_ATTEMPTS}, or any number with backoff.max_elapsed set"),
+            ));
+        }
+        if self.backoff.max_delay().is_zero() && self.backoff.max_attempts() > 1 {
+            tracing::warn!(
+                max_attempts = self.backoff.max_attempts(),
+                "retry policy: every backoff delay is zero, so failed attempts are retried at once"
+            );
+        }
         if self.hedging.is_some()
             && self.idempotency == Idempotency::NonIdempotent
             && !self.allow_non_idempotent

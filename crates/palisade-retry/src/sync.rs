@@ -4,12 +4,10 @@
 pub(crate) use std::sync::Arc;
 
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
+pub(crate) use std::sync::atomic::{AtomicU64, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, Ordering, fence};
-
-pub(crate) use crossbeam_utils::CachePadded;
+pub(crate) use loom::sync::atomic::{AtomicU64, Ordering};
 
 /// A small per-thread number, to pick a stripe of a striped counter: threads get
 /// consecutive numbers in the order they first ask, so up to the stripe count they

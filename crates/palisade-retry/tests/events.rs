@@ -77,3 +77,36 @@ async fn attempts_are_spans_and_rejections_are_events() {
     );
     assert!(out.contains("rejected by the retry budget"), "{out}");
 }
+
+#[test]
+fn zero_delays_accepted_by_the_builders_are_warned_of() {
+    let buffer = Buffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(buffer.clone())
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .without_time()
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let text = || String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+
+    palisade_retry::Hedging::fixed(Duration::from_millis(5))
+        .build()
+        .unwrap();
+    RetryPolicy::builder()
+        .backoff(Backoff::constant(Duration::from_millis(5)).build().unwrap())
+        .build()
+        .unwrap();
+    assert_eq!(text(), "", "non-zero delays are not warned of");
+
+    palisade_retry::Hedging::fixed(Duration::ZERO)
+        .build()
+        .unwrap();
+    assert!(text().contains("WARN"), "{}", text());
+    assert!(text().contains("parallel mode"), "{}", text());
+    RetryPolicy::builder()
+        .backoff(Backoff::constant(Duration::ZERO).build().unwrap())
+        .build()
+        .unwrap();
+    assert!(text().contains("retried at once"), "{}", text());
+}

@@ -688,3 +688,279 @@ fn bad_configuration_gives_clear_errors() {
             .is_ok()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_zero_hedge_delay_starts_every_attempt_at_once() {
+    let p = RetryPolicy::builder()
+        .backoff(plain(Backoff::constant(ms(1)).max_attempts(1)))
+        .hedging(
+            Hedging::fixed(Duration::ZERO)
+                .max_hedges(2)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let log = Log::new();
+    // Every attempt fails at once: the hedges still start.
+    let err = p
+        .retry(&Context::background(), |attempt| {
+            log.mark();
+            async move { Err::<(), _>(attempt.number()) }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(log.starts(), [0, 0, 0]);
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(p.snapshot().hedges, 2);
+
+    // A slow primary and a fast hedge, all started together: the fast one wins.
+    let log = Log::new();
+    let value = p
+        .retry(&Context::background(), |attempt| {
+            log.mark();
+            async move {
+                TokioClock
+                    .sleep(ms(100 / u64::from(attempt.number())))
+                    .await;
+                Ok::<_, ()>(attempt.number())
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 3);
+    assert_eq!(log.starts(), [0, 0, 0]);
+    assert_eq!(log.elapsed(), ms(33));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_marked_as_retrying_makes_hedging_make_one_attempt() {
+    let p = RetryPolicy::builder()
+        .backoff(plain(Backoff::constant(ms(1)).max_attempts(3)))
+        .hedging(Hedging::fixed(ms(10)).max_hedges(2).build().unwrap())
+        .build()
+        .unwrap();
+    let log = Log::new();
+    let slow = |_| {
+        log.mark();
+        async {
+            TokioClock.sleep(ms(100)).await;
+            Err::<(), _>("down")
+        }
+    };
+    let err = p
+        .retry(&mark_retrying(&Context::background()), slow)
+        .await
+        .unwrap_err();
+    assert_eq!(log.starts(), [0]);
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(err.reason(), StopReason::OuterRetry);
+    assert_eq!(p.snapshot().hedges, 0);
+
+    // `Nested::Retry` hedges and retries as usual.
+    let p = RetryPolicy::builder()
+        .backoff(plain(Backoff::constant(ms(1)).max_attempts(1)))
+        .hedging(Hedging::fixed(ms(10)).max_hedges(2).build().unwrap())
+        .nested(Nested::Retry)
+        .build()
+        .unwrap();
+    let log = Log::new();
+    let _ = p
+        .retry(&mark_retrying(&Context::background()), |_| {
+            log.mark();
+            async {
+                TokioClock.sleep(ms(100)).await;
+                Err::<(), _>("down")
+            }
+        })
+        .await;
+    assert_eq!(log.starts(), [0, 10, 20]);
+}
+
+/// `Err` is a permanent failure, `Ok(503)` a transient one.
+fn permanent_errors(r: &Result<u16, u32>) -> Outcome {
+    match r {
+        Ok(503) => Outcome::transient(),
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Permanent,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_failing_permanently_does_not_beat_a_primary_that_then_succeeds() {
+    let p = RetryPolicy::builder()
+        .backoff(plain(Backoff::constant(ms(1)).max_attempts(1)))
+        .hedging(Hedging::fixed(ms(100)).build().unwrap())
+        .build()
+        .unwrap();
+    let log = Log::new();
+    let value = p
+        .retry_with(&Context::background(), &permanent_errors, |attempt| {
+            log.mark();
+            async move {
+                if attempt.is_hedge() {
+                    TokioClock.sleep(ms(50)).await;
+                    Err(attempt.number())
+                } else {
+                    TokioClock.sleep(ms(300)).await;
+                    Ok(200)
+                }
+            }
+        })
+        .await
+        .unwrap();
+    assert_eq!(value, 200);
+    assert_eq!(log.starts(), [0, 100]);
+    assert_eq!(log.elapsed(), ms(300), "the primary's success waited for");
+    assert_eq!(p.snapshot().hedges_won, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_attempt_fails_the_first_permanent_failure_ends_the_call() {
+    let p = RetryPolicy::builder()
+        .backoff(plain(Backoff::constant(ms(1)).max_attempts(3)))
+        .hedging(Hedging::fixed(ms(100)).max_hedges(2).build().unwrap())
+        .build()
+        .unwrap();
+    let log = Log::new();
+    // The primary fails transiently at 300 ms, the first hedge permanently at
+    // 150 ms, the second hedge permanently at 250 ms.
+    let err = p
+        .retry_with(&Context::background(), &permanent_errors, |attempt| {
+            log.mark();
+            async move {
+                match attempt.number() {
+                    1 => {
+                        TokioClock.sleep(ms(300)).await;
+                        Ok(503)
+                    }
+                    n => {
+                        TokioClock.sleep(ms(50)).await;
+                        Err(n)
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(log.starts(), [0, 100, 200]);
+    assert_eq!(log.elapsed(), ms(300), "the last attempt was waited for");
+    assert_eq!(err.last_error(), Some(&2));
+    assert_eq!(err.last_outcome(), Some(Outcome::Permanent));
+    assert_eq!(err.reason(), StopReason::NotRetryable, "not retried");
+    assert_eq!(err.attempts(), 3);
+}
+
+/// A response whose drop is counted.
+struct Response {
+    status: u16,
+    _body: DropFlag,
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_discarded_result_is_dropped_before_the_backoff_sleep() {
+    let p = policy(plain(Backoff::constant(ms(1000)).max_attempts(2)));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let classify = |r: &Result<Response, ()>| match r {
+        Ok(r) if r.status == 503 => Outcome::transient(),
+        _ => Outcome::Success,
+    };
+    let background = Context::background();
+    let call = p.retry_with(&background, &classify, |attempt| {
+        let body = DropFlag(dropped.clone());
+        async move {
+            let status = if attempt.is_first() { 503 } else { 200 };
+            Ok(Response {
+                status,
+                _body: body,
+            })
+        }
+    });
+    let during_sleep = async {
+        TokioClock.sleep(ms(500)).await;
+        dropped.load(Ordering::SeqCst)
+    };
+    let (got, seen) = tokio::join!(call, during_sleep);
+    assert_eq!(seen, 1, "the 503 and its body were dropped before sleeping");
+    assert_eq!(got.unwrap().status, 200);
+
+    // Stopped by the context during the sleep, the call has no `Ok` left to
+    // return: it fails with the reason and the last outcome.
+    let (ctx, guard) = Context::background().with_cancel();
+    let canceller = async {
+        TokioClock.sleep(ms(500)).await;
+        guard.cancel();
+    };
+    let call = p.retry_with(&ctx, &classify, |_| {
+        let body = DropFlag(dropped.clone());
+        async move {
+            Ok(Response {
+                status: 503,
+                _body: body,
+            })
+        }
+    });
+    let (got, ()) = tokio::join!(call, canceller);
+    let err = got.err().unwrap();
+    assert_eq!(err.reason(), StopReason::Cancelled);
+    assert!(err.last_error().is_none());
+    assert!(err.last_outcome().unwrap().is_retryable());
+}
+
+#[test]
+fn absurd_attempt_counts_are_refused_unless_max_elapsed_bounds_them() {
+    let build = |b: palisade_backoff::BackoffBuilder| {
+        RetryPolicy::builder().backoff(b.build().unwrap()).build()
+    };
+    let err = build(Backoff::constant(ms(10)).max_attempts(u32::MAX)).unwrap_err();
+    assert_eq!(err.field(), "backoff.max_attempts");
+    assert_eq!(
+        err.to_string(),
+        "invalid retry configuration: `backoff.max_attempts` is 4294967295; allowed: \
+         from 1 to 100, or any number with backoff.max_elapsed set"
+    );
+    assert!(build(Backoff::constant(ms(10)).max_attempts(101)).is_err());
+    assert!(build(Backoff::constant(ms(10)).max_attempts(100)).is_ok());
+    assert!(
+        build(
+            Backoff::constant(ms(10))
+                .max_attempts(u32::MAX)
+                .max_elapsed(Duration::from_secs(60))
+        )
+        .is_ok()
+    );
+    let config = toml::from_str::<RetryConfig>("[backoff]\nmax_attempts = 1000").unwrap();
+    assert_eq!(config.build().unwrap_err().field(), "backoff.max_attempts");
+}
+
+#[test]
+fn a_zero_hedge_delay_from_configuration_is_parallel_mode() {
+    let config =
+        toml::from_str::<RetryConfig>("[hedging]\ndelay = \"0s\"\nmax_hedges = 2").unwrap();
+    let policy = config.build().unwrap();
+    let hedging = policy.hedging().unwrap();
+    assert_eq!(hedging.current_delay(), Duration::ZERO);
+    assert!(hedging.is_parallel());
+    assert!(!Hedging::fixed(ms(1)).build().unwrap().is_parallel());
+    assert!(
+        !Hedging::percentile(90.0)
+            .fallback(Duration::ZERO)
+            .build()
+            .unwrap()
+            .is_parallel()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_the_context_stops_during_its_sleep_is_not_counted_as_started() {
+    let p = policy(plain(Backoff::constant(ms(1000)).max_attempts(3)));
+    let (ctx, guard) = Context::background().with_cancel();
+    let canceller = async {
+        TokioClock.sleep(ms(500)).await;
+        guard.cancel();
+    };
+    let (got, ()) = tokio::join!(p.retry(&ctx, |_| async { Err::<(), _>("down") }), canceller);
+    assert_eq!(got.unwrap_err().reason(), StopReason::Cancelled);
+    let snap = p.snapshot();
+    assert_eq!((snap.retries, snap.cancelled), (0, 1));
+}

@@ -1,4 +1,4 @@
-//! Loom models of the retry budget's lock-free withdrawal.
+//! Loom models of the retry budget's lock-free deposit and withdrawal.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release
 //! -p palisade-retry --test loom --target-dir target/loom`.
@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use loom::thread;
 use palisade_clock::ManualClock;
-use palisade_retry::{RetryBudget, loom_break_withdraw};
+use palisade_retry::{RetryBudget, loom_break_deposit, loom_break_withdraw};
 
 /// A budget with exactly one retry: no share of deposits, a floor of 1 per second
 /// over a one-second window.
@@ -78,4 +78,49 @@ fn a_deposit_racing_a_withdrawal_is_counted_once() {
         assert_eq!(snapshot.withdrawals(), u64::from(took));
         assert_eq!(snapshot.available(), 1 - u64::from(took));
     });
+}
+
+/// Two deposits racing to move one slot to a new bucket: both are counted.
+fn deposits_moving_a_slot(broken: bool) {
+    loom::model(move || {
+        loom_break_withdraw(false);
+        loom_break_deposit(broken);
+        let clock = ManualClock::new();
+        let budget = RetryBudget::builder()
+            .retry_ratio(1.0)
+            .min_retries_per_sec(0)
+            .window(Duration::from_secs(1))
+            .buckets(1)
+            .build_with_clock(clock.clone())
+            .unwrap();
+        // A deposit in the first bucket, then a whole window later, so the slot
+        // counts an old bucket when the two racers come.
+        budget.deposit();
+        clock.advance(Duration::from_secs(1));
+        let other = budget.clone();
+        let t = thread::spawn(move || {
+            loom_break_deposit(broken);
+            other.deposit();
+        });
+        budget.deposit();
+        t.join().unwrap();
+        assert_eq!(
+            budget.snapshot().deposits(),
+            2,
+            "a deposit racing another into a new bucket was lost"
+        );
+    });
+}
+
+#[test]
+fn deposits_racing_into_a_new_bucket_are_both_counted() {
+    deposits_moving_a_slot(false);
+}
+
+/// Moving the slot with a plain store after reading it loses one of the two: the
+/// model must find that interleaving.
+#[test]
+#[should_panic(expected = "was lost")]
+fn deposits_racing_into_a_new_bucket_lose_one_when_moved_by_a_store() {
+    deposits_moving_a_slot(true);
 }
