@@ -1,6 +1,9 @@
 //! Named pipelines from configuration, and hot reload.
 #![cfg(feature = "config")]
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use palisade::Context;
 use palisade::breaker::State;
 use palisade::classify::Strategy;
@@ -128,4 +131,113 @@ async fn reload_adds_removes_and_rebuilds_a_reshaped_breaker() {
     // A handle given out earlier keeps its last pipeline.
     assert_eq!(db.name(), "db");
     assert!(db.current().breaker().is_some());
+}
+
+const TWO: &str = r#"
+[pipelines.db]
+attempt_timeout = "100ms"
+[pipelines.db.breaker]
+failure_rate_threshold = 50.0
+consecutive_failures = 2
+[pipelines.cache]
+attempt_timeout = "10ms"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_handle_follows_its_name_through_a_removal_and_a_re_add() {
+    let registry = Registry::from_toml(TWO).unwrap();
+    let db = registry.pipeline("db").unwrap();
+    assert!(db.is_configured());
+
+    let report = registry.reload_toml("[pipelines.cache]").unwrap();
+    assert_eq!(report.removed, ["db"]);
+    assert!(registry.pipeline("db").is_none());
+    assert!(!db.is_configured());
+    assert_eq!(registry.names(), ["cache"]);
+    // The removed name is not in the health view...
+    let names: Vec<_> = registry.snapshots().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["cache"]);
+    // ... and its handle keeps serving with its last pipeline.
+    fail(&db).await;
+    fail(&db).await;
+    assert_eq!(db.snapshot().breaker.unwrap().state, State::Open);
+
+    // Configured again: the old handle follows the name, and the pipeline
+    // resumes from the last one (its breaker, still open).
+    let report = registry
+        .reload_toml(&TWO.replace("\"100ms\"", "\"200ms\""))
+        .unwrap();
+    assert_eq!(report.added, ["db"]);
+    assert!(db.is_configured());
+    let again = registry.pipeline("db").unwrap();
+    assert!(Arc::ptr_eq(&db.current(), &again.current()));
+    assert_eq!(
+        db.current().attempt_timeout(),
+        Some(Duration::from_millis(200))
+    );
+    assert_eq!(
+        fail(&db).await.rejected_by(),
+        Some(Strategy::CircuitBreaker)
+    );
+    // The health view reports the breaker that serves the traffic.
+    let snapshot = registry
+        .snapshots()
+        .into_iter()
+        .find(|s| s.name == "db")
+        .unwrap();
+    let serving = db.snapshot().breaker.unwrap();
+    let reported = snapshot.breaker.unwrap();
+    assert_eq!(reported.state, State::Open);
+    assert_eq!(reported.calls, serving.calls);
+    assert_eq!(reported.generation, serving.generation);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_re_added_name_without_handles_left_starts_afresh() {
+    let registry = Registry::from_toml(TWO).unwrap();
+    let db = registry.pipeline("db").unwrap();
+    fail(&db).await;
+    fail(&db).await;
+    registry.reload_toml("[pipelines.cache]").unwrap();
+    drop(db);
+    let report = registry.reload_toml(TWO).unwrap();
+    assert_eq!(report.added, ["db"]);
+    let db = registry.pipeline("db").unwrap();
+    assert_eq!(db.snapshot().breaker.unwrap().state, State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_reload_is_refused_unless_allowed() {
+    let registry = Registry::from_toml(TWO).unwrap();
+    let db = registry.pipeline("db").unwrap();
+    for empty in ["", "   \n", "# truncated\n"] {
+        let e = registry.reload_toml(empty).unwrap_err();
+        assert_eq!(e.field(), "pipelines");
+        assert!(e.message().contains("allow_empty_reload"), "{e}");
+    }
+    let e = registry.reload_json("{}").unwrap_err();
+    assert_eq!(e.field(), "pipelines");
+    // Nothing changed.
+    assert_eq!(registry.names(), ["cache", "db"]);
+    assert!(db.is_configured());
+
+    let registry = registry.allow_empty_reload(true);
+    let report = registry.reload_toml("").unwrap();
+    assert_eq!(report.removed, ["cache", "db"]);
+    assert!(registry.names().is_empty() && registry.snapshots().is_empty());
+    assert!(!db.is_configured());
+    // An empty registry may reload empty again: nothing is removed.
+    let registry = registry.allow_empty_reload(false);
+    assert_eq!(
+        registry.reload_toml("").unwrap(),
+        palisade::config::ReloadReport::default()
+    );
+}
+
+#[test]
+fn an_empty_registry_may_start_empty_and_grow() {
+    let registry = Registry::from_toml("").unwrap();
+    assert!(registry.names().is_empty());
+    let report = registry.reload_toml(TWO).unwrap();
+    assert_eq!(report.added, ["cache", "db"]);
 }
