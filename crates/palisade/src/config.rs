@@ -104,6 +104,10 @@ pub struct RegistryConfig {
 
 /// One pipeline as configuration. Every layer is optional; an absent layer is not
 /// in the pipeline. Durations are strings such as `"250ms"`, `"1.5s"`, `"2m"`.
+///
+/// An `attempt_timeout` longer than the `total_timeout` is accepted with a
+/// warning event: the total timeout bounds every attempt, so the attempt timeout
+/// never runs out first (see [`PipelineBuilder::build`](crate::PipelineBuilder::build)).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -152,9 +156,16 @@ impl RegistryConfig {
         })
     }
 
-    /// Checks every pipeline without building anything.
+    /// Checks every pipeline without building anything. A name must not be empty
+    /// or only whitespace (refused as the field `pipelines`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, p) in &self.pipelines {
+            if name.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "pipelines",
+                    format!("a pipeline name must not be empty or only whitespace (got {name:?})"),
+                ));
+            }
             p.validate()
                 .map_err(|e| e.within(&format!("pipelines.{name}")))?;
         }

@@ -200,6 +200,17 @@ impl Pipeline {
     }
 }
 
+/// Refuses an empty or blank pipeline name, as the field `name`.
+pub(crate) fn check_name(name: &str) -> Result<(), ConfigError> {
+    if name.trim().is_empty() {
+        return Err(ConfigError::new(
+            "name",
+            format!("must not be empty or only whitespace (got {name:?})"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() || d > MAX_TIMEOUT {
         return Err(ConfigError::new(
@@ -286,12 +297,36 @@ impl<K> PipelineBuilder<K> {
     }
 
     /// The pipeline, or the first setting out of range.
+    ///
+    /// - The name must not be empty or only whitespace: it is the registry's key,
+    ///   a metric label and a span field, and an empty one is always a mistake.
+    /// - Both timeouts must be more than 0 and at most [`MAX_TIMEOUT`].
+    /// - An attempt timeout longer than the total timeout is accepted, with a
+    ///   warning event: the total timeout bounds every attempt too, so each
+    ///   attempt then has what remains of the total, and the attempt timeout
+    ///   never runs out first. It is not refused because the meaning is well
+    ///   defined (it is the same as a caller's deadline shorter than the attempt
+    ///   timeout), and because configurations often set a generous attempt
+    ///   timeout once and tighten the total per dependency.
     pub fn build(self) -> Result<Pipeline<K>, ConfigError> {
+        check_name(&self.name)?;
         if let Some(d) = self.layers.total_timeout {
             check_timeout("total_timeout", d)?;
         }
         if let Some(d) = self.layers.attempt_timeout {
             check_timeout("attempt_timeout", d)?;
+        }
+        if let (Some(attempt), Some(total)) =
+            (self.layers.attempt_timeout, self.layers.total_timeout)
+        {
+            if attempt > total {
+                tracing::warn!(
+                    pipeline = %self.name,
+                    attempt_timeout = ?attempt,
+                    total_timeout = ?total,
+                    "attempt_timeout is longer than total_timeout: the total timeout bounds every attempt, so the attempt timeout never runs out first"
+                );
+            }
         }
         Ok(Pipeline {
             inner: Arc::new(Inner::new(self.name, self.classifier, self.layers)),
