@@ -241,3 +241,108 @@ fn an_empty_registry_may_start_empty_and_grow() {
     let report = registry.reload_toml(TWO).unwrap();
     assert_eq!(report.added, ["cache", "db"]);
 }
+
+mod model {
+    //! Reloads, handles taken and dropped, against a model of which names are
+    //! configured and what each handle must run through.
+    use super::{Arc, Duration, Registry};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Reload with the names of the mask, each with this attempt timeout.
+        Reload(u8, u64),
+        Take(usize),
+        Drop(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..8, 1u64..100).prop_map(|(m, t)| Op::Reload(m, t)),
+            (0usize..3).prop_map(Op::Take),
+            (0usize..8).prop_map(Op::Drop),
+        ]
+    }
+
+    fn text(mask: u8, ms: u64) -> String {
+        NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, n)| format!("[pipelines.{n}]\nattempt_timeout = \"{ms}ms\"\n"))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn handles_follow_their_names_through_any_reloads(
+            allow_empty in any::<bool>(),
+            ops in proptest::collection::vec(op(), 1..40),
+        ) {
+            let registry = Registry::from_toml(&text(0b011, 1))
+                .unwrap()
+                .allow_empty_reload(allow_empty);
+            // Configured names, with the attempt timeout they have now.
+            let mut configured: BTreeMap<&str, u64> = [("a", 1), ("b", 1)].into();
+            // The handles, with the attempt timeout of their name's last pipeline.
+            let mut last: BTreeMap<&str, u64> = configured.clone();
+            let mut handles: Vec<palisade::config::NamedPipeline> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Reload(mask, ms) => {
+                        let next: BTreeMap<&str, u64> = NAMES
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| mask & (1 << i) != 0)
+                            .map(|(_, n)| (*n, ms))
+                            .collect();
+                        let result = registry.reload_toml(&text(mask, ms));
+                        if next.is_empty() && !configured.is_empty() && !allow_empty {
+                            let e = result.unwrap_err();
+                            prop_assert_eq!(e.field(), "pipelines");
+                            continue;
+                        }
+                        let report = result.unwrap();
+                        let added: Vec<_> =
+                            next.keys().filter(|n| !configured.contains_key(*n)).collect();
+                        let removed: Vec<_> =
+                            configured.keys().filter(|n| !next.contains_key(*n)).collect();
+                        prop_assert_eq!(report.added.iter().map(String::as_str).collect::<Vec<_>>(), added.into_iter().copied().collect::<Vec<_>>());
+                        prop_assert_eq!(report.removed.iter().map(String::as_str).collect::<Vec<_>>(), removed.into_iter().copied().collect::<Vec<_>>());
+                        for (n, ms) in &next {
+                            last.insert(n, *ms);
+                        }
+                        configured = next;
+                    }
+                    Op::Take(i) => {
+                        let taken = registry.pipeline(NAMES[i]);
+                        prop_assert_eq!(taken.is_some(), configured.contains_key(NAMES[i]));
+                        handles.extend(taken);
+                    }
+                    Op::Drop(i) => {
+                        if i < handles.len() {
+                            handles.remove(i);
+                        }
+                    }
+                }
+                prop_assert_eq!(registry.names(), configured.keys().map(|n| n.to_string()).collect::<Vec<_>>());
+                let snapshots: Vec<_> = registry.snapshots().into_iter().map(|s| s.name).collect();
+                prop_assert_eq!(snapshots, registry.names());
+                for h in &handles {
+                    let name = h.name();
+                    prop_assert_eq!(h.is_configured(), configured.contains_key(name));
+                    prop_assert_eq!(
+                        h.current().attempt_timeout(),
+                        Some(Duration::from_millis(last[name]))
+                    );
+                    if let Some(fresh) = registry.pipeline(name) {
+                        prop_assert!(Arc::ptr_eq(&h.current(), &fresh.current()));
+                    }
+                }
+            }
+        }
+    }
+}
