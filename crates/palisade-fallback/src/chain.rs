@@ -168,6 +168,12 @@ impl<T, E, C> Fallback<T, E, C> {
     /// - When no tier produced a value, an `Err` is returned as a
     ///   [`FallbackError`] (naming the last failed tier, if any), and an `Ok` that
     ///   was classified as a failure is returned as it was.
+    ///
+    /// The chain hands `ctx` to its tiers but does not watch it itself: a source
+    /// that gives up because the caller's context ended is a failed tier here.
+    /// Callers that have a cancellation to report check their context when the
+    /// chain fails, and stop awaiting the recovery when it ends (the `palisade`
+    /// pipeline's `with_fallback` does both and reports the cancellation).
     pub async fn recover(
         &self,
         ctx: &C,

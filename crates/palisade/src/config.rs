@@ -20,6 +20,21 @@
 //! [`ConfigError`] naming the field (`pipelines.billing.breaker.failure_rate_threshold`),
 //! and the old configuration keeps serving.
 //!
+//! A handle follows its name, not one pipeline. A reload that removes a name
+//! stops [`Registry::pipeline`] and [`Registry::snapshots`] from showing it, but
+//! its handles keep serving with its last pipeline (calls in flight and code
+//! that still holds the handle do not start failing because a line went missing
+//! from a file); [`NamedPipeline::is_configured`] tells them apart. When the name
+//! is configured again, those handles move to the new pipeline, which resumes
+//! from the last one's strategies (its breaker state, for one) as any reload
+//! does. A removed name whose handles have all been dropped is forgotten: if it
+//! comes back it starts afresh.
+//!
+//! A reload that would remove every pipeline (an empty or truncated file reads
+//! as a configuration without pipelines) is refused, naming the field
+//! `pipelines`, unless the registry allows it with
+//! [`allow_empty_reload`](Registry::allow_empty_reload).
+//!
 //! ```
 //! use palisade::config::Registry;
 //! use palisade::Context;
@@ -59,6 +74,7 @@ use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -88,6 +104,10 @@ pub struct RegistryConfig {
 
 /// One pipeline as configuration. Every layer is optional; an absent layer is not
 /// in the pipeline. Durations are strings such as `"250ms"`, `"1.5s"`, `"2m"`.
+///
+/// An `attempt_timeout` longer than the `total_timeout` is accepted with a
+/// warning event: the total timeout bounds every attempt, so the attempt timeout
+/// never runs out first (see [`PipelineBuilder::build`](crate::PipelineBuilder::build)).
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 #[non_exhaustive]
@@ -136,9 +156,16 @@ impl RegistryConfig {
         })
     }
 
-    /// Checks every pipeline without building anything.
+    /// Checks every pipeline without building anything. A name must not be empty
+    /// or only whitespace (refused as the field `pipelines`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (name, p) in &self.pipelines {
+            if name.trim().is_empty() {
+                return Err(ConfigError::new(
+                    "pipelines",
+                    format!("a pipeline name must not be empty or only whitespace (got {name:?})"),
+                ));
+            }
             p.validate()
                 .map_err(|e| e.within(&format!("pipelines.{name}")))?;
         }
@@ -189,22 +216,39 @@ pub struct ReloadReport {
     /// Pipelines whose breaker had to be rebuilt (its window shape changed), so
     /// its state and counters started afresh.
     pub breaker_rebuilt: Vec<String>,
-    /// Pipelines no longer configured: dropped from the registry; handles already
-    /// given out keep their last settings.
+    /// Pipelines no longer configured: the registry no longer hands them out nor
+    /// reports them; handles already given out keep serving with their last
+    /// pipeline, and follow the name if it is configured again.
     pub removed: Vec<String>,
 }
 
-type Slot<K> = Arc<ArcSwap<Pipeline<K>>>;
+/// The place of one name: the pipeline its handles run through now, and whether
+/// the name is configured.
+struct Slot<K> {
+    pipeline: ArcSwap<Pipeline<K>>,
+    configured: AtomicBool,
+}
+
+impl<K> Slot<K> {
+    fn new(pipeline: Pipeline<K>) -> Arc<Self> {
+        Arc::new(Slot {
+            pipeline: ArcSwap::from_pointee(pipeline),
+            configured: AtomicBool::new(true),
+        })
+    }
+}
 
 /// Named pipelines built from a [`RegistryConfig`], changeable at run time.
 pub struct Registry<K = AnyErrorIsTransient> {
     classifier: K,
+    allow_empty: bool,
     state: Mutex<State<K>>,
 }
 
 struct State<K> {
     config: RegistryConfig,
-    slots: HashMap<String, Slot<K>>,
+    /// Every configured name, and every removed one that a handle still holds.
+    slots: HashMap<String, Arc<Slot<K>>>,
 }
 
 impl<K> fmt::Debug for Registry<K> {
@@ -242,19 +286,37 @@ impl<K: Clone> Registry<K> {
         config.validate()?;
         let mut slots = HashMap::new();
         for (name, p) in &config.pipelines {
-            let pipeline = build(name, p, &classifier, None)?;
-            slots.insert(name.clone(), Arc::new(ArcSwap::from_pointee(pipeline)));
+            let pipeline = build(name, p, &classifier, None)
+                .map_err(|e| e.within(&format!("pipelines.{name}")))?;
+            slots.insert(name.clone(), Slot::new(pipeline));
         }
         Ok(Registry {
             classifier,
+            allow_empty: false,
             state: Mutex::new(State { config, slots }),
         })
     }
 
+    /// Whether a reload may remove every pipeline. Off by default: an empty or
+    /// truncated file reads as a valid configuration without pipelines, and
+    /// applying it would take every dependency's settings away at once, so
+    /// [`reload`](Self::reload) refuses it unless this is on.
+    ///
+    /// A registry may always start empty, and a reload that leaves an empty
+    /// registry empty removes nothing, so both are accepted either way.
+    pub fn allow_empty_reload(mut self, allow: bool) -> Self {
+        self.allow_empty = allow;
+        self
+    }
+
     /// The handle of the pipeline named `name`, if it is configured. Ask once and
-    /// keep the handle: it follows every reload.
+    /// keep the handle: it follows its name through every reload (see the
+    /// [module documentation](self)).
     pub fn pipeline(&self, name: &str) -> Option<NamedPipeline<K>> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if !state.config.pipelines.contains_key(name) {
+            return None;
+        }
         state.slots.get(name).map(|slot| NamedPipeline {
             name: name.to_owned(),
             slot: slot.clone(),
@@ -273,27 +335,58 @@ impl<K: Clone> Registry<K> {
         state.config.clone()
     }
 
-    /// The snapshot of every pipeline, by name: the health view.
+    /// The snapshot of every configured pipeline, by name: the health view. It is
+    /// the snapshot of the pipeline the handles run through.
     pub fn snapshots(&self) -> Vec<PipelineSnapshot> {
         let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut all: Vec<_> = state.slots.values().map(|s| s.load().snapshot()).collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        // The configuration's keys are sorted.
+        state
+            .config
+            .pipelines
+            .keys()
+            .filter_map(|name| state.slots.get(name))
+            .map(|s| s.pipeline.load().snapshot())
+            .collect()
     }
 
     /// Applies a new configuration. It is validated as a whole first: on error
     /// nothing changes and the old configuration keeps serving. Then each
     /// pipeline's strategies are reconfigured in place where their shape allows
     /// (see the [module documentation](self)).
+    ///
+    /// A configuration without pipelines is refused while the registry has some,
+    /// unless [`allow_empty_reload`](Self::allow_empty_reload) is on.
     pub fn reload(&self, config: RegistryConfig) -> Result<ReloadReport, ConfigError> {
         config.validate()?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if config.pipelines.is_empty() && !state.config.pipelines.is_empty() && !self.allow_empty {
+            return Err(ConfigError::new(
+                "pipelines",
+                format!(
+                    "a reload must keep at least one pipeline (got none, {} configured now); \
+                     an empty or truncated file reads this way. Allow it with \
+                     `Registry::allow_empty_reload(true)`",
+                    state.config.pipelines.len()
+                ),
+            ));
+        }
+        // Forget the removed names that no handle holds any more. Under the lock no
+        // handle can be made from the registry, and a clone needs a handle: a slot
+        // held by the registry alone stays unheld.
+        let State {
+            config: current,
+            slots,
+        } = &mut *state;
+        slots.retain(|name, slot| {
+            current.pipelines.contains_key(name) || Arc::strong_count(slot) > 1
+        });
         let mut report = ReloadReport::default();
         // Build every new pipeline before publishing any, so that an unexpected
-        // refusal still leaves the old configuration whole.
+        // refusal still leaves the old configuration whole. A removed name that a
+        // handle still holds resumes from its last pipeline.
         let mut built = Vec::new();
         for (name, p) in &config.pipelines {
-            let old = state.slots.get(name).map(|s| s.load_full());
+            let old = state.slots.get(name).map(|s| s.pipeline.load_full());
             let (pipeline, rebuilt) = match &old {
                 Some(old) => {
                     let mut rebuilt = false;
@@ -307,33 +400,53 @@ impl<K: Clone> Registry<K> {
                     false,
                 ),
             };
-            built.push((name.clone(), pipeline, old.is_some(), rebuilt));
+            built.push((name.clone(), pipeline, rebuilt));
         }
-        for (name, pipeline, existed, rebuilt) in built {
-            if existed {
+        for (name, pipeline, rebuilt) in built {
+            if state.config.pipelines.contains_key(&name) {
                 report.updated.push(name.clone());
-                if rebuilt {
-                    report.breaker_rebuilt.push(name.clone());
-                }
-                state.slots[&name].store(Arc::new(pipeline));
             } else {
                 report.added.push(name.clone());
-                state
-                    .slots
-                    .insert(name, Arc::new(ArcSwap::from_pointee(pipeline)));
+            }
+            if rebuilt {
+                report.breaker_rebuilt.push(name.clone());
+            }
+            match state.slots.get(&name) {
+                Some(slot) => {
+                    slot.pipeline.store(Arc::new(pipeline));
+                    slot.configured.store(true, Ordering::Release);
+                }
+                None => {
+                    state.slots.insert(name, Slot::new(pipeline));
+                }
             }
         }
-        let removed: Vec<String> = state
-            .slots
+        report.removed = state
+            .config
+            .pipelines
             .keys()
             .filter(|n| !config.pipelines.contains_key(*n))
             .cloned()
             .collect();
-        for name in removed {
-            state.slots.remove(&name);
-            report.removed.push(name);
+        let mut still_held = Vec::new();
+        state.slots.retain(|name, slot| {
+            if config.pipelines.contains_key(name) {
+                return true;
+            }
+            slot.configured.store(false, Ordering::Release);
+            let held = Arc::strong_count(slot) > 1;
+            if held && report.removed.contains(name) {
+                still_held.push(name.clone());
+            }
+            held
+        });
+        if !still_held.is_empty() {
+            still_held.sort();
+            tracing::warn!(
+                pipelines = ?still_held,
+                "pipelines removed from the configuration; their handles keep serving with their last settings"
+            );
         }
-        report.removed.sort();
         tracing::info!(
             added = report.added.len(),
             updated = report.updated.len(),
@@ -437,7 +550,7 @@ fn build<K: Clone>(
 /// lock, no allocation).
 pub struct NamedPipeline<K = AnyErrorIsTransient> {
     name: String,
-    slot: Slot<K>,
+    slot: Arc<Slot<K>>,
 }
 
 impl<K> Clone for NamedPipeline<K> {
@@ -465,12 +578,19 @@ impl<K> NamedPipeline<K> {
 
     /// The pipeline in effect now.
     pub fn current(&self) -> Arc<Pipeline<K>> {
-        self.slot.load_full()
+        self.slot.pipeline.load_full()
+    }
+
+    /// Whether the name is in the registry's configuration now. A handle whose
+    /// name a reload removed keeps serving with the last pipeline, and follows the
+    /// name again if a later reload configures it.
+    pub fn is_configured(&self) -> bool {
+        self.slot.configured.load(Ordering::Acquire)
     }
 
     /// The snapshot of the pipeline in effect now.
     pub fn snapshot(&self) -> PipelineSnapshot {
-        self.slot.load().snapshot()
+        self.slot.pipeline.load().snapshot()
     }
 
     /// Runs `call` through the pipeline in effect now (see
@@ -481,7 +601,7 @@ impl<K> NamedPipeline<K> {
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
-        let pipeline = self.slot.load_full();
+        let pipeline = self.slot.pipeline.load_full();
         pipeline.execute(ctx, call).await
     }
 }

@@ -200,6 +200,17 @@ impl Pipeline {
     }
 }
 
+/// Refuses an empty or blank pipeline name, as the field `name`.
+pub(crate) fn check_name(name: &str) -> Result<(), ConfigError> {
+    if name.trim().is_empty() {
+        return Err(ConfigError::new(
+            "name",
+            format!("must not be empty or only whitespace (got {name:?})"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() || d > MAX_TIMEOUT {
         return Err(ConfigError::new(
@@ -286,12 +297,36 @@ impl<K> PipelineBuilder<K> {
     }
 
     /// The pipeline, or the first setting out of range.
+    ///
+    /// - The name must not be empty or only whitespace: it is the registry's key,
+    ///   a metric label and a span field, and an empty one is always a mistake.
+    /// - Both timeouts must be more than 0 and at most [`MAX_TIMEOUT`].
+    /// - An attempt timeout longer than the total timeout is accepted, with a
+    ///   warning event: the total timeout bounds every attempt too, so each
+    ///   attempt then has what remains of the total, and the attempt timeout
+    ///   never runs out first. It is not refused because the meaning is well
+    ///   defined (it is the same as a caller's deadline shorter than the attempt
+    ///   timeout), and because configurations often set a generous attempt
+    ///   timeout once and tighten the total per dependency.
     pub fn build(self) -> Result<Pipeline<K>, ConfigError> {
+        check_name(&self.name)?;
         if let Some(d) = self.layers.total_timeout {
             check_timeout("total_timeout", d)?;
         }
         if let Some(d) = self.layers.attempt_timeout {
             check_timeout("attempt_timeout", d)?;
+        }
+        if let (Some(attempt), Some(total)) =
+            (self.layers.attempt_timeout, self.layers.total_timeout)
+        {
+            if attempt > total {
+                tracing::warn!(
+                    pipeline = %self.name,
+                    attempt_timeout = ?attempt,
+                    total_timeout = ?total,
+                    "attempt_timeout is longer than total_timeout: the total timeout bounds every attempt, so the attempt timeout never runs out first"
+                );
+            }
         }
         Ok(Pipeline {
             inner: Arc::new(Inner::new(self.name, self.classifier, self.layers)),
@@ -999,6 +1034,14 @@ impl<T, E, K> WithFallback<T, E, K> {
     /// When the chain cannot answer, the error is the pipeline's; if a tier failed
     /// too, the error says which ([`Error::is_fallback_failed`]) and keeps the
     /// pipeline's error as its `source()`.
+    ///
+    /// The chain runs under the caller's context. When that context ends (it is
+    /// cancelled or its deadline passes) while a tier is waiting, the chain is
+    /// dropped and the error is the cancellation, with its cause
+    /// ([`Error::is_cancelled`]); a chain that fails while the context has ended is
+    /// reported the same way, since a tier that honours its context fails then
+    /// because of the caller, not because of the fallback. A tier that answers
+    /// at once (a value tier) still answers a caller whose context has ended.
     pub async fn execute<F, Fut>(&self, ctx: &Context, call: F) -> Result<T, Error<E>>
     where
         F: FnMut(Context) -> Fut,
@@ -1020,16 +1063,40 @@ impl<T, E, K> WithFallback<T, E, K> {
         if outcome.is_success() {
             return result;
         }
-        match self.fallback.recover(ctx, result, outcome).await {
-            Ok(v) => Ok(v),
-            Err(e) => match e.into_parts() {
+        let recovered = unless_ended(ctx, self.fallback.recover(ctx, result, outcome)).await;
+        match recovered {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => match e.into_parts() {
                 (original, None) => Err(original),
-                (original, Some((tier, error))) => {
-                    Err(Error::fallback_failed(tier, error, original))
-                }
+                (original, Some((tier, error))) => match ctx.cause() {
+                    Some(cause) => Err(Error::cancelled(cause)),
+                    None => Err(Error::fallback_failed(tier, error, original)),
+                },
             },
+            Err(cause) => Err(Error::cancelled(cause)),
         }
     }
+}
+
+/// Runs `fut` until it completes or `ctx` ends. `fut` is polled first, so that
+/// what completes at once completes even on a context that has already ended.
+async fn unless_ended<F: Future>(
+    ctx: &Context,
+    fut: F,
+) -> Result<F::Output, palisade_context::Cause> {
+    let mut fut = std::pin::pin!(fut);
+    let mut ended = std::pin::pin!(ctx.cancelled());
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(output) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        ended.as_mut().poll(cx).map(|()| {
+            Err(ctx
+                .cause()
+                .unwrap_or_else(palisade_context::Cause::canceled))
+        })
+    })
+    .await
 }
 
 /// Where the boxed path of an execution begins.

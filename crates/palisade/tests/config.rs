@@ -1,6 +1,9 @@
 //! Named pipelines from configuration, and hot reload.
 #![cfg(feature = "config")]
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use palisade::Context;
 use palisade::breaker::State;
 use palisade::classify::Strategy;
@@ -128,4 +131,218 @@ async fn reload_adds_removes_and_rebuilds_a_reshaped_breaker() {
     // A handle given out earlier keeps its last pipeline.
     assert_eq!(db.name(), "db");
     assert!(db.current().breaker().is_some());
+}
+
+const TWO: &str = r#"
+[pipelines.db]
+attempt_timeout = "100ms"
+[pipelines.db.breaker]
+failure_rate_threshold = 50.0
+consecutive_failures = 2
+[pipelines.cache]
+attempt_timeout = "10ms"
+"#;
+
+#[tokio::test(start_paused = true)]
+async fn a_handle_follows_its_name_through_a_removal_and_a_re_add() {
+    let registry = Registry::from_toml(TWO).unwrap();
+    let db = registry.pipeline("db").unwrap();
+    assert!(db.is_configured());
+
+    let report = registry.reload_toml("[pipelines.cache]").unwrap();
+    assert_eq!(report.removed, ["db"]);
+    assert!(registry.pipeline("db").is_none());
+    assert!(!db.is_configured());
+    assert_eq!(registry.names(), ["cache"]);
+    // The removed name is not in the health view...
+    let names: Vec<_> = registry.snapshots().into_iter().map(|s| s.name).collect();
+    assert_eq!(names, ["cache"]);
+    // ... and its handle keeps serving with its last pipeline.
+    fail(&db).await;
+    fail(&db).await;
+    assert_eq!(db.snapshot().breaker.unwrap().state, State::Open);
+
+    // Configured again: the old handle follows the name, and the pipeline
+    // resumes from the last one (its breaker, still open).
+    let report = registry
+        .reload_toml(&TWO.replace("\"100ms\"", "\"200ms\""))
+        .unwrap();
+    assert_eq!(report.added, ["db"]);
+    assert!(db.is_configured());
+    let again = registry.pipeline("db").unwrap();
+    assert!(Arc::ptr_eq(&db.current(), &again.current()));
+    assert_eq!(
+        db.current().attempt_timeout(),
+        Some(Duration::from_millis(200))
+    );
+    assert_eq!(
+        fail(&db).await.rejected_by(),
+        Some(Strategy::CircuitBreaker)
+    );
+    // The health view reports the breaker that serves the traffic.
+    let snapshot = registry
+        .snapshots()
+        .into_iter()
+        .find(|s| s.name == "db")
+        .unwrap();
+    let serving = db.snapshot().breaker.unwrap();
+    let reported = snapshot.breaker.unwrap();
+    assert_eq!(reported.state, State::Open);
+    assert_eq!(reported.calls, serving.calls);
+    assert_eq!(reported.generation, serving.generation);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_re_added_name_without_handles_left_starts_afresh() {
+    let registry = Registry::from_toml(TWO).unwrap();
+    let db = registry.pipeline("db").unwrap();
+    fail(&db).await;
+    fail(&db).await;
+    registry.reload_toml("[pipelines.cache]").unwrap();
+    drop(db);
+    let report = registry.reload_toml(TWO).unwrap();
+    assert_eq!(report.added, ["db"]);
+    let db = registry.pipeline("db").unwrap();
+    assert_eq!(db.snapshot().breaker.unwrap().state, State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_reload_is_refused_unless_allowed() {
+    let registry = Registry::from_toml(TWO).unwrap();
+    let db = registry.pipeline("db").unwrap();
+    for empty in ["", "   \n", "# truncated\n"] {
+        let e = registry.reload_toml(empty).unwrap_err();
+        assert_eq!(e.field(), "pipelines");
+        assert!(e.message().contains("allow_empty_reload"), "{e}");
+    }
+    let e = registry.reload_json("{}").unwrap_err();
+    assert_eq!(e.field(), "pipelines");
+    // Nothing changed.
+    assert_eq!(registry.names(), ["cache", "db"]);
+    assert!(db.is_configured());
+
+    let registry = registry.allow_empty_reload(true);
+    let report = registry.reload_toml("").unwrap();
+    assert_eq!(report.removed, ["cache", "db"]);
+    assert!(registry.names().is_empty() && registry.snapshots().is_empty());
+    assert!(!db.is_configured());
+    // An empty registry may reload empty again: nothing is removed.
+    let registry = registry.allow_empty_reload(false);
+    assert_eq!(
+        registry.reload_toml("").unwrap(),
+        palisade::config::ReloadReport::default()
+    );
+}
+
+#[test]
+fn an_empty_registry_may_start_empty_and_grow() {
+    let registry = Registry::from_toml("").unwrap();
+    assert!(registry.names().is_empty());
+    let report = registry.reload_toml(TWO).unwrap();
+    assert_eq!(report.added, ["cache", "db"]);
+}
+
+mod model {
+    //! Reloads, handles taken and dropped, against a model of which names are
+    //! configured and what each handle must run through.
+    use super::{Arc, Duration, Registry};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    const NAMES: [&str; 3] = ["a", "b", "c"];
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Reload with the names of the mask, each with this attempt timeout.
+        Reload(u8, u64),
+        Take(usize),
+        Drop(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..8, 1u64..100).prop_map(|(m, t)| Op::Reload(m, t)),
+            (0usize..3).prop_map(Op::Take),
+            (0usize..8).prop_map(Op::Drop),
+        ]
+    }
+
+    fn text(mask: u8, ms: u64) -> String {
+        NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, n)| format!("[pipelines.{n}]\nattempt_timeout = \"{ms}ms\"\n"))
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn handles_follow_their_names_through_any_reloads(
+            allow_empty in any::<bool>(),
+            ops in proptest::collection::vec(op(), 1..40),
+        ) {
+            let registry = Registry::from_toml(&text(0b011, 1))
+                .unwrap()
+                .allow_empty_reload(allow_empty);
+            // Configured names, with the attempt timeout they have now.
+            let mut configured: BTreeMap<&str, u64> = [("a", 1), ("b", 1)].into();
+            // The handles, with the attempt timeout of their name's last pipeline.
+            let mut last: BTreeMap<&str, u64> = configured.clone();
+            let mut handles: Vec<palisade::config::NamedPipeline> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Reload(mask, ms) => {
+                        let next: BTreeMap<&str, u64> = NAMES
+                            .iter()
+                            .enumerate()
+                            .filter(|(i, _)| mask & (1 << i) != 0)
+                            .map(|(_, n)| (*n, ms))
+                            .collect();
+                        let result = registry.reload_toml(&text(mask, ms));
+                        if next.is_empty() && !configured.is_empty() && !allow_empty {
+                            let e = result.unwrap_err();
+                            prop_assert_eq!(e.field(), "pipelines");
+                            continue;
+                        }
+                        let report = result.unwrap();
+                        let added: Vec<_> =
+                            next.keys().filter(|n| !configured.contains_key(*n)).collect();
+                        let removed: Vec<_> =
+                            configured.keys().filter(|n| !next.contains_key(*n)).collect();
+                        prop_assert_eq!(report.added.iter().map(String::as_str).collect::<Vec<_>>(), added.into_iter().copied().collect::<Vec<_>>());
+                        prop_assert_eq!(report.removed.iter().map(String::as_str).collect::<Vec<_>>(), removed.into_iter().copied().collect::<Vec<_>>());
+                        for (n, ms) in &next {
+                            last.insert(n, *ms);
+                        }
+                        configured = next;
+                    }
+                    Op::Take(i) => {
+                        let taken = registry.pipeline(NAMES[i]);
+                        prop_assert_eq!(taken.is_some(), configured.contains_key(NAMES[i]));
+                        handles.extend(taken);
+                    }
+                    Op::Drop(i) => {
+                        if i < handles.len() {
+                            handles.remove(i);
+                        }
+                    }
+                }
+                prop_assert_eq!(registry.names(), configured.keys().map(|n| n.to_string()).collect::<Vec<_>>());
+                let snapshots: Vec<_> = registry.snapshots().into_iter().map(|s| s.name).collect();
+                prop_assert_eq!(snapshots, registry.names());
+                for h in &handles {
+                    let name = h.name();
+                    prop_assert_eq!(h.is_configured(), configured.contains_key(name));
+                    prop_assert_eq!(
+                        h.current().attempt_timeout(),
+                        Some(Duration::from_millis(last[name]))
+                    );
+                    if let Some(fresh) = registry.pipeline(name) {
+                        prop_assert!(Arc::ptr_eq(&h.current(), &fresh.current()));
+                    }
+                }
+            }
+        }
+    }
 }
