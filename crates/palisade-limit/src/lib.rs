@@ -71,7 +71,10 @@ pub mod throttle;
 mod wait;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached};
-pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, Permit};
+pub use bulkhead::{
+    Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, OwnedPermits, Permit,
+    Permits,
+};
 pub use config::ConfigError;
 pub use rate::{
     KeyedRateLimiter, KeyedRateLimiterConfig, RateLimited, RateLimiter, RateLimiterConfig,
