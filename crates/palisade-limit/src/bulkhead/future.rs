@@ -106,16 +106,15 @@ impl Wait {
         let Wait::Queued(id, max_wait) = *self else {
             panic!("a bulkhead acquisition polled after it completed");
         };
-        match core.poll_grant(id, cx.waker()) {
-            Answer::Granted => {
-                *self = Wait::Done;
-                return Poll::Ready(Ok(()));
-            }
-            Answer::Waiting => {}
-            answer => {
-                *self = Wait::Done;
-                return Poll::Ready(Err(refusal(core, answer, n)));
-            }
+        let answer = core.poll_grant(id, cx.waker());
+        if answer != Answer::Waiting {
+            *self = Wait::Done;
+            // The timer goes now, not when the future is dropped.
+            sleep.set(None);
+            return Poll::Ready(match answer {
+                Answer::Granted => Ok(()),
+                answer => Err(refusal(core, answer, n)),
+            });
         }
         if let Some(sleep) = sleep.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
