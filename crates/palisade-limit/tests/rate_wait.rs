@@ -180,3 +180,149 @@ fn a_wait_for_several_calls_sleeps_until_they_all_fit() {
     assert_eq!(l.snapshot().available, 0);
     assert_eq!(l.snapshot().rejected, 0);
 }
+
+mod model {
+    use super::*;
+    use palisade_limit::rate::UntilNReady;
+    use proptest::prelude::*;
+
+    const INTERVAL: u64 = 100_000_000;
+    const BURST: u64 = 3;
+    const TOLERANCE: u64 = (BURST - 1) * INTERVAL;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Check(u32),
+        StartWait(u32),
+        PollWaiter(usize),
+        DropWaiter(usize),
+        Advance(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (0u32..5).prop_map(Step::Check),
+            3 => (0u32..5).prop_map(Step::StartWait),
+            4 => (0usize..6).prop_map(Step::PollWaiter),
+            1 => (0usize..6).prop_map(Step::DropWaiter),
+            3 => (0u64..250).prop_map(Step::Advance),
+        ]
+    }
+
+    /// A GCRA with reservations, in plain arithmetic.
+    struct Model {
+        tat: u64,
+        rejected: u64,
+    }
+
+    impl Model {
+        /// `Ok((wait, written))` or `Err(wait)`; `None` when `n` exceeds the burst.
+        fn reserve(&mut self, now: u64, n: u32, max_wait: u64) -> Option<Result<(u64, u64), u64>> {
+            let n = u64::from(n);
+            if n > BURST {
+                return None;
+            }
+            let base = self.tat.max(now);
+            let wait = (base + (n - 1) * INTERVAL).saturating_sub(now + TOLERANCE);
+            if wait > max_wait {
+                return Some(Err(wait));
+            }
+            self.tat = base + n * INTERVAL;
+            Some(Ok((wait, self.tat)))
+        }
+
+        fn available(&self, now: u64) -> u64 {
+            let latest = now + TOLERANCE;
+            if self.tat > latest {
+                0
+            } else {
+                (latest - self.tat.max(now)) / INTERVAL + 1
+            }
+        }
+    }
+
+    struct Waiter<'a> {
+        /// When it is due, what it wrote and how much it took; `None` once
+        /// finished.
+        reserved: Option<(u64, u64, u64)>,
+        future: Pin<Box<UntilNReady<'a, ManualClock>>>,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn reservations_match_a_gcra_with_reservations(
+            steps in proptest::collection::vec(step(), 1..100),
+        ) {
+            let l = manual(RateLimiterConfig::per_second(10).with_burst(BURST as u32));
+            let mut model = Model { tat: 0, rejected: 0 };
+            let mut waiters: Vec<Waiter<'_>> = Vec::new();
+            for step in steps {
+                let now = l.clock().now().as_nanos();
+                match step {
+                    Step::Check(n) => {
+                        let got = l.check_n(n);
+                        let want = if n == 0 { Some(Ok((0, model.tat))) } else { model.reserve(now, n, 0) };
+                        match want {
+                            None => {
+                                prop_assert!(got.is_err_and(|e| e.exceeds_capacity()));
+                                model.rejected += 1;
+                            }
+                            Some(Ok(_)) => prop_assert!(got.is_ok(), "{got:?}"),
+                            Some(Err(wait)) => {
+                                prop_assert_eq!(got.map_err(|e| e.retry_after()), Err(Duration::from_nanos(wait)));
+                                model.rejected += 1;
+                            }
+                        }
+                    }
+                    Step::StartWait(n) => {
+                        let mut future = Box::pin(l.until_n_ready(n));
+                        let got = poll(future.as_mut());
+                        let want = if n == 0 { Some(Ok((0, model.tat))) } else { model.reserve(now, n, u64::MAX) };
+                        match want {
+                            None => {
+                                prop_assert!(matches!(got, Poll::Ready(Err(e)) if e.exceeds_capacity()));
+                                model.rejected += 1;
+                            }
+                            Some(Ok((0, _))) => prop_assert!(matches!(got, Poll::Ready(Ok(()))), "{got:?}"),
+                            Some(Ok((wait, written))) => {
+                                prop_assert!(got.is_pending());
+                                let reserved = Some((now + wait, written, u64::from(n) * INTERVAL));
+                                waiters.push(Waiter { reserved, future });
+                            }
+                            Some(Err(_)) => unreachable!("an unbounded wait is never refused"),
+                        }
+                    }
+                    Step::PollWaiter(i) if !waiters.is_empty() => {
+                        let i = i % waiters.len();
+                        let w = &mut waiters[i];
+                        if let Some((due, _, _)) = w.reserved {
+                            let got = poll(w.future.as_mut());
+                            if now >= due {
+                                prop_assert!(matches!(got, Poll::Ready(Ok(()))), "{got:?}");
+                                w.reserved = None;
+                            } else {
+                                prop_assert!(got.is_pending());
+                            }
+                        }
+                    }
+                    Step::DropWaiter(i) if !waiters.is_empty() => {
+                        let w = waiters.remove(i % waiters.len());
+                        if let Some((_, written, amount)) = w.reserved {
+                            if model.tat == written {
+                                model.tat -= amount;
+                            }
+                        }
+                    }
+                    Step::Advance(ms) => l.clock().advance(Duration::from_millis(ms)),
+                    _ => {}
+                }
+                let now = l.clock().now().as_nanos();
+                let s = l.snapshot();
+                prop_assert_eq!(s.available, model.available(now));
+                prop_assert_eq!(s.rejected, model.rejected);
+            }
+        }
+    }
+}
