@@ -159,7 +159,7 @@ impl Wait {
 
 pin_project_lite::pin_project! {
     /// The future of [`Bulkhead::acquire`]: a [`Permit`], or [`BulkheadFull`] when the
-    /// queue is full or the longest wait runs out. Dropping it leaves the queue at
+    /// queue is full or the longest wait runs out, or the bulkhead is closed. Dropping it leaves the queue at
     /// once (and releases a permit granted meanwhile).
     #[must_use = "futures do nothing unless polled"]
     pub struct Acquire<'a, C: Clock> {

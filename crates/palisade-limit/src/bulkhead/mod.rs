@@ -117,7 +117,10 @@ impl<C: Clock> Bulkhead<C> {
         })
     }
 
-    /// A permit if one is free and nobody waits for one; never waits.
+    /// A permit if one is free and nobody waits for one; never waits. A refusal
+    /// counts in [`rejected`](BulkheadSnapshot::rejected) and is reported as a
+    /// `debug` event; [`try_acquire_uncounted`](Bulkhead::try_acquire_uncounted)
+    /// does neither.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, BulkheadFull> {
         if self.core.try_acquire() {
@@ -197,7 +200,11 @@ impl<C: Clock> Bulkhead<C> {
 
     /// A permit, waiting in the queue for at most the configured
     /// [`max_wait`](BulkheadConfig::max_wait) if none is free. Without a queue it
-    /// answers at once, as [`try_acquire`](Bulkhead::try_acquire).
+    /// answers at once, as [`try_acquire`](Bulkhead::try_acquire). A free permit is
+    /// taken on the first poll with one compare-and-swap. The call counts once, by
+    /// how it ends (see [counting](crate::bulkhead#counting)): after a
+    /// [`try_acquire_uncounted`](Bulkhead::try_acquire_uncounted) that found no free
+    /// slot, this is the call that counts.
     pub fn acquire(&self) -> Acquire<'_, C> {
         Acquire::new(self, None)
     }
