@@ -19,7 +19,10 @@
 //! # Waiting
 //!
 //! A bulkhead's queue and a rate limiter's wait are drop-safe: dropping the future
-//! at any point leaves the queue at once and holds nothing. The `*_with` variants
+//! at any point leaves the queue at once and holds nothing (a rate-limit wait
+//! reserves its slot when it starts and gives it back when dropped, as far as the
+//! schedule allows: see [waiting](rate#waiting)). A caller that waits is not
+//! counted as refused unless its wait ends without what it waited for. The `*_with` variants
 //! ([`Bulkhead::acquire_with`], [`RateLimiter::until_ready_with`]) take the caller's
 //! [`Context`](palisade_context::Context): the wait is bounded by its deadline and
 //! ends when it is cancelled, with the cause in [`WaitError::Cancelled`].
@@ -71,7 +74,10 @@ pub mod throttle;
 mod wait;
 
 pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached};
-pub use bulkhead::{Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, Permit};
+pub use bulkhead::{
+    Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, OwnedPermits, Permit,
+    Permits,
+};
 pub use config::ConfigError;
 pub use rate::{
     KeyedRateLimiter, KeyedRateLimiterConfig, RateLimited, RateLimiter, RateLimiterConfig,

@@ -137,6 +137,12 @@ pub(crate) mod broken {
         /// The GCRA reads and writes its word in two steps instead of one
         /// compare-and-swap, so two calls can both take the last slot.
         GcraLoadThenStore = 3,
+        /// Closing a bulkhead marks it closed but leaves its waiters in the queue,
+        /// where nobody answers them.
+        CloseKeepsWaiters = 4,
+        /// A rate-limit reservation reads and writes the word in two steps, so two
+        /// waiters can reserve the same slot.
+        ReserveLoadThenStore = 5,
     }
 
     static BUG: AtomicU8 = AtomicU8::new(0);

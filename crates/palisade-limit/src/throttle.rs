@@ -16,6 +16,13 @@
 //! nothing. While the dependency accepts everything, `requests ≤ K · accepts` and
 //! nothing is refused.
 //!
+//! Two bounds keep the formula honest at its edges: the probability is at most
+//! [`max_probability`](ThrottleConfig::max_probability) (0.9 by default), so that
+//! some calls always reach a dependency that refuses everything and its recovery is
+//! seen; and nothing is refused while the window holds fewer than
+//! [`min_requests`](ThrottleConfig::min_requests) requests (10 by default), so that
+//! a first failure or two of a quiet client do not shed its next calls.
+//!
 //! Each call: [`Throttle::check`], then, if it went out, report how the dependency
 //! answered with [`Throttle::record_accepted`] / [`record_rejected`](Throttle::record_rejected)
 //! or [`record`](Throttle::record). The probability is recomputed from the window at
@@ -31,7 +38,8 @@
 //!
 //! let clock = ManualClock::new();
 //! let throttle = Throttle::with_seed(ThrottleConfig::default(), clock.clone(), 7).unwrap();
-//! // The dependency refuses everything: soon the throttle refuses most calls itself.
+//! // The dependency refuses everything: soon the throttle refuses most calls itself
+//! // (nine in ten at most, so that a recovery is seen).
 //! let mut local = 0;
 //! for _ in 0..1000 {
 //!     match throttle.check() {
@@ -40,7 +48,7 @@
 //!     }
 //!     clock.advance(Duration::from_millis(5));
 //! }
-//! assert!(local > 900);
+//! assert!(local > 850 && local < 900);
 //! ```
 
 use std::fmt;
@@ -85,7 +93,25 @@ pub struct ThrottleConfig {
     /// How many buckets the window moves by; `1..=1000`, with `window / buckets`
     /// at least 1 µs. Default 60 (two seconds each over two minutes).
     pub buckets: usize,
+    /// The highest refusal probability; `0..=1`.
+    ///
+    /// Default 0.9: at most nine calls in ten are refused locally, so a dependency
+    /// that refuses everything still sees a tenth of the demand. Only calls that
+    /// reach it can show that it has recovered; at 1.0 the formula can approach
+    /// shedding everything, and the client then learns of a recovery only as the
+    /// window forgets the overload. 0 turns local refusals off.
+    pub max_probability: f64,
+    /// The fewest requests in the window before anything is refused;
+    /// `0..=1_000_000`.
+    ///
+    /// Default 10: below that, a refusal rate is noise (two failures of a client
+    /// that sent three calls are not an overload), and refusing on it would shed
+    /// the calls of a quiet client after its first failures.
+    pub min_requests: u64,
 }
+
+/// The largest [`ThrottleConfig::min_requests`]: a million.
+pub const MAX_MIN_REQUESTS: u64 = 1_000_000;
 
 impl Default for ThrottleConfig {
     fn default() -> Self {
@@ -93,6 +119,8 @@ impl Default for ThrottleConfig {
             k: 2.0,
             window: Duration::from_secs(120),
             buckets: 60,
+            max_probability: 0.9,
+            min_requests: 10,
         }
     }
 }
@@ -110,6 +138,8 @@ impl ThrottleConfig {
             MAX_DURATION,
         )?;
         check_range(C, "buckets", self.buckets, 1, 1000)?;
+        check_f64(C, "max_probability", self.max_probability, 0.0, 1.0)?;
+        check_range(C, "min_requests", self.min_requests, 0, MAX_MIN_REQUESTS)?;
         let width = self.window / self.buckets as u32;
         if width < Duration::from_micros(1) {
             return Err(ConfigError::new(
@@ -179,6 +209,9 @@ pub struct Throttle<C: Clock = DefaultClock> {
 struct Inner<C: Clock> {
     window: TimeWindow<C>,
     k: AtomicU64,
+    /// The highest refusal probability, as `f64` bits.
+    max_probability: AtomicU64,
+    min_requests: AtomicU64,
     /// The refusal probability, as `f64` bits.
     probability: AtomicU64,
     /// When it was last recomputed, in nanoseconds on the clock (`u64::MAX`: never).
@@ -211,6 +244,8 @@ impl<C: Clock> Throttle<C> {
             inner: Arc::new(Inner {
                 window,
                 k: AtomicU64::new(config.k.to_bits()),
+                max_probability: AtomicU64::new(config.max_probability.to_bits()),
+                min_requests: AtomicU64::new(config.min_requests),
                 probability: AtomicU64::new(0f64.to_bits()),
                 refreshed: AtomicU64::new(u64::MAX),
                 rng: AtomicU64::new(seed),
@@ -253,10 +288,14 @@ impl<C: Clock> Throttle<C> {
 
     fn compute(&self, window: &TimeWindow<C>) -> f64 {
         let s = window.snapshot();
+        if s.calls() < self.inner.min_requests.load(Ordering::Relaxed) {
+            return 0.0;
+        }
         let requests = s.calls() as f64;
         let accepts = s.successes() as f64;
         let k = f64::from_bits(self.inner.k.load(Ordering::Relaxed));
-        ((requests - k * accepts) / (requests + 1.0)).max(0.0)
+        let cap = f64::from_bits(self.inner.max_probability.load(Ordering::Relaxed));
+        ((requests - k * accepts) / (requests + 1.0)).clamp(0.0, cap)
     }
 
     /// A uniform draw in `[0, 1)`: SplitMix64 over a shared counter.
@@ -307,7 +346,8 @@ impl<C: Clock> Throttle<C> {
         }
     }
 
-    /// Applies a new `k` to the live throttle (hot reload). The window's length and
+    /// Applies a new `k`, `max_probability` and `min_requests` to the live throttle
+    /// (hot reload). The window's length and
     /// buckets are fixed at construction (its memory is laid out for them): a
     /// configuration that changes them is refused, naming the field.
     pub fn reconfigure(&self, config: &ThrottleConfig) -> Result<(), ConfigError> {
@@ -330,6 +370,12 @@ impl<C: Clock> Throttle<C> {
             ));
         }
         self.inner.k.store(config.k.to_bits(), Ordering::Relaxed);
+        self.inner
+            .max_probability
+            .store(config.max_probability.to_bits(), Ordering::Relaxed);
+        self.inner
+            .min_requests
+            .store(config.min_requests, Ordering::Relaxed);
         self.inner.refreshed.store(u64::MAX, Ordering::Release);
         *current = config.clone();
         Ok(())

@@ -1,5 +1,6 @@
-//! Loom models of the bulkhead's hand-over between releasing callers and waiters,
-//! and of the rate limiter's one-word GCRA.
+//! Loom models of the bulkhead's hand-over between releasing callers and waiters
+//! and of its closing, and of the rate limiter's one-word GCRA and its
+//! reservations.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p
 //! palisade-limit --test loom --target-dir target/loom`. Each model has a broken
@@ -120,4 +121,69 @@ fn the_last_rate_limit_slot_goes_to_one_caller() {
 fn broken_a_load_then_store_gcra_lets_two_through() {
     let _serial = serial(Bug::GcraLoadThenStore);
     one_slot_one_winner();
+}
+
+/// A bulkhead closed while a caller joins its queue always answers that caller:
+/// it is refused as closed, never left waiting (loom reports a deadlock if it
+/// sleeps forever), and nothing stays queued.
+fn close_meets_waiter() {
+    loom::model(|| {
+        let b = bulkhead();
+        let held = b.try_acquire_owned().unwrap();
+        let closer = {
+            let b = b.clone();
+            thread::spawn(move || b.close())
+        };
+        let e = loom::future::block_on(b.acquire()).unwrap_err();
+        assert!(e.is_closed(), "{e}");
+        closer.join().unwrap();
+        drop(held);
+        let s = b.snapshot();
+        assert_eq!((s.in_flight, s.waiting, s.closed), (0, 0, true));
+    });
+}
+
+#[test]
+fn closing_always_answers_a_joining_waiter() {
+    let _serial = serial(Bug::None);
+    close_meets_waiter();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_close_that_keeps_its_waiters_leaves_one_waiting() {
+    let _serial = serial(Bug::CloseKeepsWaiters);
+    close_meets_waiter();
+}
+
+/// A waiter reserving a rate-limit slot while another call checks at the same
+/// instant: exactly one of them has the slot now; the other is refused or waits.
+fn reservation_and_check_share_one_slot() {
+    loom::model(|| {
+        let limiter = RateLimiter::with_clock(
+            RateLimiterConfig::per_second(1).with_burst(1),
+            ManualClock::new(),
+        )
+        .unwrap();
+        let other = limiter.clone();
+        let racer = thread::spawn(move || other.check().is_ok());
+        let mut wait = Box::pin(limiter.until_ready());
+        let mut cx = Context::from_waker(Waker::noop());
+        let mine = wait.as_mut().poll(&mut cx).is_ready();
+        let theirs = racer.join().unwrap();
+        assert!(mine ^ theirs, "passed now: {mine} and {theirs}");
+    });
+}
+
+#[test]
+fn a_reservation_and_a_check_never_share_a_slot() {
+    let _serial = serial(Bug::None);
+    reservation_and_check_share_one_slot();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_load_then_store_reservation_shares_a_slot() {
+    let _serial = serial(Bug::ReserveLoadThenStore);
+    reservation_and_check_share_one_slot();
 }

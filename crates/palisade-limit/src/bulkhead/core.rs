@@ -14,9 +14,19 @@
 //!   still full, under the queue lock, and pushes itself before unlocking, so a
 //!   releaser that sees `waiters > 0` always finds it in the queue.
 //!
-//! Invariants (under the queue lock): `waiters == queue.waiting.len()`, and while
-//! `waiters > 0`, `in_use >= limit` except for the moment between a limit increase
-//! and [`Core::set_limit`] granting the queue.
+//! A caller may take several permits at once. The queue is FIFO by call, not by
+//! permit: the first waiter is served as soon as its permits fit, and nobody
+//! overtakes it (a large request is not starved by small ones).
+//!
+//! The top bit of the word marks a closed bulkhead. Like a waiter it sends every
+//! acquisition and release off the one-CAS paths, so closing costs the healthy path
+//! nothing.
+//!
+//! Invariants (under the queue lock): `waiters == queue.waiting.len()`; while
+//! `waiters > 0`, the first waiter's permits do not fit (`in_use + permits > limit`)
+//! except for the moment between a limit increase and [`Core::set_limit`] granting
+//! the queue; while `waiters > 0` or the bulkhead is closed, the word changes only
+//! under the lock (every lock-free CAS expects the high half to be zero).
 
 use std::collections::VecDeque;
 use std::task::Waker;
@@ -28,6 +38,8 @@ use crate::sync::{AtomicU32, AtomicU64, CachePadded, Mutex, Ordering};
 
 const IN_USE: u64 = 0xFFFF_FFFF;
 const WAITER: u64 = 1 << 32;
+const CLOSED: u64 = 1 << 63;
+const WAITERS: u64 = !CLOSED & !IN_USE;
 
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
@@ -40,23 +52,49 @@ fn in_use(state: u64) -> u32 {
 
 #[inline]
 fn waiters(state: u64) -> u32 {
-    (state >> 32) as u32
+    ((state & WAITERS) >> 32) as u32
+}
+
+/// Whether the lock-free paths are closed to this state: somebody waits, or the
+/// bulkhead is closed.
+#[inline]
+fn blocked(state: u64) -> bool {
+    state > IN_USE
 }
 
 /// What [`Core::enqueue`] did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Enqueued {
-    /// Capacity was free after all: the caller holds a permit.
+    /// Capacity was free after all: the caller holds its permits.
     Acquired,
     /// The caller waits in the queue under this id.
     Queued(u64),
     /// The queue is full.
     QueueFull,
+    /// The bulkhead is closed.
+    Closed,
+    /// More permits than the limit: they could never be granted.
+    TooMany,
+}
+
+/// Where a queued caller stands, as [`Core::poll_grant`] and [`Core::leave`] see it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Answer {
+    /// Its permits were granted: the caller holds them.
+    Granted,
+    /// Still waiting ([`Core::poll_grant`]), or removed from the queue now
+    /// ([`Core::leave`]).
+    Waiting,
+    /// The bulkhead was closed while it waited.
+    Closed,
+    /// The limit was lowered below its permits while it waited.
+    TooMany,
 }
 
 #[derive(Debug)]
 struct Waiter {
     id: u64,
+    permits: u32,
     waker: Option<Waker>,
 }
 
@@ -65,22 +103,52 @@ struct WaitQueue {
     next_id: u64,
     /// Waiting, oldest first; ids increase along the queue.
     waiting: VecDeque<Waiter>,
-    /// Granted a permit that they have not collected yet, by id.
+    /// Granted their permits that they have not collected yet, by id.
     granted: Vec<u64>,
+    /// Refused while waiting because the limit fell below their permits, by id.
+    refused: Vec<u64>,
+    closed: bool,
+}
+
+fn take(ids: &mut Vec<u64>, id: u64) -> bool {
+    match ids.iter().position(|&g| g == id) {
+        Some(i) => {
+            ids.swap_remove(i);
+            true
+        }
+        None => false,
+    }
 }
 
 impl WaitQueue {
     fn position(&self, id: u64) -> Option<usize> {
         self.waiting.binary_search_by_key(&id, |w| w.id).ok()
     }
+}
 
-    fn take_grant(&mut self, id: u64) -> bool {
-        match self.granted.iter().position(|&g| g == id) {
-            Some(i) => {
-                self.granted.swap_remove(i);
-                true
-            }
-            None => false,
+/// Wakers collected under the queue lock, woken after it: the first without
+/// allocating.
+#[derive(Default)]
+struct Wakers {
+    first: Option<Waker>,
+    rest: Vec<Waker>,
+}
+
+impl Wakers {
+    fn push(&mut self, waker: Option<Waker>) {
+        if self.first.is_none() {
+            self.first = waker;
+        } else {
+            self.rest.extend(waker);
+        }
+    }
+
+    fn wake(self) {
+        if let Some(w) = self.first {
+            w.wake();
+        }
+        for w in self.rest {
+            w.wake();
         }
     }
 }
@@ -94,6 +162,7 @@ pub(crate) struct Core {
     max_wait_nanos: AtomicU64,
     rejected: AtomicU64,
     timed_out: AtomicU64,
+    cancelled: AtomicU64,
     name: Box<str>,
 }
 
@@ -107,6 +176,7 @@ impl Core {
             max_wait_nanos: AtomicU64::new(nanos(max_wait)),
             rejected: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
             name,
         }
     }
@@ -114,16 +184,25 @@ impl Core {
     /// Takes a permit if one is free and nobody waits: one CAS.
     #[inline]
     pub(crate) fn try_acquire(&self) -> bool {
+        self.try_acquire_n(1)
+    }
+
+    /// Takes `n` permits if they are free, nobody waits and the bulkhead is open:
+    /// one CAS.
+    #[inline]
+    pub(crate) fn try_acquire_n(&self, n: u32) -> bool {
         let limit = self.limit.load(Ordering::Relaxed);
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
-            if waiters(s) != 0 || in_use(s) >= limit {
+            if blocked(s) || u64::from(in_use(s)) + u64::from(n) > u64::from(limit) {
                 return false;
             }
-            match self
-                .state
-                .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
+            match self.state.compare_exchange_weak(
+                s,
+                s + u64::from(n),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(actual) => s = actual,
             }
@@ -134,23 +213,31 @@ impl Core {
     /// first waiter under the queue lock.
     #[inline]
     pub(crate) fn release(&self) {
+        self.release_n(1)
+    }
+
+    /// Gives `n` permits back, as [`release`](Core::release).
+    #[inline]
+    pub(crate) fn release_n(&self, n: u32) {
         #[cfg(loom)]
         if crate::sync::broken::is(crate::sync::broken::Bug::ReleaseCheckThenAct) {
-            if waiters(self.state.load(Ordering::Acquire)) != 0 {
-                return self.release_slow();
+            if blocked(self.state.load(Ordering::Acquire)) {
+                return self.release_slow(n);
             }
-            self.state.fetch_sub(1, Ordering::AcqRel);
+            self.state.fetch_sub(u64::from(n), Ordering::AcqRel);
             return;
         }
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
-            if waiters(s) != 0 {
-                return self.release_slow();
+            if blocked(s) {
+                return self.release_slow(n);
             }
-            match self
-                .state
-                .compare_exchange_weak(s, s - 1, Ordering::Release, Ordering::Relaxed)
-            {
+            match self.state.compare_exchange_weak(
+                s,
+                s - u64::from(n),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return,
                 Err(actual) => s = actual,
             }
@@ -158,42 +245,71 @@ impl Core {
     }
 
     #[cold]
-    fn release_slow(&self) {
-        let waker = {
+    fn release_slow(&self, n: u32) {
+        let mut wakers = Wakers::default();
+        {
             let mut q = self.queue.lock();
-            // Under the lock `waiters` cannot change, and nobody acquires without the
-            // lock while it is non-zero; `in_use` is therefore stable too.
             let s = self.state.load(Ordering::Acquire);
-            let limit = self.limit.load(Ordering::Relaxed);
-            if waiters(s) > 0 && in_use(s) <= limit {
-                let first = q
-                    .waiting
-                    .pop_front()
-                    .expect("the queue holds as many waiters as the state counts");
-                self.state.fetch_sub(WAITER, Ordering::AcqRel);
-                q.granted.push(first.id);
-                first.waker
-            } else {
-                // Nobody waits any more, or the limit was lowered below the calls
-                // in flight: the permit goes away.
-                self.state.fetch_sub(1, Ordering::AcqRel);
-                None
+            if waiters(s) == 0 {
+                // Nobody to hand over to. Without the CLOSED bit the lock-free paths
+                // may run again, so this is an atomic update, not a store.
+                self.state.fetch_sub(u64::from(n), Ordering::AcqRel);
+                return;
             }
-        };
-        if let Some(w) = waker {
-            w.wake();
+            // Under the lock with waiters, the word is stable (see the module docs).
+            let next = self.grant_fitting(&mut q, s, in_use(s) - n, &mut wakers);
+            self.state.store(next, Ordering::Release);
         }
+        wakers.wake();
     }
 
-    /// Joins the queue (or takes a permit that has just been freed).
-    pub(crate) fn enqueue(&self) -> Enqueued {
-        let mut q = self.queue.lock();
+    /// Under the queue lock, with the word `s` stable and `in_use` permits in use:
+    /// grants the first waiters whose permits fit (refusing a first waiter that
+    /// asks for more than the limit), and returns the new word (to be stored by
+    /// the caller).
+    fn grant_fitting(
+        &self,
+        q: &mut WaitQueue,
+        s: u64,
+        mut in_use: u32,
+        wakers: &mut Wakers,
+    ) -> u64 {
         let limit = self.limit.load(Ordering::Relaxed);
+        let mut waiting = waiters(s);
+        while let Some(first) = q.waiting.front() {
+            let refuse = first.permits > limit;
+            if !refuse && u64::from(in_use) + u64::from(first.permits) > u64::from(limit) {
+                break;
+            }
+            let first = q.waiting.pop_front().expect("the queue has a first waiter");
+            waiting -= 1;
+            if refuse {
+                // Queued under a higher limit: it could never be granted now.
+                q.refused.push(first.id);
+            } else {
+                in_use += first.permits;
+                q.granted.push(first.id);
+            }
+            wakers.push(first.waker);
+        }
+        (s & CLOSED) | (u64::from(waiting) << 32) | u64::from(in_use)
+    }
+
+    /// Joins the queue for `n` permits (or takes them if they have just been freed).
+    pub(crate) fn enqueue(&self, n: u32) -> Enqueued {
+        let mut q = self.queue.lock();
+        if q.closed {
+            return Enqueued::Closed;
+        }
+        let limit = self.limit.load(Ordering::Relaxed);
+        if n > limit {
+            return Enqueued::TooMany;
+        }
         let max_queue = self.max_queue.load(Ordering::Relaxed);
         let mut s = self.state.load(Ordering::Acquire);
         loop {
-            let (next, outcome) = if waiters(s) == 0 && in_use(s) < limit {
-                (s + 1, Enqueued::Acquired)
+            let (next, outcome) = if waiters(s) == 0 && in_use(s) + n <= limit {
+                (s + u64::from(n), Enqueued::Acquired)
             } else if waiters(s) >= max_queue {
                 return Enqueued::QueueFull;
             } else {
@@ -206,7 +322,11 @@ impl Core {
                 Ok(_) => {
                     if let Enqueued::Queued(id) = outcome {
                         q.next_id += 1;
-                        q.waiting.push_back(Waiter { id, waker: None });
+                        q.waiting.push_back(Waiter {
+                            id,
+                            permits: n,
+                            waker: None,
+                        });
                     }
                     return outcome;
                 }
@@ -215,12 +335,12 @@ impl Core {
         }
     }
 
-    /// Whether waiter `id` has been granted a permit (which it now holds); else
-    /// registers `waker` to be woken when it is.
-    pub(crate) fn poll_grant(&self, id: u64, waker: &Waker) -> bool {
+    /// Whether waiter `id` has been answered: granted its permits (which it now
+    /// holds), or refused; else registers `waker` to be woken when it is.
+    pub(crate) fn poll_grant(&self, id: u64, waker: &Waker) -> Answer {
         let mut q = self.queue.lock();
-        if q.take_grant(id) {
-            return true;
+        if take(&mut q.granted, id) {
+            return Answer::Granted;
         }
         if let Some(i) = q.position(id) {
             let slot = &mut q.waiting[i].waker;
@@ -228,56 +348,123 @@ impl Core {
                 Some(w) if w.will_wake(waker) => {}
                 _ => *slot = Some(waker.clone()),
             }
+            return Answer::Waiting;
         }
-        false
+        Self::refusal(&mut q, id)
     }
 
-    /// Waiter `id` leaves: it is removed from the queue, or, if it was granted a
-    /// permit meanwhile, the permit is returned to the caller (`true`), who then
-    /// holds it.
-    pub(crate) fn leave(&self, id: u64) -> bool {
-        let mut q = self.queue.lock();
-        if q.take_grant(id) {
-            #[cfg(loom)]
-            if crate::sync::broken::is(crate::sync::broken::Bug::LeaveForgetsGrant) {
-                return false;
+    /// Why waiter `id`, neither granted nor waiting, was let go.
+    fn refusal(q: &mut WaitQueue, id: u64) -> Answer {
+        if take(&mut q.refused, id) {
+            Answer::TooMany
+        } else {
+            Answer::Closed
+        }
+    }
+
+    /// Waiter `id` leaves: it is removed from the queue ([`Answer::Waiting`]), or,
+    /// if it was granted its permits meanwhile, they are returned to the caller
+    /// ([`Answer::Granted`]), who then holds them; or it learns why it was refused.
+    pub(crate) fn leave(&self, id: u64) -> Answer {
+        let mut wakers = Wakers::default();
+        {
+            let mut q = self.queue.lock();
+            if take(&mut q.granted, id) {
+                #[cfg(loom)]
+                if crate::sync::broken::is(crate::sync::broken::Bug::LeaveForgetsGrant) {
+                    return Answer::Waiting;
+                }
+                return Answer::Granted;
             }
-            return true;
-        }
-        if let Some(i) = q.position(id) {
+            let Some(i) = q.position(id) else {
+                return Self::refusal(&mut q, id);
+            };
             q.waiting.remove(i);
-            self.state.fetch_sub(WAITER, Ordering::AcqRel);
+            // With waiters, the word is stable under the lock.
+            let s = self.state.load(Ordering::Acquire) - WAITER;
+            let next = if i == 0 {
+                // The first waiter's permits no longer hold back those behind it.
+                self.grant_fitting(&mut q, s, in_use(s), &mut wakers)
+            } else {
+                s
+            };
+            self.state.store(next, Ordering::Release);
         }
-        false
+        wakers.wake();
+        Answer::Waiting
     }
 
-    /// Changes the limit; a higher limit is handed to the waiters at once.
+    /// Changes the limit; a higher limit is handed to the waiters at once, and
+    /// waiters for more permits than a lower limit are refused at once.
     pub(crate) fn set_limit(&self, limit: u32) {
         self.limit.store(limit, Ordering::SeqCst);
         if waiters(self.state.load(Ordering::SeqCst)) == 0 {
             // Nobody to admit. A caller joining the queue right now read the old
             // limit; it is admitted by the next release (calls are in flight, or it
-            // would not have queued).
+            // would not have queued), or refused by the next look at the queue.
             return;
         }
-        let mut wakers = Vec::new();
+        let mut wakers = Wakers::default();
         {
             let mut q = self.queue.lock();
             let limit = self.limit.load(Ordering::Relaxed);
             let mut s = self.state.load(Ordering::Acquire);
-            while waiters(s) > 0 && in_use(s) < limit {
-                let first = q
-                    .waiting
-                    .pop_front()
-                    .expect("the queue holds as many waiters as the state counts");
-                s = self.state.fetch_sub(WAITER - 1, Ordering::AcqRel) - (WAITER - 1);
-                q.granted.push(first.id);
-                wakers.extend(first.waker);
+            if waiters(s) == 0 {
+                return;
             }
+            let before = q.waiting.len();
+            let mut refused = Vec::new();
+            q.waiting.retain_mut(|w| {
+                if w.permits > limit {
+                    refused.push((w.id, w.waker.take()));
+                    false
+                } else {
+                    true
+                }
+            });
+            for (id, waker) in refused {
+                q.refused.push(id);
+                wakers.push(waker);
+            }
+            s -= WAITER * (before - q.waiting.len()) as u64;
+            let next = self.grant_fitting(&mut q, s, in_use(s), &mut wakers);
+            self.state.store(next, Ordering::Release);
         }
-        for w in wakers {
-            w.wake();
+        wakers.wake();
+    }
+
+    /// Closes the bulkhead: every waiter is refused at once, and so is every call
+    /// from now on; permits held stay valid until released.
+    pub(crate) fn close(&self) -> bool {
+        let mut wakers = Wakers::default();
+        {
+            let mut q = self.queue.lock();
+            if q.closed {
+                return false;
+            }
+            q.closed = true;
+            #[cfg(loom)]
+            if crate::sync::broken::is(crate::sync::broken::Bug::CloseKeepsWaiters) {
+                self.state.fetch_or(CLOSED, Ordering::AcqRel);
+                return true;
+            }
+            // From here the word is stable under the lock: the bit blocks the
+            // lock-free paths.
+            let s = self.state.fetch_or(CLOSED, Ordering::AcqRel) | CLOSED;
+            let n = q.waiting.len() as u64;
+            for w in q.waiting.drain(..) {
+                wakers.push(w.waker);
+            }
+            self.state.store(s - WAITER * n, Ordering::Release);
         }
+        wakers.wake();
+        true
+    }
+
+    /// Whether the bulkhead is closed.
+    #[inline]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.load(Ordering::Acquire) & CLOSED != 0
     }
 
     pub(crate) fn set_max_queue(&self, max_queue: u32) {
@@ -315,6 +502,11 @@ impl Core {
         );
     }
 
+    /// Counts a waiter that left the queue before it was answered.
+    pub(crate) fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn name(&self) -> &str {
         &self.name
     }
@@ -334,5 +526,9 @@ impl Core {
 
     pub(crate) fn timed_out(&self) -> u64 {
         self.timed_out.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn cancelled_total(&self) -> u64 {
+        self.cancelled.load(Ordering::Relaxed)
     }
 }

@@ -9,9 +9,31 @@
 //!   first waiter. A waiter that is dropped (its caller's timeout or cancellation
 //!   fired) leaves the queue at once; a permit granted to it meanwhile is passed on.
 //! - Permits are released when dropped, whatever way the call ends.
+//! - A call may take several permits at once ([`Bulkhead::try_acquire_many`],
+//!   [`Bulkhead::acquire_many`]), for calls that weigh more than others. The queue
+//!   stays first in, first out by call: a waiter for many permits is served as soon
+//!   as they fit and is not overtaken. Asking for more than the limit is refused at
+//!   once ([`BulkheadFull::exceeds_capacity`]): no wait could grant it.
+//! - [`Bulkhead::close`] refuses its waiters and every later call at once
+//!   ([`BulkheadFull::is_closed`]), for a service shutting down; permits held stay
+//!   valid until dropped.
 //! - [`Bulkhead::reconfigure`] and [`Bulkhead::set_limit`] change a live bulkhead;
 //!   a higher limit is handed to the waiters at once, a lower one takes effect as
-//!   calls finish.
+//!   calls finish (and refuses at once the waiters that asked for more permits than
+//!   it).
+//!
+//! # Counting
+//!
+//! Each call counts once in the [snapshot](BulkheadSnapshot), by how it ended:
+//! admitted (at once or after a wait) in no counter; refused without waiting out its
+//! time (full, queue full or absent, closed, more permits than the limit) in
+//! [`rejected`](BulkheadSnapshot::rejected); waited its longest wait without a permit
+//! in [`timed_out`](BulkheadSnapshot::timed_out); given up by its caller while it
+//! waited in [`cancelled`](BulkheadSnapshot::cancelled). The three never overlap:
+//! the calls refused are `rejected + timed_out`. Only `rejected` is also reported as
+//! a `debug` event (a timeout too, with its own message); a caller that wants to
+//! look for a free slot first and wait afterwards uses
+//! [`Bulkhead::try_acquire_uncounted`], which neither counts nor reports.
 //!
 //! # Example
 //!
@@ -52,8 +74,8 @@ use palisade_context::Context;
 
 pub use config::{BulkheadConfig, MAX_BULKHEAD_SIZE};
 pub use error::BulkheadFull;
-pub use future::{Acquire, AcquireOwned};
-pub use permit::{OwnedPermit, Permit};
+pub use future::{Acquire, AcquireMany, AcquireManyOwned, AcquireOwned};
+pub use permit::{OwnedPermit, OwnedPermits, Permit, Permits};
 
 use self::core::Core;
 use crate::config::ConfigError;
@@ -95,7 +117,10 @@ impl<C: Clock> Bulkhead<C> {
         })
     }
 
-    /// A permit if one is free and nobody waits for one; never waits.
+    /// A permit if one is free and nobody waits for one; never waits. A refusal
+    /// counts in [`rejected`](BulkheadSnapshot::rejected) and is reported as a
+    /// `debug` event; [`try_acquire_uncounted`](Bulkhead::try_acquire_uncounted)
+    /// does neither.
     #[inline]
     pub fn try_acquire(&self) -> Result<Permit<'_>, BulkheadFull> {
         if self.core.try_acquire() {
@@ -116,16 +141,70 @@ impl<C: Clock> Bulkhead<C> {
         }
     }
 
+    /// A permit if one is free and nobody waits, as
+    /// [`try_acquire`](Bulkhead::try_acquire), but a refusal is neither counted nor
+    /// reported: for a caller that tries for a free slot first and, if there is
+    /// none, waits with [`acquire`](Bulkhead::acquire) (which counts the call once,
+    /// by how it ends). The same one compare-and-swap as `try_acquire`.
+    #[inline]
+    pub fn try_acquire_uncounted(&self) -> Option<Permit<'_>> {
+        if self.core.try_acquire() {
+            Some(Permit::new(&self.core))
+        } else {
+            None
+        }
+    }
+
+    /// `permits` permits at once if they are free and nobody waits; never waits.
+    /// More permits than the limit are refused as
+    /// [`exceeds_capacity`](BulkheadFull::exceeds_capacity). Zero permits are
+    /// granted whenever one permit would be.
+    #[inline]
+    pub fn try_acquire_many(&self, permits: u32) -> Result<Permits<'_>, BulkheadFull> {
+        if self.core.try_acquire_n(permits) {
+            Ok(Permits::new(&self.core, permits))
+        } else {
+            Err(self.refuse(permits))
+        }
+    }
+
+    /// As [`try_acquire_many`](Bulkhead::try_acquire_many), with permits that own a
+    /// handle to the bulkhead.
+    #[inline]
+    pub fn try_acquire_many_owned(&self, permits: u32) -> Result<OwnedPermits, BulkheadFull> {
+        if self.core.try_acquire_n(permits) {
+            Ok(OwnedPermits::new(self.core.clone(), permits))
+        } else {
+            Err(self.refuse(permits))
+        }
+    }
+
     #[cold]
     fn full(&self) -> BulkheadFull {
-        let e = BulkheadFull::full(self.core.limit());
+        self.refuse(1)
+    }
+
+    #[cold]
+    fn refuse(&self, permits: u32) -> BulkheadFull {
+        let limit = self.core.limit();
+        let e = if self.core.is_closed() {
+            BulkheadFull::closed(limit)
+        } else if permits > limit {
+            BulkheadFull::too_many(limit, permits)
+        } else {
+            BulkheadFull::full(limit)
+        };
         self.core.rejected(&e);
         e
     }
 
     /// A permit, waiting in the queue for at most the configured
     /// [`max_wait`](BulkheadConfig::max_wait) if none is free. Without a queue it
-    /// answers at once, as [`try_acquire`](Bulkhead::try_acquire).
+    /// answers at once, as [`try_acquire`](Bulkhead::try_acquire). A free permit is
+    /// taken on the first poll with one compare-and-swap. The call counts once, by
+    /// how it ends (see [counting](crate::bulkhead#counting)): after a
+    /// [`try_acquire_uncounted`](Bulkhead::try_acquire_uncounted) that found no free
+    /// slot, this is the call that counts.
     pub fn acquire(&self) -> Acquire<'_, C> {
         Acquire::new(self, None)
     }
@@ -156,6 +235,37 @@ impl<C: Clock> Bulkhead<C> {
     /// bulkhead.
     pub fn acquire_owned(&self) -> AcquireOwned<C> {
         AcquireOwned::new(self.clone(), None)
+    }
+
+    /// `permits` permits at once, waiting in the queue as
+    /// [`acquire`](Bulkhead::acquire) does for one. More permits than the limit are
+    /// refused at once as [`exceeds_capacity`](BulkheadFull::exceeds_capacity), and
+    /// so is a waiter when the limit is lowered below its permits: it never waits
+    /// for what cannot come.
+    pub fn acquire_many(&self, permits: u32) -> AcquireMany<'_, C> {
+        AcquireMany::new(self, permits, None)
+    }
+
+    /// As [`acquire_many`](Bulkhead::acquire_many), with permits that own a handle
+    /// to the bulkhead.
+    pub fn acquire_many_owned(&self, permits: u32) -> AcquireManyOwned<C> {
+        AcquireManyOwned::new(self.clone(), permits, None)
+    }
+
+    /// Closes the bulkhead, for a service shutting down: every caller waiting in the
+    /// queue is refused at once, and so is every acquisition from now on, with
+    /// [`is_closed`](BulkheadFull::is_closed). Permits already held (and permits
+    /// granted to a waiter just before) stay valid until dropped. Closing is for
+    /// good; closing again does nothing.
+    pub fn close(&self) {
+        if self.core.close() {
+            tracing::info!(bulkhead = self.core.name(), "bulkhead closed");
+        }
+    }
+
+    /// Whether the bulkhead has been [closed](Bulkhead::close).
+    pub fn is_closed(&self) -> bool {
+        self.core.is_closed()
     }
 
     /// Changes the limit of concurrent calls (`1..=1_000_000`). A higher limit
@@ -200,6 +310,8 @@ impl<C: Clock> Bulkhead<C> {
             max_queue: self.core.max_queue(),
             rejected: self.core.rejected_total(),
             timed_out: self.core.timed_out(),
+            cancelled: self.core.cancelled_total(),
+            closed: self.core.is_closed(),
         }
     }
 
@@ -239,8 +351,19 @@ pub struct BulkheadSnapshot {
     pub waiting: u32,
     /// The most callers the queue holds.
     pub max_queue: u32,
-    /// Calls refused at once (bulkhead and queue full), since creation.
+    /// Calls refused without waiting out their time, since creation: the bulkhead
+    /// and its queue full (or no queue), the bulkhead closed (before or while the
+    /// call waited), or more permits asked for than the limit. Each refused call
+    /// counts once; see [counting](crate::bulkhead#counting).
     pub rejected: u64,
-    /// Callers that waited their longest wait without a permit, since creation.
+    /// Callers that waited their longest wait without a permit, since creation (not
+    /// also in `rejected`). A wait bounded by a context's deadline that runs out
+    /// counts here.
     pub timed_out: u64,
+    /// Callers that gave up while they waited in the queue (their future dropped,
+    /// or their context cancelled), since creation. They were not refused: not in
+    /// `rejected` nor `timed_out`.
+    pub cancelled: u64,
+    /// Whether the bulkhead has been [closed](Bulkhead::close).
+    pub closed: bool,
 }

@@ -60,6 +60,63 @@ impl Gcra {
         }
     }
 
+    /// The most calls that pass at one instant: `tolerance / interval + 1`.
+    #[inline]
+    pub(crate) fn burst(self) -> u64 {
+        self.tolerance / self.interval.max(1) + 1
+    }
+
+    /// Reserves `n` calls at `now` (the classic GCRA reservation): moves the TAT
+    /// on by `n` intervals from `max(TAT, now)` at once, and returns how many
+    /// nanoseconds until the reserved calls are due (0: now) with the TAT written.
+    /// When that wait would be longer than `max_wait`, reserves nothing and
+    /// returns the wait as the error. One CAS unless another call changed the cell
+    /// in between. `n` is at least 1.
+    #[inline]
+    pub(crate) fn reserve(
+        self,
+        cell: &AtomicU64,
+        now: u64,
+        n: u64,
+        max_wait: u64,
+    ) -> Result<(u64, u64), u64> {
+        let latest = now.saturating_add(self.tolerance);
+        let mut tat = cell.load(Ordering::Relaxed);
+        loop {
+            let base = tat.max(now);
+            // The last of the `n` calls is due when the TAT before it is `latest`.
+            let last = base.saturating_add(self.interval.saturating_mul(n - 1));
+            let wait = last.saturating_sub(latest);
+            if wait > max_wait {
+                return Err(wait);
+            }
+            let next = base.saturating_add(self.interval.saturating_mul(n));
+            #[cfg(loom)]
+            if crate::sync::broken::is(crate::sync::broken::Bug::ReserveLoadThenStore) {
+                cell.store(next, Ordering::Relaxed);
+                return Ok((wait, next));
+            }
+            match cell.compare_exchange_weak(tat, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Ok((wait, next)),
+                Err(actual) => tat = actual,
+            }
+        }
+    }
+
+    /// Gives back a reservation that wrote `written` and took `amount`
+    /// nanoseconds, if no call has changed the TAT since; returns whether it did.
+    /// A reservation with others after it cannot be taken out of the middle of the
+    /// schedule: it stays taken, so the limiter is never looser than its rate.
+    pub(crate) fn refund(cell: &AtomicU64, written: u64, amount: u64) -> bool {
+        cell.compare_exchange(
+            written,
+            written.saturating_sub(amount),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        )
+        .is_ok()
+    }
+
     /// How many calls would pass at `now`, one after another.
     pub(crate) fn available(self, tat: u64, now: u64) -> u64 {
         let latest = now.saturating_add(self.tolerance);

@@ -5,9 +5,30 @@
 //!   call would pass. A check is a clock reading and one compare-and-swap; it
 //!   allocates nothing and takes no lock.
 //! - [`RateLimiter::until_ready`] waits on the limiter's clock until a call passes,
-//!   so tokio's paused time drives it in tests. It reserves nothing while it
-//!   sleeps, so dropping it at any point leaves the limiter as it was.
+//!   so tokio's paused time drives it in tests. See [waiting](#waiting).
+//! - [`RateLimiter::check_n`] and [`RateLimiter::until_n_ready`] let several calls
+//!   (or a call that weighs several) through at once. More than the burst can never
+//!   pass at once: that is refused at once as
+//!   [`exceeds_capacity`](RateLimited::exceeds_capacity), never waited on.
 //! - [`RateLimiter::reconfigure`] changes the rate of a live limiter.
+//!
+//! # Waiting
+//!
+//! A wait reserves its slot on its first poll (the GCRA reservation: the schedule
+//! moves on by one interval at once, as if the call had passed) and sleeps exactly
+//! until that slot. Waiters are therefore served in the order they arrived, each at
+//! its own time, one interval apart; each costs one compare-and-swap and one
+//! timer, however many wait. A waiting caller is not refused and is not counted in
+//! [`rejected`](RateLimiterSnapshot::rejected); a wait that gives up at once
+//! because its bound is shorter than its slot ([`until_ready_timeout`](RateLimiter::until_ready_timeout),
+//! [`until_ready_with`](RateLimiter::until_ready_with)) reserves nothing and counts
+//! once.
+//!
+//! A wait dropped before its slot gives the slot back when no reservation or call
+//! came after it (the schedule moves back by its intervals). A slot in the middle
+//! of the schedule cannot be given back without moving the callers behind it:
+//! it stays taken and unused, so the limiter is never looser than its rate, at the
+//! price of that one slot's capacity.
 //!
 //! # Which clock reading
 //!
@@ -50,6 +71,7 @@
 
 mod config;
 mod error;
+mod future;
 pub(crate) mod gcra;
 mod keyed;
 
@@ -61,6 +83,7 @@ use palisade_context::Context;
 
 pub use config::{MAX_RATE, RateLimiterConfig};
 pub use error::RateLimited;
+pub use future::{UntilNReady, UntilReady};
 pub use keyed::{KeyedRateLimiter, KeyedRateLimiterConfig, KeyedRateLimiterSnapshot, MAX_KEYS};
 
 use self::gcra::Gcra;
@@ -164,54 +187,60 @@ impl<C: Clock> RateLimiter<C> {
         e
     }
 
-    /// Waits until a call passes, then lets it through. Sleeps on the limiter's
-    /// clock; holds nothing while it sleeps.
-    pub async fn until_ready(&self) {
-        loop {
-            match self.check() {
-                Ok(()) => return,
-                Err(e) => self.inner.clock.sleep(e.retry_after()).await,
-            }
+    /// Lets `n` calls through at once (or one call that weighs `n`), or says when
+    /// they would pass. More than the burst never pass at once: that is refused as
+    /// [`exceeds_capacity`](RateLimited::exceeds_capacity). Zero calls always pass.
+    pub fn check_n(&self, n: u32) -> Result<(), RateLimited> {
+        if n == 0 {
+            return Ok(());
+        }
+        let gcra = self.gcra();
+        if u64::from(n) > gcra.burst() {
+            return Err(self.too_many(n, gcra.burst()));
+        }
+        let now = self.now().as_nanos();
+        match gcra.reserve(&self.inner.tat, now, u64::from(n), 0) {
+            Ok(_) => Ok(()),
+            Err(wait) => Err(self.limited(Duration::from_nanos(wait))),
         }
     }
 
+    #[cold]
+    fn too_many(&self, n: u32, burst: u64) -> RateLimited {
+        self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+        let e = RateLimited::too_many(n, burst);
+        tracing::debug!(rate_limiter = &*self.inner.name, "{e}");
+        e
+    }
+
+    /// Waits until a call passes, then lets it through: reserves the next slot on
+    /// the first poll and sleeps on the limiter's clock until it (see
+    /// [waiting](crate::rate#waiting)). Never refused, never counted as a rejection.
+    pub fn until_ready(&self) -> UntilReady<'_, C> {
+        UntilReady::new(self)
+    }
+
+    /// As [`until_ready`](RateLimiter::until_ready), for `n` calls at once (or one
+    /// call that weighs `n`). Refused at once, without waiting, when `n` exceeds the
+    /// burst ([`exceeds_capacity`](RateLimited::exceeds_capacity)); that is its only
+    /// error.
+    pub fn until_n_ready(&self, n: u32) -> UntilNReady<'_, C> {
+        UntilNReady::new(self, n)
+    }
+
     /// Waits at most `max_wait` for a call to pass. Gives up at once, without
-    /// sleeping, when the limiter already knows the wait is longer.
+    /// sleeping or reserving anything, when the call's slot is further away (and
+    /// then counts one rejection).
     pub async fn until_ready_timeout(&self, max_wait: Duration) -> Result<(), RateLimited> {
-        let deadline = self.inner.clock.now().saturating_add(max_wait);
-        loop {
-            match self.check() {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    let left = deadline.saturating_duration_since(self.inner.clock.now());
-                    if e.retry_after() > left {
-                        return Err(e);
-                    }
-                    self.inner.clock.sleep(e.retry_after()).await;
-                }
-            }
-        }
+        future::Reserve::new(self, 1, Some(max_wait)).await
     }
 
     /// Waits, for a caller with a [`Context`], until a call passes: gives up at
     /// once when the wait would outlast the context's deadline (the
     /// [`RateLimited`] says how long it would have been), and as soon as the
-    /// context ends.
+    /// context ends (giving its slot back as a dropped wait does).
     pub async fn until_ready_with(&self, ctx: &Context) -> Result<(), WaitError<RateLimited>> {
-        crate::wait::under(ctx, async {
-            loop {
-                match self.check() {
-                    Ok(()) => return Ok(()),
-                    Err(e) => {
-                        if ctx.remaining().is_some_and(|left| e.retry_after() > left) {
-                            return Err(e);
-                        }
-                        self.inner.clock.sleep(e.retry_after()).await;
-                    }
-                }
-            }
-        })
-        .await
+        crate::wait::under(ctx, future::Reserve::new(self, 1, ctx.remaining())).await
     }
 
     /// Applies a new rate to the live limiter (hot reload). The calls already let
@@ -286,7 +315,10 @@ impl<C: Clock> fmt::Debug for RateLimiter<C> {
 pub struct RateLimiterSnapshot {
     /// How many calls would pass now, one after another.
     pub available: u64,
-    /// Calls refused since creation.
+    /// Calls refused since creation: checks that did not pass, waits that gave up
+    /// at once because their slot was beyond their bound, and requests exceeding
+    /// the burst. Each refused call counts once; a caller that waits and then
+    /// passes counts nowhere.
     pub rejected: u64,
     /// Whether checks read the precise clock (`now()`) rather than `recent()`.
     pub precise_clock: bool,
