@@ -485,7 +485,7 @@ impl<C: Clock> Inner<C> {
             let now = self.clock.recent().as_nanos();
             if now < retry_at {
                 return if word & METRICS_ONLY != 0 {
-                    Ok(Ticket::Untracked)
+                    Ok(Ticket::Shadow { started: now })
                 } else {
                     Err(Rejected::open(retry_at - now))
                 };
@@ -537,14 +537,18 @@ impl<C: Clock> Inner<C> {
                 started: self.start(),
             }),
             DISABLED => Ok(Ticket::Untracked),
-            FORCED_OPEN if metrics_only => Ok(Ticket::Untracked),
+            FORCED_OPEN if metrics_only => Ok(Ticket::Shadow {
+                started: self.start(),
+            }),
             FORCED_OPEN => Err(Rejected::new(State::ForcedOpen, None)),
             OPEN => {
                 let now = self.clock.now();
                 let retry_at = self.retry_at.load(Ordering::Acquire);
                 if now.as_nanos() < retry_at {
                     if metrics_only {
-                        Ok(Ticket::Untracked)
+                        Ok(Ticket::Shadow {
+                            started: self.start(),
+                        })
                     } else {
                         Err(Rejected::new(
                             State::Open,
@@ -616,7 +620,9 @@ impl<C: Clock> Inner<C> {
                     started: now.as_nanos(),
                 })
             }
-            _ if metrics_only => Ok(Ticket::Untracked),
+            _ if metrics_only => Ok(Ticket::Shadow {
+                started: now.as_nanos(),
+            }),
             _ => {
                 // Until a probe ends or its lease runs out, the answer stays no:
                 // let calls learn it without the lock.
@@ -681,7 +687,18 @@ impl<C: Clock> Inner<C> {
                 lease,
                 started,
             } => self.finish_probe(generation, slot, lease, started, Some(outcome)),
+            Ticket::Shadow { started } => self.record_shadow(started, outcome.kind()),
             Ticket::Fast { .. } | Ticket::Untracked | Ticket::Unpolled | Ticket::Done => {}
+        }
+    }
+
+    /// Counts, in metrics-only mode, a call the breaker would have rejected: the
+    /// window keeps its figures through the outage it would have caused, and no
+    /// rule is applied (the breaker is not closed).
+    #[cold]
+    fn record_shadow(&self, started: u64, kind: OutcomeKind) {
+        if kind != OutcomeKind::Ignored {
+            self.window.record(kind, self.timed(started));
         }
     }
 
@@ -826,12 +843,17 @@ impl<C: Clock> Inner<C> {
         if !broken_keep_busy() {
             self.probes_busy.store(NOT_BUSY, Ordering::Release);
         }
-        let failed = match outcome.map(|o| o.kind()) {
+        let timed = self.timed(started);
+        let (failed, kind) = match outcome.map(|o| o.kind()) {
             // Dropped or ignored: the slot is free, nothing is counted.
             None | Some(OutcomeKind::Ignored) => return,
-            Some(OutcomeKind::Failure) => true,
-            Some(OutcomeKind::Success) => self.is_slow(self.timed(started)),
+            Some(OutcomeKind::Failure) => (true, OutcomeKind::Failure),
+            Some(OutcomeKind::Success) => (self.is_slow(timed), OutcomeKind::Success),
         };
+        if word & METRICS_ONLY != 0 {
+            // Metrics-only: every call reaches the window, probes too.
+            self.window.record(kind, timed);
+        }
         if failed {
             ctl.probe_failures += 1;
         } else {
@@ -911,6 +933,7 @@ impl<C: Clock> Inner<C> {
             generation: next_gen,
             reason,
             at: now,
+            metrics_only: word & METRICS_ONLY != 0,
         };
         trace(&self.name, &t);
         t

@@ -22,6 +22,9 @@ pub struct Transition {
     pub reason: Reason,
     /// When, on the breaker's clock.
     pub at: Timestamp,
+    /// Whether the breaker is in metrics-only mode: the transition is one it would
+    /// make, and no call is rejected because of it.
+    pub metrics_only: bool,
 }
 
 /// Why a breaker changed state.
@@ -84,6 +87,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker opened"
         ),
         State::Closed | State::ForcedClosed => tracing::info!(
@@ -93,6 +97,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker closed"
         ),
         State::HalfOpen => tracing::info!(
@@ -102,6 +107,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker half-open: probing"
         ),
         State::Disabled => tracing::info!(
@@ -111,6 +117,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker disabled"
         ),
     }

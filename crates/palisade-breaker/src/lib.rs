@@ -54,7 +54,8 @@
 //! - Operator states: [`Breaker::force_open`], [`Breaker::force_closed`],
 //!   [`Breaker::disable`], back with [`Breaker::reset`]. In **metrics-only** mode
 //!   ([`BreakerConfig::metrics_only`]) the state machine runs and reports as usual
-//!   but no call is ever rejected.
+//!   but no call is ever rejected, and every call is recorded in the window, those
+//!   it would have rejected included.
 //!
 //! # Generations
 //!

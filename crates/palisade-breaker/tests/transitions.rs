@@ -599,3 +599,40 @@ fn open_durations_follow_a_backoff_schedule() {
     // A clean close starts the schedule over.
     assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(secs(1)));
 }
+
+#[test]
+fn metrics_only_keeps_recording_every_call_while_it_would_be_open() {
+    let config = simple()
+        .metrics_only(true)
+        .window(WindowConfig::Count { size: 100 });
+    let (b, clock, seen) = build(config);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    assert_eq!(b.state(), State::Open);
+    // Calls the breaker would reject still reach the window.
+    for _ in 0..4 {
+        run(&b, Outcome::transient());
+    }
+    run(&b, Outcome::Success);
+    let s = b.snapshot();
+    assert_eq!((s.calls, s.failures), (8, 7));
+    // Half-open: the probes and the calls beyond them are recorded too.
+    clock.advance(secs(10));
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    let extra = b.try_acquire().unwrap();
+    assert!(p1.is_probe() && p2.is_probe() && !extra.is_probe());
+    extra.record(Outcome::transient());
+    p1.record(Outcome::transient());
+    let s = b.snapshot();
+    assert_eq!((s.calls, s.failures), (10, 9));
+    // Reopened by the failed probe; a forced opening records as well.
+    assert_eq!(b.state(), State::Open);
+    drop(p2);
+    b.force_open();
+    run(&b, Outcome::Success);
+    assert_eq!(b.snapshot().calls, 11);
+    let transitions = seen.lock().unwrap().clone();
+    assert!(transitions.iter().all(|t| t.metrics_only));
+}
