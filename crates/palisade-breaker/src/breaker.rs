@@ -331,7 +331,8 @@ impl<C: Clock> Breaker<C> {
     /// Runs `fut` if the breaker admits it; counts an `Ok` as a success and an `Err`
     /// as a failure ([`AnyErrorIsTransient`]). The breaker is asked when the
     /// returned future is first polled; if it is dropped before `fut` completes,
-    /// nothing is counted.
+    /// nothing is counted. A panic in `fut` counts as a failure and goes on to the
+    /// caller.
     #[inline]
     pub fn call<F, T, E>(&self, fut: F) -> Call<'_, C, AnyErrorIsTransient, F>
     where
@@ -342,7 +343,8 @@ impl<C: Clock> Breaker<C> {
 
     /// Runs `fut` if the breaker admits it and counts the outcome `classifier`
     /// gives its result. The breaker is asked when the returned future is first
-    /// polled; if it is dropped before `fut` completes, nothing is counted.
+    /// polled; if it is dropped before `fut` completes, nothing is counted. A panic
+    /// in `fut` counts as a failure and goes on to the caller.
     ///
     /// ```
     /// use palisade_breaker::{Breaker, BreakerConfig};
@@ -368,13 +370,15 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Runs `f` on this thread if the breaker admits it, counting `Ok` as a success
-    /// and `Err` as a failure. For code that is not async.
+    /// and `Err` as a failure. For code that is not async. A panic in `f` counts as
+    /// a failure and is then resumed.
     pub fn call_sync<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         self.call_sync_with(&AnyErrorIsTransient, f)
     }
 
     /// Runs `f` on this thread if the breaker admits it, counting the outcome
-    /// `classifier` gives its result.
+    /// `classifier` gives its result. A panic in `f` counts as a failure and is
+    /// then resumed.
     pub fn call_sync_with<K, T, E>(
         &self,
         classifier: &K,
@@ -384,7 +388,14 @@ impl<C: Clock> Breaker<C> {
         K: Classify<T, E> + ?Sized,
     {
         let permit = self.try_acquire().map_err(CallError::Rejected)?;
-        let result = f();
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(panic) => {
+                // A panic is the dependency's failure too; the caller still gets it.
+                permit.record(Outcome::transient());
+                std::panic::resume_unwind(panic);
+            }
+        };
         permit.record(classifier.classify(&result));
         result.map_err(CallError::Inner)
     }
@@ -700,6 +711,13 @@ impl<C: Clock> Inner<C> {
         if kind != OutcomeKind::Ignored {
             self.window.record(kind, self.timed(started));
         }
+    }
+
+    /// Counts a call whose future panicked as a failure.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn panicked(&self, ticket: Ticket) {
+        self.complete(ticket, Outcome::transient());
     }
 
     /// Frees the slot of a probe dropped without an outcome.
