@@ -636,3 +636,48 @@ fn metrics_only_keeps_recording_every_call_while_it_would_be_open() {
     let transitions = seen.lock().unwrap().clone();
     assert!(transitions.iter().all(|t| t.metrics_only));
 }
+
+/// Failure rate 50 % over a count window of 10, at least 5 calls.
+fn rate_rule() -> BreakerConfig {
+    BreakerConfig::default()
+        .failure_rate_threshold(Some(50.0))
+        .window(WindowConfig::Count { size: 10 })
+        .minimum_calls(5)
+}
+
+#[test]
+fn a_success_that_completes_the_minimum_calls_does_not_trip_the_next_failure_does() {
+    let (b, _, seen) = build(rate_rule());
+    for outcome in [
+        Outcome::transient(),
+        Outcome::transient(),
+        Outcome::transient(),
+        Outcome::Success,
+        Outcome::Success,
+    ] {
+        run(&b, outcome);
+    }
+    let s = b.snapshot();
+    assert_eq!((s.state, s.calls, s.failure_rate), (State::Closed, 5, 60.0));
+    run(&b, Outcome::transient());
+    assert_eq!(reasons(&seen), [(State::Open, Reason::FailureRate)]);
+}
+
+#[test]
+fn a_slow_success_applies_the_failure_rate_rule_too() {
+    let config = rate_rule().slow_call(Some(SlowCallConfig {
+        duration: secs(1),
+        rate_threshold: 100.0,
+    }));
+    let (b, clock, seen) = build(config);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    run(&b, Outcome::Success);
+    assert_eq!(b.state(), State::Closed);
+    // The fifth call, slow but successful, completes the minimum at 60 % failures.
+    let permit = b.try_acquire().unwrap();
+    clock.advance(secs(2));
+    permit.record(Outcome::Success);
+    assert_eq!(reasons(&seen), [(State::Open, Reason::FailureRate)]);
+}
