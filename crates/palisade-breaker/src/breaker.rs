@@ -449,7 +449,9 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Back to a clean closed state: counters emptied, the open duration back to its
-    /// first value, outcomes of calls admitted before dropped.
+    /// first value, outcomes of calls admitted before dropped. Resetting a breaker
+    /// that is already closed does all that but reports no transition (no event,
+    /// no subscriber call): its state does not change.
     pub fn reset(&self) {
         self.inner.force(CLOSED, Reason::Reset);
     }
@@ -496,7 +498,10 @@ impl<C: Clock> Inner<C> {
             let now = self.clock.recent().as_nanos();
             if now < retry_at {
                 return if word & METRICS_ONLY != 0 {
-                    Ok(Ticket::Shadow { started: now })
+                    Ok(Ticket::Shadow {
+                        generation: generation(word),
+                        started: now,
+                    })
                 } else {
                     Err(Rejected::open(retry_at - now))
                 };
@@ -549,6 +554,7 @@ impl<C: Clock> Inner<C> {
             }),
             DISABLED => Ok(Ticket::Untracked),
             FORCED_OPEN if metrics_only => Ok(Ticket::Shadow {
+                generation: generation(word),
                 started: self.start(),
             }),
             FORCED_OPEN => Err(Rejected::new(State::ForcedOpen, None)),
@@ -558,6 +564,7 @@ impl<C: Clock> Inner<C> {
                 if now.as_nanos() < retry_at {
                     if metrics_only {
                         Ok(Ticket::Shadow {
+                            generation: generation(word),
                             started: self.start(),
                         })
                     } else {
@@ -567,14 +574,13 @@ impl<C: Clock> Inner<C> {
                         ))
                     }
                 } else {
-                    let t = self.transition(
+                    event = self.transition(
                         &mut ctl,
                         word,
                         HALF_OPEN,
                         Reason::OpenDurationElapsed,
                         now,
                     );
-                    event = Some(t);
                     self.probe(&mut ctl, now, metrics_only)
                 }
             }
@@ -632,6 +638,7 @@ impl<C: Clock> Inner<C> {
                 })
             }
             _ if metrics_only => Ok(Ticket::Shadow {
+                generation: generation(self.word.load(Ordering::Relaxed)),
                 started: now.as_nanos(),
             }),
             _ => {
@@ -698,17 +705,21 @@ impl<C: Clock> Inner<C> {
                 lease,
                 started,
             } => self.finish_probe(generation, slot, lease, started, Some(outcome)),
-            Ticket::Shadow { started } => self.record_shadow(started, outcome.kind()),
+            Ticket::Shadow {
+                generation,
+                started,
+            } => self.record_shadow(generation, started, outcome.kind()),
             Ticket::Fast { .. } | Ticket::Untracked | Ticket::Unpolled | Ticket::Done => {}
         }
     }
 
     /// Counts, in metrics-only mode, a call the breaker would have rejected: the
     /// window keeps its figures through the outage it would have caused, and no
-    /// rule is applied (the breaker is not closed).
+    /// rule is applied (the breaker is not closed). An outcome from an earlier
+    /// state is dropped, as in the closed state.
     #[cold]
-    fn record_shadow(&self, started: u64, kind: OutcomeKind) {
-        if kind != OutcomeKind::Ignored {
+    fn record_shadow(&self, gen_: u64, started: u64, kind: OutcomeKind) {
+        if kind != OutcomeKind::Ignored && generation(self.word.load(Ordering::Acquire)) == gen_ {
             self.window.record(kind, self.timed(started));
         }
     }
@@ -835,7 +846,7 @@ impl<C: Clock> Inner<C> {
         let now = self.clock.now();
         let event = self.transition(&mut ctl, word, OPEN, reason, now);
         drop(ctl);
-        self.emit(Some(event));
+        self.emit(event);
     }
 
     #[cold]
@@ -881,10 +892,10 @@ impl<C: Clock> Inner<C> {
         let to_reopen = failures_to_reopen(ctl.config.half_open.failure_rate_threshold, probes);
         let event = if ctl.probe_failures >= to_reopen {
             let now = self.clock.now();
-            Some(self.transition(&mut ctl, word, OPEN, Reason::ProbesFailed, now))
+            self.transition(&mut ctl, word, OPEN, Reason::ProbesFailed, now)
         } else if ctl.probe_successes > probes - to_reopen {
             let now = self.clock.now();
-            Some(self.transition(&mut ctl, word, CLOSED, Reason::ProbesSucceeded, now))
+            self.transition(&mut ctl, word, CLOSED, Reason::ProbesSucceeded, now)
         } else {
             None
         };
@@ -892,7 +903,10 @@ impl<C: Clock> Inner<C> {
         self.emit(event);
     }
 
-    /// Moves to state `to`; the caller holds the lock and has read `word` under it.
+    /// Moves to state `to`, in a new generation; the caller holds the lock and has
+    /// read `word` under it. The transition to report, none when the state stays
+    /// the same (a reset of a closed breaker): that starts a new generation
+    /// silently.
     fn transition(
         &self,
         ctl: &mut MutexGuard<'_, Control>,
@@ -900,7 +914,7 @@ impl<C: Clock> Inner<C> {
         to: u64,
         reason: Reason,
         now: Timestamp,
-    ) -> Transition {
+    ) -> Events {
         let from = State::from_code(code(word));
         let next_gen = generation(word) + 1;
         #[cfg(not(loom))]
@@ -953,8 +967,11 @@ impl<C: Clock> Inner<C> {
             at: now,
             metrics_only: word & METRICS_ONLY != 0,
         };
+        if t.from == t.to {
+            return None;
+        }
         trace(&self.name, &t);
-        t
+        Some(t)
     }
 
     /// Starts the task that moves the open state `generation` to half-open at
@@ -988,7 +1005,7 @@ impl<C: Clock> Inner<C> {
         }
         let event = self.transition(&mut ctl, word, HALF_OPEN, Reason::OpenDurationElapsed, now);
         drop(ctl);
-        self.emit(Some(event));
+        self.emit(event);
     }
 
     fn emit(&self, event: Events) {
@@ -1008,7 +1025,7 @@ impl<C: Clock> Inner<C> {
         let now = self.clock.now();
         let event = self.transition(&mut ctl, word, to, reason, now);
         drop(ctl);
-        self.emit(Some(event));
+        self.emit(event);
     }
 
     fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {

@@ -29,8 +29,9 @@ pub(crate) enum Ticket {
     Untracked,
     /// In metrics-only mode, a call the breaker would have rejected (or a call
     /// beyond the half-open probes): its outcome goes into the window and trips
-    /// nothing. `started` is the coarse time it began, when calls are timed.
-    Shadow { started: u64 },
+    /// nothing, unless the breaker has changed state since. `started` is the coarse
+    /// time it began, when calls are timed.
+    Shadow { generation: u64, started: u64 },
     /// A [`Call`](crate::Call) not yet polled: not yet admitted.
     Unpolled,
     /// Already recorded.

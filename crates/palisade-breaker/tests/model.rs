@@ -8,6 +8,8 @@
 #![allow(missing_docs)]
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_breaker::WindowConfig;
@@ -47,6 +49,11 @@ enum Held {
         started: u64,
     },
     Untracked,
+    /// Metrics-only: a call the breaker would have rejected, recorded in the window.
+    Shadow {
+        generation: u64,
+        started: u64,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -78,6 +85,8 @@ struct Model {
     failures: u32,
     held: Vec<Held>,
     last: Option<Admission>,
+    /// Transitions reported to subscribers.
+    events: u64,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -116,6 +125,9 @@ fn reaches(part: u64, whole: u64, percent: u64) -> bool {
 
 impl Model {
     fn transition(&mut self, to: State) {
+        if to != self.state {
+            self.events += 1;
+        }
         self.generation += 1;
         self.leases.clear();
         self.successes = 0;
@@ -139,7 +151,10 @@ impl Model {
 
     fn reject_or_untracked(&mut self, state: State, retry_after_ms: Option<u64>) {
         if self.cfg.metrics_only {
-            self.admit(Held::Untracked);
+            self.admit(Held::Shadow {
+                generation: self.generation,
+                started: self.now,
+            });
         } else {
             self.last = Some(Admission::Rejected {
                 state,
@@ -197,10 +212,27 @@ impl Model {
         self.cfg.slow_rate.is_some() && self.now - started >= SLOW_MS
     }
 
+    /// Adds a counted call to the window.
+    fn push(&mut self, failed: bool, slow: bool) {
+        self.window.push_back((failed, slow));
+        if self.window.len() > self.cfg.size {
+            self.window.pop_front();
+        }
+    }
+
     fn end(&mut self, index: usize, end: End) {
         let held = self.held.remove(index % self.held.len());
         match held {
             Held::Untracked => {}
+            Held::Shadow {
+                generation,
+                started,
+            } => {
+                if generation == self.generation && matches!(end, End::Success | End::Failure) {
+                    let slow = self.is_slow(started);
+                    self.push(end == End::Failure, slow);
+                }
+            }
             Held::Closed {
                 generation,
                 started,
@@ -210,10 +242,7 @@ impl Model {
                 }
                 let failed = end == End::Failure;
                 let slow = self.is_slow(started);
-                self.window.push_back((failed, slow));
-                if self.window.len() > self.cfg.size {
-                    self.window.pop_front();
-                }
+                self.push(failed, slow);
                 if self.state != State::Closed {
                     return;
                 }
@@ -252,11 +281,16 @@ impl Model {
                 if generation != self.generation || self.leases.remove(&lease).is_none() {
                     return;
                 }
+                let slow = self.is_slow(started);
                 let failed = match end {
                     End::Ignored | End::Dropped => return,
                     End::Failure => true,
-                    End::Success => self.is_slow(started),
+                    End::Success => slow,
                 };
+                if self.cfg.metrics_only {
+                    // Metrics-only: the probes are recorded in the window too.
+                    self.push(end == End::Failure, slow);
+                }
                 if failed {
                     self.failures += 1;
                 } else {
@@ -332,6 +366,7 @@ impl ReferenceStateMachine for Reference {
                         failures: 0,
                         held: Vec::new(),
                         last: None,
+                        events: 0,
                     }
                 },
             )
@@ -417,6 +452,7 @@ impl ReferenceStateMachine for Reference {
 struct Real {
     breaker: Breaker<ManualClock>,
     clock: ManualClock,
+    events: Arc<AtomicU64>,
     permits: Vec<OwnedPermit<ManualClock>>,
 }
 
@@ -465,13 +501,20 @@ impl StateMachineTest for Real {
 
     fn init_test(model: &Model) -> Real {
         let clock = ManualClock::new();
+        let events = Arc::new(AtomicU64::new(0));
+        let counter = events.clone();
         let breaker = Breaker::builder(config(&model.cfg))
             .clock(clock.clone())
+            .on_transition(move |t| {
+                assert_ne!(t.from, t.to, "a transition changes the state");
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
             .build()
             .expect("the model's configurations are valid");
         Real {
             breaker,
             clock,
+            events,
             permits: Vec::new(),
         }
     }
@@ -539,6 +582,7 @@ impl StateMachineTest for Real {
             .then(|| Duration::from_millis(model.retry_at.saturating_sub(model.now)));
         assert_eq!(s.retry_after, expected_retry, "retry after");
         assert_eq!(s.metrics_only, model.cfg.metrics_only);
+        assert_eq!(real.events.load(Ordering::Relaxed), model.events, "events");
         assert_eq!(real.permits.len(), model.held.len());
         assert_eq!(
             real.clock.now().as_duration(),

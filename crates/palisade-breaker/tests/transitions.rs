@@ -681,3 +681,20 @@ fn a_slow_success_applies_the_failure_rate_rule_too() {
     permit.record(Outcome::Success);
     assert_eq!(reasons(&seen), [(State::Open, Reason::FailureRate)]);
 }
+
+#[test]
+fn reset_of_a_closed_breaker_is_silent_but_starts_a_new_generation() {
+    let (b, _, seen) = build(simple());
+    run(&b, Outcome::transient());
+    let before = b.snapshot().generation;
+    // A permit of the old generation no longer counts.
+    let old = b.try_acquire().unwrap();
+    b.reset();
+    old.record(Outcome::transient());
+    let s = b.snapshot();
+    assert_eq!(
+        (s.state, s.calls, s.generation),
+        (State::Closed, 0, before + 1)
+    );
+    assert!(reasons(&seen).is_empty());
+}
