@@ -92,7 +92,10 @@ impl<C: Clock> BreakerBuilder<C> {
 
     /// Calls `hook` on every transition, after the breaker's lock is released (so
     /// the hook may call the breaker). Hooks of concurrent transitions may run out of
-    /// order; [`Transition::generation`] orders them.
+    /// order; [`Transition::generation`] orders them. A hook that panics is caught
+    /// and logged (tracing ERROR on `palisade::breaker`): the breaker's state, the
+    /// permit of the call that made the transition and the other hooks are not
+    /// affected.
     pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
         self.hooks.push(Box::new(hook));
         self
@@ -1008,10 +1011,24 @@ impl<C: Clock> Inner<C> {
         self.emit(event);
     }
 
+    /// Calls the subscribers, with the state already settled and the lock
+    /// released. A subscriber that panics is logged and skipped: its panic cannot
+    /// reach the call that made the transition, lose that call's permit, or keep
+    /// the other subscribers from hearing of it.
     fn emit(&self, event: Events) {
         if let Some(t) = event {
             for hook in self.hooks.iter() {
-                hook(&t);
+                let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&t)));
+                if called.is_err() {
+                    tracing::error!(
+                        target: "palisade::breaker",
+                        breaker = &*self.name,
+                        from = t.from.as_str(),
+                        to = t.to.as_str(),
+                        generation = t.generation,
+                        "a transition subscriber panicked; its panic is dropped"
+                    );
+                }
             }
         }
     }

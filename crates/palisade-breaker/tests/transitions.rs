@@ -698,3 +698,31 @@ fn reset_of_a_closed_breaker_is_silent_but_starts_a_new_generation() {
     );
     assert!(reasons(&seen).is_empty());
 }
+
+#[test]
+fn a_panicking_subscriber_neither_escapes_nor_holds_a_probe_slot() {
+    let clock = ManualClock::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let b = Breaker::builder(simple().half_open_probes(1))
+        .clock(clock.clone())
+        .on_transition(|_| panic!("the subscriber panics"))
+        .on_transition(move |t| log.lock().unwrap().push(t.to))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    assert_eq!(b.state(), State::Open);
+    clock.advance(secs(10));
+    // The transition to half-open panics in the first subscriber: the probe is
+    // still handed over, and the next subscriber still hears of it.
+    let probe = b.try_acquire().expect("admitted despite the subscriber");
+    assert!(probe.is_probe());
+    probe.record(Outcome::Success);
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [State::Open, State::HalfOpen, State::Closed]
+    );
+}
