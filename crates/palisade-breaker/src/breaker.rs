@@ -137,6 +137,7 @@ impl<C: Clock> BreakerBuilder<C> {
                 next_lease: 0,
                 delays: None,
                 last_open: Duration::ZERO,
+                open_until: None,
                 #[cfg(not(loom))]
                 timer: None,
             })),
@@ -260,6 +261,9 @@ struct Control {
     /// last one drawn (repeated once the schedule ends).
     delays: Option<palisade_backoff::Delays>,
     last_open: Duration,
+    /// The end of the next opening, when an operator chose it
+    /// ([`Breaker::open_until`]): taken by that opening.
+    open_until: Option<Timestamp>,
     /// The task that moves the open state on, with `OpenTransition::Timer`.
     #[cfg(not(loom))]
     timer: Option<Timer>,
@@ -437,6 +441,29 @@ impl<C: Clock> Breaker<C> {
     /// Holds the breaker open: every call is rejected until [`reset`](Self::reset).
     pub fn force_open(&self) {
         self.inner.force(FORCED_OPEN, Reason::ForcedOpen);
+    }
+
+    /// Opens the breaker for `duration` from now: calls are rejected with the time
+    /// left until then, after which the breaker goes half-open as after any
+    /// opening (with [`OpenTransition::Timer`](crate::OpenTransition::Timer), by
+    /// its timer), and its probes decide. See [`open_until`](Self::open_until).
+    pub fn open_for(&self, duration: Duration) {
+        let until = self.inner.clock.now().saturating_add(duration);
+        self.inner.open_until(until);
+    }
+
+    /// Opens the breaker until `until` on its clock, then half-open as after any
+    /// opening: the probes find out whether the dependency is back (call
+    /// [`reset`](Self::reset) to close it without them).
+    ///
+    /// Reported as a transition to [`State::Open`] with reason
+    /// [`Reason::OpenedFor`]; on a breaker already open it replaces the end of the
+    /// open state silently (the state does not change). The open-duration
+    /// schedule does not move on: the next opening by the rules takes the
+    /// duration it would have taken. An instant already past opens the breaker
+    /// until the next call (or its timer) moves it to half-open.
+    pub fn open_until(&self, until: Timestamp) {
+        self.inner.open_until(until);
     }
 
     /// Holds the breaker closed: every call passes and is counted (the snapshot
@@ -928,17 +955,23 @@ impl<C: Clock> Inner<C> {
         ctl.probe_failures = 0;
         match to {
             OPEN => {
-                let open_for = match ctl.config.open {
-                    crate::config::OpenDuration::Schedule(backoff) => {
-                        let next = ctl.delays.get_or_insert_with(|| backoff.iter()).next();
-                        let open_for = next.unwrap_or(ctl.last_open);
-                        ctl.last_open = open_for;
-                        open_for
+                let retry_at = match ctl.open_until.take() {
+                    // Chosen by an operator: the schedule does not move on.
+                    Some(until) => until,
+                    None => {
+                        let open_for = match ctl.config.open {
+                            crate::config::OpenDuration::Schedule(backoff) => {
+                                let next = ctl.delays.get_or_insert_with(|| backoff.iter()).next();
+                                let open_for = next.unwrap_or(ctl.last_open);
+                                ctl.last_open = open_for;
+                                open_for
+                            }
+                            open => open.nth(ctl.reopenings),
+                        };
+                        ctl.reopenings = ctl.reopenings.saturating_add(1);
+                        now.saturating_add(open_for)
                     }
-                    open => open.nth(ctl.reopenings),
                 };
-                ctl.reopenings = ctl.reopenings.saturating_add(1);
-                let retry_at = now.saturating_add(open_for);
                 // Below `u64::MAX`, so that the time left, `retry_at - now`, never
                 // reads as "no hint" (see `Rejected::open`).
                 self.retry_at
@@ -1031,6 +1064,16 @@ impl<C: Clock> Inner<C> {
                 }
             }
         }
+    }
+
+    fn open_until(&self, until: Timestamp) {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        let now = self.clock.now();
+        ctl.open_until = Some(until);
+        let event = self.transition(&mut ctl, word, OPEN, Reason::OpenedFor, now);
+        drop(ctl);
+        self.emit(event);
     }
 
     fn force(&self, to: u64, reason: Reason) {

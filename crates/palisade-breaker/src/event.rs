@@ -45,6 +45,10 @@ pub enum Reason {
     ProbesFailed,
     /// [`Breaker::force_open`](crate::Breaker::force_open).
     ForcedOpen,
+    /// [`Breaker::open_for`](crate::Breaker::open_for) or
+    /// [`Breaker::open_until`](crate::Breaker::open_until): open until a chosen
+    /// instant, then half-open as usual.
+    OpenedFor,
     /// [`Breaker::force_closed`](crate::Breaker::force_closed).
     ForcedClosed,
     /// [`Breaker::disable`](crate::Breaker::disable).
@@ -64,6 +68,7 @@ impl Reason {
             Reason::ProbesSucceeded => "probes_succeeded",
             Reason::ProbesFailed => "probes_failed",
             Reason::ForcedOpen => "forced_open",
+            Reason::OpenedFor => "opened_for",
             Reason::ForcedClosed => "forced_closed",
             Reason::Disabled => "disabled",
             Reason::Reset => "reset",

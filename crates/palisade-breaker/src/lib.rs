@@ -60,7 +60,9 @@
 //!   after [`BreakerConfig::max_probe_wait`]; a dropped, ignored or cancelled probe
 //!   frees its slot at once and counts nothing.
 //! - Operator states: [`Breaker::force_open`], [`Breaker::force_closed`],
-//!   [`Breaker::disable`], back with [`Breaker::reset`]. In **metrics-only** mode
+//!   [`Breaker::disable`], back with [`Breaker::reset`]. [`Breaker::open_for`] and
+//!   [`Breaker::open_until`] open the breaker until a chosen instant, after which
+//!   it goes half-open as after any opening. In **metrics-only** mode
 //!   ([`BreakerConfig::metrics_only`]) the state machine runs and reports as usual
 //!   but no call is ever rejected, and every call is recorded in the window, those
 //!   it would have rejected included.

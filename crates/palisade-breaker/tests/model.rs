@@ -87,6 +87,8 @@ struct Model {
     last: Option<Admission>,
     /// Transitions reported to subscribers.
     events: u64,
+    /// The duration of the next opening, chosen by `open_for`.
+    open_for: Option<u64>,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -95,6 +97,8 @@ enum Force {
     Closed,
     Disable,
     Reset,
+    /// Open for this many ms (`open_for`).
+    OpenFor(u64),
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -133,6 +137,9 @@ impl Model {
         self.successes = 0;
         self.failures = 0;
         match to {
+            State::Open if self.open_for.is_some() => {
+                self.retry_at = self.now + self.open_for.take().unwrap();
+            }
             State::Open => {
                 let (initial, max) = self.cfg.open;
                 let grown = initial.saturating_mul(1u64 << self.reopenings.min(40));
@@ -367,6 +374,7 @@ impl ReferenceStateMachine for Reference {
                         held: Vec::new(),
                         last: None,
                         events: 0,
+                        open_for: None,
                     }
                 },
             )
@@ -388,7 +396,8 @@ impl ReferenceStateMachine for Reference {
             Just(Force::Open),
             Just(Force::Closed),
             Just(Force::Disable),
-            Just(Force::Reset)
+            Just(Force::Reset),
+            prop_oneof![Just(0u64), Just(1_000), Just(7_000)].prop_map(Force::OpenFor)
         ]
         .prop_map(Step::Force);
         if state.held.is_empty() {
@@ -442,6 +451,10 @@ impl ReferenceStateMachine for Reference {
                     state.transition(State::Disabled)
                 }
                 Force::Reset => state.transition(State::Closed),
+                Force::OpenFor(ms) => {
+                    state.open_for = Some(ms);
+                    state.transition(State::Open);
+                }
                 _ => {}
             },
         }
@@ -549,6 +562,7 @@ impl StateMachineTest for Real {
                 Force::Closed => real.breaker.force_closed(),
                 Force::Disable => real.breaker.disable(),
                 Force::Reset => real.breaker.reset(),
+                Force::OpenFor(ms) => real.breaker.open_for(Duration::from_millis(ms)),
             },
         }
         real

@@ -8,7 +8,7 @@ use palisade_breaker::{
     Breaker, BreakerConfig, OpenDuration, Reason, SlowCallConfig, State, Transition, WindowConfig,
 };
 use palisade_classify::{Outcome, Rejection, Strategy};
-use palisade_clock::ManualClock;
+use palisade_clock::{Clock, ManualClock};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -725,4 +725,58 @@ fn a_panicking_subscriber_neither_escapes_nor_holds_a_probe_slot() {
         *seen.lock().unwrap(),
         [State::Open, State::HalfOpen, State::Closed]
     );
+}
+
+#[test]
+fn open_for_rejects_for_its_duration_then_probes_as_after_any_opening() {
+    let (b, clock, seen) = build(simple());
+    b.open_for(secs(7));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!((r.state(), r.retry_after()), (State::Open, Some(secs(7))));
+    clock.advance(secs(7));
+    let probe = b.try_acquire().unwrap();
+    assert!(probe.is_probe());
+    probe.record(Outcome::Success);
+    run(&b, Outcome::Success);
+    assert_eq!(
+        reasons(&seen),
+        [
+            (State::Open, Reason::OpenedFor),
+            (State::HalfOpen, Reason::OpenDurationElapsed),
+            (State::Closed, Reason::ProbesSucceeded),
+        ]
+    );
+}
+
+#[test]
+fn open_until_an_instant_replaces_the_end_of_an_opening() {
+    let (b, clock, seen) = build(simple());
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    // Open for 10 s by the rule; held until 30 s from now instead.
+    b.open_until(clock.now() + secs(30));
+    clock.advance(secs(10));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(secs(20)));
+    // The state stays open: no transition is reported for the new end.
+    assert_eq!(reasons(&seen), [(State::Open, Reason::ConsecutiveFailures)]);
+    clock.advance(secs(20));
+    assert!(b.try_acquire().unwrap().is_probe());
+}
+
+#[test]
+fn open_for_does_not_lengthen_the_next_opening() {
+    let config = simple().open(OpenDuration::Exponential {
+        initial: secs(1),
+        factor: 2.0,
+        max: secs(60),
+    });
+    let (b, clock, _) = build(config);
+    b.open_for(secs(5));
+    clock.advance(secs(5));
+    // The probe fails: the first opening by the rules takes the first duration.
+    b.try_acquire().unwrap().record(Outcome::transient());
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(secs(1)));
 }
