@@ -12,10 +12,10 @@ use crate::config::{BreakerConfig, ConfigError};
 use crate::error::{CallError, Rejected};
 use crate::event::{Reason, Transition, trace};
 use crate::permit::{OwnedPermit, Permit, Ticket};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Opening, Snapshot};
 use crate::state::{
-    CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, State,
-    TIMED, code, generation, pack,
+    CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN,
+    OPENED_MASK, State, TIMED, code, generation, opened_code, pack,
 };
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_keep_busy,
@@ -138,6 +138,7 @@ impl<C: Clock> BreakerBuilder<C> {
                 delays: None,
                 last_open: Duration::ZERO,
                 open_until: None,
+                last_opening: None,
                 #[cfg(not(loom))]
                 timer: None,
             })),
@@ -241,6 +242,15 @@ pub(crate) fn reaches(part: u64, whole: u64, percent: f64) -> bool {
     whole > 0 && part as f64 * 100.0 >= percent * whole as f64 - 1e-9 * whole as f64
 }
 
+/// `part / whole` in percent, 0 for an empty whole.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
 /// How many failed probes out of `probes` reach `percent`.
 pub(crate) fn failures_to_reopen(percent: f64, probes: u32) -> u32 {
     (1..=probes)
@@ -264,6 +274,8 @@ struct Control {
     /// The end of the next opening, when an operator chose it
     /// ([`Breaker::open_until`]): taken by that opening.
     open_until: Option<Timestamp>,
+    /// The last opening, with the window's figures then.
+    last_opening: Option<Opening>,
     /// The task that moves the open state on, with `OpenTransition::Timer`.
     #[cfg(not(loom))]
     timer: Option<Timer>,
@@ -412,6 +424,13 @@ impl<C: Clock> Breaker<C> {
         State::from_code(code(self.inner.word.load(Ordering::Acquire)))
     }
 
+    /// Why and when the breaker last opened, with the window's figures at that
+    /// moment; `None` if it never opened. A [`Rejected`] carries the reason alone
+    /// ([`Rejected::opened_by`]), so that a rejection costs nothing more.
+    pub fn last_opening(&self) -> Option<Opening> {
+        self.inner.control.lock().last_opening
+    }
+
     /// State, counters, rates and time in state, read together.
     pub fn snapshot(&self) -> Snapshot {
         self.inner.snapshot()
@@ -533,7 +552,7 @@ impl<C: Clock> Inner<C> {
                         started: now,
                     })
                 } else {
-                    Err(Rejected::open(retry_at - now))
+                    Err(Rejected::open(word, retry_at - now))
                 };
             }
         }
@@ -562,11 +581,14 @@ impl<C: Clock> Inner<C> {
         if code(seen) == HALF_OPEN
             && seen & METRICS_ONLY == 0
             && self.probes_busy.load(Ordering::Acquire) == generation(seen)
-            && self.clock.recent().as_nanos() < self.probes_busy_until.load(Ordering::Relaxed)
         {
-            // Every probe slot is taken and no lease has run out yet: no need for
-            // the lock to say no.
-            return Err(Rejected::new(State::HalfOpen, None));
+            let now = self.clock.recent().as_nanos();
+            let until = self.probes_busy_until.load(Ordering::Relaxed);
+            if now < until {
+                // Every probe slot is taken and no lease has run out yet: no need
+                // for the lock to say no.
+                return Err(Rejected::new(seen, Some(Duration::from_nanos(until - now))));
+            }
         }
         let mut ctl = self.control.lock();
         // Read again under the lock: another call may have moved the state on.
@@ -587,7 +609,7 @@ impl<C: Clock> Inner<C> {
                 generation: generation(word),
                 started: self.start(),
             }),
-            FORCED_OPEN => Err(Rejected::new(State::ForcedOpen, None)),
+            FORCED_OPEN => Err(Rejected::new(word, None)),
             OPEN => {
                 let now = self.clock.now();
                 let retry_at = self.retry_at.load(Ordering::Acquire);
@@ -599,7 +621,7 @@ impl<C: Clock> Inner<C> {
                         })
                     } else {
                         Err(Rejected::new(
-                            State::Open,
+                            word,
                             Some(Duration::from_nanos(retry_at - now.as_nanos())),
                         ))
                     }
@@ -680,15 +702,16 @@ impl<C: Clock> Inner<C> {
                     .flatten()
                     .map(|lease| lease.started.saturating_add(wait))
                     .min();
+                let word = self.word.load(Ordering::Relaxed);
                 if let Some(until) = first_expiry {
                     self.probes_busy_until
                         .store(until.as_nanos(), Ordering::Relaxed);
-                    self.probes_busy.store(
-                        generation(self.word.load(Ordering::Relaxed)),
-                        Ordering::Release,
-                    );
+                    self.probes_busy.store(generation(word), Ordering::Release);
                 }
-                Err(Rejected::new(State::HalfOpen, None))
+                Err(Rejected::new(
+                    word,
+                    first_expiry.map(|until| until.saturating_duration_since(now)),
+                ))
             }
         }
     }
@@ -993,8 +1016,29 @@ impl<C: Clock> Inner<C> {
             }
             _ => {}
         }
+        let opened = match to {
+            OPEN | FORCED_OPEN => {
+                let counts = self.window.counts();
+                let rate = |part: u64| percent(part, counts.calls);
+                ctl.last_opening = Some(Opening {
+                    reason,
+                    at: now,
+                    generation: next_gen,
+                    calls: counts.calls,
+                    failures: counts.failures,
+                    slow_calls: counts.slow_calls,
+                    failure_rate: rate(counts.failures),
+                    slow_call_rate: rate(counts.slow_calls),
+                    consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+                });
+                opened_code(reason)
+            }
+            HALF_OPEN => word & OPENED_MASK,
+            _ => 0,
+        };
         self.state_since.store(now.as_nanos(), Ordering::Relaxed);
-        self.word.store(pack(next_gen, word, to), Ordering::Release);
+        self.word
+            .store(pack(next_gen, word, to) | opened, Ordering::Release);
         let t = Transition {
             from,
             to: State::from_code(to),
@@ -1133,13 +1177,7 @@ impl<C: Clock> Inner<C> {
         let word = self.word.load(Ordering::Acquire);
         let now = self.clock.now();
         let counts = self.window.counts();
-        let rate = |part: u64| {
-            if counts.calls == 0 {
-                0.0
-            } else {
-                part as f64 * 100.0 / counts.calls as f64
-            }
-        };
+        let rate = |part: u64| percent(part, counts.calls);
         let state = State::from_code(code(word));
         let retry_after = (state == State::Open).then(|| {
             Duration::from_nanos(
@@ -1165,6 +1203,7 @@ impl<C: Clock> Inner<C> {
             probes_in_flight: ctl.probes.iter().filter(|p| p.is_some()).count() as u32,
             probe_successes: ctl.probe_successes,
             probe_failures: ctl.probe_failures,
+            last_opening: ctl.last_opening,
         }
     }
 }

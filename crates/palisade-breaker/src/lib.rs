@@ -159,5 +159,5 @@ pub use event::{Reason, Transition};
 pub use permit::{OwnedPermit, Permit};
 #[cfg(not(loom))]
 pub use registry::{Registry, RegistryBuilder, RegistryConfig};
-pub use snapshot::Snapshot;
+pub use snapshot::{Opening, Snapshot};
 pub use state::State;

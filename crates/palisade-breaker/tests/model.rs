@@ -211,7 +211,13 @@ impl Model {
                 started: now,
             });
         } else {
-            self.reject_or_untracked(State::HalfOpen, None);
+            // A slot frees at the latest when the first lease runs out.
+            let first = self
+                .leases
+                .values()
+                .min()
+                .map(|started| started + wait - now);
+            self.reject_or_untracked(State::HalfOpen, first);
         }
     }
 

@@ -122,7 +122,8 @@ fn half_open_admits_at_most_k_probes() {
     let p2 = b.try_acquire().unwrap();
     let r = b.try_acquire().unwrap_err();
     assert_eq!(r.state(), State::HalfOpen);
-    assert_eq!(r.retry_after(), None);
+    // The default lease, just started: a slot frees within 30 s at the latest.
+    assert_eq!(r.retry_after(), Some(secs(30)));
     assert_eq!(b.snapshot().probes_in_flight, 2);
     // One outcome counted: only one more probe is needed, and one is running.
     p1.record(Outcome::Success);
@@ -779,4 +780,87 @@ fn open_for_does_not_lengthen_the_next_opening() {
     b.try_acquire().unwrap().record(Outcome::transient());
     let r = b.try_acquire().unwrap_err();
     assert_eq!(r.retry_after(), Some(secs(1)));
+}
+
+#[test]
+fn a_half_open_rejection_says_when_the_first_probe_lease_ends() {
+    let (b, clock, _) = build(simple().max_probe_wait(secs(30)));
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    clock.advance(secs(10));
+    let p1 = b.try_acquire().unwrap();
+    clock.advance(secs(4));
+    let p2 = b.try_acquire().unwrap();
+    // Both slots taken: a slot frees at the latest when the first lease ends.
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(
+        (r.state(), r.retry_after()),
+        (State::HalfOpen, Some(secs(26)))
+    );
+    // Again without the lock, a second later.
+    clock.advance(secs(1));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(secs(25)));
+    assert_eq!(r.rejection().retry_after(), Some(secs(25)));
+    drop((p1, p2));
+}
+
+#[test]
+fn a_rejection_says_why_the_breaker_opened() {
+    let (b, clock, _) = build(simple());
+    assert_eq!(b.last_opening(), None);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.opened_by(), Some(Reason::ConsecutiveFailures));
+    let opening = b.last_opening().unwrap();
+    assert_eq!(opening.reason, Reason::ConsecutiveFailures);
+    assert_eq!((opening.calls, opening.failures), (3, 3));
+    assert_eq!(opening.consecutive_failures, 3);
+    assert_eq!(opening.failure_rate, 100.0);
+    assert_eq!(b.snapshot().last_opening, Some(opening));
+    // Half-open with its slots taken: still the reason of the opening.
+    clock.advance(secs(10));
+    let _probes = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    assert_eq!(
+        b.try_acquire().unwrap_err().opened_by(),
+        Some(Reason::ConsecutiveFailures)
+    );
+    b.force_open();
+    assert_eq!(
+        b.try_acquire().unwrap_err().opened_by(),
+        Some(Reason::ForcedOpen)
+    );
+    b.open_for(secs(1));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.opened_by(), Some(Reason::OpenedFor));
+    assert!(r.to_string().contains("opened_for"), "{r}");
+}
+
+#[test]
+fn a_rejection_reports_the_rate_rule_that_fired_with_its_figures() {
+    let config = BreakerConfig::default()
+        .failure_rate_threshold(Some(50.0))
+        .window(WindowConfig::Count { size: 10 })
+        .minimum_calls(4);
+    let (b, _, _) = build(config);
+    for outcome in [
+        Outcome::Success,
+        Outcome::transient(),
+        Outcome::Success,
+        Outcome::transient(),
+    ] {
+        run(&b, outcome);
+    }
+    assert_eq!(
+        b.try_acquire().unwrap_err().opened_by(),
+        Some(Reason::FailureRate)
+    );
+    let opening = b.last_opening().unwrap();
+    assert_eq!(
+        (opening.calls, opening.failures, opening.failure_rate),
+        (4, 2, 50.0)
+    );
 }
