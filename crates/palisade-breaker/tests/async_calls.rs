@@ -330,12 +330,10 @@ async fn a_call_admitted_before_metrics_only_is_switched_still_counts() {
     assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
 }
 
-fn panicking() -> impl Future<Output = Result<u32, ()>> {
-    async {
-        panic!("the call panics");
-        #[allow(unreachable_code)]
-        Ok::<u32, ()>(1)
-    }
+async fn panicking() -> Result<u32, ()> {
+    panic!("the call panics");
+    #[allow(unreachable_code)]
+    Ok(1)
 }
 
 /// Polls `fut` once, expecting the call's panic to come out of it.
@@ -395,7 +393,7 @@ fn a_sync_call_that_panics_counts_as_a_failure_and_the_panic_goes_on() {
     let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         breaker.call_sync(|| -> Result<u32, ()> { panic!("the call panics") })
     }));
-    let payload = unwound.err().expect("the panic reaches the caller");
+    let payload = unwound.expect_err("the panic reaches the caller");
     assert_eq!(payload.downcast_ref::<&str>(), Some(&"the call panics"));
     let s = breaker.snapshot();
     assert_eq!((s.calls, s.failures), (1, 1));
