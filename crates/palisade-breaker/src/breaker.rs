@@ -547,10 +547,7 @@ impl<C: Clock> Inner<C> {
             let now = self.clock.recent().as_nanos();
             if now < retry_at {
                 return if word & METRICS_ONLY != 0 {
-                    Ok(Ticket::Shadow {
-                        generation: generation(word),
-                        started: now,
-                    })
+                    Ok(Self::shadow(word, now))
                 } else {
                     Err(Rejected::open(word, retry_at - now))
                 };
@@ -564,6 +561,18 @@ impl<C: Clock> Inner<C> {
             });
         }
         self.acquire_slow(word)
+    }
+
+    /// The ticket of a call that metrics-only mode admits in the open state of
+    /// `word`, at coarse time `now`: out of line, so that the open state's
+    /// rejection stays short.
+    #[cold]
+    #[inline(never)]
+    fn shadow(word: u64, now: u64) -> Ticket {
+        Ticket::Shadow {
+            generation: generation(word),
+            started: now,
+        }
     }
 
     #[inline]

@@ -17,8 +17,11 @@ use crate::{Reason, State};
 /// [`Breaker::last_opening`](crate::Breaker::last_opening).
 #[derive(Copy, Clone, PartialEq, Eq)]
 pub struct Rejected {
-    /// The state word the call was refused under: the state, the generation and
-    /// the reason of the last opening, decoded only when asked for.
+    /// The state that refused the call: also the niche that keeps a result
+    /// holding a rejection as small and as cheap to build as the rejection.
+    state: State,
+    /// The state word the call was refused under: the generation and the reason
+    /// of the last opening, decoded only when asked for.
     word: u64,
     /// Nanoseconds until the breaker tries again, or `NO_HINT`: kept raw so that a
     /// rejection costs no conversion unless someone asks.
@@ -42,6 +45,7 @@ impl Rejected {
             None => NO_HINT,
         };
         Rejected {
+            state: State::from_code(code(word)),
             word,
             retry_after: nanos,
         }
@@ -53,6 +57,7 @@ impl Rejected {
     pub(crate) const fn open(word: u64, nanos: u64) -> Self {
         debug_assert!(nanos != NO_HINT);
         Rejected {
+            state: State::Open,
             word,
             retry_after: nanos,
         }
@@ -60,7 +65,7 @@ impl Rejected {
 
     /// The state that refused the call.
     pub const fn state(&self) -> State {
-        State::from_code(code(self.word))
+        self.state
     }
 
     /// Why the breaker last opened: the rule that fired

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_breaker::WindowConfig;
-use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, OwnedPermit, SlowCallConfig, State};
+use palisade_breaker::{
+    Breaker, BreakerConfig, OpenDuration, OwnedPermit, Reason, SlowCallConfig, State,
+};
 use palisade_classify::Outcome;
 use palisade_clock::{Clock, ManualClock};
 use proptest::prelude::*;
@@ -64,6 +66,7 @@ enum Admission {
     Rejected {
         state: State,
         retry_after_ms: Option<u64>,
+        opened_by: Option<Reason>,
     },
 }
 
@@ -89,6 +92,8 @@ struct Model {
     events: u64,
     /// The duration of the next opening, chosen by `open_for`.
     open_for: Option<u64>,
+    /// Why it last opened, as rejections report it.
+    opened_by: Option<Reason>,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -146,6 +151,12 @@ impl Model {
                 self.retry_at = self.now + grown.min(max);
                 self.reopenings += 1;
             }
+            State::Closed | State::ForcedClosed | State::Disabled => {
+                self.opened_by = None;
+            }
+            _ => {}
+        }
+        match to {
             State::Closed | State::ForcedClosed => {
                 self.reopenings = 0;
                 self.window.clear();
@@ -166,6 +177,7 @@ impl Model {
             self.last = Some(Admission::Rejected {
                 state,
                 retry_after_ms,
+                opened_by: self.opened_by,
             });
         }
     }
@@ -262,6 +274,7 @@ impl Model {
                 if failed {
                     self.consecutive += 1;
                     if self.cfg.consecutive.is_some_and(|n| self.consecutive >= n) {
+                        self.opened_by = Some(Reason::ConsecutiveFailures);
                         self.transition(State::Open);
                         return;
                     }
@@ -281,8 +294,11 @@ impl Model {
                     .cfg
                     .failure_rate
                     .is_some_and(|p| reaches(failures, calls, p))
-                    || self.cfg.slow_rate.is_some_and(|p| reaches(slows, calls, p))
                 {
+                    self.opened_by = Some(Reason::FailureRate);
+                    self.transition(State::Open);
+                } else if self.cfg.slow_rate.is_some_and(|p| reaches(slows, calls, p)) {
+                    self.opened_by = Some(Reason::SlowCallRate);
                     self.transition(State::Open);
                 }
             }
@@ -315,6 +331,7 @@ impl Model {
                     .find(|&f| reaches(f, k, self.cfg.half_open_rate))
                     .unwrap_or(k);
                 if u64::from(self.failures) >= to_reopen {
+                    self.opened_by = Some(Reason::ProbesFailed);
                     self.transition(State::Open);
                 } else if u64::from(self.successes) > k - to_reopen {
                     self.transition(State::Closed);
@@ -381,6 +398,7 @@ impl ReferenceStateMachine for Reference {
                         last: None,
                         events: 0,
                         open_for: None,
+                        opened_by: None,
                     }
                 },
             )
@@ -448,6 +466,7 @@ impl ReferenceStateMachine for Reference {
             Step::Advance(ms) => state.now += ms,
             Step::Force(f) => match f {
                 Force::Open if state.state != State::ForcedOpen => {
+                    state.opened_by = Some(Reason::ForcedOpen);
                     state.transition(State::ForcedOpen)
                 }
                 Force::Closed if state.state != State::ForcedClosed => {
@@ -458,6 +477,7 @@ impl ReferenceStateMachine for Reference {
                 }
                 Force::Reset => state.transition(State::Closed),
                 Force::OpenFor(ms) => {
+                    state.opened_by = Some(Reason::OpenedFor);
                     state.open_for = Some(ms);
                     state.transition(State::Open);
                 }
@@ -550,6 +570,7 @@ impl StateMachineTest for Real {
                     Err(r) => Admission::Rejected {
                         state: r.state(),
                         retry_after_ms: r.retry_after().map(|d| d.as_millis() as u64),
+                        opened_by: r.opened_by(),
                     },
                 };
                 assert_eq!(Some(got), model.last, "acquire");
