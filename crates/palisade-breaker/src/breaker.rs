@@ -12,10 +12,10 @@ use crate::config::{BreakerConfig, ConfigError};
 use crate::error::{CallError, Rejected};
 use crate::event::{Reason, Transition, trace};
 use crate::permit::{OwnedPermit, Permit, Ticket};
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Opening, Snapshot};
 use crate::state::{
-    CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN, State,
-    TIMED, code, generation, pack,
+    CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN,
+    OPENED_MASK, State, TIMED, code, generation, opened_code, pack,
 };
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_keep_busy,
@@ -92,7 +92,10 @@ impl<C: Clock> BreakerBuilder<C> {
 
     /// Calls `hook` on every transition, after the breaker's lock is released (so
     /// the hook may call the breaker). Hooks of concurrent transitions may run out of
-    /// order; [`Transition::generation`] orders them.
+    /// order; [`Transition::generation`] orders them. A hook that panics is caught
+    /// and logged (tracing ERROR on `palisade::breaker`): the breaker's state, the
+    /// permit of the call that made the transition and the other hooks are not
+    /// affected.
     pub fn on_transition(mut self, hook: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
         self.hooks.push(Box::new(hook));
         self
@@ -134,6 +137,8 @@ impl<C: Clock> BreakerBuilder<C> {
                 next_lease: 0,
                 delays: None,
                 last_open: Duration::ZERO,
+                open_until: None,
+                last_opening: None,
                 #[cfg(not(loom))]
                 timer: None,
             })),
@@ -237,6 +242,15 @@ pub(crate) fn reaches(part: u64, whole: u64, percent: f64) -> bool {
     whole > 0 && part as f64 * 100.0 >= percent * whole as f64 - 1e-9 * whole as f64
 }
 
+/// `part / whole` in percent, 0 for an empty whole.
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
+}
+
 /// How many failed probes out of `probes` reach `percent`.
 pub(crate) fn failures_to_reopen(percent: f64, probes: u32) -> u32 {
     (1..=probes)
@@ -257,6 +271,11 @@ struct Control {
     /// last one drawn (repeated once the schedule ends).
     delays: Option<palisade_backoff::Delays>,
     last_open: Duration,
+    /// The end of the next opening, when an operator chose it
+    /// ([`Breaker::open_until`]): taken by that opening.
+    open_until: Option<Timestamp>,
+    /// The last opening, with the window's figures then.
+    last_opening: Option<Opening>,
     /// The task that moves the open state on, with `OpenTransition::Timer`.
     #[cfg(not(loom))]
     timer: Option<Timer>,
@@ -331,7 +350,8 @@ impl<C: Clock> Breaker<C> {
     /// Runs `fut` if the breaker admits it; counts an `Ok` as a success and an `Err`
     /// as a failure ([`AnyErrorIsTransient`]). The breaker is asked when the
     /// returned future is first polled; if it is dropped before `fut` completes,
-    /// nothing is counted.
+    /// nothing is counted. A panic in `fut` counts as a failure and goes on to the
+    /// caller.
     #[inline]
     pub fn call<F, T, E>(&self, fut: F) -> Call<'_, C, AnyErrorIsTransient, F>
     where
@@ -342,7 +362,8 @@ impl<C: Clock> Breaker<C> {
 
     /// Runs `fut` if the breaker admits it and counts the outcome `classifier`
     /// gives its result. The breaker is asked when the returned future is first
-    /// polled; if it is dropped before `fut` completes, nothing is counted.
+    /// polled; if it is dropped before `fut` completes, nothing is counted. A panic
+    /// in `fut` counts as a failure and goes on to the caller.
     ///
     /// ```
     /// use palisade_breaker::{Breaker, BreakerConfig};
@@ -368,13 +389,15 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Runs `f` on this thread if the breaker admits it, counting `Ok` as a success
-    /// and `Err` as a failure. For code that is not async.
+    /// and `Err` as a failure. For code that is not async. A panic in `f` counts as
+    /// a failure and is then resumed.
     pub fn call_sync<T, E>(&self, f: impl FnOnce() -> Result<T, E>) -> Result<T, CallError<E>> {
         self.call_sync_with(&AnyErrorIsTransient, f)
     }
 
     /// Runs `f` on this thread if the breaker admits it, counting the outcome
-    /// `classifier` gives its result.
+    /// `classifier` gives its result. A panic in `f` counts as a failure and is
+    /// then resumed.
     pub fn call_sync_with<K, T, E>(
         &self,
         classifier: &K,
@@ -384,7 +407,14 @@ impl<C: Clock> Breaker<C> {
         K: Classify<T, E> + ?Sized,
     {
         let permit = self.try_acquire().map_err(CallError::Rejected)?;
-        let result = f();
+        let result = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+            Ok(result) => result,
+            Err(panic) => {
+                // A panic is the dependency's failure too; the caller still gets it.
+                permit.record(Outcome::transient());
+                std::panic::resume_unwind(panic);
+            }
+        };
         permit.record(classifier.classify(&result));
         result.map_err(CallError::Inner)
     }
@@ -392,6 +422,13 @@ impl<C: Clock> Breaker<C> {
     /// The current state.
     pub fn state(&self) -> State {
         State::from_code(code(self.inner.word.load(Ordering::Acquire)))
+    }
+
+    /// Why and when the breaker last opened, with the window's figures at that
+    /// moment; `None` if it never opened. A [`Rejected`] carries the reason alone
+    /// ([`Rejected::opened_by`]), so that a rejection costs nothing more.
+    pub fn last_opening(&self) -> Option<Opening> {
+        self.inner.control.lock().last_opening
     }
 
     /// State, counters, rates and time in state, read together.
@@ -425,6 +462,29 @@ impl<C: Clock> Breaker<C> {
         self.inner.force(FORCED_OPEN, Reason::ForcedOpen);
     }
 
+    /// Opens the breaker for `duration` from now: calls are rejected with the time
+    /// left until then, after which the breaker goes half-open as after any
+    /// opening (with [`OpenTransition::Timer`](crate::OpenTransition::Timer), by
+    /// its timer), and its probes decide. See [`open_until`](Self::open_until).
+    pub fn open_for(&self, duration: Duration) {
+        let until = self.inner.clock.now().saturating_add(duration);
+        self.inner.open_until(until);
+    }
+
+    /// Opens the breaker until `until` on its clock, then half-open as after any
+    /// opening: the probes find out whether the dependency is back (call
+    /// [`reset`](Self::reset) to close it without them).
+    ///
+    /// Reported as a transition to [`State::Open`] with reason
+    /// [`Reason::OpenedFor`]; on a breaker already open it replaces the end of the
+    /// open state silently (the state does not change). The open-duration
+    /// schedule does not move on: the next opening by the rules takes the
+    /// duration it would have taken. An instant already past opens the breaker
+    /// until the next call (or its timer) moves it to half-open.
+    pub fn open_until(&self, until: Timestamp) {
+        self.inner.open_until(until);
+    }
+
     /// Holds the breaker closed: every call passes and is counted (the snapshot
     /// shows the rates), and nothing trips until [`reset`](Self::reset).
     pub fn force_closed(&self) {
@@ -438,7 +498,9 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// Back to a clean closed state: counters emptied, the open duration back to its
-    /// first value, outcomes of calls admitted before dropped.
+    /// first value, outcomes of calls admitted before dropped. Resetting a breaker
+    /// that is already closed does all that but reports no transition (no event,
+    /// no subscriber call): its state does not change.
     pub fn reset(&self) {
         self.inner.force(CLOSED, Reason::Reset);
     }
@@ -485,9 +547,9 @@ impl<C: Clock> Inner<C> {
             let now = self.clock.recent().as_nanos();
             if now < retry_at {
                 return if word & METRICS_ONLY != 0 {
-                    Ok(Ticket::Untracked)
+                    Ok(Self::shadow(word, now))
                 } else {
-                    Err(Rejected::open(retry_at - now))
+                    Err(Rejected::open(word, retry_at - now))
                 };
             }
         }
@@ -499,6 +561,18 @@ impl<C: Clock> Inner<C> {
             });
         }
         self.acquire_slow(word)
+    }
+
+    /// The ticket of a call that metrics-only mode admits in the open state of
+    /// `word`, at coarse time `now`: out of line, so that the open state's
+    /// rejection stays short.
+    #[cold]
+    #[inline(never)]
+    fn shadow(word: u64, now: u64) -> Ticket {
+        Ticket::Shadow {
+            generation: generation(word),
+            started: now,
+        }
     }
 
     #[inline]
@@ -516,11 +590,14 @@ impl<C: Clock> Inner<C> {
         if code(seen) == HALF_OPEN
             && seen & METRICS_ONLY == 0
             && self.probes_busy.load(Ordering::Acquire) == generation(seen)
-            && self.clock.recent().as_nanos() < self.probes_busy_until.load(Ordering::Relaxed)
         {
-            // Every probe slot is taken and no lease has run out yet: no need for
-            // the lock to say no.
-            return Err(Rejected::new(State::HalfOpen, None));
+            let now = self.clock.recent().as_nanos();
+            let until = self.probes_busy_until.load(Ordering::Relaxed);
+            if now < until {
+                // Every probe slot is taken and no lease has run out yet: no need
+                // for the lock to say no.
+                return Err(Rejected::new(seen, Some(Duration::from_nanos(until - now))));
+            }
         }
         let mut ctl = self.control.lock();
         // Read again under the lock: another call may have moved the state on.
@@ -537,29 +614,34 @@ impl<C: Clock> Inner<C> {
                 started: self.start(),
             }),
             DISABLED => Ok(Ticket::Untracked),
-            FORCED_OPEN if metrics_only => Ok(Ticket::Untracked),
-            FORCED_OPEN => Err(Rejected::new(State::ForcedOpen, None)),
+            FORCED_OPEN if metrics_only => Ok(Ticket::Shadow {
+                generation: generation(word),
+                started: self.start(),
+            }),
+            FORCED_OPEN => Err(Rejected::new(word, None)),
             OPEN => {
                 let now = self.clock.now();
                 let retry_at = self.retry_at.load(Ordering::Acquire);
                 if now.as_nanos() < retry_at {
                     if metrics_only {
-                        Ok(Ticket::Untracked)
+                        Ok(Ticket::Shadow {
+                            generation: generation(word),
+                            started: self.start(),
+                        })
                     } else {
                         Err(Rejected::new(
-                            State::Open,
+                            word,
                             Some(Duration::from_nanos(retry_at - now.as_nanos())),
                         ))
                     }
                 } else {
-                    let t = self.transition(
+                    event = self.transition(
                         &mut ctl,
                         word,
                         HALF_OPEN,
                         Reason::OpenDurationElapsed,
                         now,
                     );
-                    event = Some(t);
                     self.probe(&mut ctl, now, metrics_only)
                 }
             }
@@ -616,7 +698,10 @@ impl<C: Clock> Inner<C> {
                     started: now.as_nanos(),
                 })
             }
-            _ if metrics_only => Ok(Ticket::Untracked),
+            _ if metrics_only => Ok(Ticket::Shadow {
+                generation: generation(self.word.load(Ordering::Relaxed)),
+                started: now.as_nanos(),
+            }),
             _ => {
                 // Until a probe ends or its lease runs out, the answer stays no:
                 // let calls learn it without the lock.
@@ -626,15 +711,16 @@ impl<C: Clock> Inner<C> {
                     .flatten()
                     .map(|lease| lease.started.saturating_add(wait))
                     .min();
+                let word = self.word.load(Ordering::Relaxed);
                 if let Some(until) = first_expiry {
                     self.probes_busy_until
                         .store(until.as_nanos(), Ordering::Relaxed);
-                    self.probes_busy.store(
-                        generation(self.word.load(Ordering::Relaxed)),
-                        Ordering::Release,
-                    );
+                    self.probes_busy.store(generation(word), Ordering::Release);
                 }
-                Err(Rejected::new(State::HalfOpen, None))
+                Err(Rejected::new(
+                    word,
+                    first_expiry.map(|until| until.saturating_duration_since(now)),
+                ))
             }
         }
     }
@@ -681,8 +767,30 @@ impl<C: Clock> Inner<C> {
                 lease,
                 started,
             } => self.finish_probe(generation, slot, lease, started, Some(outcome)),
+            Ticket::Shadow {
+                generation,
+                started,
+            } => self.record_shadow(generation, started, outcome.kind()),
             Ticket::Fast { .. } | Ticket::Untracked | Ticket::Unpolled | Ticket::Done => {}
         }
+    }
+
+    /// Counts, in metrics-only mode, a call the breaker would have rejected: the
+    /// window keeps its figures through the outage it would have caused, and no
+    /// rule is applied (the breaker is not closed). An outcome from an earlier
+    /// state is dropped, as in the closed state.
+    #[cold]
+    fn record_shadow(&self, gen_: u64, started: u64, kind: OutcomeKind) {
+        if kind != OutcomeKind::Ignored && generation(self.word.load(Ordering::Acquire)) == gen_ {
+            self.window.record(kind, self.timed(started));
+        }
+    }
+
+    /// Counts a call whose future panicked as a failure.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn panicked(&self, ticket: Ticket) {
+        self.complete(ticket, Outcome::transient());
     }
 
     /// Frees the slot of a probe dropped without an outcome.
@@ -800,7 +908,7 @@ impl<C: Clock> Inner<C> {
         let now = self.clock.now();
         let event = self.transition(&mut ctl, word, OPEN, reason, now);
         drop(ctl);
-        self.emit(Some(event));
+        self.emit(event);
     }
 
     #[cold]
@@ -826,12 +934,17 @@ impl<C: Clock> Inner<C> {
         if !broken_keep_busy() {
             self.probes_busy.store(NOT_BUSY, Ordering::Release);
         }
-        let failed = match outcome.map(|o| o.kind()) {
+        let timed = self.timed(started);
+        let (failed, kind) = match outcome.map(|o| o.kind()) {
             // Dropped or ignored: the slot is free, nothing is counted.
             None | Some(OutcomeKind::Ignored) => return,
-            Some(OutcomeKind::Failure) => true,
-            Some(OutcomeKind::Success) => self.is_slow(self.timed(started)),
+            Some(OutcomeKind::Failure) => (true, OutcomeKind::Failure),
+            Some(OutcomeKind::Success) => (self.is_slow(timed), OutcomeKind::Success),
         };
+        if word & METRICS_ONLY != 0 {
+            // Metrics-only: every call reaches the window, probes too.
+            self.window.record(kind, timed);
+        }
         if failed {
             ctl.probe_failures += 1;
         } else {
@@ -841,10 +954,10 @@ impl<C: Clock> Inner<C> {
         let to_reopen = failures_to_reopen(ctl.config.half_open.failure_rate_threshold, probes);
         let event = if ctl.probe_failures >= to_reopen {
             let now = self.clock.now();
-            Some(self.transition(&mut ctl, word, OPEN, Reason::ProbesFailed, now))
+            self.transition(&mut ctl, word, OPEN, Reason::ProbesFailed, now)
         } else if ctl.probe_successes > probes - to_reopen {
             let now = self.clock.now();
-            Some(self.transition(&mut ctl, word, CLOSED, Reason::ProbesSucceeded, now))
+            self.transition(&mut ctl, word, CLOSED, Reason::ProbesSucceeded, now)
         } else {
             None
         };
@@ -852,7 +965,10 @@ impl<C: Clock> Inner<C> {
         self.emit(event);
     }
 
-    /// Moves to state `to`; the caller holds the lock and has read `word` under it.
+    /// Moves to state `to`, in a new generation; the caller holds the lock and has
+    /// read `word` under it. The transition to report, none when the state stays
+    /// the same (a reset of a closed breaker): that starts a new generation
+    /// silently.
     fn transition(
         &self,
         ctl: &mut MutexGuard<'_, Control>,
@@ -860,7 +976,7 @@ impl<C: Clock> Inner<C> {
         to: u64,
         reason: Reason,
         now: Timestamp,
-    ) -> Transition {
+    ) -> Events {
         let from = State::from_code(code(word));
         let next_gen = generation(word) + 1;
         #[cfg(not(loom))]
@@ -871,17 +987,23 @@ impl<C: Clock> Inner<C> {
         ctl.probe_failures = 0;
         match to {
             OPEN => {
-                let open_for = match ctl.config.open {
-                    crate::config::OpenDuration::Schedule(backoff) => {
-                        let next = ctl.delays.get_or_insert_with(|| backoff.iter()).next();
-                        let open_for = next.unwrap_or(ctl.last_open);
-                        ctl.last_open = open_for;
-                        open_for
+                let retry_at = match ctl.open_until.take() {
+                    // Chosen by an operator: the schedule does not move on.
+                    Some(until) => until,
+                    None => {
+                        let open_for = match ctl.config.open {
+                            crate::config::OpenDuration::Schedule(backoff) => {
+                                let next = ctl.delays.get_or_insert_with(|| backoff.iter()).next();
+                                let open_for = next.unwrap_or(ctl.last_open);
+                                ctl.last_open = open_for;
+                                open_for
+                            }
+                            open => open.nth(ctl.reopenings),
+                        };
+                        ctl.reopenings = ctl.reopenings.saturating_add(1);
+                        now.saturating_add(open_for)
                     }
-                    open => open.nth(ctl.reopenings),
                 };
-                ctl.reopenings = ctl.reopenings.saturating_add(1);
-                let retry_at = now.saturating_add(open_for);
                 // Below `u64::MAX`, so that the time left, `retry_at - now`, never
                 // reads as "no hint" (see `Rejected::open`).
                 self.retry_at
@@ -903,17 +1025,42 @@ impl<C: Clock> Inner<C> {
             }
             _ => {}
         }
+        let opened = match to {
+            OPEN | FORCED_OPEN => {
+                let counts = self.window.counts();
+                let rate = |part: u64| percent(part, counts.calls);
+                ctl.last_opening = Some(Opening {
+                    reason,
+                    at: now,
+                    generation: next_gen,
+                    calls: counts.calls,
+                    failures: counts.failures,
+                    slow_calls: counts.slow_calls,
+                    failure_rate: rate(counts.failures),
+                    slow_call_rate: rate(counts.slow_calls),
+                    consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+                });
+                opened_code(reason)
+            }
+            HALF_OPEN => word & OPENED_MASK,
+            _ => 0,
+        };
         self.state_since.store(now.as_nanos(), Ordering::Relaxed);
-        self.word.store(pack(next_gen, word, to), Ordering::Release);
+        self.word
+            .store(pack(next_gen, word, to) | opened, Ordering::Release);
         let t = Transition {
             from,
             to: State::from_code(to),
             generation: next_gen,
             reason,
             at: now,
+            metrics_only: word & METRICS_ONLY != 0,
         };
+        if t.from == t.to {
+            return None;
+        }
         trace(&self.name, &t);
-        t
+        Some(t)
     }
 
     /// Starts the task that moves the open state `generation` to half-open at
@@ -947,15 +1094,39 @@ impl<C: Clock> Inner<C> {
         }
         let event = self.transition(&mut ctl, word, HALF_OPEN, Reason::OpenDurationElapsed, now);
         drop(ctl);
-        self.emit(Some(event));
+        self.emit(event);
     }
 
+    /// Calls the subscribers, with the state already settled and the lock
+    /// released. A subscriber that panics is logged and skipped: its panic cannot
+    /// reach the call that made the transition, lose that call's permit, or keep
+    /// the other subscribers from hearing of it.
     fn emit(&self, event: Events) {
         if let Some(t) = event {
             for hook in self.hooks.iter() {
-                hook(&t);
+                let called = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(&t)));
+                if called.is_err() {
+                    tracing::error!(
+                        target: "palisade::breaker",
+                        breaker = &*self.name,
+                        from = t.from.as_str(),
+                        to = t.to.as_str(),
+                        generation = t.generation,
+                        "a transition subscriber panicked; its panic is dropped"
+                    );
+                }
             }
         }
+    }
+
+    fn open_until(&self, until: Timestamp) {
+        let mut ctl = self.control.lock();
+        let word = self.word.load(Ordering::Acquire);
+        let now = self.clock.now();
+        ctl.open_until = Some(until);
+        let event = self.transition(&mut ctl, word, OPEN, Reason::OpenedFor, now);
+        drop(ctl);
+        self.emit(event);
     }
 
     fn force(&self, to: u64, reason: Reason) {
@@ -967,7 +1138,7 @@ impl<C: Clock> Inner<C> {
         let now = self.clock.now();
         let event = self.transition(&mut ctl, word, to, reason, now);
         drop(ctl);
-        self.emit(Some(event));
+        self.emit(event);
     }
 
     fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
@@ -1015,13 +1186,7 @@ impl<C: Clock> Inner<C> {
         let word = self.word.load(Ordering::Acquire);
         let now = self.clock.now();
         let counts = self.window.counts();
-        let rate = |part: u64| {
-            if counts.calls == 0 {
-                0.0
-            } else {
-                part as f64 * 100.0 / counts.calls as f64
-            }
-        };
+        let rate = |part: u64| percent(part, counts.calls);
         let state = State::from_code(code(word));
         let retry_after = (state == State::Open).then(|| {
             Duration::from_nanos(
@@ -1047,6 +1212,7 @@ impl<C: Clock> Inner<C> {
             probes_in_flight: ctl.probes.iter().filter(|p| p.is_some()).count() as u32,
             probe_successes: ctl.probe_successes,
             probe_failures: ctl.probe_failures,
+            last_opening: ctl.last_opening,
         }
     }
 }

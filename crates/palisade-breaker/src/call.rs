@@ -21,7 +21,9 @@ pin_project! {
     /// When first polled it asks the breaker: rejected, it completes at once with
     /// [`CallError::Rejected`]; admitted, it runs the call and hands the outcome the
     /// classifier gives its result to the breaker. Dropped before the call
-    /// completes, it counts nothing and frees its half-open probe slot.
+    /// completes, it counts nothing and frees its half-open probe slot. If the
+    /// call's future panics, the call counts as a failure (a failed probe in the
+    /// half-open state) and the panic goes on to the caller.
     #[must_use = "futures do nothing unless polled"]
     pub struct Call<'a, C: Clock, K: ?Sized, F> {
         inner: &'a Inner<C>,
@@ -72,7 +74,13 @@ where
                     // The healthy call, spelled out so that the ticket stays one
                     // word in a register rather than a whole ticket in memory.
                     *this.ticket = Ticket::Fast { word };
-                    let result = ready!(this.fut.poll(cx));
+                    let guard = PanicGuard {
+                        inner: this.inner,
+                        ticket: &mut *this.ticket,
+                    };
+                    let polled = this.fut.poll(cx);
+                    std::mem::forget(guard);
+                    let result = ready!(polled);
                     *this.ticket = Ticket::Done;
                     this.inner
                         .complete_fast(word, this.classifier.classify(&result));
@@ -92,11 +100,33 @@ where
             Ticket::Done => polled_after_completion(),
             ticket => ticket,
         };
-        let result = ready!(this.fut.poll(cx));
+        let guard = PanicGuard {
+            inner: this.inner,
+            ticket: &mut *this.ticket,
+        };
+        let polled = this.fut.poll(cx);
+        std::mem::forget(guard);
+        let result = ready!(polled);
         *this.ticket = Ticket::Done;
         this.inner
             .complete(ticket, this.classifier.classify(&result));
         Poll::Ready(result.map_err(CallError::Inner))
+    }
+}
+
+/// Counts the call as a failure if its future panics while polled: dropped only
+/// by the unwinding (a poll that returns forgets it), so it costs the healthy
+/// call nothing. The panic then goes on to the caller.
+struct PanicGuard<'a, C: Clock> {
+    inner: &'a Inner<C>,
+    ticket: &'a mut Ticket,
+}
+
+impl<C: Clock> Drop for PanicGuard<'_, C> {
+    #[cold]
+    fn drop(&mut self) {
+        let ticket = std::mem::replace(self.ticket, Ticket::Done);
+        self.inner.panicked(ticket);
     }
 }
 

@@ -312,6 +312,13 @@ impl BreakerConfig {
     }
 
     /// Record and report what the breaker would decide, but never reject a call.
+    ///
+    /// The state machine runs as usual and its transitions are reported (events
+    /// and tracing carry `metrics_only`: they are transitions the breaker would
+    /// make). Every call is recorded in the window, including those the open,
+    /// forced-open or half-open state would have rejected and the half-open probes,
+    /// so the snapshot's figures cover the outage the breaker would have caused.
+    /// The window is emptied when the breaker (would) close, as it is otherwise.
     pub fn metrics_only(mut self, on: bool) -> Self {
         self.metrics_only = on;
         self

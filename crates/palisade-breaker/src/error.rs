@@ -5,13 +5,24 @@ use std::time::Duration;
 
 use palisade_classify::{Rejection, Strategy};
 
-use crate::State;
+use crate::state::{code, opened_by};
+use crate::{Reason, State};
 
 /// The breaker refused a call: it is open, forced open, or its half-open probes
 /// are all taken.
+///
+/// It says which state refused the call, when to try again
+/// ([`retry_after`](Self::retry_after)) and why the breaker opened
+/// ([`opened_by`](Self::opened_by)); the window's figures at that opening are in
+/// [`Breaker::last_opening`](crate::Breaker::last_opening).
 #[derive(Copy, Clone, PartialEq, Eq)]
 pub struct Rejected {
+    /// The state that refused the call: also the niche that keeps a result
+    /// holding a rejection as small and as cheap to build as the rejection.
     state: State,
+    /// The state word the call was refused under: the generation and the reason
+    /// of the last opening, decoded only when asked for.
+    word: u64,
     /// Nanoseconds until the breaker tries again, or `NO_HINT`: kept raw so that a
     /// rejection costs no conversion unless someone asks.
     retry_after: u64,
@@ -21,7 +32,7 @@ const NO_HINT: u64 = u64::MAX;
 
 impl Rejected {
     #[inline]
-    pub(crate) const fn new(state: State, retry_after: Option<Duration>) -> Self {
+    pub(crate) const fn new(word: u64, retry_after: Option<Duration>) -> Self {
         let nanos = match retry_after {
             Some(d) => {
                 let n = d.as_nanos();
@@ -34,18 +45,20 @@ impl Rejected {
             None => NO_HINT,
         };
         Rejected {
-            state,
+            state: State::from_code(code(word)),
+            word,
             retry_after: nanos,
         }
     }
 
-    /// Rejected by the open state, `nanos` before it tries again: less than the
-    /// stored end of the open state, which is kept below `NO_HINT`.
+    /// Rejected by the open state of `word`, `nanos` before it tries again: less
+    /// than the stored end of the open state, which is kept below `NO_HINT`.
     #[inline]
-    pub(crate) const fn open(nanos: u64) -> Self {
+    pub(crate) const fn open(word: u64, nanos: u64) -> Self {
         debug_assert!(nanos != NO_HINT);
         Rejected {
             state: State::Open,
+            word,
             retry_after: nanos,
         }
     }
@@ -55,9 +68,22 @@ impl Rejected {
         self.state
     }
 
-    /// When the breaker will next let a call through, if it knows: the rest of the
-    /// open duration. `None` when forced open or when the half-open probes are
-    /// taken.
+    /// Why the breaker last opened: the rule that fired
+    /// ([`Reason::FailureRate`], [`Reason::SlowCallRate`],
+    /// [`Reason::ConsecutiveFailures`]), failed probes ([`Reason::ProbesFailed`]),
+    /// or an operator ([`Reason::ForcedOpen`], [`Reason::OpenedFor`]). A half-open
+    /// rejection gives the reason of the opening before it. The figures of the
+    /// window at that moment are in
+    /// [`Breaker::last_opening`](crate::Breaker::last_opening).
+    pub const fn opened_by(&self) -> Option<Reason> {
+        opened_by(self.word)
+    }
+
+    /// When the breaker may next let a call through, if it knows. Open: the rest
+    /// of the open duration. Half-open with every probe slot taken: the time until
+    /// the first probe's lease ([`BreakerConfig::max_probe_wait`](crate::BreakerConfig::max_probe_wait))
+    /// runs out, the latest a slot frees (a probe that reports frees its slot
+    /// sooner). `None` when forced open.
     pub const fn retry_after(&self) -> Option<Duration> {
         if self.retry_after == NO_HINT {
             None
@@ -79,7 +105,8 @@ impl Rejected {
 impl fmt::Debug for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Rejected")
-            .field("state", &self.state)
+            .field("state", &self.state())
+            .field("opened_by", &self.opened_by())
             .field("retry_after", &self.retry_after())
             .finish()
     }
@@ -93,9 +120,13 @@ impl From<Rejected> for Rejection {
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "circuit breaker {}", self.state)?;
-        if self.state == State::HalfOpen {
+        let state = self.state();
+        write!(f, "circuit breaker {state}")?;
+        if state == State::HalfOpen {
             f.write_str(": all probes taken")?;
+        }
+        if let Some(reason) = self.opened_by() {
+            write!(f, " (opened by {reason})")?;
         }
         if let Some(d) = self.retry_after() {
             write!(f, " (try again in {d:?})")?;

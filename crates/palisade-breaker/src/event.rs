@@ -22,6 +22,9 @@ pub struct Transition {
     pub reason: Reason,
     /// When, on the breaker's clock.
     pub at: Timestamp,
+    /// Whether the breaker is in metrics-only mode: the transition is one it would
+    /// make, and no call is rejected because of it.
+    pub metrics_only: bool,
 }
 
 /// Why a breaker changed state.
@@ -42,6 +45,10 @@ pub enum Reason {
     ProbesFailed,
     /// [`Breaker::force_open`](crate::Breaker::force_open).
     ForcedOpen,
+    /// [`Breaker::open_for`](crate::Breaker::open_for) or
+    /// [`Breaker::open_until`](crate::Breaker::open_until): open until a chosen
+    /// instant, then half-open as usual.
+    OpenedFor,
     /// [`Breaker::force_closed`](crate::Breaker::force_closed).
     ForcedClosed,
     /// [`Breaker::disable`](crate::Breaker::disable).
@@ -61,6 +68,7 @@ impl Reason {
             Reason::ProbesSucceeded => "probes_succeeded",
             Reason::ProbesFailed => "probes_failed",
             Reason::ForcedOpen => "forced_open",
+            Reason::OpenedFor => "opened_for",
             Reason::ForcedClosed => "forced_closed",
             Reason::Disabled => "disabled",
             Reason::Reset => "reset",
@@ -84,6 +92,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker opened"
         ),
         State::Closed | State::ForcedClosed => tracing::info!(
@@ -93,6 +102,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker closed"
         ),
         State::HalfOpen => tracing::info!(
@@ -102,6 +112,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker half-open: probing"
         ),
         State::Disabled => tracing::info!(
@@ -111,6 +122,7 @@ pub(crate) fn trace(name: &str, t: &Transition) {
             to = t.to.as_str(),
             reason = t.reason.as_str(),
             generation = t.generation,
+            metrics_only = t.metrics_only,
             "circuit breaker disabled"
         ),
     }

@@ -39,8 +39,16 @@
 //! - **Closed**: calls pass. Their outcomes go into a sliding window (count- or
 //!   time-based) and the trip rules watch them: failure rate at or above a
 //!   threshold, slow-call rate at or above a threshold (both once the window holds
-//!   a minimum number of calls), and N failures in a row. Any rule that fires opens
-//!   the breaker.
+//!   a minimum number of calls), and N failures in a row. The rules are applied
+//!   when a failure or a slow call is recorded, and the first that fires opens the
+//!   breaker; both rate rules are applied then, so a slow call can trip the
+//!   failure-rate rule and a failure the slow-call rule. A success that is not slow
+//!   is never a trip: not when it brings the window to the minimum number of calls
+//!   at a failure rate above the threshold, nor when older successes leaving a
+//!   time window have raised the rate. The next failure or slow call applies the
+//!   rules to the window as it is then. (A success cannot raise the failure rate;
+//!   applying the rules on every success would put a read of the whole window on
+//!   the healthy call's path.)
 //! - **Open**: calls are rejected at once with [`Rejected::retry_after`]. The open
 //!   duration is fixed or grows on each reopening ([`OpenDuration`]), back to its
 //!   first value after a clean close. The first call after it has passed moves the
@@ -52,9 +60,12 @@
 //!   after [`BreakerConfig::max_probe_wait`]; a dropped, ignored or cancelled probe
 //!   frees its slot at once and counts nothing.
 //! - Operator states: [`Breaker::force_open`], [`Breaker::force_closed`],
-//!   [`Breaker::disable`], back with [`Breaker::reset`]. In **metrics-only** mode
+//!   [`Breaker::disable`], back with [`Breaker::reset`]. [`Breaker::open_for`] and
+//!   [`Breaker::open_until`] open the breaker until a chosen instant, after which
+//!   it goes half-open as after any opening. In **metrics-only** mode
 //!   ([`BreakerConfig::metrics_only`]) the state machine runs and reports as usual
-//!   but no call is ever rejected.
+//!   but no call is ever rejected, and every call is recorded in the window, those
+//!   it would have rejected included.
 //!
 //! # Generations
 //!
@@ -148,5 +159,5 @@ pub use event::{Reason, Transition};
 pub use permit::{OwnedPermit, Permit};
 #[cfg(not(loom))]
 pub use registry::{Registry, RegistryBuilder, RegistryConfig};
-pub use snapshot::Snapshot;
+pub use snapshot::{Opening, Snapshot};
 pub use state::State;

@@ -25,9 +25,13 @@ pub(crate) enum Ticket {
         lease: u64,
         started: u64,
     },
-    /// A call that counts for nothing: the breaker is disabled, or in metrics-only
-    /// mode it would have rejected the call.
+    /// A call that counts for nothing: the breaker is disabled.
     Untracked,
+    /// In metrics-only mode, a call the breaker would have rejected (or a call
+    /// beyond the half-open probes): its outcome goes into the window and trips
+    /// nothing, unless the breaker has changed state since. `started` is the coarse
+    /// time it began, when calls are timed.
+    Shadow { generation: u64, started: u64 },
     /// A [`Call`](crate::Call) not yet polled: not yet admitted.
     Unpolled,
     /// Already recorded.

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::State;
+use palisade_clock::Timestamp;
+
+use crate::{Reason, State};
 
 /// What [`Breaker::snapshot`](crate::Breaker::snapshot) returns.
 #[derive(Copy, Clone, Debug, PartialEq)]
@@ -36,4 +38,33 @@ pub struct Snapshot {
     pub probe_successes: u32,
     /// When half-open: the probes that failed.
     pub probe_failures: u32,
+    /// The breaker's last opening since it was built, if any.
+    pub last_opening: Option<Opening>,
+}
+
+/// Why and when a breaker last opened, with the window's figures at that moment:
+/// from [`Breaker::last_opening`](crate::Breaker::last_opening) and
+/// [`Snapshot::last_opening`]; a rejection carries the reason alone
+/// ([`Rejected::opened_by`](crate::Rejected::opened_by)).
+#[derive(Copy, Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Opening {
+    /// The rule that fired, failed probes, or an operator.
+    pub reason: Reason,
+    /// When, on the breaker's clock.
+    pub at: Timestamp,
+    /// The generation of the open state it started.
+    pub generation: u64,
+    /// Counted calls in the window then.
+    pub calls: u64,
+    /// Failures in the window then.
+    pub failures: u64,
+    /// Slow calls in the window then.
+    pub slow_calls: u64,
+    /// `failures / calls` then, in percent (0 for an empty window).
+    pub failure_rate: f64,
+    /// `slow_calls / calls` then, in percent (0 for an empty window).
+    pub slow_call_rate: f64,
+    /// The run of failures then.
+    pub consecutive_failures: u32,
 }

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::event::Reason;
+
 /// Where a breaker is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -62,7 +64,9 @@ impl fmt::Display for State {
     }
 }
 
-// The state word: `generation << 5 | timed << 4 | metrics_only << 3 | state code`.
+// The state word: `generation << 8 | opened_by << 5 | timed << 4 | metrics_only << 3
+// | state code`, where `opened_by` is why the breaker last opened (see
+// `opened_code`), kept through the half-open state that follows.
 // One atomic load tells a call everything it needs in the closed state; the
 // generation identifies the state a permit was admitted under.
 pub(crate) const CLOSED: u64 = 0;
@@ -79,7 +83,36 @@ pub(crate) const TIMED: u64 = 0b1_0000;
 pub(crate) const FLAGS: u64 = METRICS_ONLY | TIMED;
 /// The bits that must read `CLOSED` for the fast path: closed and untimed.
 pub(crate) const FAST_MASK: u64 = CODE_MASK | TIMED;
-pub(crate) const GEN_SHIFT: u32 = 5;
+pub(crate) const OPENED_SHIFT: u32 = 5;
+pub(crate) const OPENED_MASK: u64 = 0b111 << OPENED_SHIFT;
+pub(crate) const GEN_SHIFT: u32 = 8;
+
+/// The word's code for the reason of an opening (0: not opened).
+pub(crate) const fn opened_code(reason: Reason) -> u64 {
+    let code = match reason {
+        Reason::FailureRate => 1,
+        Reason::SlowCallRate => 2,
+        Reason::ConsecutiveFailures => 3,
+        Reason::ProbesFailed => 4,
+        Reason::ForcedOpen => 5,
+        Reason::OpenedFor => 6,
+        _ => 0,
+    };
+    code << OPENED_SHIFT
+}
+
+/// Why the breaker whose word is `word` last opened.
+pub(crate) const fn opened_by(word: u64) -> Option<Reason> {
+    match (word & OPENED_MASK) >> OPENED_SHIFT {
+        1 => Some(Reason::FailureRate),
+        2 => Some(Reason::SlowCallRate),
+        3 => Some(Reason::ConsecutiveFailures),
+        4 => Some(Reason::ProbesFailed),
+        5 => Some(Reason::ForcedOpen),
+        6 => Some(Reason::OpenedFor),
+        _ => None,
+    }
+}
 
 #[inline]
 pub(crate) const fn code(word: u64) -> u64 {

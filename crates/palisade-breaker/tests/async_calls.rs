@@ -330,26 +330,93 @@ async fn a_call_admitted_before_metrics_only_is_switched_still_counts() {
     assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
 }
 
+async fn panicking() -> Result<u32, ()> {
+    panic!("the call panics");
+    #[allow(unreachable_code)]
+    Ok(1)
+}
+
+/// Polls `fut` once, expecting the call's panic to come out of it.
+fn poll_expecting_the_panic<F: Future>(fut: std::pin::Pin<&mut F>) {
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(fut)));
+    let payload = polled.err().expect("the panic reaches the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the call panics"));
+}
+
+fn open_then_half_open_config() -> BreakerConfig {
+    config().half_open_probes(1)
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_probe_whose_call_panics_frees_its_slot() {
-    let breaker = Breaker::new(config().half_open_probes(1)).unwrap();
+async fn a_call_that_panics_counts_as_a_failure_in_the_closed_state() {
+    let breaker = Breaker::new(config()).unwrap();
+    {
+        let mut fut = std::pin::pin!(breaker.call(panicking()));
+        poll_expecting_the_panic(fut.as_mut());
+    }
+    let s = breaker.snapshot();
+    assert_eq!((s.state, s.calls, s.failures), (State::Closed, 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_whose_call_panics_counts_as_a_failed_probe_and_frees_its_slot() {
+    let breaker = Breaker::new(open_then_half_open_config()).unwrap();
     for _ in 0..10 {
         breaker.try_acquire().unwrap().record(Outcome::transient());
     }
     tokio::time::advance(Duration::from_secs(30)).await;
     {
-        let mut fut = std::pin::pin!(breaker.call(async {
-            panic!("the call panics");
-            #[allow(unreachable_code)]
-            Ok::<u32, ()>(1)
-        }));
-        let polled =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| poll_once(fut.as_mut())));
-        assert!(polled.is_err());
-        assert_eq!(breaker.state(), State::HalfOpen);
-        assert_eq!(breaker.snapshot().probes_in_flight, 1);
+        let mut fut = std::pin::pin!(breaker.call(panicking()));
+        poll_expecting_the_panic(fut.as_mut());
+        // Counted before the panic went on: the one probe failed, so it reopened.
+        assert_eq!(breaker.state(), State::Open);
     }
-    // Dropped after the panic: the slot is free for the next probe.
     assert_eq!(breaker.snapshot().probes_in_flight, 0);
-    assert!(breaker.try_acquire().unwrap().is_probe());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pending_call_dropped_by_another_panic_counts_nothing() {
+    let breaker = Breaker::new(config()).unwrap();
+    let fut = Box::pin(breaker.call(std::future::pending::<Result<u32, ()>>()));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut fut = fut;
+        assert!(poll_once(fut.as_mut()).is_pending());
+        panic!("elsewhere");
+    }));
+    assert!(unwound.is_err());
+    assert_eq!(breaker.snapshot().calls, 0);
+}
+
+#[test]
+fn a_sync_call_that_panics_counts_as_a_failure_and_the_panic_goes_on() {
+    let breaker = Breaker::new(config()).unwrap();
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        breaker.call_sync(|| -> Result<u32, ()> { panic!("the call panics") })
+    }));
+    let payload = unwound.expect_err("the panic reaches the caller");
+    assert_eq!(payload.downcast_ref::<&str>(), Some(&"the call panics"));
+    let s = breaker.snapshot();
+    assert_eq!((s.calls, s.failures), (1, 1));
+}
+
+#[test]
+fn a_sync_probe_that_panics_counts_as_a_failed_probe() {
+    let clock = palisade_clock::ManualClock::new();
+    let breaker = Breaker::builder(open_then_half_open_config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    for _ in 0..10 {
+        breaker.try_acquire().unwrap().record(Outcome::transient());
+    }
+    clock.advance(Duration::from_secs(30));
+    let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        breaker.call_sync_with(
+            &palisade_classify::AnyErrorIsTransient,
+            || -> Result<u32, ()> { panic!("the call panics") },
+        )
+    }));
+    assert!(unwound.is_err());
+    let s = breaker.snapshot();
+    assert_eq!((s.state, s.probes_in_flight), (State::Open, 0));
 }

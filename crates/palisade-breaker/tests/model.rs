@@ -8,10 +8,14 @@
 #![allow(missing_docs)]
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use palisade_breaker::WindowConfig;
-use palisade_breaker::{Breaker, BreakerConfig, OpenDuration, OwnedPermit, SlowCallConfig, State};
+use palisade_breaker::{
+    Breaker, BreakerConfig, OpenDuration, OwnedPermit, Reason, SlowCallConfig, State,
+};
 use palisade_classify::Outcome;
 use palisade_clock::{Clock, ManualClock};
 use proptest::prelude::*;
@@ -47,6 +51,11 @@ enum Held {
         started: u64,
     },
     Untracked,
+    /// Metrics-only: a call the breaker would have rejected, recorded in the window.
+    Shadow {
+        generation: u64,
+        started: u64,
+    },
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -57,6 +66,7 @@ enum Admission {
     Rejected {
         state: State,
         retry_after_ms: Option<u64>,
+        opened_by: Option<Reason>,
     },
 }
 
@@ -78,6 +88,12 @@ struct Model {
     failures: u32,
     held: Vec<Held>,
     last: Option<Admission>,
+    /// Transitions reported to subscribers.
+    events: u64,
+    /// The duration of the next opening, chosen by `open_for`.
+    open_for: Option<u64>,
+    /// Why it last opened, as rejections report it.
+    opened_by: Option<Reason>,
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -86,6 +102,8 @@ enum Force {
     Closed,
     Disable,
     Reset,
+    /// Open for this many ms (`open_for`).
+    OpenFor(u64),
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -116,17 +134,29 @@ fn reaches(part: u64, whole: u64, percent: u64) -> bool {
 
 impl Model {
     fn transition(&mut self, to: State) {
+        if to != self.state {
+            self.events += 1;
+        }
         self.generation += 1;
         self.leases.clear();
         self.successes = 0;
         self.failures = 0;
         match to {
+            State::Open if self.open_for.is_some() => {
+                self.retry_at = self.now + self.open_for.take().unwrap();
+            }
             State::Open => {
                 let (initial, max) = self.cfg.open;
                 let grown = initial.saturating_mul(1u64 << self.reopenings.min(40));
                 self.retry_at = self.now + grown.min(max);
                 self.reopenings += 1;
             }
+            State::Closed | State::ForcedClosed | State::Disabled => {
+                self.opened_by = None;
+            }
+            _ => {}
+        }
+        match to {
             State::Closed | State::ForcedClosed => {
                 self.reopenings = 0;
                 self.window.clear();
@@ -139,11 +169,15 @@ impl Model {
 
     fn reject_or_untracked(&mut self, state: State, retry_after_ms: Option<u64>) {
         if self.cfg.metrics_only {
-            self.admit(Held::Untracked);
+            self.admit(Held::Shadow {
+                generation: self.generation,
+                started: self.now,
+            });
         } else {
             self.last = Some(Admission::Rejected {
                 state,
                 retry_after_ms,
+                opened_by: self.opened_by,
             });
         }
     }
@@ -189,7 +223,13 @@ impl Model {
                 started: now,
             });
         } else {
-            self.reject_or_untracked(State::HalfOpen, None);
+            // A slot frees at the latest when the first lease runs out.
+            let first = self
+                .leases
+                .values()
+                .min()
+                .map(|started| started + wait - now);
+            self.reject_or_untracked(State::HalfOpen, first);
         }
     }
 
@@ -197,10 +237,27 @@ impl Model {
         self.cfg.slow_rate.is_some() && self.now - started >= SLOW_MS
     }
 
+    /// Adds a counted call to the window.
+    fn push(&mut self, failed: bool, slow: bool) {
+        self.window.push_back((failed, slow));
+        if self.window.len() > self.cfg.size {
+            self.window.pop_front();
+        }
+    }
+
     fn end(&mut self, index: usize, end: End) {
         let held = self.held.remove(index % self.held.len());
         match held {
             Held::Untracked => {}
+            Held::Shadow {
+                generation,
+                started,
+            } => {
+                if generation == self.generation && matches!(end, End::Success | End::Failure) {
+                    let slow = self.is_slow(started);
+                    self.push(end == End::Failure, slow);
+                }
+            }
             Held::Closed {
                 generation,
                 started,
@@ -210,16 +267,14 @@ impl Model {
                 }
                 let failed = end == End::Failure;
                 let slow = self.is_slow(started);
-                self.window.push_back((failed, slow));
-                if self.window.len() > self.cfg.size {
-                    self.window.pop_front();
-                }
+                self.push(failed, slow);
                 if self.state != State::Closed {
                     return;
                 }
                 if failed {
                     self.consecutive += 1;
                     if self.cfg.consecutive.is_some_and(|n| self.consecutive >= n) {
+                        self.opened_by = Some(Reason::ConsecutiveFailures);
                         self.transition(State::Open);
                         return;
                     }
@@ -239,8 +294,11 @@ impl Model {
                     .cfg
                     .failure_rate
                     .is_some_and(|p| reaches(failures, calls, p))
-                    || self.cfg.slow_rate.is_some_and(|p| reaches(slows, calls, p))
                 {
+                    self.opened_by = Some(Reason::FailureRate);
+                    self.transition(State::Open);
+                } else if self.cfg.slow_rate.is_some_and(|p| reaches(slows, calls, p)) {
+                    self.opened_by = Some(Reason::SlowCallRate);
                     self.transition(State::Open);
                 }
             }
@@ -252,11 +310,16 @@ impl Model {
                 if generation != self.generation || self.leases.remove(&lease).is_none() {
                     return;
                 }
+                let slow = self.is_slow(started);
                 let failed = match end {
                     End::Ignored | End::Dropped => return,
                     End::Failure => true,
-                    End::Success => self.is_slow(started),
+                    End::Success => slow,
                 };
+                if self.cfg.metrics_only {
+                    // Metrics-only: the probes are recorded in the window too.
+                    self.push(end == End::Failure, slow);
+                }
                 if failed {
                     self.failures += 1;
                 } else {
@@ -268,6 +331,7 @@ impl Model {
                     .find(|&f| reaches(f, k, self.cfg.half_open_rate))
                     .unwrap_or(k);
                 if u64::from(self.failures) >= to_reopen {
+                    self.opened_by = Some(Reason::ProbesFailed);
                     self.transition(State::Open);
                 } else if u64::from(self.successes) > k - to_reopen {
                     self.transition(State::Closed);
@@ -332,6 +396,9 @@ impl ReferenceStateMachine for Reference {
                         failures: 0,
                         held: Vec::new(),
                         last: None,
+                        events: 0,
+                        open_for: None,
+                        opened_by: None,
                     }
                 },
             )
@@ -353,7 +420,8 @@ impl ReferenceStateMachine for Reference {
             Just(Force::Open),
             Just(Force::Closed),
             Just(Force::Disable),
-            Just(Force::Reset)
+            Just(Force::Reset),
+            prop_oneof![Just(0u64), Just(1_000), Just(7_000)].prop_map(Force::OpenFor)
         ]
         .prop_map(Step::Force);
         if state.held.is_empty() {
@@ -398,6 +466,7 @@ impl ReferenceStateMachine for Reference {
             Step::Advance(ms) => state.now += ms,
             Step::Force(f) => match f {
                 Force::Open if state.state != State::ForcedOpen => {
+                    state.opened_by = Some(Reason::ForcedOpen);
                     state.transition(State::ForcedOpen)
                 }
                 Force::Closed if state.state != State::ForcedClosed => {
@@ -407,6 +476,11 @@ impl ReferenceStateMachine for Reference {
                     state.transition(State::Disabled)
                 }
                 Force::Reset => state.transition(State::Closed),
+                Force::OpenFor(ms) => {
+                    state.opened_by = Some(Reason::OpenedFor);
+                    state.open_for = Some(ms);
+                    state.transition(State::Open);
+                }
                 _ => {}
             },
         }
@@ -417,6 +491,7 @@ impl ReferenceStateMachine for Reference {
 struct Real {
     breaker: Breaker<ManualClock>,
     clock: ManualClock,
+    events: Arc<AtomicU64>,
     permits: Vec<OwnedPermit<ManualClock>>,
 }
 
@@ -465,13 +540,20 @@ impl StateMachineTest for Real {
 
     fn init_test(model: &Model) -> Real {
         let clock = ManualClock::new();
+        let events = Arc::new(AtomicU64::new(0));
+        let counter = events.clone();
         let breaker = Breaker::builder(config(&model.cfg))
             .clock(clock.clone())
+            .on_transition(move |t| {
+                assert_ne!(t.from, t.to, "a transition changes the state");
+                counter.fetch_add(1, Ordering::Relaxed);
+            })
             .build()
             .expect("the model's configurations are valid");
         Real {
             breaker,
             clock,
+            events,
             permits: Vec::new(),
         }
     }
@@ -488,6 +570,7 @@ impl StateMachineTest for Real {
                     Err(r) => Admission::Rejected {
                         state: r.state(),
                         retry_after_ms: r.retry_after().map(|d| d.as_millis() as u64),
+                        opened_by: r.opened_by(),
                     },
                 };
                 assert_eq!(Some(got), model.last, "acquire");
@@ -506,6 +589,7 @@ impl StateMachineTest for Real {
                 Force::Closed => real.breaker.force_closed(),
                 Force::Disable => real.breaker.disable(),
                 Force::Reset => real.breaker.reset(),
+                Force::OpenFor(ms) => real.breaker.open_for(Duration::from_millis(ms)),
             },
         }
         real
@@ -539,6 +623,7 @@ impl StateMachineTest for Real {
             .then(|| Duration::from_millis(model.retry_at.saturating_sub(model.now)));
         assert_eq!(s.retry_after, expected_retry, "retry after");
         assert_eq!(s.metrics_only, model.cfg.metrics_only);
+        assert_eq!(real.events.load(Ordering::Relaxed), model.events, "events");
         assert_eq!(real.permits.len(), model.held.len());
         assert_eq!(
             real.clock.now().as_duration(),

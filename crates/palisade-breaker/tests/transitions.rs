@@ -8,7 +8,7 @@ use palisade_breaker::{
     Breaker, BreakerConfig, OpenDuration, Reason, SlowCallConfig, State, Transition, WindowConfig,
 };
 use palisade_classify::{Outcome, Rejection, Strategy};
-use palisade_clock::ManualClock;
+use palisade_clock::{Clock, ManualClock};
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -122,7 +122,8 @@ fn half_open_admits_at_most_k_probes() {
     let p2 = b.try_acquire().unwrap();
     let r = b.try_acquire().unwrap_err();
     assert_eq!(r.state(), State::HalfOpen);
-    assert_eq!(r.retry_after(), None);
+    // The default lease, just started: a slot frees within 30 s at the latest.
+    assert_eq!(r.retry_after(), Some(secs(30)));
     assert_eq!(b.snapshot().probes_in_flight, 2);
     // One outcome counted: only one more probe is needed, and one is running.
     p1.record(Outcome::Success);
@@ -598,4 +599,268 @@ fn open_durations_follow_a_backoff_schedule() {
     }
     // A clean close starts the schedule over.
     assert_eq!(b.try_acquire().unwrap_err().retry_after(), Some(secs(1)));
+}
+
+#[test]
+fn metrics_only_keeps_recording_every_call_while_it_would_be_open() {
+    let config = simple()
+        .metrics_only(true)
+        .window(WindowConfig::Count { size: 100 });
+    let (b, clock, seen) = build(config);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    assert_eq!(b.state(), State::Open);
+    // Calls the breaker would reject still reach the window.
+    for _ in 0..4 {
+        run(&b, Outcome::transient());
+    }
+    run(&b, Outcome::Success);
+    let s = b.snapshot();
+    assert_eq!((s.calls, s.failures), (8, 7));
+    // Half-open: the probes and the calls beyond them are recorded too.
+    clock.advance(secs(10));
+    let p1 = b.try_acquire().unwrap();
+    let p2 = b.try_acquire().unwrap();
+    let extra = b.try_acquire().unwrap();
+    assert!(p1.is_probe() && p2.is_probe() && !extra.is_probe());
+    extra.record(Outcome::transient());
+    p1.record(Outcome::transient());
+    let s = b.snapshot();
+    assert_eq!((s.calls, s.failures), (10, 9));
+    // Reopened by the failed probe; a forced opening records as well.
+    assert_eq!(b.state(), State::Open);
+    drop(p2);
+    b.force_open();
+    run(&b, Outcome::Success);
+    assert_eq!(b.snapshot().calls, 11);
+    let transitions = seen.lock().unwrap().clone();
+    assert!(transitions.iter().all(|t| t.metrics_only));
+}
+
+/// Failure rate 50 % over a count window of 10, at least 5 calls.
+fn rate_rule() -> BreakerConfig {
+    BreakerConfig::default()
+        .failure_rate_threshold(Some(50.0))
+        .window(WindowConfig::Count { size: 10 })
+        .minimum_calls(5)
+}
+
+#[test]
+fn a_success_that_completes_the_minimum_calls_does_not_trip_the_next_failure_does() {
+    let (b, _, seen) = build(rate_rule());
+    for outcome in [
+        Outcome::transient(),
+        Outcome::transient(),
+        Outcome::transient(),
+        Outcome::Success,
+        Outcome::Success,
+    ] {
+        run(&b, outcome);
+    }
+    let s = b.snapshot();
+    assert_eq!((s.state, s.calls, s.failure_rate), (State::Closed, 5, 60.0));
+    run(&b, Outcome::transient());
+    assert_eq!(reasons(&seen), [(State::Open, Reason::FailureRate)]);
+}
+
+#[test]
+fn a_slow_success_applies_the_failure_rate_rule_too() {
+    let config = rate_rule().slow_call(Some(SlowCallConfig {
+        duration: secs(1),
+        rate_threshold: 100.0,
+    }));
+    let (b, clock, seen) = build(config);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    run(&b, Outcome::Success);
+    assert_eq!(b.state(), State::Closed);
+    // The fifth call, slow but successful, completes the minimum at 60 % failures.
+    let permit = b.try_acquire().unwrap();
+    clock.advance(secs(2));
+    permit.record(Outcome::Success);
+    assert_eq!(reasons(&seen), [(State::Open, Reason::FailureRate)]);
+}
+
+#[test]
+fn reset_of_a_closed_breaker_is_silent_but_starts_a_new_generation() {
+    let (b, _, seen) = build(simple());
+    run(&b, Outcome::transient());
+    let before = b.snapshot().generation;
+    // A permit of the old generation no longer counts.
+    let old = b.try_acquire().unwrap();
+    b.reset();
+    old.record(Outcome::transient());
+    let s = b.snapshot();
+    assert_eq!(
+        (s.state, s.calls, s.generation),
+        (State::Closed, 0, before + 1)
+    );
+    assert!(reasons(&seen).is_empty());
+}
+
+#[test]
+fn a_panicking_subscriber_neither_escapes_nor_holds_a_probe_slot() {
+    let clock = ManualClock::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let b = Breaker::builder(simple().half_open_probes(1))
+        .clock(clock.clone())
+        .on_transition(|_| panic!("the subscriber panics"))
+        .on_transition(move |t| log.lock().unwrap().push(t.to))
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    assert_eq!(b.state(), State::Open);
+    clock.advance(secs(10));
+    // The transition to half-open panics in the first subscriber: the probe is
+    // still handed over, and the next subscriber still hears of it.
+    let probe = b.try_acquire().expect("admitted despite the subscriber");
+    assert!(probe.is_probe());
+    probe.record(Outcome::Success);
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [State::Open, State::HalfOpen, State::Closed]
+    );
+}
+
+#[test]
+fn open_for_rejects_for_its_duration_then_probes_as_after_any_opening() {
+    let (b, clock, seen) = build(simple());
+    b.open_for(secs(7));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!((r.state(), r.retry_after()), (State::Open, Some(secs(7))));
+    clock.advance(secs(7));
+    let probe = b.try_acquire().unwrap();
+    assert!(probe.is_probe());
+    probe.record(Outcome::Success);
+    run(&b, Outcome::Success);
+    assert_eq!(
+        reasons(&seen),
+        [
+            (State::Open, Reason::OpenedFor),
+            (State::HalfOpen, Reason::OpenDurationElapsed),
+            (State::Closed, Reason::ProbesSucceeded),
+        ]
+    );
+}
+
+#[test]
+fn open_until_an_instant_replaces_the_end_of_an_opening() {
+    let (b, clock, seen) = build(simple());
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    // Open for 10 s by the rule; held until 30 s from now instead.
+    b.open_until(clock.now() + secs(30));
+    clock.advance(secs(10));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(secs(20)));
+    // The state stays open: no transition is reported for the new end.
+    assert_eq!(reasons(&seen), [(State::Open, Reason::ConsecutiveFailures)]);
+    clock.advance(secs(20));
+    assert!(b.try_acquire().unwrap().is_probe());
+}
+
+#[test]
+fn open_for_does_not_lengthen_the_next_opening() {
+    let config = simple().open(OpenDuration::Exponential {
+        initial: secs(1),
+        factor: 2.0,
+        max: secs(60),
+    });
+    let (b, clock, _) = build(config);
+    b.open_for(secs(5));
+    clock.advance(secs(5));
+    // The probe fails: the first opening by the rules takes the first duration.
+    b.try_acquire().unwrap().record(Outcome::transient());
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(secs(1)));
+}
+
+#[test]
+fn a_half_open_rejection_says_when_the_first_probe_lease_ends() {
+    let (b, clock, _) = build(simple().max_probe_wait(secs(30)));
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    clock.advance(secs(10));
+    let p1 = b.try_acquire().unwrap();
+    clock.advance(secs(4));
+    let p2 = b.try_acquire().unwrap();
+    // Both slots taken: a slot frees at the latest when the first lease ends.
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(
+        (r.state(), r.retry_after()),
+        (State::HalfOpen, Some(secs(26)))
+    );
+    // Again without the lock, a second later.
+    clock.advance(secs(1));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.retry_after(), Some(secs(25)));
+    assert_eq!(r.rejection().retry_after(), Some(secs(25)));
+    drop((p1, p2));
+}
+
+#[test]
+fn a_rejection_says_why_the_breaker_opened() {
+    let (b, clock, _) = build(simple());
+    assert_eq!(b.last_opening(), None);
+    for _ in 0..3 {
+        run(&b, Outcome::transient());
+    }
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.opened_by(), Some(Reason::ConsecutiveFailures));
+    let opening = b.last_opening().unwrap();
+    assert_eq!(opening.reason, Reason::ConsecutiveFailures);
+    assert_eq!((opening.calls, opening.failures), (3, 3));
+    assert_eq!(opening.consecutive_failures, 3);
+    assert_eq!(opening.failure_rate, 100.0);
+    assert_eq!(b.snapshot().last_opening, Some(opening));
+    // Half-open with its slots taken: still the reason of the opening.
+    clock.advance(secs(10));
+    let _probes = (b.try_acquire().unwrap(), b.try_acquire().unwrap());
+    assert_eq!(
+        b.try_acquire().unwrap_err().opened_by(),
+        Some(Reason::ConsecutiveFailures)
+    );
+    b.force_open();
+    assert_eq!(
+        b.try_acquire().unwrap_err().opened_by(),
+        Some(Reason::ForcedOpen)
+    );
+    b.open_for(secs(1));
+    let r = b.try_acquire().unwrap_err();
+    assert_eq!(r.opened_by(), Some(Reason::OpenedFor));
+    assert!(r.to_string().contains("opened_for"), "{r}");
+}
+
+#[test]
+fn a_rejection_reports_the_rate_rule_that_fired_with_its_figures() {
+    let config = BreakerConfig::default()
+        .failure_rate_threshold(Some(50.0))
+        .window(WindowConfig::Count { size: 10 })
+        .minimum_calls(4);
+    let (b, _, _) = build(config);
+    for outcome in [
+        Outcome::Success,
+        Outcome::transient(),
+        Outcome::Success,
+        Outcome::transient(),
+    ] {
+        run(&b, outcome);
+    }
+    assert_eq!(
+        b.try_acquire().unwrap_err().opened_by(),
+        Some(Reason::FailureRate)
+    );
+    let opening = b.last_opening().unwrap();
+    assert_eq!(
+        (opening.calls, opening.failures, opening.failure_rate),
+        (4, 2, 50.0)
+    );
 }

@@ -104,8 +104,11 @@ const WRITING: u64 = u64::MAX;
 
 /// A window over the last `buckets × bucket_width` of time.
 ///
-/// Time is cut into buckets of `bucket_width`; a bucket whose time has passed is
-/// reset lazily by the next record or snapshot that lands on it. Counters are
+/// Time is cut into buckets of `bucket_width`, starting when the window is created
+/// (not at the clock's phase), so a call recorded at the window's creation stays
+/// for the whole span, and any call for at least the span less one bucket; a
+/// bucket whose time has passed is reset lazily by the next record or snapshot
+/// that lands on it. Counters are
 /// striped: each thread records into one of a few cache-line-padded stripes, so
 /// threads on different cores do not contend, and a snapshot sums the stripes. Each
 /// counter is one word that holds the bucket's epoch and count together, so a
@@ -160,8 +163,9 @@ const WRITING: u64 = u64::MAX;
 /// assert_eq!(snapshot.total_failures(), 1);
 /// ```
 pub struct TimeWindow<C: Clock = DefaultClock> {
-    /// The newest epoch any record or snapshot has seen. Epochs are `t / width +
-    /// buckets`, so that the oldest epoch of the window is never below zero.
+    /// The newest epoch any record or snapshot has seen. Epochs are `(t - origin)
+    /// / width + buckets`, so that the oldest epoch of the window is never below
+    /// zero.
     cursor: CachePadded<AtomicU64>,
     /// The stripes' words: stripe `s` starts at `GAP + (s << stride_shift)`; a
     /// power-of-two stride makes finding one's stripe a shift.
@@ -179,6 +183,13 @@ pub struct TimeWindow<C: Clock = DefaultClock> {
     /// Bucket width in nanoseconds, and `buckets × width`.
     width: u64,
     span: u64,
+    /// The clock reading the window was created at: buckets start at it and every
+    /// `width` after it, so the first bucket is a whole one whatever the clock's
+    /// phase.
+    origin: u64,
+    /// `span - origin` (wrapping): epoch `e` starts at `e × width - offset`, one
+    /// subtraction as without an origin.
+    offset: u64,
     modulo: FastMod,
     slow_nanos: u64,
     clock: C,
@@ -194,7 +205,8 @@ impl<C: Clock> TimeWindow<C> {
         let buckets = b as u64;
         let width = nanos(config.bucket_width);
         let modulo = FastMod::new(buckets);
-        let cursor = clock.recent().as_nanos() / width + buckets;
+        let origin = clock.recent().as_nanos();
+        let cursor = buckets;
         let cursor_index = modulo.rem(cursor);
         let stride = (CALLS + 3 * b + BINS + EXTRAS + GAP).next_power_of_two();
         let stripe_count = crate::sync::stripe_count();
@@ -233,6 +245,8 @@ impl<C: Clock> TimeWindow<C> {
             buckets,
             width,
             span: width * buckets,
+            origin,
+            offset: (width * buckets).wrapping_sub(origin),
             modulo,
             slow_nanos: config.slow_call_threshold.map_or(u64::MAX, nanos),
             clock,
@@ -285,7 +299,28 @@ impl<C: Clock> TimeWindow<C> {
 
     #[inline]
     fn epoch_of(&self, t: u64) -> u64 {
-        t / self.width + self.buckets
+        if t >= self.origin {
+            (t - self.origin) / self.width + self.buckets
+        } else {
+            // Before the window's creation: the epochs below `buckets`, all older
+            // than the window, which holds epoch `buckets` from the start.
+            self.buckets
+                .saturating_sub((self.origin - t).div_ceil(self.width))
+        }
+    }
+
+    /// Counts a call given a time before the window's creation: older than the
+    /// window, so in the totals only. (The fast path's bucket check is for times
+    /// from the creation on: an unused stripe's current bucket is epoch zero's,
+    /// which only such a time could fall in.)
+    #[cold]
+    #[inline(never)]
+    fn record_before(&self, kind: OutcomeKind, elapsed: Option<Duration>, t: u64) {
+        let base = self.stripe().base;
+        match kind {
+            OutcomeKind::Ignored => self.record_ignored(base),
+            kind => self.record_more(base, kind == OutcomeKind::Failure, elapsed, t),
+        }
     }
 
     #[inline(always)]
@@ -313,7 +348,7 @@ impl<C: Clock> TimeWindow<C> {
         let current = words[CURRENT].load(Relaxed);
         let start = (current >> POS_BITS)
             .wrapping_mul(self.width)
-            .wrapping_sub(self.span);
+            .wrapping_sub(self.offset);
         if !failed && t.wrapping_sub(start) < self.width {
             // A success in the stripe's current bucket: one addition, and one more
             // for its latency bin when it comes with a duration.
@@ -378,7 +413,7 @@ impl<C: Clock> TimeWindow<C> {
         let current = words[CURRENT].load(Relaxed);
         let start = (current >> POS_BITS)
             .wrapping_mul(self.width)
-            .wrapping_sub(self.span);
+            .wrapping_sub(self.offset);
         let elapsed = elapsed.map(nanos);
         let slow = elapsed.is_some_and(|e| e >= self.slow_nanos);
         // The stripe's current bucket, unless it has left the window: then the call
@@ -767,7 +802,11 @@ impl<C: Clock> Window for TimeWindow<C> {
     /// counts in the totals only; a later time than any seen moves the window.
     #[inline]
     fn record_at(&self, kind: OutcomeKind, now: Timestamp) {
-        self.record_inner(kind, None, now.as_nanos());
+        let t = now.as_nanos();
+        if t < self.origin {
+            return self.record_before(kind, None, t);
+        }
+        self.record_inner(kind, None, t);
     }
 
     /// Records at `now` without reading the clock. The latency of a call recorded
@@ -775,7 +814,11 @@ impl<C: Clock> Window for TimeWindow<C> {
     /// the newest bucket.
     #[inline]
     fn record_with_duration_at(&self, kind: OutcomeKind, elapsed: Duration, now: Timestamp) {
-        self.record_inner(kind, Some(elapsed), now.as_nanos());
+        let t = now.as_nanos();
+        if t < self.origin {
+            return self.record_before(kind, Some(elapsed), t);
+        }
+        self.record_inner(kind, Some(elapsed), t);
     }
 
     /// The counts of the window ending at [`Clock::recent`] (or at the latest time

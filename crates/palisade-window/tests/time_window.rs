@@ -251,3 +251,51 @@ fn a_record_after_a_pause_too_long_for_tags_counts() {
     w.record(Failure);
     assert_eq!(counts(&w.snapshot()), (1, 1, 0));
 }
+
+/// A window of 5 × 1 s on a clock that reads `start_ms` when it is created.
+fn window_created_at(start_ms: u64) -> (ManualClock, TimeWindow<ManualClock>) {
+    let clock = ManualClock::starting_at(Timestamp::from_nanos(start_ms * 1_000_000));
+    let config = TimeConfig {
+        buckets: 5,
+        bucket_width: Duration::from_secs(1),
+        slow_call_threshold: None,
+    };
+    (clock.clone(), TimeWindow::new(config, clock).unwrap())
+}
+
+#[test]
+fn buckets_start_when_the_window_is_created_not_at_the_clocks_phase() {
+    // Created 999 ms into a second of the clock: its first bucket is a whole second.
+    let (clock, w) = window_created_at(999);
+    w.record(Failure);
+    clock.advance(Duration::from_millis(4_200));
+    assert_eq!(counts(&w.snapshot()), (1, 1, 0));
+    // It leaves once its bucket, the window's first whole second, has.
+    clock.advance(Duration::from_millis(800));
+    assert_eq!(counts(&w.snapshot()), (0, 0, 0));
+}
+
+#[test]
+fn a_call_stays_in_the_window_for_at_least_its_span_less_one_bucket() {
+    for start_ms in [0, 1, 250, 999, 1_000, 7_777] {
+        for at_ms in [0, 1, 500, 999, 1_000, 2_345] {
+            let (clock, w) = window_created_at(start_ms);
+            clock.advance(Duration::from_millis(at_ms));
+            w.record(Success);
+            // 4 s later (the span, 5 s, less one bucket) it is still counted.
+            clock.advance(Duration::from_millis(4_000));
+            assert_eq!(
+                w.snapshot().calls(),
+                1,
+                "created at {start_ms} ms, call at +{at_ms} ms"
+            );
+            // And gone after the whole span.
+            clock.advance(Duration::from_millis(1_000));
+            assert_eq!(
+                w.snapshot().calls(),
+                0,
+                "created at {start_ms} ms, call at +{at_ms} ms"
+            );
+        }
+    }
+}
