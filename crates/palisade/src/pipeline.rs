@@ -842,7 +842,7 @@ impl<K> Pipeline<K> {
                 limiter.check().map_err(|l| l.rejection())?;
             }
             let slot = match &layers.bulkhead {
-                Some(bulkhead) => bulkhead.try_acquire().ok(),
+                Some(bulkhead) => bulkhead.try_acquire_uncounted(),
                 None => None,
             };
             Ok((permit, slot))

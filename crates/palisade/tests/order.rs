@@ -318,3 +318,78 @@ async fn every_call_deposits_into_the_retry_budget_once() {
     assert_eq!((s.deposits(), s.withdrawals()), (6, 1));
     assert_eq!(calls.load(Ordering::Relaxed), 2);
 }
+
+/// A call through a pipeline with a full one-slot bulkhead: the first call holds
+/// the slot until `release` is sent, the second runs while it is held.
+async fn while_the_slot_is_held<T>(
+    p: &Pipeline,
+    second: impl std::future::Future<Output = T>,
+) -> T {
+    let ctx = Context::background();
+    let (release, held) = tokio::sync::oneshot::channel::<()>();
+    let held = std::sync::Mutex::new(Some(held));
+    let first = p.execute(&ctx, |_| {
+        let rx = held.lock().unwrap().take().unwrap();
+        async move {
+            let _ = rx.await;
+            Ok::<_, Boom>(1)
+        }
+    });
+    let second = async {
+        tokio::task::yield_now().await;
+        let out = second.await;
+        release.send(()).unwrap();
+        out
+    };
+    let (first, out) = tokio::join!(first, second);
+    assert_eq!(first.unwrap(), 1);
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_inside_the_pipeline_counts_each_call_once() {
+    let ctx = Context::background();
+
+    // No queue: the refused call counts one rejection, not two.
+    let bulkhead = Bulkhead::new(BulkheadConfig::new(1)).unwrap();
+    let p = Pipeline::builder("dep")
+        .bulkhead(bulkhead.clone())
+        .build()
+        .unwrap();
+    let e = while_the_slot_is_held(&p, p.execute(&ctx, |_| async { Ok::<_, Boom>(2) })).await;
+    assert_eq!(e.unwrap_err().rejected_by(), Some(Strategy::Bulkhead));
+    let s = bulkhead.snapshot();
+    assert_eq!((s.rejected, s.timed_out), (1, 0));
+
+    // A queue whose wait runs out: one timeout, no rejection.
+    let bulkhead = Bulkhead::new(BulkheadConfig::new(1).with_queue(4, 10 * MS)).unwrap();
+    let p = Pipeline::builder("dep")
+        .bulkhead(bulkhead.clone())
+        .build()
+        .unwrap();
+    let e = while_the_slot_is_held(&p, p.execute(&ctx, |_| async { Ok::<_, Boom>(2) })).await;
+    assert_eq!(e.unwrap_err().rejected_by(), Some(Strategy::Bulkhead));
+    let s = bulkhead.snapshot();
+    assert_eq!((s.rejected, s.timed_out), (0, 1));
+
+    // A call that waits in the queue and is then admitted is no refusal at all.
+    let bulkhead = Bulkhead::new(BulkheadConfig::new(1).with_queue(4, 10 * MS)).unwrap();
+    let p = Pipeline::builder("dep")
+        .bulkhead(bulkhead.clone())
+        .build()
+        .unwrap();
+    let second = async {
+        let mut waited = Box::pin(p.execute(&ctx, |_| async { Ok::<_, Boom>(2) }));
+        // It joins the queue; the first call's release lets it in.
+        let queued = std::future::poll_fn(|cx| {
+            std::task::Poll::Ready(std::future::Future::poll(waited.as_mut(), cx).is_pending())
+        })
+        .await;
+        (queued, waited)
+    };
+    let (queued, waited) = while_the_slot_is_held(&p, second).await;
+    assert!(queued, "the second call waits in the queue");
+    assert_eq!(waited.await.unwrap(), 2);
+    let s = bulkhead.snapshot();
+    assert_eq!((s.rejected, s.timed_out), (0, 0));
+}
