@@ -547,7 +547,10 @@ impl<C: Clock> Inner<C> {
             let now = self.clock.recent().as_nanos();
             if now < retry_at {
                 return if word & METRICS_ONLY != 0 {
-                    Ok(Self::shadow(word, now))
+                    Ok(Ticket::Shadow {
+                        generation: generation(word),
+                        started: now,
+                    })
                 } else {
                     Err(Rejected::open(word, retry_at - now))
                 };
@@ -561,18 +564,6 @@ impl<C: Clock> Inner<C> {
             });
         }
         self.acquire_slow(word)
-    }
-
-    /// The ticket of a call that metrics-only mode admits in the open state of
-    /// `word`, at coarse time `now`: out of line, so that the open state's
-    /// rejection stays short.
-    #[cold]
-    #[inline(never)]
-    fn shadow(word: u64, now: u64) -> Ticket {
-        Ticket::Shadow {
-            generation: generation(word),
-            started: now,
-        }
     }
 
     #[inline]

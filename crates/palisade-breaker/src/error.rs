@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use palisade_classify::{Rejection, Strategy};
 
-use crate::state::{code, opened_by};
+use crate::state::{code, opened_bits, opened_by};
 use crate::{Reason, State};
 
 /// The breaker refused a call: it is open, forced open, or its half-open probes
@@ -20,9 +20,9 @@ pub struct Rejected {
     /// The state that refused the call: also the niche that keeps a result
     /// holding a rejection as small and as cheap to build as the rejection.
     state: State,
-    /// The state word the call was refused under: the generation and the reason
-    /// of the last opening, decoded only when asked for.
-    word: u64,
+    /// Why the breaker last opened, as the state word codes it: decoded only when
+    /// asked for.
+    opened: u8,
     /// Nanoseconds until the breaker tries again, or `NO_HINT`: kept raw so that a
     /// rejection costs no conversion unless someone asks.
     retry_after: u64,
@@ -46,7 +46,7 @@ impl Rejected {
         };
         Rejected {
             state: State::from_code(code(word)),
-            word,
+            opened: opened_bits(word),
             retry_after: nanos,
         }
     }
@@ -58,7 +58,7 @@ impl Rejected {
         debug_assert!(nanos != NO_HINT);
         Rejected {
             state: State::Open,
-            word,
+            opened: opened_bits(word),
             retry_after: nanos,
         }
     }
@@ -76,7 +76,7 @@ impl Rejected {
     /// window at that moment are in
     /// [`Breaker::last_opening`](crate::Breaker::last_opening).
     pub const fn opened_by(&self) -> Option<Reason> {
-        opened_by(self.word)
+        opened_by(self.opened)
     }
 
     /// When the breaker may next let a call through, if it knows. Open: the rest

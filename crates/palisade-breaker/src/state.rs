@@ -101,9 +101,15 @@ pub(crate) const fn opened_code(reason: Reason) -> u64 {
     code << OPENED_SHIFT
 }
 
-/// Why the breaker whose word is `word` last opened.
-pub(crate) const fn opened_by(word: u64) -> Option<Reason> {
-    match (word & OPENED_MASK) >> OPENED_SHIFT {
+/// The code of the last opening's reason in `word`.
+#[inline(always)]
+pub(crate) const fn opened_bits(word: u64) -> u8 {
+    ((word & OPENED_MASK) >> OPENED_SHIFT) as u8
+}
+
+/// The reason of an opening coded as [`opened_bits`] gives it.
+pub(crate) const fn opened_by(bits: u8) -> Option<Reason> {
+    match bits {
         1 => Some(Reason::FailureRate),
         2 => Some(Reason::SlowCallRate),
         3 => Some(Reason::ConsecutiveFailures),
