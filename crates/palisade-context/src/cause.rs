@@ -33,6 +33,72 @@ enum Kind {
     Canceled,
     DeadlineExceeded,
     User(UserCause),
+    Abandoned(Abandoned),
+}
+
+/// Why a caller stopped waiting for the work a context was made for: what
+/// [`Cause::abandoned`] carries. A resilience pipeline cancels each attempt's
+/// context with one of these when it gives the attempt up.
+///
+/// ```
+/// use palisade_context::{Abandoned, Cause};
+///
+/// let cause = Cause::abandoned(Abandoned::AttemptTimeout);
+/// assert!(cause.is_deadline_exceeded());
+/// assert_eq!(cause.abandoned_by(), Some(Abandoned::AttemptTimeout));
+/// assert_eq!(cause.to_string(), "context deadline exceeded: attempt timeout");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Abandoned {
+    /// The attempt's own timeout passed.
+    AttemptTimeout,
+    /// The timeout of the whole operation, every attempt included, passed.
+    TotalTimeout,
+    /// Another attempt run at the same time (a hedge) answered first.
+    HedgeLost,
+}
+
+impl Abandoned {
+    /// Whether this is a time limit passing (a deadline) rather than a plain
+    /// cancellation.
+    pub const fn is_deadline(self) -> bool {
+        matches!(self, Abandoned::AttemptTimeout | Abandoned::TotalTimeout)
+    }
+
+    /// A short name: `attempt timeout`, `total timeout`, `hedge lost`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Abandoned::AttemptTimeout => "attempt timeout",
+            Abandoned::TotalTimeout => "total timeout",
+            Abandoned::HedgeLost => "hedge lost",
+        }
+    }
+
+    /// The code a node keeps for the cause its own deadline ends it with: 0 for
+    /// plain [`Cause::deadline_exceeded`].
+    pub(crate) const fn code(self) -> u8 {
+        match self {
+            Abandoned::AttemptTimeout => 1,
+            Abandoned::TotalTimeout => 2,
+            Abandoned::HedgeLost => 3,
+        }
+    }
+
+    pub(crate) const fn from_code(code: u8) -> Option<Abandoned> {
+        match code {
+            1 => Some(Abandoned::AttemptTimeout),
+            2 => Some(Abandoned::TotalTimeout),
+            3 => Some(Abandoned::HedgeLost),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Abandoned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl Cause {
@@ -56,6 +122,24 @@ impl Cause {
         Cause::from_arc(Arc::from(cause.into()))
     }
 
+    /// The work was given up for `reason`: an attempt timeout or a total timeout
+    /// (which are deadlines: [`is_deadline_exceeded`](Self::is_deadline_exceeded)
+    /// holds), or a hedge that lost (a cancellation). Allocates nothing.
+    pub const fn abandoned(reason: Abandoned) -> Cause {
+        Cause {
+            kind: Kind::Abandoned(reason),
+        }
+    }
+
+    /// Why the work was given up, if the context ended with
+    /// [`Cause::abandoned`].
+    pub fn abandoned_by(&self) -> Option<Abandoned> {
+        match self.kind {
+            Kind::Abandoned(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
     /// Cancellation with a user-supplied cause that is already shared.
     pub fn from_arc(cause: UserCause) -> Cause {
         Cause {
@@ -69,9 +153,14 @@ impl Cause {
         !self.is_deadline_exceeded()
     }
 
-    /// Whether the context's deadline passed.
+    /// Whether the context's deadline passed: a plain deadline, or an
+    /// [attempt or total timeout](Abandoned::is_deadline).
     pub fn is_deadline_exceeded(&self) -> bool {
-        matches!(self.kind, Kind::DeadlineExceeded)
+        match self.kind {
+            Kind::DeadlineExceeded => true,
+            Kind::Abandoned(reason) => reason.is_deadline(),
+            _ => false,
+        }
     }
 
     /// The user-supplied cause, if the cancellation carried one.
@@ -97,7 +186,8 @@ impl Cause {
 }
 
 /// The cause's kind in the two low bits of a node's state: 1 canceled, 2 deadline
-/// exceeded, 3 a user cause (kept beside the state, under the node's lock).
+/// exceeded, 3 any other cause (a user cause or an abandoned one, kept beside the
+/// state, under the node's lock).
 pub(crate) const KIND_CANCELED: u8 = 1;
 pub(crate) const KIND_DEADLINE: u8 = 2;
 pub(crate) const KIND_USER: u8 = 3;
@@ -107,7 +197,7 @@ impl Cause {
         match self.kind {
             Kind::Canceled => KIND_CANCELED,
             Kind::DeadlineExceeded => KIND_DEADLINE,
-            Kind::User(_) => KIND_USER,
+            Kind::User(_) | Kind::Abandoned(_) => KIND_USER,
         }
     }
 }
@@ -118,6 +208,7 @@ impl fmt::Debug for Cause {
             Kind::Canceled => f.write_str("Canceled"),
             Kind::DeadlineExceeded => f.write_str("DeadlineExceeded"),
             Kind::User(cause) => f.debug_tuple("Canceled").field(cause).finish(),
+            Kind::Abandoned(reason) => f.debug_tuple("Abandoned").field(reason).finish(),
         }
     }
 }
@@ -128,6 +219,10 @@ impl fmt::Display for Cause {
             Kind::Canceled => f.write_str("context canceled"),
             Kind::DeadlineExceeded => f.write_str("context deadline exceeded"),
             Kind::User(cause) => write!(f, "context canceled: {cause}"),
+            Kind::Abandoned(reason) if reason.is_deadline() => {
+                write!(f, "context deadline exceeded: {reason}")
+            }
+            Kind::Abandoned(reason) => write!(f, "context canceled: {reason}"),
         }
     }
 }
@@ -161,5 +256,21 @@ mod tests {
         assert_eq!(u.source().unwrap().to_string(), "gone");
         assert!(u.downcast_ref::<std::io::Error>().is_some());
         assert!(u.user_cause_arc().is_some());
+        let h = Cause::abandoned(Abandoned::HedgeLost);
+        assert!(h.is_canceled() && !h.is_deadline_exceeded());
+        assert_eq!(h.to_string(), "context canceled: hedge lost");
+        assert_eq!(format!("{h:?}"), "Abandoned(HedgeLost)");
+        assert!(h.user_cause().is_none());
+        let t = Cause::abandoned(Abandoned::TotalTimeout);
+        assert!(t.is_deadline_exceeded() && !t.is_canceled());
+        assert_eq!(t.abandoned_by(), Some(Abandoned::TotalTimeout));
+        for reason in [
+            Abandoned::AttemptTimeout,
+            Abandoned::TotalTimeout,
+            Abandoned::HedgeLost,
+        ] {
+            assert_eq!(Abandoned::from_code(reason.code()), Some(reason));
+        }
+        assert_eq!(Abandoned::from_code(0), None);
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use palisade_clock::{Clock, Timestamp, TokioClock};
 
-use crate::cause::Cause;
+use crate::cause::{Abandoned, Cause};
 use crate::future::{Cancelled, Run};
 use crate::node::{self, Listener, NO_DEADLINE, Node};
 use crate::sync::Arc;
@@ -83,10 +83,50 @@ impl Context {
         self.with_deadline(TokioClock.now().saturating_add(timeout))
     }
 
+    /// A child that ends at the earlier of `deadline` and the parent's deadline,
+    /// like [`with_deadline`](Self::with_deadline); when it is `deadline` that
+    /// passes, the child ends with [`Cause::abandoned`]`(reason)` rather than
+    /// [`Cause::deadline_exceeded`]. For the context of one attempt of a
+    /// resilience pipeline, whose deadline is an attempt or a total timeout.
+    ///
+    /// Like every child, it allocates nothing when a node that this thread
+    /// released before can be reused.
+    ///
+    /// ```
+    /// use palisade_context::{Abandoned, Context};
+    /// use palisade_clock::{Clock, TokioClock};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let deadline = TokioClock.now().saturating_add(Duration::from_millis(100));
+    /// let (attempt, _guard) = Context::background()
+    ///     .with_deadline_reason(deadline, Abandoned::AttemptTimeout);
+    /// attempt.cancelled().await;
+    /// let cause = attempt.cause().unwrap();
+    /// assert!(cause.is_deadline_exceeded());
+    /// assert_eq!(cause.abandoned_by(), Some(Abandoned::AttemptTimeout));
+    /// # }
+    /// ```
+    #[inline]
+    pub fn with_deadline_reason(
+        &self,
+        deadline: Timestamp,
+        reason: Abandoned,
+    ) -> (Context, CancelGuard) {
+        self.child_for(deadline.as_nanos(), reason.code())
+    }
+
+    #[inline]
     fn child(&self, deadline: u64) -> (Context, CancelGuard) {
+        self.child_for(deadline, 0)
+    }
+
+    #[inline]
+    fn child_for(&self, deadline: u64, reason: u8) -> (Context, CancelGuard) {
         let node = match &self.node {
-            Some(parent) => Node::child(parent, deadline),
-            None => Node::root(deadline),
+            Some(parent) => Node::child_for(parent, deadline, reason),
+            None => Node::root_for(deadline, reason),
         };
         let guard = CancelGuard {
             node: Some(Arc::clone(&node)),

@@ -112,7 +112,7 @@ mod sync;
 mod task;
 mod timeout;
 
-pub use cause::{Cause, UserCause};
+pub use cause::{Abandoned, Cause, UserCause};
 pub use context::{AfterCancel, CancelGuard, Context};
 pub use future::{Cancelled, Run};
 pub use task::{Scope, Spawned, TaskError, Tracker, current, scope, spawn};

@@ -45,7 +45,7 @@ use std::task::Waker;
 
 use palisade_clock::{Clock, TokioClock};
 
-use crate::cause::{Cause, KIND_CANCELED, KIND_DEADLINE, KIND_USER, UserCause};
+use crate::cause::{Abandoned, Cause, KIND_CANCELED, KIND_DEADLINE, KIND_USER, UserCause};
 use crate::slab::Slab;
 use crate::sync::{
     Arc, AtomicBool, AtomicU8, AtomicU32, Fault, Mutex, MutexGuard, Ordering, Weak, fault,
@@ -96,6 +96,13 @@ pub(crate) struct Node {
     /// The effective deadline in nanoseconds on the [`TokioClock`] axis: never later
     /// than the parent's.
     deadline: u64,
+    /// What this node's own deadline ends it with: an [`Abandoned`] code, or 0
+    /// for plain [`Cause::deadline_exceeded`]. Fixed at creation.
+    deadline_reason: u8,
+    /// The [`Abandoned`] code of the cause the node ended with, if it ended with
+    /// one (written under the lock, like a user cause, before the end is
+    /// published), or 0.
+    ended_reason: AtomicU8,
     /// Whether a timer for `deadline` was started (on this node, the deadline's owner).
     #[cfg_attr(loom, allow(dead_code))]
     timer_armed: AtomicBool,
@@ -129,10 +136,12 @@ pub(crate) enum Listener {
 }
 
 impl Node {
-    fn new(state: u8, deadline: u64, parent: Option<Arc<Node>>) -> Node {
+    fn new(state: u8, deadline: u64, reason: u8, parent: Option<Arc<Node>>) -> Node {
         Node {
             state: AtomicU8::new(state),
             deadline,
+            deadline_reason: reason,
+            ended_reason: AtomicU8::new(0),
             timer_armed: AtomicBool::new(false),
             parent,
             key: AtomicU32::new(NO_KEY),
@@ -144,26 +153,35 @@ impl Node {
     }
 
     /// A node with no parent.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn root(deadline: u64) -> Arc<Node> {
-        Node::fresh(deadline_bit(deadline), deadline, None)
+        Node::root_for(deadline, 0)
+    }
+
+    /// A node with no parent whose deadline ends it with the cause of `reason`
+    /// (an [`Abandoned`] code, or 0).
+    #[inline]
+    pub(crate) fn root_for(deadline: u64, reason: u8) -> Arc<Node> {
+        Node::fresh(deadline_bit(deadline), deadline, reason, None)
     }
 
     /// A new node: one kept by [`release`] on this thread if there is one (which
     /// saves an allocation and a free), or else a new allocation.
     #[inline]
-    fn fresh(state: u8, deadline: u64, parent: Option<Arc<Node>>) -> Arc<Node> {
+    fn fresh(state: u8, deadline: u64, reason: u8, parent: Option<Arc<Node>>) -> Arc<Node> {
         #[cfg(not(loom))]
         if let Some(mut node) = pool::take() {
             // A kept node is unique (`release` checked), and `reset` left it as
-            // `Node::new` would, but for these three fields.
+            // `Node::new` would, but for these four fields.
             if let Some(fields) = Arc::get_mut(&mut node) {
                 *fields.state.get_mut() = state;
                 fields.deadline = deadline;
+                fields.deadline_reason = reason;
                 fields.parent = parent;
                 return node;
             }
         }
-        Arc::new(Node::new(state, deadline, parent))
+        Arc::new(Node::new(state, deadline, reason, parent))
     }
 
     /// Makes a node that nothing else refers to any more like a new one, if it
@@ -178,6 +196,7 @@ impl Node {
         }
         // An unallocated slab is as new (no entry, no free list).
         inner.cause = None;
+        *self.ended_reason.get_mut() = 0;
         *self.timer_armed.get_mut() = false;
         self.parent = None;
         true
@@ -187,11 +206,20 @@ impl Node {
     /// the parent's deadline starts lazy; one with an earlier deadline registers at
     /// once, so that its parent's end reaches it with the right cause (see
     /// [`Node::cancel_from`]). A child of an ended parent ends with the parent's cause.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn child(parent: &Arc<Node>, deadline: u64) -> Arc<Node> {
+        Node::child_for(parent, deadline, 0)
+    }
+
+    /// [`Node::child`] whose own deadline, if it is earlier than the parent's,
+    /// ends it with the cause of `reason` (an [`Abandoned`] code, or 0).
+    #[inline]
+    pub(crate) fn child_for(parent: &Arc<Node>, deadline: u64, reason: u8) -> Arc<Node> {
         let deadline = deadline.min(parent.deadline);
         let child = Node::fresh(
             LAZY | deadline_bit(deadline),
             deadline,
+            reason,
             Some(Arc::clone(parent)),
         );
         if deadline != parent.deadline {
@@ -314,8 +342,16 @@ impl Node {
     /// Cancels the node that set this node's deadline, which reaches this node.
     #[cold]
     pub(crate) fn expire(&self) {
-        self.deadline_owner()
-            .cancel_from(&Cause::deadline_exceeded());
+        let owner = self.deadline_owner();
+        owner.cancel_from(&owner.deadline_cause());
+    }
+
+    /// What this node's own deadline ends it with.
+    fn deadline_cause(&self) -> Cause {
+        match Abandoned::from_code(self.deadline_reason) {
+            Some(reason) => Cause::abandoned(reason),
+            None => Cause::deadline_exceeded(),
+        }
     }
 
     fn deadline_owner(&self) -> &Node {
@@ -366,13 +402,14 @@ impl Node {
             0 => None,
             KIND_CANCELED => Some(Cause::canceled()),
             KIND_DEADLINE => Some(Cause::deadline_exceeded()),
-            _ => Some(
-                self.inner
-                    .lock()
-                    .cause
-                    .clone()
-                    .map_or_else(Cause::canceled, Cause::from_arc),
-            ),
+            _ => {
+                let inner = self.inner.lock();
+                if let Some(cause) = &inner.cause {
+                    return Some(Cause::from_arc(Arc::clone(cause)));
+                }
+                let reason = self.ended_reason.load(Ordering::Relaxed);
+                Some(Abandoned::from_code(reason).map_or_else(Cause::canceled, Cause::abandoned))
+            }
         }
     }
 
@@ -576,7 +613,7 @@ impl Node {
         }
         let now = *now.get_or_insert_with(|| TokioClock.now().as_nanos());
         if now >= self.deadline {
-            Cause::deadline_exceeded()
+            self.deadline_owner().deadline_cause()
         } else {
             cause.clone()
         }
@@ -633,8 +670,11 @@ impl Node {
                 }
             }
             if kind == KIND_USER {
-                // Readers of a user cause take the lock, which is held until it is set.
+                // Readers of such a cause take the lock, which is held until it is set.
                 inner.cause = cause.user_cause_arc();
+                if let Some(reason) = cause.abandoned_by() {
+                    self.ended_reason.store(reason.code(), Ordering::Relaxed);
+                }
             }
             if inner.entries.len() == 0 {
                 // Nothing to tell; the slab's memory goes with the node.
@@ -750,7 +790,7 @@ impl Node {
         let task = handle.spawn(async move {
             TokioClock.sleep_until(deadline).await;
             if let Some(node) = weak.upgrade() {
-                node.cancel_from(&Cause::deadline_exceeded());
+                node.cancel_from(&node.deadline_cause());
             }
         });
         owner.attach_task(task.abort_handle());

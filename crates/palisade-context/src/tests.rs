@@ -390,3 +390,49 @@ async fn settle() {
     }
     panic!("{} tasks still alive", metrics.num_alive_tasks());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_with_a_reason_ends_its_context_with_that_reason() {
+    use crate::Abandoned;
+    use palisade_clock::{Clock, TokioClock};
+    let deadline = TokioClock.now().saturating_add(Duration::from_millis(100));
+    let (parent, _parent_guard) = Context::background().with_cancel();
+    let (attempt, _guard) = parent.with_deadline_reason(deadline, Abandoned::TotalTimeout);
+    let (inner, _inner_guard) = attempt.with_cancel();
+    inner.cancelled().await;
+    assert_eq!(
+        attempt.cause().unwrap().abandoned_by(),
+        Some(Abandoned::TotalTimeout)
+    );
+    assert_eq!(
+        inner.cause().unwrap().abandoned_by(),
+        Some(Abandoned::TotalTimeout)
+    );
+    assert!(!parent.is_cancelled());
+
+    // Seen by a check rather than a timer, the passed deadline gives the same cause.
+    let deadline = TokioClock.now().saturating_add(Duration::from_millis(100));
+    let (checked, _guard) =
+        Context::background().with_deadline_reason(deadline, Abandoned::AttemptTimeout);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    assert!(checked.is_cancelled());
+    assert_eq!(
+        checked.cause().unwrap().abandoned_by(),
+        Some(Abandoned::AttemptTimeout)
+    );
+}
+
+#[test]
+fn a_context_cancelled_as_abandoned_keeps_that_cause_for_its_descendants() {
+    use crate::{Abandoned, Cause};
+    let (attempt, guard) = Context::background().with_cancel();
+    let (lazy, _lazy_guard) = attempt.with_cancel();
+    let (watched, _watched_guard) = attempt.with_cancel();
+    let _callback = watched.after_cancel(|| {});
+    assert!(guard.cancel_with_cause(Cause::abandoned(Abandoned::HedgeLost)));
+    for ctx in [&attempt, &lazy, &watched] {
+        let cause = ctx.cause().unwrap();
+        assert_eq!(cause.abandoned_by(), Some(Abandoned::HedgeLost));
+        assert!(cause.is_canceled());
+    }
+}
