@@ -131,6 +131,12 @@ impl Cause {
         }
     }
 
+    /// The cause of an [`Abandoned`] code: [`Cause::abandoned`], or plain
+    /// [`Cause::deadline_exceeded`] for 0.
+    pub(crate) fn abandoned_code(code: u8) -> Cause {
+        Abandoned::from_code(code).map_or_else(Cause::deadline_exceeded, Cause::abandoned)
+    }
+
     /// Why the work was given up, if the context ended with
     /// [`Cause::abandoned`].
     pub fn abandoned_by(&self) -> Option<Abandoned> {

@@ -42,11 +42,54 @@ use crate::sync::Arc;
 /// assert!(request.cause().unwrap().is_deadline_exceeded());
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Context {
     /// `None` for a context that can never be cancelled (background, `without_cancel`).
     node: Option<Arc<Node>>,
     values: Option<Arc<ValueNode>>,
+    /// A deadline of this handle's own, set by [`Context::capped`], or [`NO_CAP`]:
+    /// the deadline in nanoseconds on the [`TokioClock`] axis with its two low
+    /// bits replaced by the [`Abandoned`] code it ends the context with.
+    cap: u64,
+}
+
+impl Default for Context {
+    fn default() -> Context {
+        Context::background()
+    }
+}
+
+/// The `cap` of a context without a deadline of its own.
+pub(crate) const NO_CAP: u64 = u64::MAX;
+/// The bits of a `cap` that hold its [`Abandoned`] code.
+const CAP_REASON: u64 = 0b11;
+
+/// The deadline of a `cap`, or [`NO_DEADLINE`].
+#[inline]
+pub(crate) const fn cap_deadline(cap: u64) -> u64 {
+    if cap == NO_CAP {
+        NO_DEADLINE
+    } else {
+        cap & !CAP_REASON
+    }
+}
+
+/// The [`Abandoned`] code of a `cap`.
+#[inline]
+pub(crate) const fn cap_reason(cap: u64) -> u8 {
+    (cap & CAP_REASON) as u8
+}
+
+/// The node that stands for a capped context where something must be told of
+/// its end (a waiter, a callback, a child): a child of `node` (or a root) whose
+/// own deadline is the cap's, ending it with the cap's cause.
+pub(crate) fn cap_node(node: Option<&Arc<Node>>, cap: u64) -> Arc<Node> {
+    let deadline = cap_deadline(cap);
+    let reason = cap_reason(cap);
+    match node {
+        Some(parent) => Node::child_for(parent, deadline, reason),
+        None => Node::root_for(deadline, reason),
+    }
 }
 
 struct ValueNode {
@@ -62,6 +105,7 @@ impl Context {
         Context {
             node: None,
             values: None,
+            cap: NO_CAP,
         }
     }
 
@@ -124,6 +168,13 @@ impl Context {
 
     #[inline]
     fn child_for(&self, deadline: u64, reason: u8) -> (Context, CancelGuard) {
+        // A capped context's children end at its cap too, with its cause.
+        let capped = cap_deadline(self.cap);
+        let (deadline, reason) = if capped < deadline {
+            (capped, cap_reason(self.cap))
+        } else {
+            (deadline, reason)
+        };
         let node = match &self.node {
             Some(parent) => Node::child_for(parent, deadline, reason),
             None => Node::root_for(deadline, reason),
@@ -134,6 +185,7 @@ impl Context {
         let ctx = Context {
             node: Some(node),
             values: self.values.clone(),
+            cap: NO_CAP,
         };
         (ctx, guard)
     }
@@ -155,6 +207,7 @@ impl Context {
     pub fn with_value<T: Send + Sync + 'static>(&self, value: T) -> Context {
         Context {
             node: self.node.clone(),
+            cap: self.cap,
             values: Some(Arc::new(ValueNode {
                 type_id: TypeId::of::<T>(),
                 type_name: std::any::type_name::<T>(),
@@ -194,6 +247,7 @@ impl Context {
         Context {
             node: None,
             values: self.values.clone(),
+            cap: NO_CAP,
         }
     }
 
@@ -210,6 +264,19 @@ impl Context {
         self.node
             .as_ref()
             .map_or(NO_DEADLINE, |node| node.deadline())
+            .min(cap_deadline(self.cap))
+    }
+
+    /// This handle's own deadline, set by [`Context::capped`], and its code.
+    #[inline]
+    pub(crate) fn cap(&self) -> u64 {
+        self.cap
+    }
+
+    /// Whether this handle's own deadline has passed.
+    #[inline]
+    fn cap_passed(&self) -> bool {
+        self.cap != NO_CAP && node::deadline_passed(cap_deadline(self.cap))
     }
 
     /// The time left until the deadline (zero once it has passed), or `None` without
@@ -236,16 +303,33 @@ impl Context {
     /// on up through such children).
     #[inline]
     pub fn is_cancelled(&self) -> bool {
-        match &self.node {
+        let ended = match &self.node {
             Some(node) => node.is_cancelled(),
             None => false,
-        }
+        };
+        ended || self.cap_passed()
     }
 
     /// Why the context ended, or `None` while it has not (Go's `Err` and `Cause` in
     /// one).
+    ///
+    /// On a [capped](Context::capped) context whose own deadline has passed, the
+    /// cause is the cap's, unless the context ended before through its parent
+    /// for another reason than a deadline; a parent cancelled only after the cap
+    /// passed is not told apart from one cancelled before it, and the cause is
+    /// then the parent's.
     pub fn cause(&self) -> Option<Cause> {
-        self.node.as_ref()?.cause()
+        let ended = self.node.as_ref().and_then(|node| node.cause());
+        if !self.cap_passed() {
+            return ended;
+        }
+        let capped = Cause::abandoned_code(cap_reason(self.cap));
+        match ended {
+            // The parent's deadline is never earlier than the cap: the cap came first.
+            Some(cause) if cause.is_deadline_exceeded() => Some(capped),
+            Some(cause) => Some(cause),
+            None => Some(capped),
+        }
     }
 
     /// A future that completes when the context ends (Go's `<-ctx.Done()`).
@@ -259,7 +343,7 @@ impl Context {
     ///
     /// Polling it on a context with a deadline outside a tokio runtime.
     pub fn cancelled(&self) -> Cancelled<'_> {
-        Cancelled::new(self.node.as_ref(), true)
+        Cancelled::new(self, true)
     }
 
     /// Runs `fut` until it completes or the context ends, whichever comes first. If
@@ -314,6 +398,9 @@ impl Context {
     where
         F: FnOnce() + Send + 'static,
     {
+        if self.cap != NO_CAP {
+            return self.after_cap(Box::new(callback));
+        }
         let Some(node) = &self.node else {
             // Never cancelled: the callback can never run.
             return AfterCancel { registration: None };
@@ -333,6 +420,91 @@ impl Context {
                 callback();
                 AfterCancel { registration: None }
             }
+        }
+    }
+
+    /// [`Context::after_cancel`] on a capped context: the callback is registered
+    /// on a node that stands for the cap, and keeps that node alive itself until
+    /// the node ends (at the latest at the cap, which is never far off), so that
+    /// dropping the handle does not stop it.
+    #[cold]
+    fn after_cap(&self, callback: node::Callback) -> AfterCancel {
+        if self.is_cancelled() {
+            callback();
+            return AfterCancel { registration: None };
+        }
+        let node = cap_node(self.node.as_ref(), self.cap);
+        let keep = Arc::clone(&node);
+        let callback: node::Callback = Box::new(move || {
+            drop(keep);
+            callback();
+        });
+        match node.register_callback(callback) {
+            Ok(key) => {
+                node.arm_timer();
+                AfterCancel {
+                    registration: Some((node, key)),
+                }
+            }
+            Err(callback) => {
+                callback();
+                AfterCancel { registration: None }
+            }
+        }
+    }
+
+    /// A view of this context that also ends at `deadline` (on the
+    /// [`TokioClock`] axis), with [`Cause::abandoned`]`(reason)`, if that comes
+    /// before its own end. It shares this context's cancellation and values,
+    /// and creating and dropping it costs a few instructions: it allocates
+    /// nothing and registers nowhere.
+    ///
+    /// It has no [`CancelGuard`]: nothing can end it early but this context.
+    /// What needs to be told of its end is told on demand: awaiting
+    /// [`cancelled`](Self::cancelled), [`run`](Self::run), a callback, a child or
+    /// a spawned task make a node for the cap then (a child of this context's
+    /// own, with the cap's deadline), as [`with_deadline_reason`] does.
+    ///
+    /// This is the context each attempt of a resilience pipeline runs under: its
+    /// deadline is the attempt's real budget (the earlier of the caller's
+    /// deadline, the attempt timeout and what remains of the total timeout), so
+    /// that [`remaining`](Self::remaining) and the deadline headers sent
+    /// downstream say the truth, and its end says which limit passed. The two
+    /// low bits of the deadline's nanoseconds hold the reason, so the cap is
+    /// rounded down by at most 3 ns: it never ends later than asked.
+    ///
+    /// [`with_deadline_reason`]: Self::with_deadline_reason
+    ///
+    /// ```
+    /// use palisade_context::{Abandoned, Context};
+    /// use palisade_clock::{Clock, TokioClock};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let deadline = TokioClock.now().saturating_add(Duration::from_millis(100));
+    /// let attempt = Context::background().capped(deadline, Abandoned::AttemptTimeout);
+    /// // The deadline, rounded down by at most 3 ns.
+    /// assert!(attempt.remaining().unwrap() > Duration::from_micros(99_999));
+    /// attempt.cancelled().await;
+    /// assert_eq!(attempt.cause().unwrap().abandoned_by(), Some(Abandoned::AttemptTimeout));
+    /// # }
+    /// ```
+    #[inline]
+    pub fn capped(&self, deadline: Timestamp, reason: Abandoned) -> Context {
+        // The two low bits of the deadline hold the reason: it is rounded down
+        // by at most 3 ns, never later. A later cap than one already set changes
+        // nothing.
+        let nanos = deadline.as_nanos().min(NO_CAP - 4) & !CAP_REASON;
+        let cap = if nanos < cap_deadline(self.cap) {
+            nanos | u64::from(reason.code())
+        } else {
+            self.cap
+        };
+        Context {
+            node: self.node.clone(),
+            values: self.values.clone(),
+            cap,
         }
     }
 
@@ -366,6 +538,10 @@ impl fmt::Debug for Context {
                 &self.node.as_ref().is_some_and(|node| node.is_marked()),
             )
             .field("deadline", &self.deadline())
+            .field(
+                "capped",
+                &(self.cap != NO_CAP).then(|| Abandoned::from_code(cap_reason(self.cap))),
+            )
             .field("values", &values)
             .finish()
     }

@@ -5,7 +5,8 @@ use std::task::{Poll, Waker};
 
 use crate::cause::Cause;
 use crate::context::Context;
-use crate::node::Node;
+use crate::context::{NO_CAP, cap_deadline, cap_node};
+use crate::node::{Node, deadline_passed};
 use crate::sync::Arc;
 
 /// The future returned by [`Context::cancelled`]: completes when the context ends.
@@ -14,6 +15,10 @@ use crate::sync::Arc;
 #[must_use = "futures do nothing unless polled"]
 pub struct Cancelled<'a> {
     node: Option<&'a Arc<Node>>,
+    /// The context's own deadline ([`Context::capped`]), or [`NO_CAP`].
+    cap: u64,
+    /// The node that stands for the cap, made at the first pending poll.
+    own: Option<Arc<Node>>,
     /// The waker slot in the node, once registered.
     key: Option<usize>,
     /// The waker last registered, to skip the lock when it has not changed.
@@ -23,18 +28,29 @@ pub struct Cancelled<'a> {
 }
 
 impl<'a> Cancelled<'a> {
-    pub(crate) fn new(node: Option<&'a Arc<Node>>, arm: bool) -> Self {
+    pub(crate) fn new(ctx: &'a Context, arm: bool) -> Self {
         Cancelled {
-            node,
+            node: ctx.node(),
+            cap: ctx.cap(),
+            own: None,
             key: None,
             waker: None,
             arm,
         }
     }
 
+    /// The node waited on: the cap's, or the context's.
     #[inline]
-    fn release(&mut self) {
-        if let (Some(node), Some(key)) = (self.node, self.key.take()) {
+    fn target<'s>(own: &'s Option<Arc<Node>>, node: Option<&'a Arc<Node>>) -> Option<&'s Arc<Node>>
+    where
+        'a: 's,
+    {
+        own.as_ref().or(node)
+    }
+
+    #[inline]
+    pub(crate) fn release(&mut self) {
+        if let (Some(node), Some(key)) = (Self::target(&self.own, self.node), self.key.take()) {
             node.remove_listener(key);
         }
         self.waker = None;
@@ -42,11 +58,22 @@ impl<'a> Cancelled<'a> {
 
     /// Polls for the end of the context; `Ready` once it has ended.
     pub(crate) fn poll_cancelled(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
-        let Some(node) = self.node else {
+        if self.cap != NO_CAP && self.own.is_none() {
+            if self.node.is_some_and(|node| node.is_cancelled())
+                || deadline_passed(cap_deadline(self.cap))
+            {
+                return Poll::Ready(());
+            }
+            self.own = Some(cap_node(self.node, self.cap));
+        }
+        let Some(node) = Self::target(&self.own, self.node) else {
             return Poll::Pending;
         };
         if node.is_cancelled() {
-            self.release();
+            if let Some(key) = self.key.take() {
+                node.remove_listener(key);
+            }
+            self.waker = None;
             return Poll::Ready(());
         }
         if self.key.is_some() && self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -104,7 +131,7 @@ impl<'a, F> Run<'a, F> {
         Run {
             fut: Some(fut),
             ctx,
-            cancelled: Cancelled::new(ctx.node(), true),
+            cancelled: Cancelled::new(ctx, true),
         }
     }
 }

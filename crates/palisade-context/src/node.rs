@@ -78,6 +78,19 @@ fn deadline_guard() -> u64 {
         guard => guard,
     }
 }
+/// Whether `deadline` (nanoseconds on the [`TokioClock`] axis) has passed: the
+/// recent clock first, the exact clock only within [`deadline_guard`] of it, as
+/// [`Node::is_cancelled`] weighs a node's own deadline.
+#[inline]
+pub(crate) fn deadline_passed(deadline: u64) -> bool {
+    TokioClock
+        .recent()
+        .as_nanos()
+        .saturating_add(deadline_guard())
+        >= deadline
+        && TokioClock.now().as_nanos() >= deadline
+}
+
 /// The key of a node that is not registered with a parent.
 const NO_KEY: u32 = u32::MAX;
 

@@ -436,3 +436,184 @@ fn a_context_cancelled_as_abandoned_keeps_that_cause_for_its_descendants() {
         assert!(cause.is_canceled());
     }
 }
+
+mod capped {
+    use super::*;
+    use crate::{Abandoned, Cause, timeout};
+    use palisade_clock::{Clock, TokioClock};
+
+    fn after(ms: u64) -> palisade_clock::Timestamp {
+        TokioClock.now().saturating_add(Duration::from_millis(ms))
+    }
+
+    /// `remaining` is `ms` but for the cap's rounding: at most 3 ns less.
+    #[track_caller]
+    fn about(remaining: Option<Duration>, ms: u64) {
+        let want = Duration::from_millis(ms);
+        let got = remaining.expect("a deadline");
+        assert!(
+            got <= want && want - got <= Duration::from_nanos(3),
+            "{got:?} is not {want:?} (to 3 ns below)"
+        );
+    }
+
+    #[test]
+    fn a_capped_context_is_as_small_as_three_words() {
+        assert_eq!(
+            std::mem::size_of::<Context>(),
+            3 * std::mem::size_of::<usize>()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cap_ends_the_view_with_its_reason_and_not_the_context_it_came_from() {
+        let (parent, _guard) = Context::background().with_timeout(Duration::from_secs(1));
+        let attempt = parent.capped(after(100), Abandoned::AttemptTimeout);
+        about(attempt.remaining(), 100);
+        assert_eq!(children(&parent), 0, "a cap registers nowhere");
+        assert!(!attempt.is_cancelled());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(attempt.is_cancelled());
+        let cause = attempt.cause().unwrap();
+        assert_eq!(cause.abandoned_by(), Some(Abandoned::AttemptTimeout));
+        assert!(cause.is_deadline_exceeded());
+        assert!(!parent.is_cancelled());
+        assert_eq!(attempt.remaining(), Some(Duration::ZERO));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cap_later_than_the_deadline_changes_nothing() {
+        let (parent, _guard) = Context::background().with_timeout(Duration::from_millis(50));
+        let attempt = parent.capped(after(100), Abandoned::TotalTimeout);
+        about(attempt.remaining(), 50);
+        attempt.cancelled().await;
+        assert_eq!(TokioClock.now(), parent.deadline().unwrap());
+        let cause = attempt.cause().unwrap();
+        assert!(cause.is_deadline_exceeded());
+        assert_eq!(
+            cause.abandoned_by(),
+            None,
+            "the parent's deadline came first"
+        );
+        // The earlier of two caps holds.
+        let twice = Context::background()
+            .capped(after(10), Abandoned::AttemptTimeout)
+            .capped(after(20), Abandoned::TotalTimeout);
+        about(twice.remaining(), 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_capped_view_ends_with_its_parent_and_keeps_the_parents_cause() {
+        let (parent, guard) = Context::background().with_cancel();
+        let attempt = parent.capped(after(100), Abandoned::AttemptTimeout);
+        let waiting = tokio::spawn({
+            let attempt = attempt.clone();
+            async move { attempt.cancelled().await }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            children(&parent),
+            1,
+            "the waiter stands for the cap in the parent"
+        );
+        guard.cancel_with_cause(Cause::canceled());
+        waiting.await.unwrap();
+        assert!(attempt.cause().unwrap().is_canceled());
+        // Past the cap, a cancellation that was not a deadline still says so.
+        tokio::time::advance(Duration::from_millis(200)).await;
+        assert!(attempt.cause().unwrap().is_canceled());
+        assert_eq!(children(&parent), 0, "the waiter's node is gone with it");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_on_a_cap_wakes_at_it_and_a_dropped_wait_unregisters() {
+        let (parent, _guard) = Context::background().with_cancel();
+        let attempt = parent.capped(after(100), Abandoned::TotalTimeout);
+        {
+            let waker = Waker::noop();
+            let mut cx = std::task::Context::from_waker(waker);
+            let mut wait = Box::pin(attempt.cancelled());
+            assert!(wait.as_mut().poll(&mut cx).is_pending());
+            assert_eq!(children(&parent), 1);
+        }
+        assert_eq!(children(&parent), 0, "dropping the wait dropped its node");
+        let started = TokioClock.now();
+        attempt.cancelled().await;
+        about(Some(TokioClock.now() - started), 100);
+        assert_eq!(
+            attempt.cause().unwrap().abandoned_by(),
+            Some(Abandoned::TotalTimeout)
+        );
+        // Polled after the cap, it is ready at once and makes no node.
+        let waker = Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(
+            Box::pin(attempt.cancelled())
+                .as_mut()
+                .poll(&mut cx)
+                .is_ready()
+        );
+        assert_eq!(children(&parent), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn children_runs_callbacks_and_tasks_of_a_capped_view_end_at_the_cap() {
+        let attempt = Context::background().capped(after(100), Abandoned::AttemptTimeout);
+        let (child, _child_guard) = attempt.with_timeout(Duration::from_secs(5));
+        about(child.remaining(), 100);
+        let ran = std::sync::Arc::new(AtomicUsize::new(0));
+        let flag = ran.clone();
+        // Dropping the handle does not stop the callback.
+        drop(attempt.after_cancel(move || {
+            flag.fetch_add(1, Ordering::SeqCst);
+        }));
+        let flag = ran.clone();
+        let stopped = attempt.after_cancel(move || {
+            flag.fetch_add(10, Ordering::SeqCst);
+        });
+        assert!(stopped.stop());
+        let task = spawn(&attempt, std::future::pending::<()>());
+        let run = attempt.run(std::future::pending::<()>());
+        let ran_out = timeout(
+            &attempt,
+            Duration::from_secs(5),
+            std::future::pending::<()>(),
+        );
+        let (run, ran_out) = tokio::join!(run, ran_out);
+        assert_eq!(
+            run.unwrap_err().abandoned_by(),
+            Some(Abandoned::AttemptTimeout)
+        );
+        assert_eq!(
+            ran_out.unwrap_err().context_cause().unwrap().abandoned_by(),
+            Some(Abandoned::AttemptTimeout)
+        );
+        child.cancelled().await;
+        assert_eq!(
+            child.cause().unwrap().abandoned_by(),
+            Some(Abandoned::AttemptTimeout)
+        );
+        let stopped_task = task.await.unwrap_err();
+        assert_eq!(
+            stopped_task.cause().unwrap().abandoned_by(),
+            Some(Abandoned::AttemptTimeout)
+        );
+        settle().await;
+        assert_eq!(ran.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn values_keep_the_cap_and_without_cancel_drops_it() {
+        let attempt = Context::background().capped(after(100), Abandoned::AttemptTimeout);
+        let valued = attempt.with_value(7u32);
+        about(valued.remaining(), 100);
+        let free = valued.without_cancel();
+        assert_eq!(free.remaining(), None);
+        assert_eq!(free.get::<u32>(), Some(&7));
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(valued.is_cancelled());
+        assert!(!free.is_cancelled());
+    }
+}

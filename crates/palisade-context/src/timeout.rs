@@ -51,7 +51,7 @@ pub fn timeout<F: IntoFuture>(
         fut: Some(fut.into_future()),
         sleep: TokioClock.sleep_until(Timestamp::from_nanos(own.min(context))),
         ctx,
-        cancelled: Cancelled::new(ctx.node(), false),
+        cancelled: Cancelled::new(ctx, false),
         duration,
         context_first: context <= own,
     }
