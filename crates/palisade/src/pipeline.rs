@@ -10,9 +10,10 @@ use std::pin::Pin;
 use std::task::{self, Poll};
 
 use palisade_classify::{AnyErrorIsTransient, Classify, Outcome, Rejection, catch_panic};
-use palisade_clock::TokioClock;
-use palisade_context::Context;
+use palisade_clock::{Clock, Timestamp, TokioClock};
+use palisade_context::{Abandoned, CancelGuard, Cause, Context};
 use palisade_fallback::Fallback;
+use parking_lot::Mutex;
 use tracing::Instrument;
 use tracing::field::Empty;
 
@@ -87,6 +88,9 @@ struct Inner<K> {
     /// No hedging and no chaos layer: the first attempt of every execution can
     /// start inline, decided once here.
     plain: bool,
+    /// An attempt or a total timeout: each attempt's context carries a deadline
+    /// of the pipeline's ([`Context::capped`]).
+    timed: bool,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::PipelineMetrics,
 }
@@ -107,6 +111,7 @@ impl<K> Inner<K> {
         Inner {
             hedged,
             plain: !hedged && !chaos,
+            timed: layers.total_timeout.is_some() || layers.attempt_timeout.is_some(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::PipelineMetrics::new(&name),
             name,
@@ -528,33 +533,44 @@ impl<K> Pipeline<K> {
 
     /// The boxed path: what the flat future of [`run`](Self::run) does not do
     /// inline.
+    ///
+    /// `total` is the deadline of the total timeout, if there is one, as every
+    /// attempt's context carries it.
     async fn slow<'a, T, E, F, Fut>(
         &'a self,
         ctx: &'a Context,
+        total: Option<Timestamp>,
         call: F,
         retry: bool,
-        resume: Resume<'a, T, E, Fut>,
+        resume: Resume<'a, T, E>,
     ) -> (Result<T, Error<E>>, u32)
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
     {
-        let (first, outcome) = match resume {
-            Resume::Start => return self.attempts(ctx, call, retry).await,
-            Resume::Waiting(permit, fut) => {
-                self.attempt_admitted(
-                    Ok((permit, None)),
-                    Some(fut),
-                    #[cfg(feature = "chaos")]
-                    Default::default(),
-                    1,
-                )
-                .await
+        let (first, outcome, call) = match resume {
+            Resume::Start => return self.attempts(ctx, total, call, retry).await,
+            Resume::Waiting(permit) => {
+                // The call is made only once the bulkhead has a slot for it.
+                let call = Mutex::new(call);
+                let (first, outcome) = self
+                    .attempt_admitted(
+                        Ok((permit, None)),
+                        ctx,
+                        total,
+                        &call,
+                        #[cfg(feature = "chaos")]
+                        Default::default(),
+                        1,
+                    )
+                    .await;
+                (first, outcome, call.into_inner())
             }
-            Resume::Retry(first, outcome) => (first, outcome),
+            Resume::Retry(first, outcome) => (first, outcome, call),
         };
-        self.after_first(ctx, call, retry, first, outcome).await
+        self.after_first(ctx, total, call, retry, first, outcome)
+            .await
     }
 
     /// The attempts, each through the inner layers. Returns the result and how many
@@ -562,7 +578,8 @@ impl<K> Pipeline<K> {
     async fn attempts<T, E, F, Fut>(
         &self,
         ctx: &Context,
-        mut call: F,
+        total: Option<Timestamp>,
+        call: F,
         retry: bool,
     ) -> (Result<T, Error<E>>, u32)
     where
@@ -572,6 +589,7 @@ impl<K> Pipeline<K> {
     {
         // With hedging, the executor runs every attempt, the first included (it may
         // be hedged).
+        let call = Mutex::new(call);
         #[cfg(feature = "retry")]
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
             if policy.hedging().is_some() {
@@ -579,7 +597,7 @@ impl<K> Pipeline<K> {
                 let result = policy
                     .retry_with(ctx, &ByAttempt, |attempt| {
                         made = attempt.number();
-                        let fut = self.attempt(ctx, &mut call, attempt.number());
+                        let fut = self.attempt(ctx, total, &call, attempt.number());
                         async move {
                             let (result, outcome) = fut.await;
                             result.map(|v| (v, outcome))
@@ -591,8 +609,9 @@ impl<K> Pipeline<K> {
         }
         // Otherwise the first attempt runs here, outside the retry executor: a call
         // that does not need a retry never enters its machinery.
-        let (first, outcome) = self.attempt(ctx, &mut call, 1).await;
-        self.after_first(ctx, call, retry, first, outcome).await
+        let (first, outcome) = self.attempt(ctx, total, &call, 1).await;
+        self.after_first(ctx, total, call.into_inner(), retry, first, outcome)
+            .await
     }
 
     /// After a first attempt outside the retry executor: the executor takes over
@@ -601,7 +620,8 @@ impl<K> Pipeline<K> {
     async fn after_first<T, E, F, Fut>(
         &self,
         ctx: &Context,
-        mut call: F,
+        total: Option<Timestamp>,
+        call: F,
         retry: bool,
         first: Result<T, Error<E>>,
         outcome: Outcome,
@@ -623,13 +643,14 @@ impl<K> Pipeline<K> {
             // `Ok` too.
             let mut replay = Some(first.map(|v| (v, outcome)));
             let mut made = 1;
+            let call = Mutex::new(call);
             let result = policy
                 .retry_with(ctx, &ByAttempt, |attempt| {
                     made = attempt.number();
                     let replayed = replay.take();
                     let fut = match replayed {
                         Some(_) => None,
-                        None => Some(self.attempt(ctx, &mut call, attempt.number())),
+                        None => Some(self.attempt(ctx, total, &call, attempt.number())),
                     };
                     async move {
                         if let Some(r) = replayed {
@@ -653,11 +674,13 @@ impl<K> Pipeline<K> {
 
     /// One attempt through the layers inside the retry.
     ///
-    /// The call is made only once the breaker and the limits have admitted it.
+    /// The call is made only once the breaker, the limits and the bulkhead's
+    /// queue have admitted it, under the attempt's own context.
     fn attempt<'a, T, E, F, Fut>(
         &'a self,
         ctx: &'a Context,
-        call: &mut F,
+        total: Option<Timestamp>,
+        call: &'a Mutex<F>,
         number: u32,
     ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, F, Fut>
     where
@@ -675,17 +698,11 @@ impl<K> Pipeline<K> {
             (Ok(_), Some(chaos)) => chaos.plan(),
             _ => Default::default(),
         };
-        #[cfg(feature = "chaos")]
-        let skip = plan.fail.is_some();
-        #[cfg(not(feature = "chaos"))]
-        let skip = false;
-        let fut = match &admitted {
-            Ok(_) if !skip => Some(call(ctx.clone())),
-            _ => None,
-        };
         self.attempt_admitted(
             admitted,
-            fut,
+            ctx,
+            total,
+            call,
             #[cfg(feature = "chaos")]
             plan,
             number,
@@ -693,15 +710,20 @@ impl<K> Pipeline<K> {
     }
 
     /// One attempt, once the breaker and the limits have answered (the bulkhead
-    /// perhaps without a slot yet) and the call's future is made.
-    fn attempt_admitted<'a, T, E, Fut>(
+    /// perhaps without a slot yet); the call is made once the bulkhead has a
+    /// slot, under a child of `ctx` that the attempt gives up ([`Abandon`]).
+    #[allow(clippy::too_many_arguments)]
+    fn attempt_admitted<'a, T, E, F, Fut>(
         &'a self,
         admitted: Result<(BreakerPermit<'a>, Option<BulkheadPermit<'a>>), Rejection>,
-        fut: Option<Fut>,
+        ctx: &'a Context,
+        total: Option<Timestamp>,
+        call: &'a Mutex<F>,
         #[cfg(feature = "chaos")] plan: crate::chaos::Plan,
         number: u32,
-    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, Fut>
+    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, F, Fut>
     where
+        F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>> + 'a,
         K: Classify<T, E>,
     {
@@ -717,8 +739,7 @@ impl<K> Pipeline<K> {
                 }
             };
             // Only a bulkhead that was full at the first try is awaited (its queue,
-            // if it has one); the call's future, made before the wait, is dropped
-            // unpolled if the wait fails.
+            // if it has one); the call is made only once it has a slot.
             #[cfg(feature = "limit")]
             if let (Some(bulkhead), None) = (&layers.bulkhead, &slot) {
                 match bulkhead.acquire().await {
@@ -728,6 +749,27 @@ impl<K> Pipeline<K> {
                     }
                 }
             }
+            #[cfg(feature = "chaos")]
+            let skip = plan.fail.is_some();
+            #[cfg(not(feature = "chaos"))]
+            let skip = false;
+            let (attempt_ctx, abandon) = self.attempt_child(ctx, total);
+            let fut = if skip {
+                None
+            } else {
+                let made = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    (call.lock())(attempt_ctx)
+                }));
+                match made {
+                    Ok(fut) => Some(fut),
+                    Err(payload) => {
+                        abandon.done();
+                        let (result, outcome) = panicked(&*payload);
+                        self.attempt_done(permit, slot, Some(&own), outcome);
+                        return (result, outcome);
+                    }
+                }
+            };
             #[cfg(feature = "chaos")]
             let call = async move {
                 if let Some(delay) = plan.delay {
@@ -756,7 +798,11 @@ impl<K> Pipeline<K> {
                     Err(elapsed) => Err(elapsed),
                 }
             };
-            let (result, outcome) = match fut.await {
+            let settled = fut.await;
+            // Settled: the attempt's context is let be (a timeout has ended it
+            // already; a finished attempt leaves it to end with its caller's).
+            abandon.done();
+            let (result, outcome) = match settled {
                 Ok(Ok(Err(injected))) => (Err(Error::injected(injected)), injected),
                 Ok(Ok(Ok(result))) => {
                     let outcome = self.inner.classifier.classify(&result);
@@ -777,6 +823,58 @@ impl<K> Pipeline<K> {
             (result, outcome)
         }
         .instrument(span)
+    }
+
+    /// The deadline of an execution's total timeout, from its start, read on the
+    /// recent clock (which lags by about a millisecond, never leads): the
+    /// deadline every attempt's context carries is never later than the timer.
+    #[inline(always)]
+    fn total_deadline(&self) -> Option<Timestamp> {
+        let total = self.inner.layers.total_timeout?;
+        Some(TokioClock.recent().saturating_add(total))
+    }
+
+    /// The context of an attempt on the flat path: `ctx` with the pipeline's
+    /// deadline for this attempt (the earlier of the attempt timeout from now and
+    /// the total timeout's `total`), and the cause that says which one passed.
+    /// A clone of `ctx` when the pipeline has no timeout.
+    #[inline(always)]
+    fn attempt_context(&self, ctx: &Context, total: Option<Timestamp>) -> Context {
+        if !self.inner.timed {
+            return ctx.clone();
+        }
+        match (self.inner.layers.attempt_timeout, total) {
+            (Some(limit), total) => {
+                let attempt = TokioClock.recent().saturating_add(limit);
+                match total {
+                    Some(total) if total < attempt => ctx.capped(total, Abandoned::TotalTimeout),
+                    _ => ctx.capped(attempt, Abandoned::AttemptTimeout),
+                }
+            }
+            (None, Some(total)) => ctx.capped(total, Abandoned::TotalTimeout),
+            (None, None) => ctx.clone(),
+        }
+    }
+
+    /// The context of an attempt on the boxed path (retries, hedges, bulkhead
+    /// waits): as [`attempt_context`](Self::attempt_context), under a child of
+    /// `ctx` that the returned [`Abandon`] cancels if the attempt is dropped
+    /// before it settles: a hedge that lost, or an execution dropped by its
+    /// caller.
+    fn attempt_child(&self, ctx: &Context, total: Option<Timestamp>) -> (Context, Abandon) {
+        let (child, guard) = ctx.with_cancel();
+        let attempt = self.attempt_context(&child, total);
+        let reason = if self.inner.hedged {
+            Some(Abandoned::HedgeLost)
+        } else {
+            None
+        };
+        let abandon = Abandon {
+            guard: Some(guard),
+            ctx: attempt.clone(),
+            reason,
+        };
+        (attempt, abandon)
     }
 
     /// An attempt refused by a strategy before it reached the dependency; `span`
@@ -861,6 +959,43 @@ impl<K> Pipeline<K> {
             pipeline: self.clone(),
             fallback,
         }
+    }
+}
+
+/// Ends the context of an attempt on the boxed path that is dropped before it
+/// settles, with [`Cause::abandoned`]`(HedgeLost)` when the pipeline hedges (a
+/// hedge that lost, or an execution dropped while hedging) or
+/// [`Cause::canceled`] otherwise (an execution dropped by its caller). A context
+/// that has ended already (its deadline, its caller's end) keeps its cause.
+struct Abandon {
+    guard: Option<CancelGuard>,
+    /// The attempt's context, with its deadline.
+    ctx: Context,
+    reason: Option<Abandoned>,
+}
+
+impl Abandon {
+    /// The attempt settled: its context is left to end with its caller's.
+    fn done(mut self) {
+        if let Some(guard) = self.guard.take() {
+            guard.detach();
+        }
+    }
+}
+
+impl Drop for Abandon {
+    fn drop(&mut self) {
+        let Some(guard) = self.guard.take() else {
+            return;
+        };
+        if self.ctx.is_cancelled() {
+            guard.detach();
+            return;
+        }
+        match self.reason {
+            Some(reason) => guard.cancel_with_cause(Cause::abandoned(reason)),
+            None => guard.cancel(),
+        };
     }
 }
 
@@ -1100,14 +1235,14 @@ async fn unless_ended<F: Future>(
 }
 
 /// Where the boxed path of an execution begins.
-enum Resume<'a, T, E, Fut> {
+enum Resume<'a, T, E> {
     /// At the start: hedging, or chaos injecting.
     #[cfg_attr(not(any(feature = "retry", feature = "chaos")), allow(dead_code))]
     Start,
-    /// Admitted by the breaker and the limits but for a full bulkhead, with the
-    /// first call made.
+    /// Admitted by the breaker and the limits but for a full bulkhead: the call
+    /// is made once the bulkhead has a slot.
     #[cfg_attr(not(feature = "limit"), allow(dead_code))]
-    Waiting(BreakerPermit<'a>, Fut),
+    Waiting(BreakerPermit<'a>),
     /// After a first attempt that failed transiently: the retry executor.
     Retry(Result<T, Error<E>>, Outcome),
 }
@@ -1118,8 +1253,8 @@ type Started = Option<palisade_clock::Timestamp>;
 type Started = ();
 
 /// Makes the boxed path of an execution.
-type MakeSlow<'a, K, T, E, F, Fut, S> =
-    fn(&'a Pipeline<K>, &'a Context, F, bool, Resume<'a, T, E, Fut>) -> S;
+type MakeSlow<'a, K, T, E, F, S> =
+    fn(&'a Pipeline<K>, &'a Context, Option<Timestamp>, F, bool, Resume<'a, T, E>) -> S;
 
 type Sleep = <TokioClock as palisade_clock::Clock>::Sleep;
 
@@ -1144,7 +1279,7 @@ pin_project_lite::pin_project! {
         fut: Option<Fut>,
         #[pin]
         rest: Option<Rest<'a, S>>,
-        make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
+        make_slow: MakeSlow<'a, K, T, E, F, S>,
     }
 }
 
@@ -1166,6 +1301,8 @@ pin_project_lite::pin_project! {
         cancelled: Option<palisade_context::Cancelled<'a>>,
         span: tracing::Span,
         started_at: Started,
+        // The total timeout's deadline, which every attempt's context carries.
+        total_deadline: Option<Timestamp>,
     }
 }
 
@@ -1176,7 +1313,7 @@ impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
         ctx: &'a Context,
         call: F,
         retry: bool,
-        make_slow: MakeSlow<'a, K, T, E, F, Fut, S>,
+        make_slow: MakeSlow<'a, K, T, E, F, S>,
     ) -> Self {
         Execute {
             pipeline,
@@ -1280,30 +1417,41 @@ where
         }
         // Anything but an attempt settled at once with no retry to follow keeps
         // its state in `rest` and goes on in `poll_later`.
+        let total = pipeline.total_deadline();
         if !pipeline.inner.plain && pipeline.starts_slow(retry) {
             drop(entered);
-            return start_slow(this, cx, span, started_at, Resume::Start);
+            return start_slow(this, cx, span, started_at, total, Resume::Start);
         }
         let (permit, slot) = match pipeline.admit() {
             Ok(admitted) => admitted,
             Err(rejection) => {
                 drop(entered);
-                return refused(this, cx, span, started_at, rejection);
+                return refused(this, cx, span, started_at, total, rejection);
             }
         };
         let Some(call) = this.call.as_mut() else {
             // Not reached: the call is only taken for the boxed path.
             return Poll::Pending;
         };
-        // A bulkhead that was full at the first try is waited on (its queue): the
-        // call's future is made now, and dropped unpolled if the wait fails.
+        // A bulkhead that was full at the first try is waited on (its queue) in
+        // the boxed path, which makes the call only once it has a slot.
         #[cfg(feature = "limit")]
         if slot.is_none() && pipeline.inner.layers.bulkhead.is_some() {
-            let fut = call(ctx.clone());
             drop(entered);
-            return start_slow(this, cx, span, started_at, Resume::Waiting(permit, fut));
+            return start_slow(this, cx, span, started_at, total, Resume::Waiting(permit));
         }
-        this.fut.set(Some(call(ctx.clone())));
+        let attempt_ctx = pipeline.attempt_context(ctx, total);
+        // A panic in the call itself, before it returns its future, is the
+        // attempt's panic too.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(attempt_ctx))) {
+            Ok(fut) => this.fut.set(Some(fut)),
+            Err(payload) => {
+                drop(entered);
+                return made_panicking::<TRACED, _, _, _, _, _, _>(
+                    this, cx, span, started_at, total, permit, slot, &*payload,
+                );
+            }
+        }
         let own = if TRACED {
             tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
         } else {
@@ -1336,7 +1484,7 @@ where
             Ok(Poll::Pending) => {
                 drop(entered);
                 let parked = Park::attempt(permit, slot, own);
-                return park(this, cx, span, started_at, parked, None);
+                return park(this, cx, span, started_at, total, parked, None);
             }
             Err(payload) => {
                 this.fut.set(None);
@@ -1351,8 +1499,55 @@ where
         };
         drop(entered);
         let parked = Park::attempt(Default::default(), None, own);
-        park(this, cx, span, started_at, parked, Some(settled))
+        park(this, cx, span, started_at, total, parked, Some(settled))
     }
+}
+
+/// The first attempt of the first poll, whose call panicked before it returned
+/// its future: counted as a panicked attempt.
+#[cold]
+#[inline(never)]
+#[allow(clippy::too_many_arguments)]
+fn made_panicking<'a, const TRACED: bool, K, T, E, F, Fut, S>(
+    this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+    cx: &mut task::Context<'_>,
+    span: tracing::Span,
+    started_at: Started,
+    total: Option<Timestamp>,
+    permit: BreakerPermit<'a>,
+    slot: Option<BulkheadPermit<'a>>,
+    payload: &(dyn std::any::Any + Send),
+) -> Poll<Result<T, Error<E>>>
+where
+    F: FnMut(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    K: Classify<T, E>,
+    S: Future<Output = (Result<T, Error<E>>, u32)>,
+{
+    let pipeline: &'a Pipeline<K> = this.pipeline;
+    let settled = {
+        let _entered = (!span.is_disabled()).then(|| span.enter());
+        let own = if TRACED {
+            tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
+        } else {
+            tracing::Span::none()
+        };
+        let (result, outcome) = panicked(payload);
+        pipeline.attempt_done(permit, slot, Some(&own), outcome);
+        if !pipeline.retries(*this.retry, &outcome) {
+            return finish(pipeline, &span, &started_at, result, 1);
+        }
+        (result, outcome)
+    };
+    park(
+        this,
+        cx,
+        span,
+        started_at,
+        total,
+        Park::empty(),
+        Some(settled),
+    )
 }
 
 /// Moves what the first poll holds into `rest` and goes on in `poll_later`.
@@ -1362,6 +1557,7 @@ fn park<'a, K, T, E, F, Fut, S>(
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
+    total: Option<Timestamp>,
     parked: Park<'a, S>,
     settled: Option<Settled<T, E>>,
 ) -> Poll<Result<T, Error<E>>>
@@ -1371,7 +1567,8 @@ where
     K: Classify<T, E>,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
-    this.rest.set(Some(parked.into_rest(span, started_at)));
+    this.rest
+        .set(Some(parked.into_rest(span, started_at, total)));
     poll_later(this, cx, settled, true)
 }
 
@@ -1382,7 +1579,8 @@ fn start_slow<'a, K, T, E, F, Fut, S>(
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
-    resume: Resume<'a, T, E, Fut>,
+    total: Option<Timestamp>,
+    resume: Resume<'a, T, E>,
 ) -> Poll<Result<T, Error<E>>>
 where
     F: FnMut(Context) -> Fut,
@@ -1392,10 +1590,10 @@ where
 {
     let mut parked = Park::empty();
     if let Some(call) = this.call.take() {
-        let slow = (this.make_slow)(this.pipeline, this.ctx, call, *this.retry, resume);
+        let slow = (this.make_slow)(this.pipeline, this.ctx, total, call, *this.retry, resume);
         parked.slow = Some(Box::pin(slow));
     }
-    park(this, cx, span, started_at, parked, None)
+    park(this, cx, span, started_at, total, parked, None)
 }
 
 /// The first attempt refused by the breaker or a limit in the first poll.
@@ -1406,6 +1604,7 @@ fn refused<'a, K, T, E, F, Fut, S>(
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
+    total: Option<Timestamp>,
     rejection: Rejection,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -1424,7 +1623,15 @@ where
         }
         (result, outcome)
     };
-    park(this, cx, span, started_at, Park::empty(), Some(settled))
+    park(
+        this,
+        cx,
+        span,
+        started_at,
+        total,
+        Park::empty(),
+        Some(settled),
+    )
 }
 
 /// Ends a span of the first poll: untraced, it is `Span::none()`, which holds
@@ -1472,7 +1679,12 @@ impl<'a, S> Park<'a, S> {
     }
 
     #[inline]
-    fn into_rest(self, span: tracing::Span, started_at: Started) -> Rest<'a, S> {
+    fn into_rest(
+        self,
+        span: tracing::Span,
+        started_at: Started,
+        total_deadline: Option<Timestamp>,
+    ) -> Rest<'a, S> {
         Rest {
             permit: self.permit,
             slot: self.slot,
@@ -1483,6 +1695,7 @@ impl<'a, S> Park<'a, S> {
             cancelled: None,
             span,
             started_at,
+            total_deadline,
         }
     }
 }
@@ -1567,7 +1780,8 @@ where
         match this.call.take() {
             Some(call) => {
                 let resume = Resume::Retry(result, outcome);
-                let slow = (this.make_slow)(pipeline, ctx, call, *this.retry, resume);
+                let total = *rest.total_deadline;
+                let slow = (this.make_slow)(pipeline, ctx, total, call, *this.retry, resume);
                 *rest.slow = Some(Box::pin(slow));
             }
             // Not reached: the call is only taken for the boxed path.

@@ -393,3 +393,78 @@ async fn a_bulkhead_inside_the_pipeline_counts_each_call_once() {
     let s = bulkhead.snapshot();
     assert_eq!((s.rejected, s.timed_out), (0, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_call_refused_by_a_full_bulkhead_is_never_made() {
+    let ctx = Context::background();
+    let made = Arc::new(AtomicU32::new(0));
+    // A queue whose wait runs out, for the first attempt and for a retry.
+    let bulkhead = Bulkhead::new(BulkheadConfig::new(1).with_queue(4, 10 * MS)).unwrap();
+    let retry = retry(2, MS);
+    for p in [
+        Pipeline::builder("dep")
+            .bulkhead(bulkhead.clone())
+            .build()
+            .unwrap(),
+        Pipeline::builder("dep")
+            .retry(retry.clone())
+            .bulkhead(bulkhead.clone())
+            .build()
+            .unwrap(),
+    ] {
+        let count = made.clone();
+        let e = while_the_slot_is_held(
+            &p,
+            p.execute(&ctx, move |_| {
+                count.fetch_add(1, Ordering::Relaxed);
+                async { Ok::<_, Boom>(2u8) }
+            }),
+        )
+        .await;
+        assert_eq!(e.unwrap_err().rejected_by(), Some(Strategy::Bulkhead));
+    }
+    assert_eq!(made.load(Ordering::Relaxed), 0, "a refused call was made");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_that_panics_before_it_returns_its_future_is_a_counted_panic() {
+    let breaker = Breaker::new(
+        BreakerConfig::default()
+            .failure_rate_threshold(None)
+            .consecutive_failures(Some(3)),
+    )
+    .unwrap();
+    let retry = retry(3, MS);
+    let p = Pipeline::builder("dep")
+        .retry(retry)
+        .breaker(breaker.clone())
+        .attempt_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+    // On the first attempt, inline.
+    let e = p
+        .execute(&ctx, |_| -> std::future::Ready<Result<u8, Boom>> {
+            panic!("no future for you")
+        })
+        .await
+        .unwrap_err();
+    assert!(e.is_panic(), "{e}");
+    // On a retried attempt, in the executor.
+    let mut n = 0;
+    let e = p
+        .execute(&ctx, |_| {
+            n += 1;
+            if n == 2 {
+                panic!("no second future");
+            }
+            std::future::ready(Err::<u8, _>(Boom("first")))
+        })
+        .await
+        .unwrap_err();
+    assert!(e.is_panic(), "{e}");
+    assert_eq!(n, 2, "a panic is permanent: no third attempt");
+    // Both panics were failures to the breaker (the transient error between
+    // them too), so its three-failure rule opened it.
+    assert_eq!(breaker.state(), State::Open);
+}
