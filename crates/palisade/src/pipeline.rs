@@ -408,11 +408,21 @@ impl<K> Pipeline<K> {
 
     /// Runs `call` through every layer.
     ///
-    /// `call` is invoked once per attempt with a clone of the caller's context (one
-    /// or two reference-count increments, no allocation). Its result is classified
-    /// by the pipeline's classifier: an `Ok` that the classifier calls a failure
-    /// (an HTTP 503) is retried and counted like an error, and if it is still the
-    /// last word it is returned as `Ok`.
+    /// `call` is invoked once per attempt, only once every strategy has admitted
+    /// the attempt, with the attempt's own context: the caller's, with a
+    /// deadline that is the earliest of the caller's, the attempt timeout and
+    /// what remains of the total timeout, which ends with
+    /// [`Cause::abandoned`] (attempt timeout, total timeout, hedge lost) when
+    /// the pipeline gives the attempt up. A first attempt gets a
+    /// [capped view](Context::capped) of the caller's context (no allocation,
+    /// no lock); a retried or hedged attempt a child that the pipeline cancels.
+    /// Without a timeout or hedging it is a clone of the caller's context. See
+    /// the guide's section on timeouts for what each case ends with.
+    ///
+    /// Its result is classified by the pipeline's classifier: an `Ok` that the
+    /// classifier calls a failure (an HTTP 503) is retried and counted like an
+    /// error, and if it is still the last word it is returned as `Ok`. A panic,
+    /// in the closure or in its future, is caught and is a permanent failure.
     ///
     /// On success with the default layers, nothing is allocated.
     pub fn execute<'a, T, E, F, Fut>(
