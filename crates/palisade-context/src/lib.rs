@@ -65,6 +65,7 @@
 //! | `context.WithCancelCause(parent)`, `cancel(err)` | [`Context::with_cancel`], then [`CancelGuard::cancel_with`]`(err)` |
 //! | `context.WithTimeout(parent, d)` | [`Context::with_timeout`]`(d)` |
 //! | `context.WithDeadline(parent, t)` | [`Context::with_deadline`]`(t)`, `t` a [`palisade_clock::Timestamp`] on the `TokioClock` axis |
+//! | `WithDeadline` for one attempt of a retry, with a cause that says which limit passed | [`Context::capped`]`(t, reason)`: no guard, no allocation; [`Context::with_deadline_reason`] for one with a guard |
 //! | `context.WithValue(parent, key, v)` | [`Context::with_value`]`(v)`, read with [`Context::get`]`::<T>()`: keyed by type, no string keys |
 //! | `context.WithoutCancel(parent)` | [`Context::without_cancel`] |
 //! | `stop := context.AfterFunc(ctx, f)` | `let handle = ctx.`[`after_cancel`](Context::after_cancel)`(f);`, `handle.stop()` |
