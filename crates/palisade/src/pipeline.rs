@@ -1451,17 +1451,6 @@ where
             return start_slow(this, cx, span, started_at, total, Resume::Waiting(permit));
         }
         let attempt_ctx = pipeline.attempt_context(ctx, total);
-        // A panic in the call itself, before it returns its future, is the
-        // attempt's panic too.
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(attempt_ctx))) {
-            Ok(fut) => this.fut.set(Some(fut)),
-            Err(payload) => {
-                drop(entered);
-                return made_panicking::<TRACED, _, _, _, _, _, _>(
-                    this, cx, span, started_at, total, permit, slot, &*payload,
-                );
-            }
-        }
         let own = if TRACED {
             tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
         } else {
@@ -1469,12 +1458,17 @@ where
         };
         let polled = {
             let _attempt = (!own.is_disabled()).then(|| own.enter());
-            match this.fut.as_mut().as_pin_mut() {
-                Some(fut) => {
-                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fut.poll(cx)))
+            let mut fut = this.fut.as_mut();
+            // One guard for the call and the first poll of its future: a panic in
+            // the call itself, before it returns its future, is the attempt's
+            // panic too.
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                fut.set(Some(call(attempt_ctx)));
+                match fut.as_mut().as_pin_mut() {
+                    Some(fut) => fut.poll(cx),
+                    None => Poll::Pending,
                 }
-                None => Ok(Poll::Pending),
-            }
+            }))
         };
         let settled = match polled {
             Ok(Poll::Ready(result)) => {
@@ -1511,53 +1505,6 @@ where
         let parked = Park::attempt(Default::default(), None, own);
         park(this, cx, span, started_at, total, parked, Some(settled))
     }
-}
-
-/// The first attempt of the first poll, whose call panicked before it returned
-/// its future: counted as a panicked attempt.
-#[cold]
-#[inline(never)]
-#[allow(clippy::too_many_arguments)]
-fn made_panicking<'a, const TRACED: bool, K, T, E, F, Fut, S>(
-    this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
-    cx: &mut task::Context<'_>,
-    span: tracing::Span,
-    started_at: Started,
-    total: Option<Timestamp>,
-    permit: BreakerPermit<'a>,
-    slot: Option<BulkheadPermit<'a>>,
-    payload: &(dyn std::any::Any + Send),
-) -> Poll<Result<T, Error<E>>>
-where
-    F: FnMut(Context) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    K: Classify<T, E>,
-    S: Future<Output = (Result<T, Error<E>>, u32)>,
-{
-    let pipeline: &'a Pipeline<K> = this.pipeline;
-    let settled = {
-        let _entered = (!span.is_disabled()).then(|| span.enter());
-        let own = if TRACED {
-            tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
-        } else {
-            tracing::Span::none()
-        };
-        let (result, outcome) = panicked(payload);
-        pipeline.attempt_done(permit, slot, Some(&own), outcome);
-        if !pipeline.retries(*this.retry, &outcome) {
-            return finish(pipeline, &span, &started_at, result, 1);
-        }
-        (result, outcome)
-    };
-    park(
-        this,
-        cx,
-        span,
-        started_at,
-        total,
-        Park::empty(),
-        Some(settled),
-    )
 }
 
 /// Moves what the first poll holds into `rest` and goes on in `poll_later`.
