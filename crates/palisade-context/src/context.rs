@@ -80,6 +80,13 @@ pub(crate) const fn cap_reason(cap: u64) -> u8 {
     (cap & CAP_REASON) as u8
 }
 
+/// Whether the deadline of `cap` (not [`NO_CAP`]) has passed; out of line, so
+/// that [`Context::is_cancelled`] stays a load and a compare inline.
+#[inline(never)]
+fn cap_passed(cap: u64) -> bool {
+    node::deadline_passed(cap_deadline(cap))
+}
+
 /// The node that stands for a capped context where something must be told of
 /// its end (a waiter, a callback, a child): a child of `node` (or a root) whose
 /// own deadline is the cap's, ending it with the cap's cause.
@@ -274,9 +281,9 @@ impl Context {
     }
 
     /// Whether this handle's own deadline has passed.
-    #[inline]
+    #[inline(always)]
     fn cap_passed(&self) -> bool {
-        self.cap != NO_CAP && node::deadline_passed(cap_deadline(self.cap))
+        self.cap != NO_CAP && cap_passed(self.cap)
     }
 
     /// The time left until the deadline (zero once it has passed), or `None` without
