@@ -497,13 +497,14 @@ impl Context {
     /// assert_eq!(attempt.cause().unwrap().abandoned_by(), Some(Abandoned::AttemptTimeout));
     /// # }
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn capped(&self, deadline: Timestamp, reason: Abandoned) -> Context {
         // The two low bits of the deadline hold the reason: it is rounded down
         // by at most 3 ns, never later. A later cap than one already set changes
         // nothing.
+        // `NO_CAP & !CAP_REASON` is later than any deadline a cap can hold.
         let nanos = deadline.as_nanos().min(NO_CAP - 4) & !CAP_REASON;
-        let cap = if nanos < cap_deadline(self.cap) {
+        let cap = if nanos < self.cap & !CAP_REASON {
             nanos | u64::from(reason.code())
         } else {
             self.cap

@@ -91,6 +91,13 @@ struct Inner<K> {
     /// An attempt or a total timeout: each attempt's context carries a deadline
     /// of the pipeline's ([`Context::capped`]).
     timed: bool,
+    /// The total timeout in nanoseconds, or 0 without one.
+    total_nanos: u64,
+    /// The attempt timeout in nanoseconds, or 0 without one.
+    attempt_nanos: u64,
+    /// The first attempt's budget from the start of its execution: the shorter
+    /// of the two timeouts (0 without either), and which one it is.
+    first_cap: (u64, Abandoned),
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::PipelineMetrics,
 }
@@ -112,6 +119,16 @@ impl<K> Inner<K> {
             hedged,
             plain: !hedged && !chaos,
             timed: layers.total_timeout.is_some() || layers.attempt_timeout.is_some(),
+            total_nanos: layers.total_timeout.map_or(0, nanos),
+            attempt_nanos: layers.attempt_timeout.map_or(0, nanos),
+            first_cap: match (layers.attempt_timeout, layers.total_timeout) {
+                (Some(attempt), Some(total)) if total < attempt => {
+                    (nanos(total), Abandoned::TotalTimeout)
+                }
+                (Some(attempt), _) => (nanos(attempt), Abandoned::AttemptTimeout),
+                (None, Some(total)) => (nanos(total), Abandoned::TotalTimeout),
+                (None, None) => (0, Abandoned::AttemptTimeout),
+            },
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::PipelineMetrics::new(&name),
             name,
@@ -214,6 +231,11 @@ pub(crate) fn check_name(name: &str) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `d` in nanoseconds, saturating (a pipeline's timeouts are at most a day).
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 pub(crate) fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError> {
@@ -835,34 +857,58 @@ impl<K> Pipeline<K> {
         .instrument(span)
     }
 
-    /// The deadline of an execution's total timeout, from its start, read on the
-    /// recent clock (which lags by about a millisecond, never leads): the
-    /// deadline every attempt's context carries is never later than the timer.
+    /// When an execution or an attempt starts, in nanoseconds on the recent clock
+    /// (which lags the exact clock by about a millisecond and never leads it, so
+    /// that a deadline counted from it is never later than the timer counted
+    /// from the exact clock); 0 for a pipeline without a timeout, which needs none.
     #[inline(always)]
-    fn total_deadline(&self) -> Option<Timestamp> {
-        let total = self.inner.layers.total_timeout?;
-        Some(TokioClock.recent().saturating_add(total))
+    fn start(&self) -> u64 {
+        if self.inner.timed {
+            TokioClock.recent().as_nanos()
+        } else {
+            0
+        }
     }
 
-    /// The context of an attempt on the flat path: `ctx` with the pipeline's
-    /// deadline for this attempt (the earlier of the attempt timeout from now and
-    /// the total timeout's `total`), and the cause that says which one passed.
-    /// A clone of `ctx` when the pipeline has no timeout.
+    /// The deadline of the total timeout of an execution started at `now`.
+    #[inline]
+    fn total_deadline(&self, now: u64) -> Option<Timestamp> {
+        match self.inner.total_nanos {
+            0 => None,
+            total => Some(Timestamp::from_nanos(now.saturating_add(total))),
+        }
+    }
+
+    /// The context of the first attempt of an execution started at `now`, on
+    /// the flat path: [`attempt_context`](Self::attempt_context) with the
+    /// shorter timeout worked out when the pipeline was built.
     #[inline(always)]
-    fn attempt_context(&self, ctx: &Context, total: Option<Timestamp>) -> Context {
+    fn first_context(&self, ctx: &Context, now: u64) -> Context {
         if !self.inner.timed {
             return ctx.clone();
         }
-        match (self.inner.layers.attempt_timeout, total) {
-            (Some(limit), total) => {
-                let attempt = TokioClock.recent().saturating_add(limit);
-                match total {
-                    Some(total) if total < attempt => ctx.capped(total, Abandoned::TotalTimeout),
-                    _ => ctx.capped(attempt, Abandoned::AttemptTimeout),
-                }
-            }
-            (None, Some(total)) => ctx.capped(total, Abandoned::TotalTimeout),
-            (None, None) => ctx.clone(),
+        let (budget, reason) = self.inner.first_cap;
+        ctx.capped(Timestamp::from_nanos(now.saturating_add(budget)), reason)
+    }
+
+    /// The context of an attempt started at `now`: `ctx` with the pipeline's
+    /// deadline for this attempt (the earlier of the attempt timeout from `now`
+    /// and the total timeout's `total`), and the cause that says which one
+    /// passed. A clone of `ctx` when the pipeline has no timeout.
+    #[inline(always)]
+    fn attempt_context(&self, ctx: &Context, now: u64, total: Option<Timestamp>) -> Context {
+        if !self.inner.timed {
+            return ctx.clone();
+        }
+        let total = total.map_or(u64::MAX, Timestamp::as_nanos);
+        let attempt = match self.inner.attempt_nanos {
+            0 => u64::MAX,
+            limit => now.saturating_add(limit),
+        };
+        if attempt <= total {
+            ctx.capped(Timestamp::from_nanos(attempt), Abandoned::AttemptTimeout)
+        } else {
+            ctx.capped(Timestamp::from_nanos(total), Abandoned::TotalTimeout)
         }
     }
 
@@ -873,7 +919,7 @@ impl<K> Pipeline<K> {
     /// caller.
     fn attempt_child(&self, ctx: &Context, total: Option<Timestamp>) -> (Context, Abandon) {
         let (child, guard) = ctx.with_cancel();
-        let attempt = self.attempt_context(&child, total);
+        let attempt = self.attempt_context(&child, self.start(), total);
         let reason = if self.inner.hedged {
             Some(Abandoned::HedgeLost)
         } else {
@@ -1374,7 +1420,9 @@ where
             // finish (and be counted) twice.
             let mut this = self.project();
             *this.stage = Stage::Done;
-            this.rest.set(None);
+            if this.rest.as_mut().as_pin_mut().is_some() {
+                this.rest.set(None);
+            }
         }
         polled
     }
@@ -1427,15 +1475,17 @@ where
         }
         // Anything but an attempt settled at once with no retry to follow keeps
         // its state in `rest` and goes on in `poll_later`.
-        let total = pipeline.total_deadline();
+        let now = pipeline.start();
         if !pipeline.inner.plain && pipeline.starts_slow(retry) {
             drop(entered);
+            let total = pipeline.total_deadline(now);
             return start_slow(this, cx, span, started_at, total, Resume::Start);
         }
         let (permit, slot) = match pipeline.admit() {
             Ok(admitted) => admitted,
             Err(rejection) => {
                 drop(entered);
+                let total = pipeline.total_deadline(now);
                 return refused(this, cx, span, started_at, total, rejection);
             }
         };
@@ -1448,9 +1498,10 @@ where
         #[cfg(feature = "limit")]
         if slot.is_none() && pipeline.inner.layers.bulkhead.is_some() {
             drop(entered);
+            let total = pipeline.total_deadline(now);
             return start_slow(this, cx, span, started_at, total, Resume::Waiting(permit));
         }
-        let attempt_ctx = pipeline.attempt_context(ctx, total);
+
         let own = if TRACED {
             tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
         } else {
@@ -1463,7 +1514,7 @@ where
             // the call itself, before it returns its future, is the attempt's
             // panic too.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                fut.set(Some(call(attempt_ctx)));
+                fut.set(Some(call(pipeline.first_context(ctx, now))));
                 match fut.as_mut().as_pin_mut() {
                     Some(fut) => fut.poll(cx),
                     None => Poll::Pending,
@@ -1488,6 +1539,7 @@ where
             Ok(Poll::Pending) => {
                 drop(entered);
                 let parked = Park::attempt(permit, slot, own);
+                let total = pipeline.total_deadline(now);
                 return park(this, cx, span, started_at, total, parked, None);
             }
             Err(payload) => {
@@ -1503,6 +1555,7 @@ where
         };
         drop(entered);
         let parked = Park::attempt(Default::default(), None, own);
+        let total = pipeline.total_deadline(now);
         park(this, cx, span, started_at, total, parked, Some(settled))
     }
 }
