@@ -111,12 +111,14 @@ mod slab;
 mod sync;
 mod task;
 mod timeout;
+pub mod trace;
 
 pub use cause::{Cause, UserCause};
 pub use context::{AfterCancel, CancelGuard, Context};
 pub use future::{Cancelled, Run};
 pub use task::{Scope, Spawned, TaskError, Tracker, current, scope, spawn};
 pub use timeout::{Timeout, TimeoutError, timeout};
+pub use trace::{SpanId, TraceContext, TraceFlags, TraceId, TraceState};
 
 /// Hooks for the loom models in `tests/loom.rs`: deliberate faults and a view of
 /// the registry. Compiled only under `--cfg loom`.
