@@ -13,6 +13,8 @@
 //! | --- | --- | --- |
 //! | W3C `traceparent` | `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01` | [`decode_traceparent`], [`encode_traceparent`] |
 //! | W3C `tracestate` | `rojo=00f067aa0ba902b7,congo=t61rcWkgMzE` | [`decode_tracestate`], [`TraceState::as_str`] |
+//! | B3 single `b3` | `80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1` | [`decode_b3`], [`encode_b3`] |
+//! | B3 multiple `X-B3-*` | `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`, `X-B3-Flags`, `X-B3-ParentSpanId` | [`decode_b3_multi`], [`encode_b3_multi`] |
 //!
 //! Decoding treats every value as untrusted and never panics: a value that is not
 //! the format is refused with a [`TraceHeaderError`] that names the header and says
@@ -51,6 +53,10 @@
 //!   parsing of `traceparent`"). Several `tracestate` fields are joined with `,` in
 //!   their order before decoding (RFC 9110 field order).
 //! - Two `traceparent` fields are invalid together: the trace restarts.
+//! - Of several formats, the first that decodes wins: `traceparent`, then `b3`, then
+//!   the `X-B3-*` headers (B3 says the single header wins over the multiple
+//!   ones). A B3 sampling decision without ids starts a new trace with that
+//!   decision ([`B3::into_trace_context`]).
 
 use std::error::Error;
 use std::fmt;
@@ -63,6 +69,18 @@ use crate::sync::Arc;
 pub const TRACEPARENT: &str = "traceparent";
 /// The name of the W3C trace state header.
 pub const TRACESTATE: &str = "tracestate";
+/// The name of the B3 single header.
+pub const B3: &str = "b3";
+/// The name of the B3 multi-header trace id, lowercase (names match in any case).
+pub const X_B3_TRACE_ID: &str = "x-b3-traceid";
+/// The name of the B3 multi-header span id.
+pub const X_B3_SPAN_ID: &str = "x-b3-spanid";
+/// The name of the B3 multi-header parent span id.
+pub const X_B3_PARENT_SPAN_ID: &str = "x-b3-parentspanid";
+/// The name of the B3 multi-header sampling decision.
+pub const X_B3_SAMPLED: &str = "x-b3-sampled";
+/// The name of the B3 multi-header debug flag.
+pub const X_B3_FLAGS: &str = "x-b3-flags";
 
 /// The id of a whole trace: 16 bytes, never all zero.
 ///
@@ -523,6 +541,270 @@ pub fn decode_tracestate(value: &str) -> Result<TraceState, TraceHeaderError> {
     })
 }
 
+/// What a B3 header carried: a trace to join, or only a sampling decision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum B3 {
+    /// Trace and span ids with a sampling decision: the caller's trace.
+    Trace(TraceContext),
+    /// A sampling decision alone (`b3: 0`, `1` or `d`; or only `X-B3-Sampled` or
+    /// `X-B3-Flags`): no trace to join.
+    Decision(TraceFlags),
+}
+
+impl B3 {
+    /// The sampling decision.
+    pub fn flags(&self) -> TraceFlags {
+        match self {
+            B3::Trace(ctx) => ctx.flags(),
+            B3::Decision(flags) => *flags,
+        }
+    }
+
+    /// The trace context to run the request under: the caller's trace, or for a
+    /// decision alone a new trace ([`TraceContext::new_root`]) with that decision.
+    pub fn into_trace_context(self) -> TraceContext {
+        match self {
+            B3::Trace(ctx) => ctx,
+            B3::Decision(flags) => TraceContext::new_root(flags),
+        }
+    }
+}
+
+/// Encodes `ctx` as a B3 single header value,
+/// `{traceid}-{spanid}-{sampling}`: a 32-digit trace id, the span id, and `1`,
+/// `0` or `d` (debug).
+///
+/// B3 carries no `tracestate`. The optional parent span id is not written: the
+/// context does not keep the caller's parent.
+pub fn encode_b3(ctx: &TraceContext) -> String {
+    let mut out = String::with_capacity(51);
+    push_hex(&mut out, ctx.trace_id.0.get(), 32);
+    out.push('-');
+    push_hex(&mut out, u128::from(ctx.span_id.0.get()), 16);
+    out.push('-');
+    out.push(b3_sampling(ctx.flags));
+    out
+}
+
+/// Decodes a B3 single header value,
+/// `{traceid}-{spanid}[-{sampling}[-{parentspanid}]]` or a lone sampling state,
+/// as the B3 spec says.
+///
+/// Optional whitespace around the value is ignored. The trace id is 16 or 32
+/// lowercase hex digits (a 64-bit id becomes a 128-bit one with the high half
+/// zero), the span id and parent span id 16; none may be all zero. The sampling
+/// state is `1` (accept), `0` (deny) or `d` (debug); absent, B3's "defer", it
+/// decodes as [`TraceFlags::NOT_SAMPLED`], which is what this service will send
+/// on. The parent span id is checked and dropped: it names the caller's parent,
+/// which the context does not keep.
+pub fn decode_b3(value: &str) -> Result<B3, TraceHeaderError> {
+    let err = |reason| TraceHeaderError::new(B3, value, reason);
+    let v = trim_ows(value);
+    if v.is_empty() {
+        return Err(err(Reason::Empty));
+    }
+    if v.len() == 1 {
+        return parse_b3_sampling(v)
+            .map(B3::Decision)
+            .ok_or_else(|| err(Reason::B3Form));
+    }
+    let mut fields = v.split('-');
+    let (Some(trace_id), Some(span_id)) = (fields.next(), fields.next()) else {
+        return Err(err(Reason::B3Form));
+    };
+    let (sampling, parent) = (fields.next(), fields.next());
+    if fields.next().is_some() {
+        return Err(err(Reason::B3Form));
+    }
+    let trace_id = parse_b3_trace_id(trace_id).map_err(|zero| {
+        err(if zero {
+            Reason::ZeroTraceId
+        } else {
+            Reason::B3TraceId
+        })
+    })?;
+    let span_id = parse_b3_span_id(span_id).map_err(|zero| {
+        err(if zero {
+            Reason::B3ZeroSpanId
+        } else {
+            Reason::B3SpanId
+        })
+    })?;
+    let flags = match sampling {
+        None => TraceFlags::NOT_SAMPLED,
+        Some(s) => parse_b3_sampling(s).ok_or_else(|| err(Reason::B3Sampling))?,
+    };
+    if let Some(parent) = parent {
+        parse_b3_span_id(parent).map_err(|zero| {
+            err(if zero {
+                Reason::B3ZeroSpanId
+            } else {
+                Reason::B3ParentSpanId
+            })
+        })?;
+    }
+    Ok(B3::Trace(TraceContext::new(trace_id, span_id, flags)))
+}
+
+/// Encodes `ctx` as B3 multiple headers: `x-b3-traceid` (32 digits),
+/// `x-b3-spanid`, and `x-b3-sampled` (`1` or `0`) or, for debug, `x-b3-flags: 1`
+/// (debug implies accept, and B3 asks not to send both). Names are lowercase, as
+/// HTTP/2 and gRPC metadata need.
+///
+/// As with [`encode_b3`], neither the state nor a parent span id is written.
+pub fn encode_b3_multi(ctx: &TraceContext) -> [(&'static str, String); 3] {
+    let mut trace_id = String::with_capacity(32);
+    push_hex(&mut trace_id, ctx.trace_id.0.get(), 32);
+    let mut span_id = String::with_capacity(16);
+    push_hex(&mut span_id, u128::from(ctx.span_id.0.get()), 16);
+    let decision = if ctx.flags.is_debug() {
+        (X_B3_FLAGS, "1".to_owned())
+    } else {
+        (
+            X_B3_SAMPLED,
+            if ctx.flags.is_sampled() { "1" } else { "0" }.to_owned(),
+        )
+    };
+    [(X_B3_TRACE_ID, trace_id), (X_B3_SPAN_ID, span_id), decision]
+}
+
+/// Decodes B3 multiple headers from a request's `(name, value)` pairs, as the B3
+/// spec says; other headers are skipped, names match in any case, and of a header
+/// sent twice the first value wins. `Ok(None)` when they carry neither ids nor a
+/// decision (no B3 header at all, or only `X-B3-Flags: 0`).
+///
+/// `X-B3-TraceId` (16 or 32 digits) and `X-B3-SpanId` come together, or neither
+/// does; `X-B3-ParentSpanId` is checked and dropped. `X-B3-Sampled` is `1` or
+/// `0`, also `true` or `false`, which B3 lets a lenient reader accept; absent, the
+/// decision is deferred and decodes as [`TraceFlags::NOT_SAMPLED`].
+/// `X-B3-Flags: 1` is debug, whatever `X-B3-Sampled` says; `0` is no flag.
+///
+/// ```
+/// use palisade_context::trace::{self, B3};
+///
+/// let headers = [
+///     ("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124"),
+///     ("X-B3-SpanId", "a2fb4a1d1a96d312"),
+///     ("X-B3-Sampled", "1"),
+///     ("content-type", "text/plain"),
+/// ];
+/// let Some(B3::Trace(ctx)) = trace::decode_b3_multi(headers).unwrap() else {
+///     panic!("a trace");
+/// };
+/// assert_eq!(ctx.span_id().to_string(), "a2fb4a1d1a96d312");
+/// assert!(ctx.flags().is_sampled());
+/// assert_eq!(trace::decode_b3_multi([("accept", "*/*")]).unwrap(), None);
+/// ```
+pub fn decode_b3_multi<'a, I>(headers: I) -> Result<Option<B3>, TraceHeaderError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    let mut found: [Option<&str>; 5] = [None; 5];
+    const NAMES: [&str; 5] = [
+        X_B3_TRACE_ID,
+        X_B3_SPAN_ID,
+        X_B3_PARENT_SPAN_ID,
+        X_B3_SAMPLED,
+        X_B3_FLAGS,
+    ];
+    for (name, value) in headers {
+        if let Some(i) = NAMES.iter().position(|n| n.eq_ignore_ascii_case(name)) {
+            found[i].get_or_insert(value);
+        }
+    }
+    let [trace_id, span_id, parent, sampled, flags] = found;
+
+    let mut decision = None;
+    if let Some(value) = sampled {
+        decision = Some(match trim_ows(value) {
+            "1" | "true" => TraceFlags::SAMPLED,
+            "0" | "false" => TraceFlags::NOT_SAMPLED,
+            _ => {
+                return Err(TraceHeaderError::new(
+                    X_B3_SAMPLED,
+                    value,
+                    Reason::B3Sampled,
+                ));
+            }
+        });
+    }
+    if let Some(value) = flags {
+        match trim_ows(value) {
+            "1" => decision = Some(TraceFlags::DEBUG),
+            "0" => {}
+            _ => return Err(TraceHeaderError::new(X_B3_FLAGS, value, Reason::B3Flags)),
+        }
+    }
+
+    let ids = match (trace_id, span_id) {
+        (Some(trace_id), Some(span_id)) => Some((trace_id, span_id)),
+        (None, None) if parent.is_none() => None,
+        (Some(_), None) => return Err(TraceHeaderError::missing(X_B3_SPAN_ID)),
+        (None, _) => return Err(TraceHeaderError::missing(X_B3_TRACE_ID)),
+    };
+    let Some((trace_id, span_id)) = ids else {
+        return Ok(decision.map(B3::Decision));
+    };
+    let id_err = |field, value, zero| {
+        let reason = match (zero, field) {
+            (true, _) => Reason::Zero,
+            (false, X_B3_TRACE_ID) => Reason::Hex16Or32,
+            (false, _) => Reason::Hex16,
+        };
+        TraceHeaderError::new(field, value, reason)
+    };
+    let trace = parse_b3_trace_id(trim_ows(trace_id))
+        .map_err(|zero| id_err(X_B3_TRACE_ID, trace_id, zero))?;
+    let span =
+        parse_b3_span_id(trim_ows(span_id)).map_err(|zero| id_err(X_B3_SPAN_ID, span_id, zero))?;
+    if let Some(parent) = parent {
+        parse_b3_span_id(trim_ows(parent))
+            .map_err(|zero| id_err(X_B3_PARENT_SPAN_ID, parent, zero))?;
+    }
+    let flags = decision.unwrap_or(TraceFlags::NOT_SAMPLED);
+    Ok(Some(B3::Trace(TraceContext::new(trace, span, flags))))
+}
+
+fn b3_sampling(flags: TraceFlags) -> char {
+    if flags.is_debug() {
+        'd'
+    } else if flags.is_sampled() {
+        '1'
+    } else {
+        '0'
+    }
+}
+
+fn parse_b3_sampling(value: &str) -> Option<TraceFlags> {
+    match value {
+        "0" => Some(TraceFlags::NOT_SAMPLED),
+        "1" => Some(TraceFlags::SAMPLED),
+        "d" => Some(TraceFlags::DEBUG),
+        _ => None,
+    }
+}
+
+/// A B3 trace id: 16 or 32 lowercase hex digits, not all zero. The error says
+/// whether the id was all zero.
+fn parse_b3_trace_id(value: &str) -> Result<TraceId, bool> {
+    if value.len() != 16 && value.len() != 32 {
+        return Err(false);
+    }
+    let id = parse_hex(value.as_bytes()).ok_or(false)?;
+    TraceId::from_u128(id).ok_or(true)
+}
+
+/// A B3 span id: 16 lowercase hex digits, not all zero. The error says whether
+/// the id was all zero.
+fn parse_b3_span_id(value: &str) -> Result<SpanId, bool> {
+    if value.len() != 16 {
+        return Err(false);
+    }
+    let id = parse_hex(value.as_bytes()).ok_or(false)?;
+    SpanId::from_u128(id).ok_or(true)
+}
+
 fn valid_key(key: &str) -> bool {
     let bytes = key.as_bytes();
     let Some(&first) = bytes.first() else {
@@ -606,6 +888,19 @@ enum Reason {
     Key,
     Value,
     DuplicateKey,
+    B3Form,
+    B3TraceId,
+    B3SpanId,
+    B3ZeroSpanId,
+    B3ParentSpanId,
+    B3Sampling,
+    B3Sampled,
+    B3Flags,
+    Hex16Or32,
+    Hex16,
+    Zero,
+    /// A header another one needs is absent.
+    Missing,
 }
 
 /// How much of a bad value an error repeats.
@@ -624,7 +919,12 @@ impl TraceHeaderError {
         }
     }
 
-    /// The header that was being decoded, lowercase: `traceparent`, `tracestate`.
+    fn missing(field: &'static str) -> Self {
+        TraceHeaderError::new(field, "", Reason::Missing)
+    }
+
+    /// The header that was being decoded, or that is missing, lowercase:
+    /// `traceparent`, `tracestate`, `b3`, `x-b3-traceid` and so on.
     pub fn field(&self) -> &'static str {
         self.field
     }
@@ -654,6 +954,27 @@ impl fmt::Display for TraceHeaderError {
                 "must have values of 1 to 256 printable ASCII characters other than ',' and '=', not ending in a space"
             }
             Reason::DuplicateKey => "must not repeat a key",
+            Reason::B3Form => {
+                "must be {traceid}-{spanid}[-{sampling}[-{parentspanid}]] or a lone sampling state: 0, 1 or d"
+            }
+            Reason::B3TraceId => "must have a trace id of 16 or 32 lowercase hex digits",
+            Reason::B3SpanId => "must have a span id of 16 lowercase hex digits",
+            Reason::B3ZeroSpanId => "has an all-zero span id, which is invalid",
+            Reason::B3ParentSpanId => "must have a parent span id of 16 lowercase hex digits",
+            Reason::B3Sampling => "must have a sampling state of 0, 1 or d",
+            Reason::B3Sampled => "must be 1 or 0 (or true or false)",
+            Reason::B3Flags => "must be 1 (debug) or 0",
+            Reason::Hex16Or32 => "must be 16 or 32 lowercase hex digits",
+            Reason::Hex16 => "must be 16 lowercase hex digits",
+            Reason::Zero => "is all zeros, which is invalid",
+            Reason::Missing => {
+                let other = if self.field == X_B3_TRACE_ID {
+                    "x-b3-spanid or x-b3-parentspanid"
+                } else {
+                    "x-b3-traceid"
+                };
+                return write!(f, "missing {} header: {other} is present", self.field);
+            }
         };
         write!(
             f,
@@ -1129,5 +1450,321 @@ mod tests {
         assert!(text.contains("span_id: 00f067aa0ba902b7"), "{text}");
         assert!(text.contains("sampled: true"), "{text}");
         assert!(text.contains("\"congo=t61rcWkgMzE\""), "{text}");
+    }
+    /// The B3 spec's examples.
+    #[test]
+    fn b3_single_spec_examples() {
+        let B3::Trace(ctx) =
+            decode_b3("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")
+                .unwrap()
+        else {
+            panic!("a trace");
+        };
+        assert_eq!(ctx.trace_id(), trace_id("80f198ee56343ba864fe8b2a57d3eff7"));
+        assert_eq!(ctx.span_id(), span_id("e457b5a2e4d86bd1"));
+        assert_eq!(ctx.flags(), TraceFlags::SAMPLED);
+        assert!(ctx.state().is_empty());
+        assert_eq!(
+            encode_b3(&ctx),
+            "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"
+        );
+
+        let B3::Trace(ctx) =
+            decode_b3("80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90-d").unwrap()
+        else {
+            panic!("a trace");
+        };
+        assert_eq!(ctx.flags(), TraceFlags::DEBUG);
+        assert_eq!(
+            encode_b3(&ctx),
+            "80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90-d"
+        );
+        // Debug travels in traceparent as sampled.
+        assert!(encode_traceparent(&ctx).ends_with("-01"));
+
+        let deny = decode_b3("80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90-0").unwrap();
+        assert_eq!(deny.flags(), TraceFlags::NOT_SAMPLED);
+        // Deferred: not sampled.
+        let defer = decode_b3("80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90").unwrap();
+        assert_eq!(defer.flags(), TraceFlags::NOT_SAMPLED);
+        let B3::Trace(ctx) = defer else {
+            panic!("a trace")
+        };
+        assert_eq!(
+            encode_b3(&ctx),
+            "80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90-0"
+        );
+    }
+
+    #[test]
+    fn b3_single_decision_only() {
+        assert_eq!(
+            decode_b3("0").unwrap(),
+            B3::Decision(TraceFlags::NOT_SAMPLED)
+        );
+        assert_eq!(decode_b3("1").unwrap(), B3::Decision(TraceFlags::SAMPLED));
+        assert_eq!(decode_b3(" d ").unwrap(), B3::Decision(TraceFlags::DEBUG));
+        let ctx = decode_b3("1").unwrap().into_trace_context();
+        assert!(ctx.flags().is_sampled());
+        let other = decode_b3("1").unwrap().into_trace_context();
+        assert_ne!(ctx.trace_id(), other.trace_id());
+    }
+
+    #[test]
+    fn b3_single_64_bit_trace_id() {
+        let B3::Trace(ctx) = decode_b3("48485a3953bb6124-a2fb4a1d1a96d312-1").unwrap() else {
+            panic!("a trace");
+        };
+        assert_eq!(ctx.trace_id(), trace_id("48485a3953bb6124"));
+        assert_eq!(
+            ctx.trace_id().to_string(),
+            "000000000000000048485a3953bb6124"
+        );
+        assert_eq!(
+            encode_b3(&ctx),
+            "000000000000000048485a3953bb6124-a2fb4a1d1a96d312-1"
+        );
+        assert_eq!(
+            encode_traceparent(&ctx),
+            "00-000000000000000048485a3953bb6124-a2fb4a1d1a96d312-01"
+        );
+    }
+
+    #[test]
+    fn b3_single_invalid() {
+        let cases: &[(&str, &str)] = &[
+            ("", "is empty"),
+            ("\t", "is empty"),
+            ("2", "lone sampling state"),
+            ("D", "lone sampling state"),
+            ("-", "lone sampling state"),
+            ("80f198ee56343ba864fe8b2a57d3eff7", "lone sampling state"),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90-x",
+                "lone sampling state",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff-e457b5a2e4d86bd1-1",
+                "16 or 32",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff70-e457b5a2e4d86bd1-1",
+                "16 or 32",
+            ),
+            (
+                "80F198EE56343BA864FE8B2A57D3EFF7-e457b5a2e4d86bd1-1",
+                "16 or 32",
+            ),
+            ("48485a3953bb612-a2fb4a1d1a96d312-1", "16 or 32"),
+            (
+                "00000000000000000000000000000000-e457b5a2e4d86bd1-1",
+                "all-zero trace id",
+            ),
+            ("0000000000000000-e457b5a2e4d86bd1-1", "all-zero trace id"),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd-1",
+                "span id of 16",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-E457B5A2E4D86BD1-1",
+                "span id of 16",
+            ),
+            ("80f198ee56343ba864fe8b2a57d3eff7--1", "span id of 16"),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-0000000000000000-1",
+                "all-zero span id",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-",
+                "sampling state of 0, 1 or d",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-2",
+                "sampling state of 0, 1 or d",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-true",
+                "sampling state",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-",
+                "parent span id",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b9",
+                "parent span id",
+            ),
+            (
+                "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-0000000000000000",
+                "all-zero span id",
+            ),
+        ];
+        for (value, expected) in cases {
+            let err = decode_b3(value).unwrap_err();
+            assert_eq!(err.field(), "b3");
+            let text = err.to_string();
+            assert!(text.starts_with("invalid b3 value"), "{value}: {text}");
+            assert!(text.contains(expected), "{value}: {text}");
+        }
+    }
+
+    #[test]
+    fn b3_multi_spec_examples() {
+        let headers = [
+            ("X-B3-TraceId", "80f198ee56343ba864fe8b2a57d3eff7"),
+            ("X-B3-ParentSpanId", "05e3ac9a4f6e3b90"),
+            ("X-B3-SpanId", "e457b5a2e4d86bd1"),
+            ("X-B3-Sampled", "1"),
+        ];
+        let Some(B3::Trace(ctx)) = decode_b3_multi(headers).unwrap() else {
+            panic!("a trace");
+        };
+        assert_eq!(ctx.trace_id(), trace_id("80f198ee56343ba864fe8b2a57d3eff7"));
+        assert_eq!(ctx.span_id(), span_id("e457b5a2e4d86bd1"));
+        assert_eq!(ctx.flags(), TraceFlags::SAMPLED);
+        assert_eq!(
+            encode_b3_multi(&ctx),
+            [
+                (
+                    "x-b3-traceid",
+                    "80f198ee56343ba864fe8b2a57d3eff7".to_owned()
+                ),
+                ("x-b3-spanid", "e457b5a2e4d86bd1".to_owned()),
+                ("x-b3-sampled", "1".to_owned()),
+            ]
+        );
+        // Debug: flags, and no sampled header.
+        let debug = ctx.clone().with_flags(TraceFlags::DEBUG);
+        assert_eq!(encode_b3_multi(&debug)[2], ("x-b3-flags", "1".to_owned()));
+        let deny = ctx.with_flags(TraceFlags::NOT_SAMPLED);
+        assert_eq!(encode_b3_multi(&deny)[2], ("x-b3-sampled", "0".to_owned()));
+    }
+
+    #[test]
+    fn b3_multi_names_decisions_and_first_value() {
+        let ids = [
+            ("x-b3-traceid", "463ac35c9f6413ad48485a3953bb6124"),
+            ("X-B3-SPANID", "a2fb4a1d1a96d312"),
+        ];
+        let flags = |extra: &[(&'static str, &'static str)]| {
+            let headers: Vec<_> = ids.iter().chain(extra).copied().collect();
+            decode_b3_multi(headers).unwrap().unwrap().flags()
+        };
+        assert_eq!(flags(&[]), TraceFlags::NOT_SAMPLED);
+        assert_eq!(flags(&[("X-B3-Sampled", "1")]), TraceFlags::SAMPLED);
+        assert_eq!(flags(&[("x-b3-sampled", "0")]), TraceFlags::NOT_SAMPLED);
+        assert_eq!(flags(&[("X-B3-Sampled", "true")]), TraceFlags::SAMPLED);
+        assert_eq!(flags(&[("X-B3-Sampled", "false")]), TraceFlags::NOT_SAMPLED);
+        assert_eq!(flags(&[("X-B3-Flags", "1")]), TraceFlags::DEBUG);
+        assert_eq!(
+            flags(&[("X-B3-Sampled", "0"), ("X-B3-Flags", "1")]),
+            TraceFlags::DEBUG
+        );
+        assert_eq!(
+            flags(&[("X-B3-Flags", "0"), ("X-B3-Sampled", "1")]),
+            TraceFlags::SAMPLED
+        );
+        // The first value wins.
+        assert_eq!(
+            flags(&[("X-B3-Sampled", "1"), ("X-B3-Sampled", "0")]),
+            TraceFlags::SAMPLED
+        );
+        let mut twice = ids.to_vec();
+        twice.push(("X-B3-SpanId", "not an id"));
+        assert!(decode_b3_multi(twice).is_ok());
+        // 64-bit trace ids and surrounding whitespace.
+        let Some(B3::Trace(ctx)) = decode_b3_multi([
+            ("X-B3-TraceId", " 48485a3953bb6124"),
+            ("X-B3-SpanId", "a2fb4a1d1a96d312\t"),
+        ])
+        .unwrap() else {
+            panic!("a trace");
+        };
+        assert_eq!(ctx.trace_id(), trace_id("48485a3953bb6124"));
+
+        // A decision alone, or nothing.
+        assert_eq!(
+            decode_b3_multi([("X-B3-Sampled", "0")]).unwrap(),
+            Some(B3::Decision(TraceFlags::NOT_SAMPLED))
+        );
+        assert_eq!(
+            decode_b3_multi([("X-B3-Flags", "1")]).unwrap(),
+            Some(B3::Decision(TraceFlags::DEBUG))
+        );
+        assert_eq!(decode_b3_multi([("X-B3-Flags", "0")]).unwrap(), None);
+        assert_eq!(
+            decode_b3_multi([("b3", "1"), ("traceparent", "x")]).unwrap(),
+            None
+        );
+        assert_eq!(decode_b3_multi(std::iter::empty()).unwrap(), None);
+    }
+
+    #[test]
+    fn b3_multi_invalid() {
+        let tid = ("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124");
+        let sid = ("X-B3-SpanId", "a2fb4a1d1a96d312");
+        type Headers<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Headers<'_>, &str, &str)] = &[
+            (
+                &[tid],
+                "x-b3-spanid",
+                "missing x-b3-spanid header: x-b3-traceid is present",
+            ),
+            (
+                &[tid, ("X-B3-Sampled", "1")],
+                "x-b3-spanid",
+                "missing x-b3-spanid",
+            ),
+            (&[sid], "x-b3-traceid", "missing x-b3-traceid header"),
+            (
+                &[("X-B3-ParentSpanId", "a2fb4a1d1a96d312")],
+                "x-b3-traceid",
+                "missing x-b3-traceid",
+            ),
+            (
+                &[("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb612"), sid],
+                "x-b3-traceid",
+                "16 or 32",
+            ),
+            (&[("X-B3-TraceId", ""), sid], "x-b3-traceid", "16 or 32"),
+            (
+                &[("X-B3-TraceId", "0000000000000000"), sid],
+                "x-b3-traceid",
+                "all zeros",
+            ),
+            (
+                &[tid, ("X-B3-SpanId", "A2FB4A1D1A96D312")],
+                "x-b3-spanid",
+                "must be 16 lowercase",
+            ),
+            (
+                &[tid, ("X-B3-SpanId", "0000000000000000")],
+                "x-b3-spanid",
+                "all zeros",
+            ),
+            (
+                &[tid, sid, ("X-B3-ParentSpanId", "05e3")],
+                "x-b3-parentspanid",
+                "must be 16",
+            ),
+            (
+                &[tid, sid, ("X-B3-Sampled", "yes")],
+                "x-b3-sampled",
+                "1 or 0",
+            ),
+            (&[tid, sid, ("X-B3-Sampled", "d")], "x-b3-sampled", "1 or 0"),
+            (&[("X-B3-Sampled", "2")], "x-b3-sampled", "1 or 0"),
+            (
+                &[tid, sid, ("X-B3-Flags", "2")],
+                "x-b3-flags",
+                "1 (debug) or 0",
+            ),
+        ];
+        for (headers, field, expected) in cases {
+            let err = decode_b3_multi(headers.iter().copied()).unwrap_err();
+            assert_eq!(err.field(), *field, "{headers:?}");
+            let text = err.to_string();
+            assert!(text.contains(expected), "{headers:?}: {text}");
+        }
     }
 }
