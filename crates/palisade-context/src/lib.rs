@@ -118,7 +118,7 @@ pub use context::{AfterCancel, CancelGuard, Context};
 pub use future::{Cancelled, Run};
 pub use task::{Scope, Spawned, TaskError, Tracker, current, scope, spawn};
 pub use timeout::{Timeout, TimeoutError, timeout};
-pub use trace::{SpanId, TraceContext, TraceFlags, TraceId, TraceState};
+pub use trace::{RequestId, SpanId, TraceContext, TraceFlags, TraceId, TraceState};
 
 /// Hooks for the loom models in `tests/loom.rs`: deliberate faults and a view of
 /// the registry. Compiled only under `--cfg loom`.

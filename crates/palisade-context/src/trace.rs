@@ -81,6 +81,8 @@ pub const X_B3_PARENT_SPAN_ID: &str = "x-b3-parentspanid";
 pub const X_B3_SAMPLED: &str = "x-b3-sampled";
 /// The name of the B3 multi-header debug flag.
 pub const X_B3_FLAGS: &str = "x-b3-flags";
+/// The name of the request id header.
+pub const X_REQUEST_ID: &str = "x-request-id";
 
 /// The id of a whole trace: 16 bytes, never all zero.
 ///
@@ -412,6 +414,121 @@ impl fmt::Debug for TraceContext {
             .field("flags", &self.flags)
             .field("state", &self.state.as_str())
             .finish()
+    }
+}
+
+/// A request's id, as sent in the `x-request-id` header: 1 to
+/// [`MAX_LEN`](RequestId::MAX_LEN) (128) visible ASCII characters.
+///
+/// Visible ASCII is `!` to `~` (0x21 to 0x7E): printable ASCII without the space,
+/// so the id is one token in a log line, and nothing a header, a log or a
+/// terminal treats specially. It is a value of the [`Context`]: attach it with
+/// [`Context::with_value`], read it with [`RequestId::from_context`]. Cloning is a
+/// reference-count increment.
+///
+/// ```
+/// use palisade_context::Context;
+/// use palisade_context::trace::RequestId;
+///
+/// // Server: the caller's id, or a new one when it sent none or a bad one.
+/// let id = RequestId::parse("req-42").unwrap_or_else(|_| RequestId::new_random());
+/// let ctx = Context::background().with_value(id);
+/// assert_eq!(RequestId::from_context(&ctx).unwrap().as_str(), "req-42");
+///
+/// assert!(RequestId::parse("two words").is_err());
+/// assert_eq!(RequestId::new_random().as_str().len(), 36);
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// The longest request id accepted, in bytes (characters: they are ASCII).
+    ///
+    /// Long enough for every id format in common use (a UUID is 36 characters, a
+    /// trace id 32, AWS's `X-Amzn-Trace-Id` about 40), short enough that a hostile
+    /// header cannot make every log line and outgoing request of this service
+    /// carry kilobytes.
+    pub const MAX_LEN: usize = 128;
+
+    /// The request id in `value`, a header value: optional whitespace (spaces,
+    /// tabs) around it is ignored; what remains must be 1 to
+    /// [`MAX_LEN`](RequestId::MAX_LEN) visible ASCII characters.
+    pub fn parse(value: &str) -> Result<RequestId, TraceHeaderError> {
+        let err = |reason| TraceHeaderError::new(X_REQUEST_ID, value, reason);
+        let id = trim_ows(value);
+        if id.is_empty() {
+            return Err(err(Reason::Empty));
+        }
+        if !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(Reason::RequestIdChars));
+        }
+        if id.len() > RequestId::MAX_LEN {
+            return Err(err(Reason::RequestIdLen));
+        }
+        Ok(RequestId(id.into()))
+    }
+
+    /// A new random id in the form of a version 4 UUID, 36 characters such as
+    /// `0b9d7f2e-6c1a-4f3e-9a57-3c2e8d41b6a0`, from the thread's cryptographically
+    /// secure generator (`rand::rng()`).
+    pub fn new_random() -> RequestId {
+        let mut bytes: [u8; 16] = rand::random();
+        // The version (4, random) and the variant (RFC 9562) bits.
+        bytes[6] = (bytes[6] & 0x0f) | 0x40;
+        bytes[8] = (bytes[8] & 0x3f) | 0x80;
+        let value = u128::from_be_bytes(bytes);
+        let mut out = String::with_capacity(36);
+        for (shift, digits) in [(96, 8), (80, 4), (64, 4), (48, 4), (0, 12)] {
+            if !out.is_empty() {
+                out.push('-');
+            }
+            push_hex(&mut out, value >> shift, digits);
+        }
+        RequestId(out.into())
+    }
+
+    /// The id, as written in the header.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The request id `ctx` carries, if any: `ctx.get::<RequestId>()`.
+    pub fn from_context(ctx: &Context) -> Option<&RequestId> {
+        ctx.get::<RequestId>()
+    }
+}
+
+impl std::str::FromStr for RequestId {
+    type Err = TraceHeaderError;
+
+    /// As [`RequestId::parse`].
+    fn from_str(value: &str) -> Result<RequestId, TraceHeaderError> {
+        RequestId::parse(value)
+    }
+}
+
+impl AsRef<str> for RequestId {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+/// The id's text, shared: what an enriched error or a log field keeps.
+impl From<RequestId> for Arc<str> {
+    fn from(id: RequestId) -> Arc<str> {
+        id.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({:?})", self.as_str())
     }
 }
 
@@ -859,7 +976,7 @@ fn push_hex(out: &mut String, value: u128, digits: u32) {
     }
 }
 
-/// A trace header value that is not in its format.
+/// A trace or request id header value that is not in its format.
 ///
 /// It names the header and repeats the start of the bad value (at most 32
 /// characters, so a hostile header cannot blow up logs). At the inbound edge it
@@ -901,6 +1018,8 @@ enum Reason {
     Zero,
     /// A header another one needs is absent.
     Missing,
+    RequestIdChars,
+    RequestIdLen,
 }
 
 /// How much of a bad value an error repeats.
@@ -924,7 +1043,8 @@ impl TraceHeaderError {
     }
 
     /// The header that was being decoded, or that is missing, lowercase:
-    /// `traceparent`, `tracestate`, `b3`, `x-b3-traceid` and so on.
+    /// `traceparent`, `tracestate`, `b3`, `x-b3-traceid` and so on, and
+    /// `x-request-id`.
     pub fn field(&self) -> &'static str {
         self.field
     }
@@ -967,6 +1087,10 @@ impl fmt::Display for TraceHeaderError {
             Reason::Hex16Or32 => "must be 16 or 32 lowercase hex digits",
             Reason::Hex16 => "must be 16 lowercase hex digits",
             Reason::Zero => "is all zeros, which is invalid",
+            Reason::RequestIdChars => {
+                "must be visible ASCII characters ('!' to '~'), no spaces or control characters"
+            }
+            Reason::RequestIdLen => "must be at most 128 characters",
             Reason::Missing => {
                 let other = if self.field == X_B3_TRACE_ID {
                     "x-b3-spanid or x-b3-parentspanid"
@@ -1766,5 +1890,94 @@ mod tests {
             let text = err.to_string();
             assert!(text.contains(expected), "{headers:?}: {text}");
         }
+    }
+    #[test]
+    fn request_id_parse() {
+        for (value, id) in [
+            ("req-42", "req-42"),
+            (" \tabc\t ", "abc"),
+            (
+                "0b9d7f2e-6c1a-4f3e-9a57-3c2e8d41b6a0",
+                "0b9d7f2e-6c1a-4f3e-9a57-3c2e8d41b6a0",
+            ),
+            (
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+                "Root=1-5759e988-bd862e3fe1be46a994272793",
+            ),
+            (
+                "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+                "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~",
+            ),
+        ] {
+            let parsed = RequestId::parse(value).unwrap();
+            assert_eq!(parsed.as_str(), id);
+            assert_eq!(parsed.to_string(), id);
+            assert_eq!(value.parse::<RequestId>().unwrap(), parsed);
+        }
+        let longest = "r".repeat(RequestId::MAX_LEN);
+        assert_eq!(RequestId::parse(&longest).unwrap().as_str(), longest);
+
+        let cases: &[(&str, &str)] = &[
+            ("", "is empty"),
+            (" \t ", "is empty"),
+            ("two words", "visible ASCII"),
+            ("tab\there", "visible ASCII"),
+            ("new\nline", "visible ASCII"),
+            ("nul\0", "visible ASCII"),
+            ("del\u{7f}", "visible ASCII"),
+            ("café", "visible ASCII"),
+            ("ｒｅｑ", "visible ASCII"),
+        ];
+        for (value, expected) in cases {
+            let err = RequestId::parse(value).unwrap_err();
+            assert_eq!(err.field(), "x-request-id");
+            let text = err.to_string();
+            assert!(
+                text.starts_with("invalid x-request-id value"),
+                "{value:?}: {text}"
+            );
+            assert!(text.contains(expected), "{value:?}: {text}");
+        }
+        let err = RequestId::parse(&format!("{longest}r")).unwrap_err();
+        assert!(err.to_string().contains("at most 128"), "{err}");
+        assert!(err.to_string().len() < 200, "{err}");
+    }
+
+    #[test]
+    fn request_id_random_is_a_uuid_v4() {
+        let a = RequestId::new_random();
+        let b = RequestId::new_random();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let text = id.as_str();
+            assert_eq!(text.len(), 36, "{text}");
+            let groups: Vec<&str> = text.split('-').collect();
+            assert_eq!(
+                groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12],
+                "{text}"
+            );
+            assert!(
+                groups.iter().all(|g| parse_hex(g.as_bytes()).is_some()),
+                "{text}"
+            );
+            assert!(groups[2].starts_with('4'), "{text}");
+            assert!(
+                matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+                "{text}"
+            );
+            assert_eq!(RequestId::parse(text).unwrap(), id);
+        }
+    }
+
+    #[test]
+    fn request_id_in_the_context() {
+        let id = RequestId::parse("req-7").unwrap();
+        let ctx = Context::background().with_value(id.clone());
+        assert_eq!(RequestId::from_context(&ctx), Some(&id));
+        assert_eq!(RequestId::from_context(&Context::background()), None);
+        assert_eq!(format!("{id:?}"), "RequestId(\"req-7\")");
+        let shared: Arc<str> = id.into();
+        assert_eq!(&*shared, "req-7");
     }
 }
