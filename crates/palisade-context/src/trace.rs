@@ -1,5 +1,6 @@
-//! Trace context across process boundaries: which trace a request belongs to, as a
-//! value of the [`Context`], and the W3C Trace Context headers that carry it.
+//! Trace context and request ids across process boundaries: which trace and which
+//! request a call belongs to, as values of the [`Context`], and the codecs of the
+//! headers that carry them (W3C Trace Context, B3, `x-request-id`).
 //!
 //! A [`TraceContext`] names the trace ([`TraceId`]), the caller's span, the parent
 //! of this request's work ([`SpanId`]), the caller's sampling decision
@@ -15,6 +16,7 @@
 //! | W3C `tracestate` | `rojo=00f067aa0ba902b7,congo=t61rcWkgMzE` | [`decode_tracestate`], [`TraceState::as_str`] |
 //! | B3 single `b3` | `80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1` | [`decode_b3`], [`encode_b3`] |
 //! | B3 multiple `X-B3-*` | `X-B3-TraceId`, `X-B3-SpanId`, `X-B3-Sampled`, `X-B3-Flags`, `X-B3-ParentSpanId` | [`decode_b3_multi`], [`encode_b3_multi`] |
+//! | `x-request-id` | `0b9d7f2e-6c1a-4f3e-9a57-3c2e8d41b6a0` | [`RequestId::parse`], [`RequestId::as_str`] |
 //!
 //! Decoding treats every value as untrusted and never panics: a value that is not
 //! the format is refused with a [`TraceHeaderError`] that names the header and says
@@ -56,7 +58,7 @@
 //! - Of several formats, the first that decodes wins: `traceparent`, then `b3`, then
 //!   the `X-B3-*` headers (B3 says the single header wins over the multiple
 //!   ones). A B3 sampling decision without ids starts a new trace with that
-//!   decision ([`B3::into_trace_context`]).
+//!   decision ([`B3Header::into_trace_context`]).
 
 use std::error::Error;
 use std::fmt;
@@ -240,8 +242,8 @@ impl fmt::Debug for TraceFlags {
     }
 }
 
-/// The W3C `tracestate`: vendors' opaque entries, passed through unchanged, within
-/// the limits the W3C spec sets.
+/// The W3C `tracestate`: vendors' opaque entries, passed through within the limits
+/// the W3C spec sets.
 ///
 /// It holds the list members in their order, joined by `,`, without the optional
 /// whitespace and empty members the header may contain (W3C allows dropping
@@ -459,11 +461,11 @@ impl RequestId {
         if id.is_empty() {
             return Err(err(Reason::Empty));
         }
-        if !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err(Reason::RequestIdChars));
-        }
         if id.len() > RequestId::MAX_LEN {
             return Err(err(Reason::RequestIdLen));
+        }
+        if !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(err(Reason::RequestIdChars));
         }
         Ok(RequestId(id.into()))
     }
@@ -658,10 +660,10 @@ pub fn decode_tracestate(value: &str) -> Result<TraceState, TraceHeaderError> {
     })
 }
 
-/// What a B3 header carried: a trace to join, or only a sampling decision.
+/// What B3 headers carried: a trace to join, or only a sampling decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum B3 {
+pub enum B3Header {
     /// Trace and span ids with a sampling decision: the caller's trace.
     Trace(TraceContext),
     /// A sampling decision alone (`b3: 0`, `1` or `d`; or only `X-B3-Sampled` or
@@ -669,12 +671,12 @@ pub enum B3 {
     Decision(TraceFlags),
 }
 
-impl B3 {
+impl B3Header {
     /// The sampling decision.
     pub fn flags(&self) -> TraceFlags {
         match self {
-            B3::Trace(ctx) => ctx.flags(),
-            B3::Decision(flags) => *flags,
+            B3Header::Trace(ctx) => ctx.flags(),
+            B3Header::Decision(flags) => *flags,
         }
     }
 
@@ -682,8 +684,8 @@ impl B3 {
     /// decision alone a new trace ([`TraceContext::new_root`]) with that decision.
     pub fn into_trace_context(self) -> TraceContext {
         match self {
-            B3::Trace(ctx) => ctx,
-            B3::Decision(flags) => TraceContext::new_root(flags),
+            B3Header::Trace(ctx) => ctx,
+            B3Header::Decision(flags) => TraceContext::new_root(flags),
         }
     }
 }
@@ -712,10 +714,10 @@ pub fn encode_b3(ctx: &TraceContext) -> String {
 /// lowercase hex digits (a 64-bit id becomes a 128-bit one with the high half
 /// zero), the span id and parent span id 16; none may be all zero. The sampling
 /// state is `1` (accept), `0` (deny) or `d` (debug); absent, B3's "defer", it
-/// decodes as [`TraceFlags::NOT_SAMPLED`], which is what this service will send
-/// on. The parent span id is checked and dropped: it names the caller's parent,
+/// decodes as [`TraceFlags::NOT_SAMPLED`] (W3C has no defer), so the calls this
+/// service makes send a deny, `0`. The parent span id is checked and dropped: it names the caller's parent,
 /// which the context does not keep.
-pub fn decode_b3(value: &str) -> Result<B3, TraceHeaderError> {
+pub fn decode_b3(value: &str) -> Result<B3Header, TraceHeaderError> {
     let err = |reason| TraceHeaderError::new(B3, value, reason);
     let v = trim_ows(value);
     if v.is_empty() {
@@ -723,7 +725,7 @@ pub fn decode_b3(value: &str) -> Result<B3, TraceHeaderError> {
     }
     if v.len() == 1 {
         return parse_b3_sampling(v)
-            .map(B3::Decision)
+            .map(B3Header::Decision)
             .ok_or_else(|| err(Reason::B3Form));
     }
     let mut fields = v.split('-');
@@ -761,7 +763,7 @@ pub fn decode_b3(value: &str) -> Result<B3, TraceHeaderError> {
             })
         })?;
     }
-    Ok(B3::Trace(TraceContext::new(trace_id, span_id, flags)))
+    Ok(B3Header::Trace(TraceContext::new(trace_id, span_id, flags)))
 }
 
 /// Encodes `ctx` as B3 multiple headers: `x-b3-traceid` (32 digits),
@@ -798,7 +800,7 @@ pub fn encode_b3_multi(ctx: &TraceContext) -> [(&'static str, String); 3] {
 /// `X-B3-Flags: 1` is debug, whatever `X-B3-Sampled` says; `0` is no flag.
 ///
 /// ```
-/// use palisade_context::trace::{self, B3};
+/// use palisade_context::trace::{self, B3Header};
 ///
 /// let headers = [
 ///     ("X-B3-TraceId", "463ac35c9f6413ad48485a3953bb6124"),
@@ -806,14 +808,14 @@ pub fn encode_b3_multi(ctx: &TraceContext) -> [(&'static str, String); 3] {
 ///     ("X-B3-Sampled", "1"),
 ///     ("content-type", "text/plain"),
 /// ];
-/// let Some(B3::Trace(ctx)) = trace::decode_b3_multi(headers).unwrap() else {
+/// let Some(B3Header::Trace(ctx)) = trace::decode_b3_multi(headers).unwrap() else {
 ///     panic!("a trace");
 /// };
 /// assert_eq!(ctx.span_id().to_string(), "a2fb4a1d1a96d312");
 /// assert!(ctx.flags().is_sampled());
 /// assert_eq!(trace::decode_b3_multi([("accept", "*/*")]).unwrap(), None);
 /// ```
-pub fn decode_b3_multi<'a, I>(headers: I) -> Result<Option<B3>, TraceHeaderError>
+pub fn decode_b3_multi<'a, I>(headers: I) -> Result<Option<B3Header>, TraceHeaderError>
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
@@ -861,7 +863,7 @@ where
         (None, _) => return Err(TraceHeaderError::missing(X_B3_TRACE_ID)),
     };
     let Some((trace_id, span_id)) = ids else {
-        return Ok(decision.map(B3::Decision));
+        return Ok(decision.map(B3Header::Decision));
     };
     let id_err = |field, value, zero| {
         let reason = match (zero, field) {
@@ -880,7 +882,7 @@ where
             .map_err(|zero| id_err(X_B3_PARENT_SPAN_ID, parent, zero))?;
     }
     let flags = decision.unwrap_or(TraceFlags::NOT_SAMPLED);
-    Ok(Some(B3::Trace(TraceContext::new(trace, span, flags))))
+    Ok(Some(B3Header::Trace(TraceContext::new(trace, span, flags))))
 }
 
 fn b3_sampling(flags: TraceFlags) -> char {
@@ -1578,7 +1580,7 @@ mod tests {
     /// The B3 spec's examples.
     #[test]
     fn b3_single_spec_examples() {
-        let B3::Trace(ctx) =
+        let B3Header::Trace(ctx) =
             decode_b3("80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1-05e3ac9a4f6e3b90")
                 .unwrap()
         else {
@@ -1593,7 +1595,7 @@ mod tests {
             "80f198ee56343ba864fe8b2a57d3eff7-e457b5a2e4d86bd1-1"
         );
 
-        let B3::Trace(ctx) =
+        let B3Header::Trace(ctx) =
             decode_b3("80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90-d").unwrap()
         else {
             panic!("a trace");
@@ -1611,7 +1613,7 @@ mod tests {
         // Deferred: not sampled.
         let defer = decode_b3("80f198ee56343ba864fe8b2a57d3eff7-05e3ac9a4f6e3b90").unwrap();
         assert_eq!(defer.flags(), TraceFlags::NOT_SAMPLED);
-        let B3::Trace(ctx) = defer else {
+        let B3Header::Trace(ctx) = defer else {
             panic!("a trace")
         };
         assert_eq!(
@@ -1624,10 +1626,16 @@ mod tests {
     fn b3_single_decision_only() {
         assert_eq!(
             decode_b3("0").unwrap(),
-            B3::Decision(TraceFlags::NOT_SAMPLED)
+            B3Header::Decision(TraceFlags::NOT_SAMPLED)
         );
-        assert_eq!(decode_b3("1").unwrap(), B3::Decision(TraceFlags::SAMPLED));
-        assert_eq!(decode_b3(" d ").unwrap(), B3::Decision(TraceFlags::DEBUG));
+        assert_eq!(
+            decode_b3("1").unwrap(),
+            B3Header::Decision(TraceFlags::SAMPLED)
+        );
+        assert_eq!(
+            decode_b3(" d ").unwrap(),
+            B3Header::Decision(TraceFlags::DEBUG)
+        );
         let ctx = decode_b3("1").unwrap().into_trace_context();
         assert!(ctx.flags().is_sampled());
         let other = decode_b3("1").unwrap().into_trace_context();
@@ -1636,7 +1644,7 @@ mod tests {
 
     #[test]
     fn b3_single_64_bit_trace_id() {
-        let B3::Trace(ctx) = decode_b3("48485a3953bb6124-a2fb4a1d1a96d312-1").unwrap() else {
+        let B3Header::Trace(ctx) = decode_b3("48485a3953bb6124-a2fb4a1d1a96d312-1").unwrap() else {
             panic!("a trace");
         };
         assert_eq!(ctx.trace_id(), trace_id("48485a3953bb6124"));
@@ -1740,7 +1748,7 @@ mod tests {
             ("X-B3-SpanId", "e457b5a2e4d86bd1"),
             ("X-B3-Sampled", "1"),
         ];
-        let Some(B3::Trace(ctx)) = decode_b3_multi(headers).unwrap() else {
+        let Some(B3Header::Trace(ctx)) = decode_b3_multi(headers).unwrap() else {
             panic!("a trace");
         };
         assert_eq!(ctx.trace_id(), trace_id("80f198ee56343ba864fe8b2a57d3eff7"));
@@ -1797,7 +1805,7 @@ mod tests {
         twice.push(("X-B3-SpanId", "not an id"));
         assert!(decode_b3_multi(twice).is_ok());
         // 64-bit trace ids and surrounding whitespace.
-        let Some(B3::Trace(ctx)) = decode_b3_multi([
+        let Some(B3Header::Trace(ctx)) = decode_b3_multi([
             ("X-B3-TraceId", " 48485a3953bb6124"),
             ("X-B3-SpanId", "a2fb4a1d1a96d312\t"),
         ])
@@ -1809,11 +1817,11 @@ mod tests {
         // A decision alone, or nothing.
         assert_eq!(
             decode_b3_multi([("X-B3-Sampled", "0")]).unwrap(),
-            Some(B3::Decision(TraceFlags::NOT_SAMPLED))
+            Some(B3Header::Decision(TraceFlags::NOT_SAMPLED))
         );
         assert_eq!(
             decode_b3_multi([("X-B3-Flags", "1")]).unwrap(),
-            Some(B3::Decision(TraceFlags::DEBUG))
+            Some(B3Header::Decision(TraceFlags::DEBUG))
         );
         assert_eq!(decode_b3_multi([("X-B3-Flags", "0")]).unwrap(), None);
         assert_eq!(

@@ -3,7 +3,7 @@
 //! decodes back to the same value.
 
 use palisade_context::trace::{
-    self, B3, RequestId, SpanId, TraceContext, TraceFlags, TraceId, TraceState,
+    self, B3Header, RequestId, SpanId, TraceContext, TraceFlags, TraceId, TraceState,
 };
 use proptest::prelude::*;
 
@@ -94,8 +94,8 @@ proptest! {
             // Decoding is idempotent.
             prop_assert_eq!(trace::decode_tracestate(state.as_str()).unwrap(), state);
         }
-        if let Ok(B3::Trace(ctx)) = trace::decode_b3(&value) {
-            prop_assert_eq!(trace::decode_b3(&trace::encode_b3(&ctx)).unwrap(), B3::Trace(ctx));
+        if let Ok(B3Header::Trace(ctx)) = trace::decode_b3(&value) {
+            prop_assert_eq!(trace::decode_b3(&trace::encode_b3(&ctx)).unwrap(), B3Header::Trace(ctx));
         }
         if let Ok(id) = RequestId::parse(&value) {
             prop_assert!(!id.as_str().is_empty() && id.as_str().len() <= RequestId::MAX_LEN);
@@ -107,10 +107,10 @@ proptest! {
     #[test]
     fn b3_multi_never_panics(headers in proptest::collection::vec(b3_header(), 0..8)) {
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        if let Ok(Some(B3::Trace(ctx))) = trace::decode_b3_multi(pairs) {
+        if let Ok(Some(B3Header::Trace(ctx))) = trace::decode_b3_multi(pairs) {
             let written = trace::encode_b3_multi(&ctx);
             let pairs = written.iter().map(|(n, v)| (*n, v.as_str()));
-            prop_assert_eq!(trace::decode_b3_multi(pairs).unwrap(), Some(B3::Trace(ctx)));
+            prop_assert_eq!(trace::decode_b3_multi(pairs).unwrap(), Some(B3Header::Trace(ctx)));
         }
     }
 
@@ -130,7 +130,7 @@ proptest! {
     #[test]
     fn b3_single_round_trips(ctx in context()) {
         let written = trace::encode_b3(&ctx);
-        prop_assert_eq!(trace::decode_b3(&written).unwrap(), B3::Trace(ctx));
+        prop_assert_eq!(trace::decode_b3(&written).unwrap(), B3Header::Trace(ctx));
     }
 
     #[test]
@@ -150,7 +150,7 @@ proptest! {
         headers.push(("traceparent".into(), "ignored".into()));
         headers.rotate_left(rotate);
         let pairs = headers.iter().map(|(n, v)| (n.as_str(), v.as_str()));
-        prop_assert_eq!(trace::decode_b3_multi(pairs).unwrap(), Some(B3::Trace(ctx)));
+        prop_assert_eq!(trace::decode_b3_multi(pairs).unwrap(), Some(B3Header::Trace(ctx)));
     }
 
     #[test]
