@@ -15,7 +15,9 @@
 //!   current tracing span into the task, stops the task's work when the context
 //!   ends, and a [`Tracker`] waits for the tasks at shutdown;
 //! - **deadlines lost at service boundaries**: [`header`] encodes the time left as a
-//!   `grpc-timeout` or milliseconds value and decodes untrusted values defensively.
+//!   `grpc-timeout` or milliseconds value and decodes untrusted values defensively,
+//!   and [`trace`] does the same for the trace context (W3C `traceparent`, B3) and
+//!   the request id, which travel in the context as typed values.
 //!
 //! [`Context::is_cancelled`] is one atomic load (two for a child that has not been
 //! awaited, plus a load of the recent clock when the context has a deadline);
@@ -75,6 +77,7 @@
 //! | `select { case <-ctx.Done(): ...; case r := <-work: ... }` | [`Context::run`]`(work)` |
 //! | `go f(ctx)` | [`spawn`]`(&ctx, f)`, owned by a [`Tracker`] |
 //! | `grpc-timeout` propagation | [`header`] |
+//! | trace and request ids in `context.WithValue`; `traceparent` / `b3` propagation (OpenTelemetry's propagators) | [`TraceContext`] and [`RequestId`] as values; the [`trace`] codecs for `traceparent`, `tracestate`, `b3` and `X-B3-*` |
 //!
 //! # Time
 //!
@@ -112,12 +115,14 @@ mod slab;
 mod sync;
 mod task;
 mod timeout;
+pub mod trace;
 
 pub use cause::{Abandoned, Cause, UserCause};
 pub use context::{AfterCancel, CancelGuard, Context};
 pub use future::{Cancelled, Run};
 pub use task::{Scope, Spawned, TaskError, Tracker, current, scope, spawn};
 pub use timeout::{Timeout, TimeoutError, timeout};
+pub use trace::{RequestId, SpanId, TraceContext, TraceFlags, TraceId, TraceState};
 
 /// Hooks for the loom models in `tests/loom.rs`: deliberate faults and a view of
 /// the registry. Compiled only under `--cfg loom`.
