@@ -74,14 +74,17 @@ pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// # Ok(())
 /// # }
 /// ```
-pub struct Pipeline<K = AnyErrorIsTransient> {
-    inner: Arc<Inner<K>>,
+pub struct Pipeline<K = AnyErrorIsTransient, C: Clock = TokioClock> {
+    inner: Arc<Inner<K, C>>,
 }
 
-struct Inner<K> {
+struct Inner<K, C: Clock> {
     name: Cow<'static, str>,
     classifier: K,
-    layers: Layers,
+    layers: Layers<C>,
+    /// The clock of the pipeline's own timers (the attempt and total timeouts)
+    /// and of its strategies.
+    clock: C,
     /// The retry policy hedges: the executor runs every attempt, the first
     /// included.
     hedged: bool,
@@ -102,8 +105,8 @@ struct Inner<K> {
     metrics: crate::metrics::PipelineMetrics,
 }
 
-impl<K> Inner<K> {
-    fn new(name: Cow<'static, str>, classifier: K, layers: Layers) -> Self {
+impl<K, C: Clock> Inner<K, C> {
+    fn new(name: Cow<'static, str>, classifier: K, layers: Layers<C>, clock: C) -> Self {
         #[cfg(feature = "retry")]
         let hedged = layers
             .retry
@@ -134,28 +137,52 @@ impl<K> Inner<K> {
             name,
             classifier,
             layers,
+            clock,
         }
     }
 }
 
 /// The layers of a pipeline, apart from the classifier.
-#[derive(Clone, Default)]
-struct Layers {
+#[derive(Clone)]
+struct Layers<C: Clock> {
     total_timeout: Option<Duration>,
     attempt_timeout: Option<Duration>,
     #[cfg(feature = "retry")]
-    retry: Option<RetryPolicy>,
+    retry: Option<RetryPolicy<C>>,
     #[cfg(feature = "breaker")]
-    breaker: Option<Breaker>,
+    breaker: Option<Breaker<C>>,
     #[cfg(feature = "limit")]
-    rate_limiter: Option<RateLimiter>,
+    rate_limiter: Option<RateLimiter<C>>,
     #[cfg(feature = "limit")]
-    bulkhead: Option<Bulkhead>,
+    bulkhead: Option<Bulkhead<C>>,
     #[cfg(feature = "chaos")]
     chaos: Option<crate::chaos::Chaos>,
+    #[cfg(not(all(feature = "retry", feature = "breaker", feature = "limit")))]
+    clock: std::marker::PhantomData<C>,
 }
 
-impl fmt::Debug for Layers {
+impl<C: Clock> Default for Layers<C> {
+    fn default() -> Self {
+        Layers {
+            total_timeout: None,
+            attempt_timeout: None,
+            #[cfg(feature = "retry")]
+            retry: None,
+            #[cfg(feature = "breaker")]
+            breaker: None,
+            #[cfg(feature = "limit")]
+            rate_limiter: None,
+            #[cfg(feature = "limit")]
+            bulkhead: None,
+            #[cfg(feature = "chaos")]
+            chaos: None,
+            #[cfg(not(all(feature = "retry", feature = "breaker", feature = "limit")))]
+            clock: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<C: Clock> fmt::Debug for Layers<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Layers");
         d.field("total_timeout", &self.total_timeout);
@@ -174,7 +201,7 @@ impl fmt::Debug for Layers {
     }
 }
 
-impl<K> Clone for Pipeline<K> {
+impl<K, C: Clock> Clone for Pipeline<K, C> {
     fn clone(&self) -> Self {
         Pipeline {
             inner: self.inner.clone(),
@@ -182,7 +209,7 @@ impl<K> Clone for Pipeline<K> {
     }
 }
 
-impl<K> fmt::Debug for Pipeline<K> {
+impl<K, C: Clock> fmt::Debug for Pipeline<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field("name", &self.inner.name)
@@ -192,13 +219,14 @@ impl<K> fmt::Debug for Pipeline<K> {
 }
 
 /// Builds a [`Pipeline`]; every layer starts absent.
-pub struct PipelineBuilder<K = AnyErrorIsTransient> {
+pub struct PipelineBuilder<K = AnyErrorIsTransient, C: Clock = TokioClock> {
     name: Cow<'static, str>,
     classifier: K,
-    layers: Layers,
+    layers: Layers<C>,
+    clock: C,
 }
 
-impl<K> fmt::Debug for PipelineBuilder<K> {
+impl<K, C: Clock> fmt::Debug for PipelineBuilder<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("name", &self.name)
@@ -214,10 +242,60 @@ impl Pipeline {
     /// The classifier starts as [`AnyErrorIsTransient`]: every `Err` is a
     /// transient failure, the useful default when nothing is known of the error.
     pub fn builder(name: impl Into<Cow<'static, str>>) -> PipelineBuilder {
+        Pipeline::builder_with_clock(name, TokioClock)
+    }
+}
+
+impl<C: Clock> Pipeline<AnyErrorIsTransient, C> {
+    /// A builder for a pipeline whose timeouts run on `clock`, and whose
+    /// strategies are built on the same clock: a [`ManualClock`] in a test that
+    /// steps time by hand, for one.
+    ///
+    /// The clock is chosen first because every strategy added after is of its
+    /// type (`Breaker<C>`, `RetryPolicy<C>`, `RateLimiter<C>`, `Bulkhead<C>`).
+    /// The context each attempt runs under still carries its deadline on the
+    /// [`TokioClock`] axis, the axis of every [`Context`] deadline: on another
+    /// clock the pipeline's timers decide when it gives an attempt up, and the
+    /// attempt's context ends by tokio's time (or with the pipeline's child
+    /// context on the boxed path).
+    ///
+    /// [`ManualClock`]: palisade_clock::ManualClock
+    ///
+    /// ```
+    /// use palisade::breaker::{Breaker, BreakerConfig};
+    /// use palisade::clock::ManualClock;
+    /// use palisade::{Context, Pipeline};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let clock = ManualClock::new();
+    /// let breaker = Breaker::builder(BreakerConfig::default()).clock(clock.clone()).build()?;
+    /// let pipeline = Pipeline::builder_with_clock("users-db", clock.clone())
+    ///     .breaker(breaker)
+    ///     .attempt_timeout(Duration::from_millis(100))
+    ///     .build()?;
+    /// let ctx = Context::background();
+    /// let call = pipeline.execute(&ctx, |_ctx| std::future::pending::<Result<(), std::io::Error>>());
+    /// // The attempt timeout passes when the test says so.
+    /// let step = async {
+    ///     tokio::task::yield_now().await;
+    ///     clock.advance(Duration::from_millis(100));
+    /// };
+    /// let (result, ()) = tokio::join!(call, step);
+    /// assert!(result.unwrap_err().is_timeout());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn builder_with_clock(
+        name: impl Into<Cow<'static, str>>,
+        clock: C,
+    ) -> PipelineBuilder<AnyErrorIsTransient, C> {
         PipelineBuilder {
             name: name.into(),
             classifier: AnyErrorIsTransient,
             layers: Layers::default(),
+            clock,
         }
     }
 }
@@ -248,13 +326,14 @@ pub(crate) fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError>
     Ok(())
 }
 
-impl<K> PipelineBuilder<K> {
+impl<K, C: Clock> PipelineBuilder<K, C> {
     /// Decides the outcome of each attempt from its result.
-    pub fn classifier<K2>(self, classifier: K2) -> PipelineBuilder<K2> {
+    pub fn classifier<K2>(self, classifier: K2) -> PipelineBuilder<K2, C> {
         PipelineBuilder {
             name: self.name,
             classifier,
             layers: self.layers,
+            clock: self.clock,
         }
     }
 
@@ -275,7 +354,7 @@ impl<K> PipelineBuilder<K> {
     /// timeout on its own.
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+    pub fn retry(mut self, policy: RetryPolicy<C>) -> Self {
         self.layers.retry = Some(policy);
         self
     }
@@ -285,7 +364,7 @@ impl<K> PipelineBuilder<K> {
     /// pipelines of the same dependency.
     #[cfg(feature = "breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
-    pub fn breaker(mut self, breaker: Breaker) -> Self {
+    pub fn breaker(mut self, breaker: Breaker<C>) -> Self {
         self.layers.breaker = Some(breaker);
         self
     }
@@ -293,7 +372,7 @@ impl<K> PipelineBuilder<K> {
     /// Limits the rate of attempts; an attempt over the rate is rejected at once.
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-    pub fn rate_limiter(mut self, limiter: RateLimiter) -> Self {
+    pub fn rate_limiter(mut self, limiter: RateLimiter<C>) -> Self {
         self.layers.rate_limiter = Some(limiter);
         self
     }
@@ -302,7 +381,7 @@ impl<K> PipelineBuilder<K> {
     /// queue, if it has one).
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-    pub fn bulkhead(mut self, bulkhead: Bulkhead) -> Self {
+    pub fn bulkhead(mut self, bulkhead: Bulkhead<C>) -> Self {
         self.layers.bulkhead = Some(bulkhead);
         self
     }
@@ -317,9 +396,18 @@ impl<K> PipelineBuilder<K> {
 
     /// The pipeline without validation, for builders that set no timeout.
     #[cfg(feature = "tower")]
-    pub(crate) fn build_unchecked(self) -> Pipeline<K> {
+    #[cfg_attr(
+        not(any(feature = "retry", feature = "breaker", feature = "limit")),
+        allow(dead_code)
+    )]
+    pub(crate) fn build_unchecked(self) -> Pipeline<K, C> {
         Pipeline {
-            inner: Arc::new(Inner::new(self.name, self.classifier, self.layers)),
+            inner: Arc::new(Inner::new(
+                self.name,
+                self.classifier,
+                self.layers,
+                self.clock,
+            )),
         }
     }
 
@@ -335,7 +423,7 @@ impl<K> PipelineBuilder<K> {
     ///   defined (it is the same as a caller's deadline shorter than the attempt
     ///   timeout), and because configurations often set a generous attempt
     ///   timeout once and tighten the total per dependency.
-    pub fn build(self) -> Result<Pipeline<K>, ConfigError> {
+    pub fn build(self) -> Result<Pipeline<K, C>, ConfigError> {
         check_name(&self.name)?;
         if let Some(d) = self.layers.total_timeout {
             check_timeout("total_timeout", d)?;
@@ -356,12 +444,17 @@ impl<K> PipelineBuilder<K> {
             }
         }
         Ok(Pipeline {
-            inner: Arc::new(Inner::new(self.name, self.classifier, self.layers)),
+            inner: Arc::new(Inner::new(
+                self.name,
+                self.classifier,
+                self.layers,
+                self.clock,
+            )),
         })
     }
 }
 
-impl<K> Pipeline<K> {
+impl<K, C: Clock> Pipeline<K, C> {
     /// The name of the dependency.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -385,28 +478,28 @@ impl<K> Pipeline<K> {
     /// The retry policy, if the pipeline retries.
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-    pub fn retry_policy(&self) -> Option<&RetryPolicy> {
+    pub fn retry_policy(&self) -> Option<&RetryPolicy<C>> {
         self.inner.layers.retry.as_ref()
     }
 
     /// The circuit breaker, if the pipeline has one.
     #[cfg(feature = "breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
-    pub fn breaker(&self) -> Option<&Breaker> {
+    pub fn breaker(&self) -> Option<&Breaker<C>> {
         self.inner.layers.breaker.as_ref()
     }
 
     /// The rate limiter, if the pipeline has one.
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-    pub fn rate_limiter(&self) -> Option<&RateLimiter> {
+    pub fn rate_limiter(&self) -> Option<&RateLimiter<C>> {
         self.inner.layers.rate_limiter.as_ref()
     }
 
     /// The bulkhead, if the pipeline has one.
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-    pub fn bulkhead(&self) -> Option<&Bulkhead> {
+    pub fn bulkhead(&self) -> Option<&Bulkhead<C>> {
         self.inner.layers.bulkhead.as_ref()
     }
 
@@ -451,7 +544,7 @@ impl<K> Pipeline<K> {
         &'a self,
         ctx: &'a Context,
         call: F,
-    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, T, E, F, Fut>
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, C, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -468,7 +561,7 @@ impl<K> Pipeline<K> {
         ctx: &'a Context,
         call: F,
         retry: bool,
-    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, T, E, F, Fut>
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, C, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -488,7 +581,7 @@ impl<K> Pipeline<K> {
         &'a self,
         ctx: &'a Context,
         call: Fut,
-    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, T, E, Fut>
+    ) -> impl Future<Output = Result<T, Error<E>>> + use<'a, K, C, T, E, Fut>
     where
         Fut: Future<Output = Result<T, E>>,
         K: Classify<T, E>,
@@ -545,7 +638,7 @@ impl<K> Pipeline<K> {
     #[allow(unused_variables)]
     fn attempt_done(
         &self,
-        permit: BreakerPermit<'_>,
+        permit: BreakerPermit<'_, C>,
         slot: Option<BulkheadPermit<'_>>,
         span: Option<&tracing::Span>,
         outcome: Outcome,
@@ -574,7 +667,7 @@ impl<K> Pipeline<K> {
         total: Option<Timestamp>,
         call: F,
         retry: bool,
-        resume: Resume<'a, T, E>,
+        resume: Resume<'a, C, T, E>,
     ) -> (Result<T, Error<E>>, u32)
     where
         F: FnMut(Context) -> Fut,
@@ -714,7 +807,7 @@ impl<K> Pipeline<K> {
         total: Option<Timestamp>,
         call: &'a Mutex<F>,
         number: u32,
-    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, F, Fut>
+    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, C, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>> + 'a,
@@ -747,13 +840,13 @@ impl<K> Pipeline<K> {
     #[allow(clippy::too_many_arguments)]
     fn attempt_admitted<'a, T, E, F, Fut>(
         &'a self,
-        admitted: Result<(BreakerPermit<'a>, Option<BulkheadPermit<'a>>), Rejection>,
+        admitted: Result<(BreakerPermit<'a, C>, Option<BulkheadPermit<'a>>), Rejection>,
         ctx: &'a Context,
         total: Option<Timestamp>,
         call: &'a Mutex<F>,
         #[cfg(feature = "chaos")] plan: crate::chaos::Plan,
         number: u32,
-    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, T, E, F, Fut>
+    ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, C, T, E, F, Fut>
     where
         F: FnMut(Context) -> Fut,
         Fut: Future<Output = Result<T, E>> + 'a,
@@ -805,7 +898,7 @@ impl<K> Pipeline<K> {
             #[cfg(feature = "chaos")]
             let call = async move {
                 if let Some(delay) = plan.delay {
-                    palisade_clock::Clock::sleep(&TokioClock, delay).await;
+                    self.inner.clock.sleep(delay).await;
                 }
                 match (plan.fail, fut) {
                     (Some(_), _) | (None, None) => Err(outcome_or_transient(plan.fail)),
@@ -813,7 +906,11 @@ impl<K> Pipeline<K> {
                 }
             };
             #[cfg(feature = "chaos")]
-            let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
+            let fut = timeout(
+                self.inner.clock.clone(),
+                layers.attempt_timeout,
+                catch_panic(call),
+            );
             #[cfg(not(feature = "chaos"))]
             let Some(call) = fut else {
                 // Unreachable: without chaos the call is made whenever admitted.
@@ -821,7 +918,11 @@ impl<K> Pipeline<K> {
                     .rejected_attempt(&own, Rejection::new(palisade_classify::Strategy::Bulkhead));
             };
             #[cfg(not(feature = "chaos"))]
-            let fut = timeout(TokioClock, layers.attempt_timeout, catch_panic(call));
+            let fut = timeout(
+                self.inner.clock.clone(),
+                layers.attempt_timeout,
+                catch_panic(call),
+            );
             #[cfg(not(feature = "chaos"))]
             let fut = async move {
                 match fut.await {
@@ -956,7 +1057,7 @@ impl<K> Pipeline<K> {
         let m = &self.inner.metrics;
         m.call(
             kind,
-            palisade_clock::Clock::now(&TokioClock).saturating_duration_since(started),
+            self.inner.clock.now().saturating_duration_since(started),
         );
         #[cfg(feature = "breaker")]
         if let Some(b) = &self.inner.layers.breaker {
@@ -980,7 +1081,7 @@ impl<K> Pipeline<K> {
     /// that order. A permit taken before a later refusal is dropped unused: it
     /// counts nothing.
     #[inline(always)]
-    fn admit(&self) -> Result<(BreakerPermit<'_>, Option<BulkheadPermit<'_>>), Rejection> {
+    fn admit(&self) -> Result<(BreakerPermit<'_, C>, Option<BulkheadPermit<'_>>), Rejection> {
         #[allow(unused_variables)]
         let layers = &self.inner.layers;
         #[cfg(feature = "breaker")]
@@ -1010,7 +1111,7 @@ impl<K> Pipeline<K> {
     pub fn with_fallback<T, E>(
         &self,
         fallback: Fallback<T, Error<E>, Context>,
-    ) -> WithFallback<T, E, K> {
+    ) -> WithFallback<T, E, K, C> {
         WithFallback {
             pipeline: self.clone(),
             fallback,
@@ -1095,9 +1196,9 @@ impl PipelineSnapshot {
 }
 
 #[cfg(feature = "breaker")]
-type BreakerPermit<'a> = Option<palisade_breaker::Permit<'a>>;
+type BreakerPermit<'a, C> = Option<palisade_breaker::Permit<'a, C>>;
 #[cfg(not(feature = "breaker"))]
-type BreakerPermit<'a> = std::marker::PhantomData<&'a ()>;
+type BreakerPermit<'a, C> = std::marker::PhantomData<&'a C>;
 #[cfg(feature = "limit")]
 type BulkheadPermit<'a> = palisade_limit::Permit<'a>;
 #[cfg(not(feature = "limit"))]
@@ -1190,12 +1291,12 @@ fn from_retry<E>(e: RetryError<Error<E>>) -> Error<E> {
 
 /// A [`Pipeline`] with a fallback chain outermost; made by
 /// [`Pipeline::with_fallback`].
-pub struct WithFallback<T, E, K = AnyErrorIsTransient> {
-    pipeline: Pipeline<K>,
+pub struct WithFallback<T, E, K = AnyErrorIsTransient, C: Clock = TokioClock> {
+    pipeline: Pipeline<K, C>,
     fallback: Fallback<T, Error<E>, Context>,
 }
 
-impl<T, E, K> Clone for WithFallback<T, E, K> {
+impl<T, E, K, C: Clock> Clone for WithFallback<T, E, K, C> {
     fn clone(&self) -> Self {
         WithFallback {
             pipeline: self.pipeline.clone(),
@@ -1204,7 +1305,7 @@ impl<T, E, K> Clone for WithFallback<T, E, K> {
     }
 }
 
-impl<T, E, K> fmt::Debug for WithFallback<T, E, K> {
+impl<T, E, K, C: Clock> fmt::Debug for WithFallback<T, E, K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WithFallback")
             .field("pipeline", &self.pipeline)
@@ -1213,9 +1314,9 @@ impl<T, E, K> fmt::Debug for WithFallback<T, E, K> {
     }
 }
 
-impl<T, E, K> WithFallback<T, E, K> {
+impl<T, E, K, C: Clock> WithFallback<T, E, K, C> {
     /// The pipeline inside the fallback.
-    pub fn pipeline(&self) -> &Pipeline<K> {
+    pub fn pipeline(&self) -> &Pipeline<K, C> {
         &self.pipeline
     }
 
@@ -1291,14 +1392,14 @@ async fn unless_ended<F: Future>(
 }
 
 /// Where the boxed path of an execution begins.
-enum Resume<'a, T, E> {
+enum Resume<'a, C: Clock, T, E> {
     /// At the start: hedging, or chaos injecting.
     #[cfg_attr(not(any(feature = "retry", feature = "chaos")), allow(dead_code))]
     Start,
     /// Admitted by the breaker and the limits but for a full bulkhead: the call
     /// is made once the bulkhead has a slot.
     #[cfg_attr(not(feature = "limit"), allow(dead_code))]
-    Waiting(BreakerPermit<'a>),
+    Waiting(BreakerPermit<'a, C>),
     /// After a first attempt that failed transiently: the retry executor.
     Retry(Result<T, Error<E>>, Outcome),
 }
@@ -1309,10 +1410,8 @@ type Started = Option<palisade_clock::Timestamp>;
 type Started = ();
 
 /// Makes the boxed path of an execution.
-type MakeSlow<'a, K, T, E, F, S> =
-    fn(&'a Pipeline<K>, &'a Context, Option<Timestamp>, F, bool, Resume<'a, T, E>) -> S;
-
-type Sleep = <TokioClock as palisade_clock::Clock>::Sleep;
+type MakeSlow<'a, K, C, T, E, F, S> =
+    fn(&'a Pipeline<K, C>, &'a Context, Option<Timestamp>, F, bool, Resume<'a, C, T, E>) -> S;
 
 pin_project_lite::pin_project! {
     /// The future of [`Pipeline::execute`]: the span, the context, the total
@@ -1325,8 +1424,8 @@ pin_project_lite::pin_project! {
     /// dropping the execution then looks at two discriminants. What a later poll
     /// needs is moved into `rest` only when the first poll does not finish.
     #[project = ExecuteProj]
-    struct Execute<'a, K, T, E, F, Fut, S> {
-        pipeline: &'a Pipeline<K>,
+    struct Execute<'a, K, C: Clock, T, E, F, Fut, S> {
+        pipeline: &'a Pipeline<K, C>,
         ctx: &'a Context,
         call: Option<F>,
         retry: bool,
@@ -1334,8 +1433,8 @@ pin_project_lite::pin_project! {
         #[pin]
         fut: Option<Fut>,
         #[pin]
-        rest: Option<Rest<'a, S>>,
-        make_slow: MakeSlow<'a, K, T, E, F, S>,
+        rest: Option<Rest<'a, C, S>>,
+        make_slow: MakeSlow<'a, K, C, T, E, F, S>,
     }
 }
 
@@ -1345,15 +1444,15 @@ pin_project_lite::pin_project! {
     /// context's waiter and the execution's span. Timers are armed only once a
     /// poll finds the work pending.
     #[project = RestProj]
-    struct Rest<'a, S> {
-        permit: BreakerPermit<'a>,
+    struct Rest<'a, C: Clock, S> {
+        permit: BreakerPermit<'a, C>,
         slot: Option<BulkheadPermit<'a>>,
         attempt_span: tracing::Span,
         #[pin]
-        attempt_timer: Option<Sleep>,
+        attempt_timer: Option<C::Sleep>,
         slow: Option<Pin<Box<S>>>,
         #[pin]
-        total: Option<Sleep>,
+        total: Option<C::Sleep>,
         cancelled: Option<palisade_context::Cancelled<'a>>,
         span: tracing::Span,
         started_at: Started,
@@ -1362,14 +1461,14 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S> {
+impl<'a, K, C: Clock, T, E, F, Fut, S> Execute<'a, K, C, T, E, F, Fut, S> {
     #[inline]
     fn new(
-        pipeline: &'a Pipeline<K>,
+        pipeline: &'a Pipeline<K, C>,
         ctx: &'a Context,
         call: F,
         retry: bool,
-        make_slow: MakeSlow<'a, K, T, E, F, S>,
+        make_slow: MakeSlow<'a, K, C, T, E, F, S>,
     ) -> Self {
         Execute {
             pipeline,
@@ -1395,11 +1494,12 @@ enum Stage {
 /// A settled attempt: its result and outcome.
 type Settled<T, E> = (Result<T, Error<E>>, Outcome);
 
-impl<'a, K, T, E, F, Fut, S> Future for Execute<'a, K, T, E, F, Fut, S>
+impl<'a, K, C, T, E, F, Fut, S> Future for Execute<'a, K, C, T, E, F, Fut, S>
 where
     F: FnMut(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     K: Classify<T, E>,
+    C: Clock,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
     type Output = Result<T, Error<E>>;
@@ -1428,11 +1528,12 @@ where
     }
 }
 
-impl<'a, K, T, E, F, Fut, S> Execute<'a, K, T, E, F, Fut, S>
+impl<'a, K, C, T, E, F, Fut, S> Execute<'a, K, C, T, E, F, Fut, S>
 where
     F: FnMut(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     K: Classify<T, E>,
+    C: Clock,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
     /// The first poll with its spans (when their callsites are enabled).
@@ -1450,7 +1551,7 @@ where
     ) -> Poll<Result<T, Error<E>>> {
         let mut this = self.project();
         *this.stage = Stage::Later;
-        let pipeline: &'a Pipeline<K> = this.pipeline;
+        let pipeline: &'a Pipeline<K, C> = this.pipeline;
         let ctx: &'a Context = this.ctx;
         let retry = *this.retry;
         let span = if TRACED {
@@ -1464,7 +1565,7 @@ where
             tracing::Span::none()
         };
         #[cfg(feature = "metrics")]
-        let started_at: Started = Some(palisade_clock::Clock::now(&TokioClock));
+        let started_at: Started = Some(pipeline.inner.clock.now());
         #[cfg(not(feature = "metrics"))]
         #[allow(clippy::let_unit_value)]
         let started_at: Started = ();
@@ -1562,19 +1663,20 @@ where
 
 /// Moves what the first poll holds into `rest` and goes on in `poll_later`.
 #[inline(never)]
-fn park<'a, K, T, E, F, Fut, S>(
-    mut this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+fn park<'a, K, C, T, E, F, Fut, S>(
+    mut this: ExecuteProj<'_, 'a, K, C, T, E, F, Fut, S>,
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
     total: Option<Timestamp>,
-    parked: Park<'a, S>,
+    parked: Park<'a, C, S>,
     settled: Option<Settled<T, E>>,
 ) -> Poll<Result<T, Error<E>>>
 where
     F: FnMut(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     K: Classify<T, E>,
+    C: Clock,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
     this.rest
@@ -1584,18 +1686,19 @@ where
 
 /// Starts the boxed path at `resume` in the first poll.
 #[inline(never)]
-fn start_slow<'a, K, T, E, F, Fut, S>(
-    this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+fn start_slow<'a, K, C, T, E, F, Fut, S>(
+    this: ExecuteProj<'_, 'a, K, C, T, E, F, Fut, S>,
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
     total: Option<Timestamp>,
-    resume: Resume<'a, T, E>,
+    resume: Resume<'a, C, T, E>,
 ) -> Poll<Result<T, Error<E>>>
 where
     F: FnMut(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     K: Classify<T, E>,
+    C: Clock,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
     let mut parked = Park::empty();
@@ -1609,8 +1712,8 @@ where
 /// The first attempt refused by the breaker or a limit in the first poll.
 #[cold]
 #[inline(never)]
-fn refused<'a, K, T, E, F, Fut, S>(
-    this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+fn refused<'a, K, C, T, E, F, Fut, S>(
+    this: ExecuteProj<'_, 'a, K, C, T, E, F, Fut, S>,
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
@@ -1621,9 +1724,10 @@ where
     F: FnMut(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     K: Classify<T, E>,
+    C: Clock,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
-    let pipeline: &'a Pipeline<K> = this.pipeline;
+    let pipeline: &'a Pipeline<K, C> = this.pipeline;
     let settled = {
         let _entered = (!span.is_disabled()).then(|| span.enter());
         let own = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
@@ -1656,14 +1760,14 @@ fn release<const TRACED: bool>(span: tracing::Span) {
 }
 
 /// What the first poll hands on to `rest` besides the execution's span and start.
-struct Park<'a, S> {
-    permit: BreakerPermit<'a>,
+struct Park<'a, C: Clock, S> {
+    permit: BreakerPermit<'a, C>,
     slot: Option<BulkheadPermit<'a>>,
     attempt_span: tracing::Span,
     slow: Option<Pin<Box<S>>>,
 }
 
-impl<'a, S> Park<'a, S> {
+impl<'a, C: Clock, S> Park<'a, C, S> {
     #[inline]
     fn empty() -> Self {
         Park {
@@ -1676,7 +1780,7 @@ impl<'a, S> Park<'a, S> {
 
     #[inline]
     fn attempt(
-        permit: BreakerPermit<'a>,
+        permit: BreakerPermit<'a, C>,
         slot: Option<BulkheadPermit<'a>>,
         attempt_span: tracing::Span,
     ) -> Self {
@@ -1694,7 +1798,7 @@ impl<'a, S> Park<'a, S> {
         span: tracing::Span,
         started_at: Started,
         total_deadline: Option<Timestamp>,
-    ) -> Rest<'a, S> {
+    ) -> Rest<'a, C, S> {
         Rest {
             permit: self.permit,
             slot: self.slot,
@@ -1714,8 +1818,8 @@ impl<'a, S> Park<'a, S> {
 /// first poll going on: the context was checked and the first attempt polled,
 /// and `settled` holds that attempt if it settled and the retry takes over.
 #[inline(never)]
-fn poll_later<'a, K, T, E, F, Fut, S>(
-    mut this: ExecuteProj<'_, 'a, K, T, E, F, Fut, S>,
+fn poll_later<'a, K, C, T, E, F, Fut, S>(
+    mut this: ExecuteProj<'_, 'a, K, C, T, E, F, Fut, S>,
     cx: &mut task::Context<'_>,
     mut settled: Option<Settled<T, E>>,
     fresh: bool,
@@ -1724,9 +1828,10 @@ where
     F: FnMut(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     K: Classify<T, E>,
+    C: Clock,
     S: Future<Output = (Result<T, Error<E>>, u32)>,
 {
-    let pipeline: &'a Pipeline<K> = this.pipeline;
+    let pipeline: &'a Pipeline<K, C> = this.pipeline;
     let ctx: &'a Context = this.ctx;
     let Some(rest) = this.rest.as_mut().as_pin_mut() else {
         unreachable!("the first poll leaves `rest` set unless it finished");
@@ -1756,7 +1861,7 @@ where
                 None => None,
                 Some(limit) => {
                     if rest.attempt_timer.is_none() {
-                        let sleep = palisade_clock::Clock::sleep(&TokioClock, limit);
+                        let sleep = pipeline.inner.clock.sleep(limit);
                         rest.attempt_timer.set(Some(sleep));
                     }
                     let fired = rest
@@ -1808,8 +1913,7 @@ where
     // caller's context.
     if let Some(limit) = pipeline.inner.layers.total_timeout {
         if rest.total.is_none() {
-            rest.total
-                .set(Some(palisade_clock::Clock::sleep(&TokioClock, limit)));
+            rest.total.set(Some(pipeline.inner.clock.sleep(limit)));
         }
         if let Some(sleep) = rest.total.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
@@ -1833,10 +1937,10 @@ where
 /// bulkhead slot, so that the bulkhead no longer counts it in flight. The timers
 /// and spans go with `rest` once the execution has finished.
 #[cold]
-fn abandon<Fut, S>(
+fn abandon<C: Clock, Fut, S>(
     mut fut: Pin<&mut Option<Fut>>,
     slow: &mut Option<Pin<Box<S>>>,
-    permit: &mut BreakerPermit<'_>,
+    permit: &mut BreakerPermit<'_, C>,
     slot: &mut Option<BulkheadPermit<'_>>,
 ) {
     fut.set(None);
@@ -1863,8 +1967,8 @@ fn cancelled<E>(ctx: &Context) -> Error<E> {
 
 /// Ends an execution: its span's fields and its metrics, when there are any.
 #[inline(always)]
-fn finish<K, T, E>(
-    pipeline: &Pipeline<K>,
+fn finish<K, C: Clock, T, E>(
+    pipeline: &Pipeline<K, C>,
     span: &tracing::Span,
     started_at: &Started,
     result: Result<T, Error<E>>,
@@ -1879,8 +1983,8 @@ fn finish<K, T, E>(
 /// Records the end of an execution in its span and its metrics.
 #[inline(never)]
 #[allow(unused_variables)]
-fn record_end<K, T, E>(
-    pipeline: &Pipeline<K>,
+fn record_end<K, C: Clock, T, E>(
+    pipeline: &Pipeline<K, C>,
     span: &tracing::Span,
     started_at: &Started,
     result: &Result<T, Error<E>>,
