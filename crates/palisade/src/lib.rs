@@ -58,6 +58,9 @@ pub mod chaos;
 #[cfg(feature = "config")]
 #[cfg_attr(docsrs, doc(cfg(feature = "config")))]
 pub mod config;
+#[cfg(all(feature = "http", feature = "tower"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "http", feature = "tower"))))]
+pub mod edge;
 mod error;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]

@@ -61,12 +61,23 @@ pub trait ContextOf {
     fn context(&self) -> Option<&Context> {
         None
     }
+
+    /// Gives the request the context of the attempt it is sent in, so that the
+    /// layers inside (the `edge` module's `OutboundLayer`) and the
+    /// service see the attempt's deadline. The default keeps none.
+    fn set_context(&mut self, ctx: Context) {
+        let _ = ctx;
+    }
 }
 
 #[cfg(feature = "http")]
 impl<B> ContextOf for http::Request<B> {
     fn context(&self) -> Option<&Context> {
         self.extensions().get::<Context>()
+    }
+
+    fn set_context(&mut self, ctx: Context) {
+        self.extensions_mut().insert(ctx);
     }
 }
 
@@ -193,9 +204,10 @@ where
         Box::pin(async move {
             let ctx = request.context().cloned().unwrap_or_default();
             pipeline
-                .execute(&ctx, move |_ctx| {
+                .execute(&ctx, move |ctx| {
                     let mut svc = inner.clone();
-                    let request = request.clone();
+                    let mut request = request.clone();
+                    request.set_context(ctx);
                     async move {
                         std::future::poll_fn(|cx| svc.poll_ready(cx)).await?;
                         svc.call(request).await

@@ -1,0 +1,985 @@
+//! The edges of a service: the [`Context`] of a request arriving at a server,
+//! made from its deadline and trace headers, and the headers of a request
+//! leaving, written from the attempt's context with no code in the call.
+//!
+//! - [`Inbound`] makes an [`InboundLayer`] for any tower `Service` of
+//!   `http::Request`s (axum's `Router::layer`, hyper with `hyper-util`'s tower
+//!   adapter). For each request it reads the deadline (an ordered list of
+//!   headers: `grpc-timeout`, then `x-request-timeout-ms`), clamps it to the
+//!   server's maximum and to the route's own limit, reads or makes the request id
+//!   (`x-request-id`) and the trace context (W3C `traceparent` / `tracestate`,
+//!   else B3), and puts a `Context` carrying all three in the request's
+//!   extensions. The context is cancelled when the client goes away (the
+//!   response future is dropped) and enforced: a request still running at its
+//!   deadline is answered `504 Gateway Timeout` and its handler dropped. A panic
+//!   in the handler, in its future or in the synchronous part of its call, is
+//!   answered `500`.
+//! - [`Outbound`] makes an [`OutboundLayer`] for an HTTP client `Service`: from
+//!   the context in the request's extensions (the attempt's context that
+//!   [`Pipeline::execute`](crate::Pipeline::execute) gives the call, which puts
+//!   it in the request it builds; a [`PipelineLayer`](crate::tower::PipelineLayer)
+//!   does it for each attempt of request types it can clone), or else the
+//!   task's context, it writes the time remaining minus a safety margin, the
+//!   trace context of a new span of the same trace, and the request id. A request whose budget is
+//!   below the minimum is not sent: it fails at once with
+//!   [`OutboundError::Budget`]. [`Outbound::inject`] does the same to a
+//!   `HeaderMap` for clients that are not tower services.
+//!
+//! Only relative budgets cross the wire (durations, never instants), so the
+//! clocks of the two hosts need not agree.
+//!
+//! ```
+//! use palisade::Context;
+//! use palisade::edge::{Inbound, Outbound};
+//! use palisade::context::trace::TraceContext;
+//! use http::{Request, Response};
+//! use std::time::Duration;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! // A server that reads what the request carries.
+//! let handler = service_fn(|request: Request<()>| async move {
+//!     let ctx = request.extensions().get::<Context>().unwrap();
+//!     let remaining = ctx.remaining().unwrap();
+//!     let trace = TraceContext::from_context(ctx).unwrap();
+//!     Ok::<_, std::convert::Infallible>(Response::new(format!("{remaining:?} {}", trace.trace_id())))
+//! });
+//! let server = Inbound::new().layer().layer(handler);
+//! let request = Request::builder()
+//!     .header("x-request-timeout-ms", "250")
+//!     .header("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+//!     .body(())
+//!     .unwrap();
+//! let response = server.oneshot(request).await.unwrap();
+//! assert_eq!(response.body(), "250ms 4bf92f3577b34da6a3ce929d0e0e4736");
+//!
+//! // A client call under that context carries the budget on.
+//! let (ctx, _guard) = Context::background().with_timeout(Duration::from_millis(250));
+//! let mut headers = http::HeaderMap::new();
+//! Outbound::new().inject(&ctx, &mut headers).unwrap();
+//! assert_eq!(headers["x-request-timeout-ms"], "245"); // the 5 ms margin taken off
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use palisade_clock::{Clock, Timestamp, TokioClock};
+use palisade_context::header::{
+    GRPC_TIMEOUT, decode_grpc_timeout_with_max, decode_millis_with_max, encode_grpc_timeout,
+    encode_millis,
+};
+use palisade_context::trace::{
+    self, RequestId, TraceContext, TraceFlags, decode_b3, decode_b3_multi, decode_traceparent,
+    decode_tracestate, encode_b3, encode_traceparent,
+};
+use palisade_context::{CancelGuard, Cause, Context};
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// The milliseconds deadline header most HTTP services use.
+pub const X_REQUEST_TIMEOUT_MS: &str = "x-request-timeout-ms";
+/// Envoy's header for the time the proxy will wait, in milliseconds.
+pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
+
+/// A header that carries a deadline as the time remaining.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeadlineHeader {
+    /// `grpc-timeout`: digits and a unit (`1500m`).
+    GrpcTimeout,
+    /// A header of whole milliseconds (`1500`), such as
+    /// [`X_REQUEST_TIMEOUT_MS`].
+    Millis(HeaderName),
+}
+
+impl DeadlineHeader {
+    /// A milliseconds header of this name.
+    ///
+    /// # Panics
+    ///
+    /// If `name` is not a valid header name (a programming error: names are
+    /// constants).
+    pub fn millis(name: &'static str) -> DeadlineHeader {
+        DeadlineHeader::Millis(HeaderName::from_static(name))
+    }
+
+    /// The header's name.
+    pub fn name(&self) -> &str {
+        match self {
+            DeadlineHeader::GrpcTimeout => GRPC_TIMEOUT,
+            DeadlineHeader::Millis(name) => name.as_str(),
+        }
+    }
+
+    fn decode(&self, value: &str, max: Duration) -> Result<Duration, String> {
+        match self {
+            DeadlineHeader::GrpcTimeout => decode_grpc_timeout_with_max(value, max),
+            DeadlineHeader::Millis(_) => decode_millis_with_max(value, max),
+        }
+        .map_err(|e| e.to_string())
+    }
+
+    fn encode(&self, remaining: Duration) -> String {
+        match self {
+            DeadlineHeader::GrpcTimeout => encode_grpc_timeout(remaining),
+            DeadlineHeader::Millis(_) => encode_millis(remaining),
+        }
+    }
+}
+
+/// What the inbound layer does with a deadline header it cannot read (garbage,
+/// a negative or overflowing number, the header sent more than once).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BadHeader {
+    /// Skip it (on to the next deadline header of the list), count it and log a
+    /// debug event. The default: a bad header is the caller's bug, and failing
+    /// the request for it turns a bug into an outage.
+    #[default]
+    Ignore,
+    /// Answer `400 Bad Request` without calling the handler.
+    Reject,
+}
+
+/// How a server makes the context of each request; builds an [`InboundLayer`].
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | [`deadline_headers`](Self::deadline_headers) | `grpc-timeout`, then `x-request-timeout-ms` | the two forms in use; the first one present and readable wins |
+/// | [`max_deadline`](Self::max_deadline) | 60 s | a caller cannot pin the server's resources for longer than a request should take |
+/// | [`route_limit`](Self::route_limit) | none | the route's own limit, applied also when the caller sends no deadline |
+/// | [`bad_header`](Self::bad_header) | [`BadHeader::Ignore`] | see there |
+/// | [`request_id_header`](Self::request_id_header) | `x-request-id` | the common name; an absent or invalid id is replaced by a new one |
+/// | [`sample_new_traces`](Self::sample_new_traces) | `false` | a trace the server starts itself is not sampled unless you say so |
+#[derive(Clone, Debug)]
+pub struct Inbound {
+    deadline_headers: Vec<DeadlineHeader>,
+    max_deadline: Duration,
+    route_limit: Option<Duration>,
+    bad_header: BadHeader,
+    request_id_header: HeaderName,
+    sample_new_traces: bool,
+}
+
+impl Default for Inbound {
+    fn default() -> Self {
+        Inbound::new()
+    }
+}
+
+impl Inbound {
+    /// The defaults of the table above.
+    pub fn new() -> Inbound {
+        Inbound {
+            deadline_headers: vec![
+                DeadlineHeader::GrpcTimeout,
+                DeadlineHeader::millis(X_REQUEST_TIMEOUT_MS),
+            ],
+            max_deadline: Duration::from_secs(60),
+            route_limit: None,
+            bad_header: BadHeader::Ignore,
+            request_id_header: HeaderName::from_static(trace::X_REQUEST_ID),
+            sample_new_traces: false,
+        }
+    }
+
+    /// The headers read for the deadline, in order: the first that is present
+    /// and readable gives it.
+    pub fn deadline_headers(mut self, headers: impl IntoIterator<Item = DeadlineHeader>) -> Self {
+        self.deadline_headers = headers.into_iter().collect();
+        self
+    }
+
+    /// Also reads Envoy's `x-envoy-expected-rq-timeout-ms`, after the others.
+    pub fn envoy(mut self) -> Self {
+        self.deadline_headers
+            .push(DeadlineHeader::millis(X_ENVOY_EXPECTED_RQ_TIMEOUT_MS));
+        self
+    }
+
+    /// The longest deadline a caller is granted; a longer one is clamped to it.
+    pub fn max_deadline(mut self, max: Duration) -> Self {
+        self.max_deadline = max;
+        self
+    }
+
+    /// The route's own limit: the request's deadline is the earlier of the
+    /// caller's and this, and this alone when the caller sends none.
+    pub fn route_limit(mut self, limit: Duration) -> Self {
+        self.route_limit = Some(limit);
+        self
+    }
+
+    /// What a bad deadline header gets.
+    pub fn bad_header(mut self, policy: BadHeader) -> Self {
+        self.bad_header = policy;
+        self
+    }
+
+    /// The header of the request id.
+    pub fn request_id_header(mut self, name: HeaderName) -> Self {
+        self.request_id_header = name;
+        self
+    }
+
+    /// Whether a trace the server starts (no or no valid trace header came)
+    /// is sampled.
+    pub fn sample_new_traces(mut self, sampled: bool) -> Self {
+        self.sample_new_traces = sampled;
+        self
+    }
+
+    /// The layer.
+    pub fn layer(self) -> InboundLayer {
+        InboundLayer {
+            config: Arc::new(self),
+            stats: Arc::default(),
+        }
+    }
+
+    /// What a request's headers say: its deadline (after the limits), its
+    /// trace context and request id, and the bad deadline headers seen.
+    fn read(&self, headers: &HeaderMap) -> Result<Incoming, BadDeadline> {
+        let mut deadline = None;
+        let mut bad = 0;
+        for header in &self.deadline_headers {
+            let mut values = headers.get_all(header.name()).iter();
+            let Some(first) = values.next() else {
+                continue;
+            };
+            let decoded = if values.next().is_some() {
+                Err("the header is sent more than once".to_string())
+            } else {
+                match first.to_str() {
+                    Ok(value) => header.decode(value, self.max_deadline),
+                    Err(_) => Err("the value is not visible ASCII".to_string()),
+                }
+            };
+            match decoded {
+                Ok(d) => {
+                    deadline = Some(d);
+                    break;
+                }
+                Err(reason) => {
+                    tracing::debug!(header = header.name(), %reason, "bad deadline header");
+                    if self.bad_header == BadHeader::Reject {
+                        return Err(BadDeadline {
+                            header: header.name().to_string(),
+                            reason,
+                        });
+                    }
+                    bad += 1;
+                }
+            }
+        }
+        let deadline = match (deadline, self.route_limit) {
+            (Some(d), Some(limit)) => Some(d.min(limit)),
+            (d, limit) => d.or(limit),
+        };
+        Ok(Incoming {
+            deadline,
+            trace: self.trace_of(headers),
+            request_id: headers
+                .get(&self.request_id_header)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| RequestId::parse(v).ok())
+                .unwrap_or_else(RequestId::new_random),
+            bad,
+        })
+    }
+
+    /// The trace context of the request: `traceparent` (with `tracestate`),
+    /// else `b3`, else the `X-B3-*` headers, else a new trace. A bad header
+    /// starts a new trace; it never fails the request.
+    fn trace_of(&self, headers: &HeaderMap) -> TraceContext {
+        let text = |name: &str| {
+            let mut values = headers.get_all(name).iter();
+            let first = values.next()?;
+            // Twice is as bad as garbage: the trace restarts.
+            if values.next().is_some() {
+                return Some(Err(()));
+            }
+            Some(first.to_str().map_err(|_| ()))
+        };
+        if let Some(Ok(parent)) = text(trace::TRACEPARENT) {
+            if let Ok(mut ctx) = decode_traceparent(parent) {
+                let mut states = headers.get_all(trace::TRACESTATE).iter().peekable();
+                if states.peek().is_some() {
+                    let joined = states
+                        .filter_map(|v| v.to_str().ok())
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    if let Ok(state) = decode_tracestate(&joined) {
+                        ctx = ctx.with_state(state);
+                    }
+                }
+                return ctx;
+            }
+        }
+        if let Some(Ok(single)) = text(trace::B3) {
+            if let Ok(b3) = decode_b3(single) {
+                return b3.into_trace_context();
+            }
+        }
+        let pairs = headers
+            .iter()
+            .filter_map(|(name, value)| Some((name.as_str(), value.to_str().ok()?)));
+        if let Ok(Some(b3)) = decode_b3_multi(pairs) {
+            return b3.into_trace_context();
+        }
+        TraceContext::new_root(self.new_flags())
+    }
+
+    fn new_flags(&self) -> TraceFlags {
+        if self.sample_new_traces {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::NOT_SAMPLED
+        }
+    }
+}
+
+/// What the headers of one request say.
+struct Incoming {
+    deadline: Option<Duration>,
+    trace: TraceContext,
+    request_id: RequestId,
+    bad: u64,
+}
+
+/// A deadline header refused under [`BadHeader::Reject`].
+struct BadDeadline {
+    header: String,
+    reason: String,
+}
+
+/// The counters of an [`InboundLayer`], shared by every service it made.
+#[derive(Debug, Default)]
+struct Stats {
+    requests: AtomicU64,
+    bad_headers: AtomicU64,
+    rejected: AtomicU64,
+    deadline_exceeded: AtomicU64,
+    panics: AtomicU64,
+    abandoned: AtomicU64,
+}
+
+/// What an [`InboundLayer`] has seen, read by [`InboundLayer::snapshot`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct InboundSnapshot {
+    /// Requests received.
+    pub requests: u64,
+    /// Deadline headers that could not be read (ignored or refused).
+    pub bad_headers: u64,
+    /// Requests answered `400` for a bad deadline header.
+    pub rejected: u64,
+    /// Requests answered `504` at their deadline.
+    pub deadline_exceeded: u64,
+    /// Requests whose handler panicked, answered `500`.
+    pub panics: u64,
+    /// Requests whose client went away before the answer (their context was
+    /// cancelled).
+    pub abandoned: u64,
+}
+
+/// Makes each request's [`Context`]; made by [`Inbound::layer`].
+#[derive(Clone, Debug)]
+pub struct InboundLayer {
+    config: Arc<Inbound>,
+    stats: Arc<Stats>,
+}
+
+impl InboundLayer {
+    /// The counters so far, over every service the layer made.
+    pub fn snapshot(&self) -> InboundSnapshot {
+        let s = &self.stats;
+        InboundSnapshot {
+            requests: s.requests.load(Ordering::Relaxed),
+            bad_headers: s.bad_headers.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            deadline_exceeded: s.deadline_exceeded.load(Ordering::Relaxed),
+            panics: s.panics.load(Ordering::Relaxed),
+            abandoned: s.abandoned.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<S> Layer<S> for InboundLayer {
+    type Service = InboundService<S>;
+
+    fn layer(&self, inner: S) -> InboundService<S> {
+        InboundService {
+            inner,
+            config: self.config.clone(),
+            stats: self.stats.clone(),
+        }
+    }
+}
+
+/// The service made by [`InboundLayer`].
+#[derive(Clone, Debug)]
+pub struct InboundService<S> {
+    inner: S,
+    config: Arc<Inbound>,
+    stats: Arc<Stats>,
+}
+
+impl<S, B, RB> Service<Request<B>> for InboundService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    RB: Default,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = InboundFuture<S::Future, RB>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let incoming = match self.config.read(request.headers()) {
+            Ok(incoming) => incoming,
+            Err(bad) => {
+                self.stats.bad_headers.fetch_add(1, Ordering::Relaxed);
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(header = %bad.header, reason = %bad.reason, "request refused: bad deadline header");
+                return InboundFuture::answer(StatusCode::BAD_REQUEST);
+            }
+        };
+        if incoming.bad > 0 {
+            self.stats
+                .bad_headers
+                .fetch_add(incoming.bad, Ordering::Relaxed);
+        }
+        let span = tracing::debug_span!(
+            "palisade.request",
+            request_id = %incoming.request_id.as_str(),
+            trace_id = %incoming.trace.trace_id(),
+            parent_span_id = %incoming.trace.span_id(),
+            deadline_ms = tracing::field::Empty,
+        );
+        let deadline = incoming
+            .deadline
+            .map(|d| TokioClock.now().saturating_add(d));
+        if let Some(d) = incoming.deadline {
+            span.record("deadline_ms", d.as_millis() as u64);
+        }
+        let base = Context::background()
+            .with_value(incoming.trace)
+            .with_value(incoming.request_id);
+        let (ctx, guard) = match deadline {
+            Some(at) => base.with_deadline(at),
+            None => base.with_cancel(),
+        };
+        request.extensions_mut().insert(ctx);
+        let inner = &mut self.inner;
+        let made = {
+            let _entered = span.enter();
+            catch_unwind(AssertUnwindSafe(|| inner.call(request)))
+        };
+        match made {
+            Ok(fut) => InboundFuture {
+                state: State::Running {
+                    fut,
+                    guard: RequestGuard {
+                        guard: Some(guard),
+                        stats: self.stats.clone(),
+                    },
+                    deadline,
+                    timer: None,
+                    span,
+                },
+            },
+            Err(_) => {
+                self.stats.panics.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(parent: &span, "handler panicked");
+                InboundFuture::answer(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        }
+    }
+}
+
+/// Cancels a request's context when its answer is dropped before it is ready
+/// (the client went away), and when it is done.
+struct RequestGuard {
+    guard: Option<CancelGuard>,
+    stats: Arc<Stats>,
+}
+
+impl RequestGuard {
+    /// The request is answered: its context ends, plainly cancelled.
+    fn done(&mut self) {
+        drop(self.guard.take());
+    }
+}
+
+impl Drop for RequestGuard {
+    fn drop(&mut self) {
+        if let Some(guard) = self.guard.take() {
+            self.stats.abandoned.fetch_add(1, Ordering::Relaxed);
+            guard.cancel_with("the client went away before the answer");
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an [`InboundService`] call.
+    pub struct InboundFuture<F, RB> {
+        #[pin]
+        state: State<F, RB>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = StateProj]
+    enum State<F, RB> {
+        Running {
+            #[pin]
+            fut: F,
+            guard: RequestGuard,
+            deadline: Option<Timestamp>,
+            #[pin]
+            timer: Option<<TokioClock as Clock>::Sleep>,
+            span: tracing::Span,
+        },
+        Answer {
+            status: StatusCode,
+            body: Option<RB>,
+        },
+        Done,
+    }
+}
+
+impl<F, RB: Default> InboundFuture<F, RB> {
+    fn answer(status: StatusCode) -> Self {
+        InboundFuture {
+            state: State::Answer {
+                status,
+                body: Some(RB::default()),
+            },
+        }
+    }
+}
+
+fn response<RB>(status: StatusCode, body: RB) -> Response<RB> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+}
+
+impl<F, RB, E> Future for InboundFuture<F, RB>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    RB: Default,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let (status, outcome) = match this.state.as_mut().project() {
+            StateProj::Answer { status, body } => {
+                let answer = response(*status, body.take().unwrap_or_default());
+                this.state.set(State::Done);
+                return Poll::Ready(Ok(answer));
+            }
+            StateProj::Done => panic!("an inbound future polled after it completed"),
+            StateProj::Running {
+                fut,
+                guard,
+                deadline,
+                mut timer,
+                span,
+            } => {
+                let _entered = span.enter();
+                match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                    Ok(Poll::Ready(result)) => {
+                        guard.done();
+                        (None, Some(result))
+                    }
+                    Ok(Poll::Pending) => {
+                        let Some(at) = *deadline else {
+                            return Poll::Pending;
+                        };
+                        if timer.is_none() {
+                            timer.set(Some(TokioClock.sleep_until(at)));
+                        }
+                        match timer.as_pin_mut().map(|t| t.poll(cx)) {
+                            Some(Poll::Ready(())) => {
+                                guard
+                                    .stats
+                                    .deadline_exceeded
+                                    .fetch_add(1, Ordering::Relaxed);
+                                if let Some(g) = guard.guard.take() {
+                                    g.cancel_with_cause(Cause::deadline_exceeded());
+                                }
+                                tracing::debug!("request past its deadline: 504");
+                                (Some(StatusCode::GATEWAY_TIMEOUT), None)
+                            }
+                            _ => return Poll::Pending,
+                        }
+                    }
+                    Err(_) => {
+                        guard.stats.panics.fetch_add(1, Ordering::Relaxed);
+                        guard.done();
+                        tracing::error!("handler panicked");
+                        (Some(StatusCode::INTERNAL_SERVER_ERROR), None)
+                    }
+                }
+            }
+        };
+        // The handler is dropped now, whatever ended it.
+        this.state.set(State::Done);
+        match (status, outcome) {
+            (_, Some(result)) => Poll::Ready(result),
+            (Some(status), None) => Poll::Ready(Ok(response(status, RB::default()))),
+            (None, None) => unreachable!("a settled request has an answer"),
+        }
+    }
+}
+
+impl<F, RB> fmt::Debug for InboundFuture<F, RB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InboundFuture").finish_non_exhaustive()
+    }
+}
+
+/// Which trace headers an outbound request carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TraceFormat {
+    /// W3C `traceparent` and `tracestate` (the default: what OpenTelemetry
+    /// speaks).
+    #[default]
+    W3c,
+    /// The single `b3` header.
+    B3,
+    /// Both.
+    Both,
+    /// None.
+    None,
+}
+
+/// What a leaving request carries; builds an [`OutboundLayer`], or writes the
+/// headers itself ([`inject`](Self::inject)).
+///
+/// | setting | default | why |
+/// | --- | --- | --- |
+/// | [`deadline_header`](Self::deadline_header) | `x-request-timeout-ms` | the HTTP form; `grpc-timeout` for gRPC |
+/// | [`margin`](Self::margin) | 5 ms | the network's share of the budget: the callee stops before the caller gives up |
+/// | [`min_budget`](Self::min_budget) | 1 ms | below it, the callee could not do the work: the request is not sent |
+/// | [`trace_format`](Self::trace_format) | W3C | see [`TraceFormat`] |
+/// | [`request_id_header`](Self::request_id_header) | `x-request-id` | the common name |
+#[derive(Clone, Debug)]
+pub struct Outbound {
+    deadline_header: Option<DeadlineHeader>,
+    margin: Duration,
+    min_budget: Duration,
+    trace_format: TraceFormat,
+    request_id_header: HeaderName,
+}
+
+impl Default for Outbound {
+    fn default() -> Self {
+        Outbound::new()
+    }
+}
+
+impl Outbound {
+    /// The defaults of the table above.
+    pub fn new() -> Outbound {
+        Outbound {
+            deadline_header: Some(DeadlineHeader::millis(X_REQUEST_TIMEOUT_MS)),
+            margin: Duration::from_millis(5),
+            min_budget: Duration::from_millis(1),
+            trace_format: TraceFormat::W3c,
+            request_id_header: HeaderName::from_static(trace::X_REQUEST_ID),
+        }
+    }
+
+    /// The header the remaining budget is written to; `None` writes none.
+    pub fn deadline_header(mut self, header: Option<DeadlineHeader>) -> Self {
+        self.deadline_header = header;
+        self
+    }
+
+    /// What is taken off the remaining time for the network.
+    pub fn margin(mut self, margin: Duration) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// The least budget (after the margin) a request is sent with.
+    pub fn min_budget(mut self, min: Duration) -> Self {
+        self.min_budget = min;
+        self
+    }
+
+    /// Which trace headers are written.
+    pub fn trace_format(mut self, format: TraceFormat) -> Self {
+        self.trace_format = format;
+        self
+    }
+
+    /// The header of the request id.
+    pub fn request_id_header(mut self, name: HeaderName) -> Self {
+        self.request_id_header = name;
+        self
+    }
+
+    /// The layer.
+    pub fn layer(self) -> OutboundLayer {
+        OutboundLayer {
+            config: Arc::new(self),
+        }
+    }
+
+    /// Writes what `ctx` carries into `headers`: the budget (the time remaining
+    /// minus the margin), the trace context of a new span of the context's
+    /// trace, and the request id. Headers of those names already there are
+    /// replaced. A context without a deadline writes no budget; without a
+    /// trace context, no trace headers.
+    ///
+    /// Fails, writing nothing, when the context has ended or its budget is
+    /// below [`min_budget`](Self::min_budget): such a request should not be
+    /// sent.
+    pub fn inject(&self, ctx: &Context, headers: &mut HeaderMap) -> Result<(), BudgetExhausted> {
+        if let Some(cause) = ctx.cause() {
+            return Err(BudgetExhausted {
+                remaining: Duration::ZERO,
+                cause: Some(cause),
+            });
+        }
+        let budget = match ctx.remaining() {
+            Some(remaining) => {
+                let budget = remaining.saturating_sub(self.margin);
+                if budget < self.min_budget {
+                    return Err(BudgetExhausted {
+                        remaining,
+                        cause: None,
+                    });
+                }
+                Some(budget)
+            }
+            None => None,
+        };
+        if let (Some(budget), Some(header)) = (budget, &self.deadline_header) {
+            let name = match header {
+                DeadlineHeader::GrpcTimeout => HeaderName::from_static(GRPC_TIMEOUT),
+                DeadlineHeader::Millis(name) => name.clone(),
+            };
+            insert(headers, name, header.encode(budget));
+        }
+        if let Some(parent) = TraceContext::from_context(ctx) {
+            let span = parent.child();
+            if matches!(self.trace_format, TraceFormat::W3c | TraceFormat::Both) {
+                insert(
+                    headers,
+                    HeaderName::from_static(trace::TRACEPARENT),
+                    encode_traceparent(&span),
+                );
+                if !span.state().is_empty() {
+                    insert(
+                        headers,
+                        HeaderName::from_static(trace::TRACESTATE),
+                        span.state().as_str().to_string(),
+                    );
+                }
+            }
+            if matches!(self.trace_format, TraceFormat::B3 | TraceFormat::Both) {
+                insert(
+                    headers,
+                    HeaderName::from_static(trace::B3),
+                    encode_b3(&span),
+                );
+            }
+        }
+        if let Some(id) = RequestId::from_context(ctx) {
+            insert(
+                headers,
+                self.request_id_header.clone(),
+                id.as_str().to_string(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Writes a header from a value the codecs made (always visible ASCII).
+fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::try_from(value) {
+        headers.insert(name, value);
+    }
+}
+
+/// A request not sent: its context has ended, or too little of its budget is
+/// left to be worth sending.
+#[derive(Clone, Debug)]
+pub struct BudgetExhausted {
+    remaining: Duration,
+    cause: Option<Cause>,
+}
+
+impl BudgetExhausted {
+    /// The time that remained when the request was to be sent.
+    pub fn remaining(&self) -> Duration {
+        self.remaining
+    }
+
+    /// Why the context ended, if it had.
+    pub fn cause(&self) -> Option<&Cause> {
+        self.cause.as_ref()
+    }
+}
+
+impl fmt::Display for BudgetExhausted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.cause {
+            Some(cause) => write!(f, "request not sent: {cause}"),
+            None => write!(
+                f,
+                "request not sent: {:?} of its deadline left, below the minimum budget",
+                self.remaining
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BudgetExhausted {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause.as_ref().map(|c| c as _)
+    }
+}
+
+/// The error of an [`OutboundService`]: the request was not sent, or the
+/// client failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutboundError<E> {
+    /// Not sent: see [`BudgetExhausted`].
+    Budget(BudgetExhausted),
+    /// The inner client's error.
+    Service(E),
+}
+
+impl<E: fmt::Display> fmt::Display for OutboundError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboundError::Budget(b) => b.fmt(f),
+            OutboundError::Service(e) => e.fmt(f),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for OutboundError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            OutboundError::Budget(b) => Some(b),
+            OutboundError::Service(e) => Some(e),
+        }
+    }
+}
+
+/// Writes the budget, trace and request id of each request from the
+/// [`Context`] in its extensions; made by [`Outbound::layer`].
+#[derive(Clone, Debug)]
+pub struct OutboundLayer {
+    config: Arc<Outbound>,
+}
+
+impl<S> Layer<S> for OutboundLayer {
+    type Service = OutboundService<S>;
+
+    fn layer(&self, inner: S) -> OutboundService<S> {
+        OutboundService {
+            inner,
+            config: self.config.clone(),
+        }
+    }
+}
+
+/// The service made by [`OutboundLayer`].
+#[derive(Clone, Debug)]
+pub struct OutboundService<S> {
+    inner: S,
+    config: Arc<Outbound>,
+}
+
+impl<S, B> Service<Request<B>> for OutboundService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = OutboundError<S::Error>;
+    type Future = OutboundFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(OutboundError::Service)
+    }
+
+    /// The context is the request's (in its extensions), or else the task's
+    /// ([`palisade::context::current`](palisade_context::current)).
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let ctx = match request.extensions().get::<Context>() {
+            Some(ctx) => ctx.clone(),
+            None => palisade_context::current(),
+        };
+        match self.config.inject(&ctx, request.headers_mut()) {
+            Ok(()) => OutboundFuture {
+                inner: Some(self.inner.call(request)),
+                refused: None,
+            },
+            Err(budget) => OutboundFuture {
+                inner: None,
+                refused: Some(budget),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of an [`OutboundService`] call.
+    pub struct OutboundFuture<F> {
+        #[pin]
+        inner: Option<F>,
+        refused: Option<BudgetExhausted>,
+    }
+}
+
+impl<F, T, E> Future for OutboundFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, OutboundError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Some(budget) = this.refused.take() {
+            return Poll::Ready(Err(OutboundError::Budget(budget)));
+        }
+        match this.inner.as_pin_mut() {
+            Some(fut) => fut.poll(cx).map_err(OutboundError::Service),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F> fmt::Debug for OutboundFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundFuture")
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
+    }
+}
