@@ -169,6 +169,7 @@ pub struct Inbound {
     bad_header: BadHeader,
     request_id_header: HeaderName,
     sample_new_traces: bool,
+    grpc: bool,
 }
 
 impl Default for Inbound {
@@ -190,7 +191,18 @@ impl Inbound {
             bad_header: BadHeader::Ignore,
             request_id_header: HeaderName::from_static(trace::X_REQUEST_ID),
             sample_new_traces: false,
+            grpc: false,
         }
+    }
+
+    /// Answers the way a gRPC server does (for tonic's `Server::layer`): the
+    /// layer's own answers are `200` responses with a `grpc-status` of
+    /// `DEADLINE_EXCEEDED` (4) at the deadline, `INTERNAL` (13) on a panic and
+    /// `INVALID_ARGUMENT` (3) for a refused deadline header, instead of `504`,
+    /// `500` and `400`.
+    pub fn grpc(mut self) -> Self {
+        self.grpc = true;
+        self
     }
 
     /// The headers read for the deadline, in order: the first that is present
@@ -456,7 +468,7 @@ where
                 self.stats.bad_headers.fetch_add(1, Ordering::Relaxed);
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(header = %bad.header, reason = %bad.reason, "request refused: bad deadline header");
-                return InboundFuture::answer(StatusCode::BAD_REQUEST);
+                return InboundFuture::answer(StatusCode::BAD_REQUEST, self.config.grpc);
             }
         };
         if incoming.bad > 0 {
@@ -501,12 +513,14 @@ where
                     deadline,
                     timer: None,
                     span,
+                    grpc: self.config.grpc,
                 },
+                body: std::marker::PhantomData,
             },
             Err(_) => {
                 self.stats.panics.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(parent: &span, "handler panicked");
-                InboundFuture::answer(StatusCode::INTERNAL_SERVER_ERROR)
+                InboundFuture::answer(StatusCode::INTERNAL_SERVER_ERROR, self.config.grpc)
             }
         }
     }
@@ -539,13 +553,14 @@ pin_project_lite::pin_project! {
     /// The future of an [`InboundService`] call.
     pub struct InboundFuture<F, RB> {
         #[pin]
-        state: State<F, RB>,
+        state: State<F>,
+        body: std::marker::PhantomData<fn() -> RB>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = StateProj]
-    enum State<F, RB> {
+    enum State<F> {
         Running {
             #[pin]
             fut: F,
@@ -554,29 +569,44 @@ pin_project_lite::pin_project! {
             #[pin]
             timer: Option<<TokioClock as Clock>::Sleep>,
             span: tracing::Span,
+            grpc: bool,
         },
         Answer {
             status: StatusCode,
-            body: Option<RB>,
+            grpc: bool,
         },
         Done,
     }
 }
 
 impl<F, RB: Default> InboundFuture<F, RB> {
-    fn answer(status: StatusCode) -> Self {
+    fn answer(status: StatusCode, grpc: bool) -> Self {
         InboundFuture {
-            state: State::Answer {
-                status,
-                body: Some(RB::default()),
-            },
+            state: State::Answer { status, grpc },
+            body: std::marker::PhantomData,
         }
     }
 }
 
-fn response<RB>(status: StatusCode, body: RB) -> Response<RB> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
+/// The layer's own answer: `status`, or its gRPC form.
+fn response<RB: Default>(status: StatusCode, grpc: bool) -> Response<RB> {
+    let mut response = Response::new(RB::default());
+    if !grpc {
+        *response.status_mut() = status;
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::GATEWAY_TIMEOUT => ("4", "deadline exceeded"),
+        StatusCode::BAD_REQUEST => ("3", "bad deadline header"),
+        _ => ("13", "the handler panicked"),
+    };
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static(code));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
     response
 }
 
@@ -590,8 +620,8 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let (status, outcome) = match this.state.as_mut().project() {
-            StateProj::Answer { status, body } => {
-                let answer = response(*status, body.take().unwrap_or_default());
+            StateProj::Answer { status, grpc } => {
+                let answer = response(*status, *grpc);
                 this.state.set(State::Done);
                 return Poll::Ready(Ok(answer));
             }
@@ -602,7 +632,9 @@ where
                 deadline,
                 mut timer,
                 span,
+                grpc,
             } => {
+                let grpc = *grpc;
                 let _entered = span.enter();
                 match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
                     Ok(Poll::Ready(result)) => {
@@ -626,7 +658,7 @@ where
                                     g.cancel_with_cause(Cause::deadline_exceeded());
                                 }
                                 tracing::debug!("request past its deadline: 504");
-                                (Some(StatusCode::GATEWAY_TIMEOUT), None)
+                                (Some((StatusCode::GATEWAY_TIMEOUT, grpc)), None)
                             }
                             _ => return Poll::Pending,
                         }
@@ -635,7 +667,7 @@ where
                         guard.stats.panics.fetch_add(1, Ordering::Relaxed);
                         guard.done();
                         tracing::error!("handler panicked");
-                        (Some(StatusCode::INTERNAL_SERVER_ERROR), None)
+                        (Some((StatusCode::INTERNAL_SERVER_ERROR, grpc)), None)
                     }
                 }
             }
@@ -644,7 +676,7 @@ where
         this.state.set(State::Done);
         match (status, outcome) {
             (_, Some(result)) => Poll::Ready(result),
-            (Some(status), None) => Poll::Ready(Ok(response(status, RB::default()))),
+            (Some((status, grpc)), None) => Poll::Ready(Ok(response(status, grpc))),
             (None, None) => unreachable!("a settled request has an answer"),
         }
     }

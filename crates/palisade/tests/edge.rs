@@ -438,3 +438,44 @@ async fn a_request_with_too_little_budget_is_not_sent() {
     client.ready().await.unwrap().call(request).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn in_grpc_form_the_layers_answers_are_grpc_statuses() {
+    let grpc_status = |response: &Response<String>| {
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        response.headers()["grpc-status"]
+            .to_str()
+            .unwrap()
+            .to_string()
+    };
+    let layer = Inbound::new().grpc().layer();
+    let hanging =
+        service_fn(|_: Request<()>| std::future::pending::<Result<Response<String>, Infallible>>());
+    let request = Request::builder()
+        .header("grpc-timeout", "100m")
+        .body(())
+        .unwrap();
+    let response = layer.layer(hanging).oneshot(request).await.unwrap();
+    assert_eq!(grpc_status(&response), "4", "DEADLINE_EXCEEDED");
+    let panicking = service_fn(
+        |_: Request<()>| -> std::future::Ready<Result<Response<String>, Infallible>> {
+            panic!("in the call")
+        },
+    );
+    let response = layer
+        .layer(panicking)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(grpc_status(&response), "13", "INTERNAL");
+    let layer = Inbound::new().grpc().bad_header(BadHeader::Reject).layer();
+    let handler =
+        service_fn(|_: Request<()>| async { Ok::<_, Infallible>(Response::new(String::new())) });
+    let request = Request::builder()
+        .header("grpc-timeout", "soon")
+        .body(())
+        .unwrap();
+    let response = layer.layer(handler).oneshot(request).await.unwrap();
+    assert_eq!(grpc_status(&response), "3", "INVALID_ARGUMENT");
+}

@@ -1,10 +1,12 @@
-//! The context from the edge to the last hop, through real HTTP servers on
-//! loopback: a client calls A, A calls B, B calls C. Each server makes its
-//! request's context with an `InboundLayer`; each call leaves through a pipeline
-//! and an `OutboundLayer`, which write the attempt's budget, the trace and the
+//! The context from the edge to the last hop, through real servers on loopback:
+//! a client calls A, A calls B over HTTP (axum), B calls C over gRPC (tonic).
+//! Each server makes its request's context with an `InboundLayer`; each call
+//! leaves through a pipeline and an `OutboundLayer`, which write the attempt's
+//! budget (`x-request-timeout-ms` to B, `grpc-timeout` to C), the trace and the
 //! request id. Real time: nothing here waits for a timer to fire.
 #![cfg(all(feature = "tower", feature = "http", feature = "context"))]
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -18,7 +20,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use palisade::context::trace::{RequestId, TraceContext};
-use palisade::edge::{Inbound, Outbound, OutboundService};
+use palisade::edge::{DeadlineHeader, Inbound, Outbound, OutboundService};
 use palisade::{Context, Pipeline};
 use tokio::sync::{mpsc, oneshot};
 use tower::{Layer, Service, ServiceExt};
@@ -33,15 +35,20 @@ struct Seen {
 }
 
 type Outgoing = OutboundService<Client<HttpConnector, Empty<Bytes>>>;
+type GrpcOutgoing = OutboundService<tonic::transport::Channel>;
+
+/// The next hop and the pipeline of calls to it.
+#[derive(Clone)]
+enum Next {
+    Http(String, Pipeline, Box<Outgoing>),
+    Grpc(Pipeline, GrpcOutgoing),
+}
 
 #[derive(Clone)]
 struct Hop {
     name: &'static str,
     seen: mpsc::UnboundedSender<Seen>,
-    /// The next hop and the pipeline of calls to it; `None` for the last hop.
-    next: Option<(String, Pipeline, Outgoing)>,
-    /// Where the last hop reports the end of a held request's context.
-    ended: mpsc::UnboundedSender<String>,
+    next: Next,
 }
 
 fn seen(hop: &'static str, ctx: &Context) -> Seen {
@@ -65,28 +72,39 @@ async fn handle(State(hop): State<Hop>, request: Request) -> axum::response::Res
     let hold = request.uri().path() == "/hold";
     let _ = hop.seen.send(seen(hop.name, &ctx));
     match &hop.next {
-        None if hold => {
-            // The last hop holds the request; work it started under the request's
-            // context (a task of its own) says when and why that context ends.
-            let watch = ctx.clone();
-            let ended = hop.ended.clone();
-            tokio::spawn(async move {
-                watch.cancelled().await;
-                let cause = watch.cause().map(|c| c.to_string()).unwrap_or_default();
-                let _ = ended.send(cause);
-            });
-            std::future::pending::<()>().await;
-            unreachable!("held until dropped")
+        Next::Grpc(pipeline, channel) => {
+            let message = Bytes::from_static(if hold { b"hold" } else { b"call" });
+            let answer = pipeline
+                .execute(&ctx, |attempt| {
+                    let mut grpc = tonic::client::Grpc::new(channel.clone());
+                    let mut request = tonic::Request::new(message.clone());
+                    // The attempt's context travels in the request's extensions.
+                    request.extensions_mut().insert(attempt);
+                    async move {
+                        grpc.ready()
+                            .await
+                            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+                        grpc.unary(request, CALL.parse().unwrap(), RawCodec).await
+                    }
+                })
+                .await;
+            match answer {
+                Ok(reply) => axum::response::Response::new(Body::from(reply.into_inner())),
+                Err(e) => {
+                    let mut response = axum::response::Response::new(Body::from(e.to_string()));
+                    *response.status_mut() = http::StatusCode::BAD_GATEWAY;
+                    response
+                }
+            }
         }
-        None => axum::response::Response::new(Body::from(hop.name)),
-        Some((url, pipeline, client)) => {
+        Next::Http(url, pipeline, client) => {
             let path = if hold { "/hold" } else { "/" };
             let uri: hyper::Uri = format!("{url}{path}").parse().unwrap();
             // The call: the request carries the attempt's context; the outbound
             // layer writes the headers.
             let answer = pipeline
                 .execute(&ctx, |attempt| {
-                    let mut client = client.clone();
+                    let mut client = (**client).clone();
                     let mut request = http::Request::get(uri.clone())
                         .body(Empty::<Bytes>::new())
                         .unwrap();
@@ -115,7 +133,162 @@ fn client() -> Outgoing {
         .layer(Client::builder(TokioExecutor::new()).build_http())
 }
 
-/// Starts a hop; returns its address and the sender that stops it.
+/// The gRPC method of the last hop.
+const CALL: &str = "/palisade.test.Hop/Call";
+
+/// Messages as raw bytes: the test needs no protobuf schema.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Bytes,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Bytes>, tonic::Status> {
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
+    }
+}
+
+/// The last hop: a gRPC service with one unary method, written out as tonic's
+/// generated code would be.
+#[derive(Clone)]
+struct LastHop {
+    seen: mpsc::UnboundedSender<Seen>,
+    /// Where it reports the end of a held request's context.
+    ended: mpsc::UnboundedSender<String>,
+}
+
+impl tonic::server::NamedService for LastHop {
+    const NAME: &'static str = "palisade.test.Hop";
+}
+
+impl tonic::server::UnaryService<Bytes> for LastHop {
+    type Response = Bytes;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<tonic::Response<Bytes>, tonic::Status>> + Send>,
+    >;
+
+    fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
+        let ctx = request
+            .extensions()
+            .get::<Context>()
+            .cloned()
+            .expect("the inbound layer puts a context in");
+        let _ = self.seen.send(seen("c", &ctx));
+        let hold = &request.get_ref()[..] == b"hold";
+        let ended = self.ended.clone();
+        Box::pin(async move {
+            if hold {
+                // Work started under the request's context (a task of its own)
+                // says when and why that context ends.
+                let watch = ctx.clone();
+                tokio::spawn(async move {
+                    watch.cancelled().await;
+                    let cause = watch.cause().map(|c| c.to_string()).unwrap_or_default();
+                    let _ = ended.send(cause);
+                });
+                std::future::pending::<()>().await;
+            }
+            Ok(tonic::Response::new(Bytes::from_static(b"c")))
+        })
+    }
+}
+
+impl Service<http::Request<tonic::body::Body>> for LastHop {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Infallible>> + Send>,
+    >;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move {
+            if request.uri().path() != CALL {
+                let mut response = http::Response::new(tonic::body::Body::default());
+                response
+                    .headers_mut()
+                    .insert("grpc-status", http::HeaderValue::from_static("12"));
+                return Ok(response);
+            }
+            let mut grpc = tonic::server::Grpc::new(RawCodec);
+            Ok(grpc.unary(service, request).await)
+        })
+    }
+}
+
+/// Starts the gRPC hop; returns its address and the sender that stops it.
+async fn serve_grpc(
+    hop: LastHop,
+) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let incoming = tokio_stream_listener(listener);
+    let task = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(Inbound::new().grpc().layer())
+            .add_service(hop)
+            .serve_with_incoming_shutdown(incoming, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    (addr, stop, task)
+}
+
+/// The accepted connections of `listener`, as tonic's server takes them.
+fn tokio_stream_listener(
+    listener: tokio::net::TcpListener,
+) -> impl futures_core::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    })
+}
+
+/// Starts an HTTP hop; returns its address and the sender that stops it.
 async fn serve(hop: Hop) -> (SocketAddr, oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
     let app = Router::new()
         .route("/", get(handle))
@@ -150,20 +323,34 @@ async fn chain() -> Chain {
         name,
         seen: seen_tx.clone(),
         next,
-        ended: ended_tx.clone(),
     };
-    let (c, stop_c, task_c) = serve(hop("c", None)).await;
+    let (c, stop_c, task_c) = serve_grpc(LastHop {
+        seen: seen_tx.clone(),
+        ended: ended_tx.clone(),
+    })
+    .await;
     let to_c = Pipeline::builder("c")
         .attempt_timeout(Duration::from_millis(250))
         .build()
         .unwrap();
-    let (b, stop_b, task_b) = serve(hop("b", Some((format!("http://{c}"), to_c, client())))).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{c}"))
+        .unwrap()
+        .connect_lazy();
+    let grpc = Outbound::new()
+        .deadline_header(Some(DeadlineHeader::GrpcTimeout))
+        .layer()
+        .layer(channel);
+    let (b, stop_b, task_b) = serve(hop("b", Next::Grpc(to_c, grpc))).await;
     let to_b = Pipeline::builder("b")
         .attempt_timeout(Duration::from_millis(300))
         .total_timeout(Duration::from_millis(800))
         .build()
         .unwrap();
-    let (a, stop_a, task_a) = serve(hop("a", Some((format!("http://{b}"), to_b, client())))).await;
+    let (a, stop_a, task_a) = serve(hop(
+        "a",
+        Next::Http(format!("http://{b}"), to_b, Box::new(client())),
+    ))
+    .await;
     Chain {
         a,
         seen,
