@@ -11,6 +11,7 @@ mod breaker;
 mod bulkhead;
 mod clock;
 mod context;
+mod edge;
 mod floors;
 mod pipeline;
 mod ratelimit;
@@ -27,6 +28,7 @@ pub(crate) const AREAS: &[&str] = &[
     "ratelimit",
     "bulkhead",
     "context",
+    "edge",
     "timeout",
     "pipeline",
     "window",
@@ -62,6 +64,7 @@ pub(crate) fn cases(select: impl Fn(&str) -> bool) -> Vec<Case> {
             "ratelimit" => ratelimit::cases(),
             "bulkhead" => bulkhead::cases(),
             "context" => context::cases(),
+            "edge" => edge::cases(),
             "timeout" => timeout::cases(),
             "pipeline" => pipeline::cases(),
             "window" => window::cases(),
@@ -80,6 +83,7 @@ pub(crate) fn gaps(select: impl Fn(&str) -> bool) -> Vec<Gap> {
         ratelimit::GAPS,
         bulkhead::GAPS,
         context::GAPS,
+        edge::GAPS,
         timeout::GAPS,
         pipeline::GAPS,
         window::GAPS,

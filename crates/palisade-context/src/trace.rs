@@ -537,14 +537,24 @@ impl fmt::Debug for RequestId {
 /// Encodes `ctx` as a `traceparent` value, always version `00`: 55 characters,
 /// `00-<trace id>-<span id>-<flags>`, lowercase hex.
 pub fn encode_traceparent(ctx: &TraceContext) -> String {
-    let mut out = String::with_capacity(55);
-    out.push_str("00-");
-    push_hex(&mut out, ctx.trace_id.0.get(), 32);
-    out.push('-');
-    push_hex(&mut out, u128::from(ctx.span_id.0.get()), 16);
-    out.push('-');
-    push_hex(&mut out, u128::from(ctx.flags.to_w3c()), 2);
-    out
+    // Written as bytes into a fixed buffer, then copied out once.
+    let mut out = [b'-'; 55];
+    out[0] = b'0';
+    out[1] = b'0';
+    hex_into(&mut out[3..35], ctx.trace_id.0.get());
+    hex_into(&mut out[36..52], u128::from(ctx.span_id.0.get()));
+    hex_into(&mut out[53..55], u128::from(ctx.flags.to_w3c()));
+    // ASCII throughout: the conversion cannot fail.
+    String::from_utf8(out.to_vec()).unwrap_or_default()
+}
+
+/// Writes the low `out.len()` hex digits of `value` into `out`, lowercase.
+fn hex_into(out: &mut [u8], mut value: u128) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for digit in out.iter_mut().rev() {
+        *digit = HEX[(value & 0xf) as usize];
+        value >>= 4;
+    }
 }
 
 /// Decodes a `traceparent` value, as the W3C Trace Context spec says; the state

@@ -76,7 +76,6 @@ use http::{Request, Response, StatusCode};
 use palisade_clock::{Clock, Timestamp, TokioClock};
 use palisade_context::header::{
     GRPC_TIMEOUT, decode_grpc_timeout_with_max, decode_millis_with_max, encode_grpc_timeout,
-    encode_millis,
 };
 use palisade_context::trace::{
     self, RequestId, TraceContext, TraceFlags, decode_b3, decode_b3_multi, decode_traceparent,
@@ -90,6 +89,13 @@ use tower_service::Service;
 pub const X_REQUEST_TIMEOUT_MS: &str = "x-request-timeout-ms";
 /// Envoy's header for the time the proxy will wait, in milliseconds.
 pub const X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: &str = "x-envoy-expected-rq-timeout-ms";
+
+// The names the layers look up, parsed once: a lookup by `&str` parses the
+// name on every request.
+static GRPC_TIMEOUT_NAME: HeaderName = HeaderName::from_static(GRPC_TIMEOUT);
+static TRACEPARENT_NAME: HeaderName = HeaderName::from_static(trace::TRACEPARENT);
+static TRACESTATE_NAME: HeaderName = HeaderName::from_static(trace::TRACESTATE);
+static B3_NAME: HeaderName = HeaderName::from_static(trace::B3);
 
 /// A header that carries a deadline as the time remaining.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,9 +121,13 @@ impl DeadlineHeader {
 
     /// The header's name.
     pub fn name(&self) -> &str {
+        self.header_name().as_str()
+    }
+
+    fn header_name(&self) -> &HeaderName {
         match self {
-            DeadlineHeader::GrpcTimeout => GRPC_TIMEOUT,
-            DeadlineHeader::Millis(name) => name.as_str(),
+            DeadlineHeader::GrpcTimeout => &GRPC_TIMEOUT_NAME,
+            DeadlineHeader::Millis(name) => name,
         }
     }
 
@@ -127,13 +137,6 @@ impl DeadlineHeader {
             DeadlineHeader::Millis(_) => decode_millis_with_max(value, max),
         }
         .map_err(|e| e.to_string())
-    }
-
-    fn encode(&self, remaining: Duration) -> String {
-        match self {
-            DeadlineHeader::GrpcTimeout => encode_grpc_timeout(remaining),
-            DeadlineHeader::Millis(_) => encode_millis(remaining),
-        }
     }
 }
 
@@ -259,13 +262,29 @@ impl Inbound {
         }
     }
 
+    /// The context of a request with these headers, as the layer makes it: its
+    /// deadline (from the first readable deadline header, within the limits),
+    /// its trace context and request id as values; with the guard that
+    /// cancels it. For servers that are not tower services; the layer also
+    /// enforces the deadline and cancels the context when the client goes away,
+    /// which a caller of this does itself.
+    ///
+    /// Fails only under [`BadHeader::Reject`], for a bad deadline header.
+    pub fn context(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<(Context, CancelGuard), BadDeadlineHeader> {
+        let (ctx, guard, _) = self.read(headers)?.into_context();
+        Ok((ctx, guard))
+    }
+
     /// What a request's headers say: its deadline (after the limits), its
     /// trace context and request id, and the bad deadline headers seen.
-    fn read(&self, headers: &HeaderMap) -> Result<Incoming, BadDeadline> {
+    fn read(&self, headers: &HeaderMap) -> Result<Incoming, BadDeadlineHeader> {
         let mut deadline = None;
         let mut bad = 0;
         for header in &self.deadline_headers {
-            let mut values = headers.get_all(header.name()).iter();
+            let mut values = headers.get_all(header.header_name()).iter();
             let Some(first) = values.next() else {
                 continue;
             };
@@ -285,7 +304,7 @@ impl Inbound {
                 Err(reason) => {
                     tracing::debug!(header = header.name(), %reason, "bad deadline header");
                     if self.bad_header == BadHeader::Reject {
-                        return Err(BadDeadline {
+                        return Err(BadDeadlineHeader {
                             header: header.name().to_string(),
                             reason,
                         });
@@ -314,7 +333,7 @@ impl Inbound {
     /// else `b3`, else the `X-B3-*` headers, else a new trace. A bad header
     /// starts a new trace; it never fails the request.
     fn trace_of(&self, headers: &HeaderMap) -> TraceContext {
-        let text = |name: &str| {
+        let text = |name: &HeaderName| {
             let mut values = headers.get_all(name).iter();
             let first = values.next()?;
             // Twice is as bad as garbage: the trace restarts.
@@ -323,9 +342,9 @@ impl Inbound {
             }
             Some(first.to_str().map_err(|_| ()))
         };
-        if let Some(Ok(parent)) = text(trace::TRACEPARENT) {
+        if let Some(Ok(parent)) = text(&TRACEPARENT_NAME) {
             if let Ok(mut ctx) = decode_traceparent(parent) {
-                let mut states = headers.get_all(trace::TRACESTATE).iter().peekable();
+                let mut states = headers.get_all(&TRACESTATE_NAME).iter().peekable();
                 if states.peek().is_some() {
                     let joined = states
                         .filter_map(|v| v.to_str().ok())
@@ -338,7 +357,7 @@ impl Inbound {
                 return ctx;
             }
         }
-        if let Some(Ok(single)) = text(trace::B3) {
+        if let Some(Ok(single)) = text(&B3_NAME) {
             if let Ok(b3) = decode_b3(single) {
                 return b3.into_trace_context();
             }
@@ -369,10 +388,49 @@ struct Incoming {
     bad: u64,
 }
 
-/// A deadline header refused under [`BadHeader::Reject`].
-struct BadDeadline {
+/// A deadline header refused under [`BadHeader::Reject`]: which, and why.
+#[derive(Clone, Debug)]
+pub struct BadDeadlineHeader {
     header: String,
     reason: String,
+}
+
+impl BadDeadlineHeader {
+    /// The header's name.
+    pub fn header(&self) -> &str {
+        &self.header
+    }
+
+    /// What was wrong with its value.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+impl fmt::Display for BadDeadlineHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bad deadline header {}: {}", self.header, self.reason)
+    }
+}
+
+impl std::error::Error for BadDeadlineHeader {}
+
+impl Incoming {
+    /// The request's context, its guard, and its deadline on the
+    /// [`TokioClock`] axis.
+    fn into_context(self) -> (Context, CancelGuard, Option<Timestamp>) {
+        // On the recent clock, which lags the exact one by about a millisecond
+        // and never leads it: the deadline is never later than the caller's.
+        let deadline = self.deadline.map(|d| TokioClock.recent().saturating_add(d));
+        let base = Context::background()
+            .with_value(self.trace)
+            .with_value(self.request_id);
+        let (ctx, guard) = match deadline {
+            Some(at) => base.with_deadline(at),
+            None => base.with_cancel(),
+        };
+        (ctx, guard, deadline)
+    }
 }
 
 /// The counters of an [`InboundLayer`], shared by every service it made.
@@ -483,19 +541,10 @@ where
             parent_span_id = %incoming.trace.span_id(),
             deadline_ms = tracing::field::Empty,
         );
-        let deadline = incoming
-            .deadline
-            .map(|d| TokioClock.now().saturating_add(d));
         if let Some(d) = incoming.deadline {
             span.record("deadline_ms", d.as_millis() as u64);
         }
-        let base = Context::background()
-            .with_value(incoming.trace)
-            .with_value(incoming.request_id);
-        let (ctx, guard) = match deadline {
-            Some(at) => base.with_deadline(at),
-            None => base.with_cancel(),
-        };
+        let (ctx, guard, deadline) = incoming.into_context();
         request.extensions_mut().insert(ctx);
         let inner = &mut self.inner;
         let made = {
@@ -808,51 +857,42 @@ impl Outbound {
             None => None,
         };
         if let (Some(budget), Some(header)) = (budget, &self.deadline_header) {
-            let name = match header {
-                DeadlineHeader::GrpcTimeout => HeaderName::from_static(GRPC_TIMEOUT),
-                DeadlineHeader::Millis(name) => name.clone(),
+            let value = match header {
+                DeadlineHeader::GrpcTimeout => {
+                    HeaderValue::try_from(encode_grpc_timeout(budget)).ok()
+                }
+                // Whole milliseconds, rounded up, written without a string.
+                DeadlineHeader::Millis(_) => Some(HeaderValue::from(
+                    u64::try_from(budget.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
+                )),
             };
-            insert(headers, name, header.encode(budget));
+            if let Some(value) = value {
+                headers.insert(header.header_name().clone(), value);
+            }
         }
         if let Some(parent) = TraceContext::from_context(ctx) {
             let span = parent.child();
             if matches!(self.trace_format, TraceFormat::W3c | TraceFormat::Both) {
-                insert(
-                    headers,
-                    HeaderName::from_static(trace::TRACEPARENT),
-                    encode_traceparent(&span),
-                );
+                insert(headers, &TRACEPARENT_NAME, encode_traceparent(&span));
                 if !span.state().is_empty() {
-                    insert(
-                        headers,
-                        HeaderName::from_static(trace::TRACESTATE),
-                        span.state().as_str().to_string(),
-                    );
+                    insert(headers, &TRACESTATE_NAME, span.state().as_str().to_string());
                 }
             }
             if matches!(self.trace_format, TraceFormat::B3 | TraceFormat::Both) {
-                insert(
-                    headers,
-                    HeaderName::from_static(trace::B3),
-                    encode_b3(&span),
-                );
+                insert(headers, &B3_NAME, encode_b3(&span));
             }
         }
         if let Some(id) = RequestId::from_context(ctx) {
-            insert(
-                headers,
-                self.request_id_header.clone(),
-                id.as_str().to_string(),
-            );
+            insert(headers, &self.request_id_header, id.as_str().to_string());
         }
         Ok(())
     }
 }
 
 /// Writes a header from a value the codecs made (always visible ASCII).
-fn insert(headers: &mut HeaderMap, name: HeaderName, value: String) {
+fn insert(headers: &mut HeaderMap, name: &HeaderName, value: String) {
     if let Ok(value) = HeaderValue::try_from(value) {
-        headers.insert(name, value);
+        headers.insert(name.clone(), value);
     }
 }
 
