@@ -1,7 +1,6 @@
-use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::{Backoff, BackoffBuilder, ConfigError, Jitter};
 
@@ -27,8 +26,9 @@ pub enum BackoffKind {
 /// [`build`](BackoffConfig::build). Every field is optional; unknown fields are
 /// errors, so a typo does not pass silently.
 ///
-/// Durations are strings of a number and a unit: `ns`, `us`, `ms`, `s`, `m`, `h`
-/// (`"250ms"`, `"1.5s"`).
+/// Durations are written in the [duration grammar](palisade_clock::duration#the-grammar)
+/// of every Palisade configuration: `"250ms"`, `"1.5s"`, `"2min"`, `"1m30s"`, or a
+/// bare integer of milliseconds.
 ///
 /// ```
 /// use palisade_backoff::{BackoffConfig, Jitter};
@@ -58,16 +58,16 @@ pub struct BackoffConfig {
     /// The first delay; the delay of a constant schedule; the base of a decorrelated
     /// one (default [`DEFAULT_INITIAL`](crate::DEFAULT_INITIAL)). Zero only for a
     /// constant schedule (retries at once) or a linear one with a `step`.
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub initial: Option<Duration>,
     /// The growth per delay of a linear schedule (default: `initial`).
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub step: Option<Duration>,
     /// The growth factor of an exponential schedule (default
     /// [`DEFAULT_FACTOR`](crate::DEFAULT_FACTOR)).
     pub factor: Option<f64>,
     /// The cap on every delay (default as [`BackoffBuilder::max_delay`]).
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub max_delay: Option<Duration>,
     /// The jitter (default [`Jitter::Full`], none for decorrelated).
     pub jitter: Option<Jitter>,
@@ -75,7 +75,7 @@ pub struct BackoffConfig {
     /// [`DEFAULT_MAX_ATTEMPTS`](crate::DEFAULT_MAX_ATTEMPTS)).
     pub max_attempts: Option<u32>,
     /// The cap on the sum of the delays (default none).
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub max_elapsed: Option<Duration>,
 }
 
@@ -147,87 +147,33 @@ impl TryFrom<&BackoffConfig> for Backoff {
     }
 }
 
-/// Parses a duration written as a number and a unit: `ns`, `us` (or `µs`), `ms`,
-/// `s`, `m`, `h`, as in `"250ms"`, `"1.5s"`, `"2m"`.
-///
-/// ```
-/// use palisade_backoff::parse_duration;
-/// use std::time::Duration;
-///
-/// assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-/// assert!(parse_duration("10 parsecs").is_err());
-/// ```
+/// Parses a duration; the same as [`palisade_clock::duration::parse`], whose
+/// grammar every Palisade configuration shares.
 ///
 /// # Errors
 ///
-/// A [`DurationParseError`] for a missing or unknown unit, a malformed, negative or
-/// non-finite number, or a value beyond `Duration::MAX`.
-pub fn parse_duration(text: &str) -> Result<Duration, DurationParseError> {
-    let err = || DurationParseError {
-        text: text.to_owned(),
-    };
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .ok_or_else(err)?;
-    let (number, unit) = trimmed.split_at(split);
-    let seconds_per_unit = match unit.trim() {
-        "ns" => 1e-9,
-        "us" | "µs" => 1e-6,
-        "ms" => 1e-3,
-        "s" => 1.0,
-        "m" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(err()),
-    };
-    if number.is_empty() {
-        return Err(err());
-    }
-    // Whole numbers are exact; fractions go through f64.
-    if let Ok(whole) = number.parse::<u64>() {
-        let d = match unit.trim() {
-            "ns" => Some(Duration::from_nanos(whole)),
-            "us" | "µs" => Some(Duration::from_micros(whole)),
-            "ms" => Some(Duration::from_millis(whole)),
-            "s" => Some(Duration::from_secs(whole)),
-            "m" => whole.checked_mul(60).map(Duration::from_secs),
-            _ => whole.checked_mul(3600).map(Duration::from_secs),
-        };
-        return d.ok_or_else(err);
-    }
-    let value: f64 = number.parse().map_err(|_| err())?;
-    Duration::try_from_secs_f64(value * seconds_per_unit).map_err(|_| err())
+/// A [`DurationParseError`](palisade_clock::duration::DurationParseError) that names
+/// what is wrong and the accepted forms.
+#[deprecated(
+    note = "use `palisade_clock::duration::parse`, the grammar of every Palisade configuration"
+)]
+pub fn parse_duration(
+    text: &str,
+) -> Result<Duration, palisade_clock::duration::DurationParseError> {
+    palisade_clock::duration::parse(text)
 }
 
-/// A duration string that [`parse_duration`] cannot read.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DurationParseError {
-    text: String,
-}
-
-impl fmt::Display for DurationParseError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid duration {:?}: expected a non-negative number and a unit (ns, us, ms, s, m, h), as in \"250ms\"",
-            self.text
-        )
-    }
-}
-
-impl std::error::Error for DurationParseError {}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-    let text = Option::<String>::deserialize(de)?;
-    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
-        .transpose()
-}
+/// A duration that [`parse_duration`] cannot read; now
+/// [`palisade_clock::duration::DurationParseError`].
+#[deprecated(note = "use `palisade_clock::duration::DurationParseError`")]
+pub type DurationParseError = palisade_clock::duration::DurationParseError;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    #[allow(deprecated)]
     fn durations() {
         let ok = |s: &str| parse_duration(s).unwrap();
         assert_eq!(ok("0s"), Duration::ZERO);
@@ -258,6 +204,29 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("\"x\"")
+        );
+    }
+
+    /// Forms that other sections accepted before all of them shared one grammar.
+    #[test]
+    fn every_duration_form_of_the_workspace() {
+        let c: BackoffConfig = toml::from_str(
+            "kind = \"linear\"\ninitial = \"1.5s\"\nstep = 250\nmax_delay = \"2min\"\nmax_elapsed = \"1m30s\"",
+        )
+        .unwrap();
+        assert_eq!(c.initial, Some(Duration::from_millis(1500)));
+        assert_eq!(c.step, Some(Duration::from_millis(250)));
+        assert_eq!(c.max_delay, Some(Duration::from_secs(120)));
+        assert_eq!(c.max_elapsed, Some(Duration::from_secs(90)));
+        c.build().unwrap();
+        let c: BackoffConfig =
+            serde_json::from_str(r#"{"initial": 250, "max_delay": null}"#).unwrap();
+        assert_eq!(c.initial, Some(Duration::from_millis(250)));
+        assert_eq!(c.max_delay, None);
+        let err = toml::from_str::<BackoffConfig>("initial = -5").unwrap_err();
+        assert!(
+            err.to_string().contains("invalid duration -5: negative"),
+            "{err}"
         );
     }
 

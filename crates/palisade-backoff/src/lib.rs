@@ -47,7 +47,9 @@ mod jitter;
 mod rng;
 mod schedule;
 
-pub use config::{BackoffConfig, BackoffKind, DurationParseError, parse_duration};
+pub use config::{BackoffConfig, BackoffKind};
+#[allow(deprecated)]
+pub use config::{DurationParseError, parse_duration};
 pub use error::ConfigError;
 pub use jitter::Jitter;
 pub use rng::{SeededRng, ThreadLocalRng};

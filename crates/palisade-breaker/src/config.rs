@@ -47,7 +47,9 @@ use serde::{Deserialize, Serialize};
 /// assert!(err.to_string().contains("1..=1000"));
 /// ```
 ///
-/// From a configuration file (durations are strings with a unit):
+/// From a configuration file (durations in the
+/// [duration grammar](palisade_clock::duration#the-grammar) of every Palisade
+/// configuration: `"250ms"`, `"1.5s"`, `"1m30s"`, or a bare integer of milliseconds):
 ///
 /// ```
 /// use palisade_breaker::BreakerConfig;
@@ -99,7 +101,7 @@ pub enum OpenTransition {
 #[serde(deny_unknown_fields)]
 pub struct SlowCallConfig {
     /// A call that takes at least this long is slow.
-    #[serde(with = "crate::duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub duration: Duration,
     /// The percentage of slow calls, in (0, 100], at which the breaker opens.
     pub rate_threshold: f64,
@@ -120,7 +122,7 @@ pub enum WindowConfig {
         /// How many buckets, 1..=1000.
         buckets: u32,
         /// The width of one bucket, 1 µs..=1 h; the window spans at most a day.
-        #[serde(with = "crate::duration")]
+        #[serde(with = "palisade_clock::duration::serde")]
         bucket_width: Duration,
     },
 }
@@ -133,19 +135,19 @@ pub enum OpenDuration {
     /// The same duration every time.
     Fixed {
         /// The open duration.
-        #[serde(with = "crate::duration")]
+        #[serde(with = "palisade_clock::duration::serde")]
         duration: Duration,
     },
     /// `initial` the first time after a clean close, then multiplied by `factor` on
     /// each reopening, up to `max`; a clean close starts over.
     Exponential {
         /// The first open duration.
-        #[serde(with = "crate::duration")]
+        #[serde(with = "palisade_clock::duration::serde")]
         initial: Duration,
         /// The growth per reopening, 1.0..=100.0.
         factor: f64,
         /// The longest open duration.
-        #[serde(with = "crate::duration")]
+        #[serde(with = "palisade_clock::duration::serde")]
         max: Duration,
     },
     /// The delays of a [`palisade_backoff::Backoff`] schedule, one per opening, for
@@ -163,7 +165,7 @@ pub enum OpenDuration {
 pub(crate) struct HalfOpenConfig {
     pub(crate) probes: u32,
     pub(crate) failure_rate_threshold: f64,
-    #[serde(with = "crate::duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub(crate) max_probe_wait: Duration,
 }
 
@@ -383,8 +385,8 @@ impl BreakerConfig {
                         "window",
                         format!(
                             "must span at most {} (buckets × bucket_width), got {}",
-                            crate::duration::format(palisade_window::MAX_WINDOW),
-                            crate::duration::format(span)
+                            palisade_clock::duration::format(palisade_window::MAX_WINDOW),
+                            palisade_clock::duration::format(span)
                         ),
                     ));
                 }
@@ -422,8 +424,8 @@ impl BreakerConfig {
                         format!(
                             "must draw delays in 1ms..=86400s, but draws from {} to {} \
                              (use a jitter that keeps a floor, such as equal or none)",
-                            crate::duration::format(floor),
-                            crate::duration::format(backoff.max_delay())
+                            palisade_clock::duration::format(floor),
+                            palisade_clock::duration::format(backoff.max_delay())
                         ),
                     ));
                 }
@@ -482,9 +484,9 @@ fn duration_in(
             field,
             format!(
                 "must be in {}..={}, got {}",
-                crate::duration::format(lo),
-                crate::duration::format(hi),
-                crate::duration::format(d)
+                palisade_clock::duration::format(lo),
+                palisade_clock::duration::format(hi),
+                palisade_clock::duration::format(d)
             ),
         ))
     }
@@ -681,6 +683,46 @@ mod tests {
         let e =
             toml::from_str::<BreakerConfig>("[half_open]\nmax_probe_wait = \"5 sec\"").unwrap_err();
         assert!(e.to_string().contains("unknown unit"), "{e}");
+    }
+
+    /// Forms that other sections accepted before all of them shared one grammar.
+    #[test]
+    fn every_duration_form_of_the_workspace() {
+        let c: BreakerConfig = toml::from_str(
+            r#"
+            slow_call = { duration = "1.5s", rate_threshold = 50.0 }
+            window = { kind = "time", buckets = 10, bucket_width = 250 }
+            open = { kind = "exponential", initial = "1m30s", factor = 2.0, max = "2min" }
+            half_open = { max_probe_wait = "1m30s" }
+            "#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.slow_call.unwrap().duration, Duration::from_millis(1500));
+        assert_eq!(
+            c.window,
+            WindowConfig::Time {
+                buckets: 10,
+                bucket_width: Duration::from_millis(250)
+            }
+        );
+        assert_eq!(
+            c.open,
+            OpenDuration::Exponential {
+                initial: Duration::from_secs(90),
+                factor: 2.0,
+                max: Duration::from_secs(120)
+            }
+        );
+        assert_eq!(c.half_open.max_probe_wait, Duration::from_secs(90));
+        let fixed: BreakerConfig =
+            serde_json::from_str(r#"{"open": {"kind": "fixed", "duration": 250}}"#).unwrap();
+        assert_eq!(fixed.open, OpenDuration::fixed(Duration::from_millis(250)));
+        let e = toml::from_str::<BreakerConfig>("[half_open]\nmax_probe_wait = -1").unwrap_err();
+        assert!(
+            e.to_string().contains("invalid duration -1: negative"),
+            "{e}"
+        );
     }
 
     #[test]

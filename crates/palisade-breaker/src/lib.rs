@@ -130,7 +130,6 @@
 mod breaker;
 mod call;
 mod config;
-mod duration;
 mod error;
 mod event;
 mod permit;

@@ -30,8 +30,9 @@ pub struct RegistryConfig {
     /// evicts the idle keys, then the least recently used key of its shard (closed
     /// breakers before others).
     pub max_keys: usize,
-    /// A key unused for this long, 1 s..=1 day, is evicted.
-    #[serde(with = "crate::duration")]
+    /// A key unused for this long, 1 s..=1 day, is evicted. In serde form, a
+    /// duration in the [duration grammar](palisade_clock::duration#the-grammar).
+    #[serde(with = "palisade_clock::duration::serde")]
     pub idle_timeout: Duration,
 }
 
@@ -58,7 +59,7 @@ impl RegistryConfig {
                 "registry.idle_timeout",
                 format!(
                     "must be in 1s..=86400s, got {}",
-                    crate::duration::format(self.idle_timeout)
+                    palisade_clock::duration::format(self.idle_timeout)
                 ),
             ));
         }

@@ -14,6 +14,11 @@
 //! lock-free structures can keep it in an atomic. All clocks of one process except the
 //! manual one share that origin, so their timestamps compare.
 //!
+//! Durations in configuration text have one grammar, in [`duration`]: one parser,
+//! one formatter and (feature `serde`) one serde module that every Palisade
+//! configuration uses (`"250ms"`, `"1.5s"`, `"2min"`, `"1m30s"`, or a bare integer of
+//! milliseconds).
+//!
 //! # Cheap reads: `recent()`
 //!
 //! [`Clock::recent`] may lag `now()` by about a millisecond and costs one relaxed
@@ -65,6 +70,7 @@
 // This crate is where the clocks are implemented: it may read the OS clock.
 #![allow(clippy::disallowed_methods)]
 
+pub mod duration;
 mod manual;
 mod origin;
 mod ticker;

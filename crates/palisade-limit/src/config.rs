@@ -1,5 +1,5 @@
-//! Validation errors shared by every configuration of this crate, and the textual
-//! form of durations in serde configurations.
+//! Validation errors shared by every configuration of this crate. Durations in
+//! serde configurations are read and written by [`palisade_clock::duration::serde`].
 
 use std::fmt;
 use std::time::Duration;
@@ -97,88 +97,6 @@ pub(crate) fn check_f64(
     Ok(())
 }
 
-/// Durations in serde configurations: a string of an integer and a unit (`"250ms"`,
-/// `"5s"`, `"2m"`; units `ns`, `us`, `ms`, `s`, `m`, `h`), or an integer of
-/// milliseconds. Serialized as a string in the largest unit that is exact.
-pub(crate) mod duration {
-    use serde::de::{self, Visitor};
-    use serde::{Deserializer, Serializer};
-    use std::fmt;
-    use std::time::Duration;
-
-    const UNITS: [(&str, u128); 6] = [
-        ("h", 3_600_000_000_000),
-        ("m", 60_000_000_000),
-        ("s", 1_000_000_000),
-        ("ms", 1_000_000),
-        ("us", 1_000),
-        ("ns", 1),
-    ];
-
-    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&format(*d))
-    }
-
-    pub(crate) fn format(d: Duration) -> String {
-        let nanos = d.as_nanos();
-        if nanos == 0 {
-            return "0s".to_owned();
-        }
-        for (unit, size) in UNITS {
-            if nanos % size == 0 {
-                return format!("{}{unit}", nanos / size);
-            }
-        }
-        unreachable!("every duration is a whole number of nanoseconds")
-    }
-
-    pub(crate) fn parse(text: &str) -> Result<Duration, String> {
-        let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{text}` has no unit (ns, us, ms, s, m, h)"))?;
-        let (number, unit) = text.split_at(split);
-        let number: u64 = number
-            .parse()
-            .map_err(|_| format!("`{text}` does not start with an integer"))?;
-        let size = match unit.trim() {
-            "µs" => 1_000,
-            unit => UNITS
-                .iter()
-                .find(|(u, _)| *u == unit)
-                .map(|(_, s)| *s)
-                .ok_or_else(|| format!("`{text}` has an unknown unit (ns, us, ms, s, m, h)"))?,
-        };
-        let nanos = number as u128 * size;
-        if nanos > u64::MAX as u128 {
-            return Err(format!("`{text}` is too long"));
-        }
-        Ok(Duration::from_nanos(nanos as u64))
-    }
-
-    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Duration;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a duration such as \"250ms\" or \"5s\", or an integer of milliseconds")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Duration, E> {
-                parse(v).map_err(E::custom)
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Duration, E> {
-                Ok(Duration::from_millis(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Duration, E> {
-                u64::try_from(v)
-                    .map(Duration::from_millis)
-                    .map_err(|_| E::custom(format!("a duration cannot be negative ({v})")))
-            }
-        }
-        d.deserialize_any(V)
-    }
-}
-
 /// The longest duration any configuration of this crate accepts: a day. Longer
 /// waits and periods are almost certainly a unit mistake.
 pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
@@ -186,6 +104,7 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use palisade_clock::duration;
 
     #[test]
     fn durations_round_trip() {
@@ -207,6 +126,26 @@ mod tests {
         assert!(duration::parse("s").is_err());
         assert!(duration::parse("5 fortnights").is_err());
         assert!(duration::parse("99999999999999999999h").is_err());
+    }
+
+    /// Forms that other sections accepted before all of them shared one grammar.
+    #[test]
+    fn every_duration_form_of_the_workspace() {
+        use crate::{BulkheadConfig, RateLimiterConfig, ThrottleConfig};
+        let b: BulkheadConfig =
+            toml::from_str("max_concurrent = 4\nmax_queue = 8\nmax_wait = \"1.5s\"").unwrap();
+        assert_eq!(b.max_wait, Duration::from_millis(1500));
+        let r: RateLimiterConfig = toml::from_str("rate = 5\nperiod = \"2min\"").unwrap();
+        assert_eq!(r.period, Duration::from_secs(120));
+        let t: ThrottleConfig = toml::from_str("window = \"1m30s\"").unwrap();
+        assert_eq!(t.window, Duration::from_secs(90));
+        let r: RateLimiterConfig = toml::from_str("rate = 5\nperiod = 250").unwrap();
+        assert_eq!(r.period, Duration::from_millis(250));
+        let b: BulkheadConfig =
+            serde_json::from_str(r#"{"max_wait": {"secs": 1, "nanos": 500000000}}"#).unwrap();
+        assert_eq!(b.max_wait, Duration::from_millis(1500));
+        let e = toml::from_str::<BulkheadConfig>("max_wait = \"1.5 sec\"").unwrap_err();
+        assert!(e.to_string().contains("unknown unit \"sec\""), "{e}");
     }
 
     #[test]

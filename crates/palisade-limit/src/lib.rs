@@ -10,8 +10,9 @@
 //! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
-//! in virtual time; is configured by a serde configuration validated with errors that
-//! name the field and its allowed range (and can be reconfigured while in use: hot
+//! in virtual time; is configured by a serde configuration (durations in the
+//! [duration grammar](palisade_clock::duration#the-grammar) of every Palisade configuration)
+//! validated with errors that name the field and its allowed range (and can be reconfigured while in use: hot
 //! reload); reports state changes as `tracing` events; and has a snapshot of its
 //! counters. Every rejection converts into a
 //! [`Rejection`](palisade_classify::Rejection) of the outcome taxonomy.

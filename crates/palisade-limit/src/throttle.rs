@@ -59,14 +59,15 @@ use palisade_clock::{Clock, DefaultClock, Timestamp};
 use palisade_window::{TimeConfig, TimeWindow, Window};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, MAX_DURATION, check_f64, check_range, duration};
+use crate::config::{ConfigError, MAX_DURATION, check_f64, check_range};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
 /// How often, at most, the refusal probability is recomputed from the window: 10 ms,
 /// short against any window worth having, long against the cost of a snapshot.
 pub const REFRESH: Duration = Duration::from_millis(10);
 
-/// The settings of a [`Throttle`].
+/// The settings of a [`Throttle`]. In serde form the window is written in the
+/// [duration grammar](palisade_clock::duration#the-grammar) of every Palisade configuration.
 ///
 /// ```
 /// use palisade_limit::throttle::ThrottleConfig;
@@ -88,7 +89,7 @@ pub struct ThrottleConfig {
     ///
     /// Default two minutes, the SRE book's: long enough to smooth bursts, short
     /// enough to forget an overload soon after it ends.
-    #[serde(with = "duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub window: Duration,
     /// How many buckets the window moves by; `1..=1000`, with `window / buckets`
     /// at least 1 µs. Default 60 (two seconds each over two minutes).

@@ -8,7 +8,6 @@ use palisade_clock::{Clock, DefaultClock};
 use serde::Deserialize;
 
 use crate::ConfigError;
-use crate::config::de_duration;
 use crate::sync::{Arc, AtomicU64, Ordering, thread_index};
 
 /// The default window over which deposits and retries are counted: 10 s, as in
@@ -439,7 +438,9 @@ impl BudgetSnapshot {
 }
 
 /// A retry budget as configuration (serde). Every field is optional; unknown
-/// fields are errors.
+/// fields are errors. The window is written in the
+/// [duration grammar](palisade_clock::duration#the-grammar) of every Palisade
+/// configuration.
 ///
 /// ```
 /// use palisade_retry::BudgetConfig;
@@ -457,7 +458,7 @@ impl BudgetSnapshot {
 #[serde(deny_unknown_fields, default)]
 pub struct BudgetConfig {
     /// The sliding window (default [`DEFAULT_WINDOW`]).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub window: Option<Duration>,
     /// The share of first attempts that may be retried (default
     /// [`DEFAULT_RETRY_RATIO`]).

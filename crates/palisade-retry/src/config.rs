@@ -1,15 +1,16 @@
 //! The serde configuration of a retry policy.
 
-use std::time::Duration;
-
-use palisade_backoff::{BackoffConfig, parse_duration};
+use palisade_backoff::BackoffConfig;
 use palisade_classify::Idempotency;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::{BudgetConfig, ConfigError, HedgingConfig, Nested, RetryPolicy};
 
 /// A retry policy as configuration (serde): the schedule, an optional budget, an
-/// optional hedging, and the safety settings. Unknown fields are errors.
+/// optional hedging, and the safety settings. Unknown fields are errors. Durations
+/// are written in the [duration grammar](palisade_clock::duration#the-grammar) of
+/// every Palisade configuration (`"250ms"`, `"1.5s"`, `"1m30s"`, or a bare integer of
+/// milliseconds).
 ///
 /// ```
 /// use palisade_retry::RetryConfig;
@@ -87,8 +88,42 @@ impl TryFrom<&RetryConfig> for RetryPolicy {
     }
 }
 
-pub(crate) fn de_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
-    let text = Option::<String>::deserialize(de)?;
-    text.map(|t| parse_duration(&t).map_err(serde::de::Error::custom))
-        .transpose()
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// Forms that other sections accepted before all of them shared one grammar.
+    #[test]
+    fn every_duration_form_of_the_workspace() {
+        let c: RetryConfig = toml::from_str(
+            r#"
+            [backoff]
+            initial = 250
+            max_delay = "2min"
+            max_elapsed = "1m30s"
+            [budget]
+            window = "1.5s"
+            [hedging]
+            percentile = 95.0
+            fallback = "1m30s"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.backoff.initial, Some(Duration::from_millis(250)));
+        assert_eq!(c.backoff.max_delay, Some(Duration::from_secs(120)));
+        assert_eq!(c.backoff.max_elapsed, Some(Duration::from_secs(90)));
+        let budget = c.budget.as_ref().unwrap();
+        assert_eq!(budget.window, Some(Duration::from_millis(1500)));
+        let hedging = c.hedging.as_ref().unwrap();
+        assert_eq!(hedging.fallback, Some(Duration::from_secs(90)));
+        c.build().unwrap();
+
+        let c: RetryConfig = toml::from_str("[hedging]\ndelay = 250").unwrap();
+        assert_eq!(c.hedging.unwrap().delay, Some(Duration::from_millis(250)));
+        let c: RetryConfig = toml::from_str("[budget]\nwindow = \"2min\"").unwrap();
+        assert_eq!(c.budget.unwrap().window, Some(Duration::from_secs(120)));
+        let err = toml::from_str::<RetryConfig>("[hedging]\ndelay = \"5 sec\"").unwrap_err();
+        assert!(err.to_string().contains("unknown unit \"sec\""), "{err}");
+    }
 }

@@ -6,7 +6,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ConfigError;
-use crate::config::de_duration;
 use crate::sync::{Arc, AtomicU64, Ordering};
 
 /// The default number of hedges per call: 1. One extra attempt already cuts most of
@@ -228,7 +227,9 @@ impl HedgingBuilder {
     }
 }
 
-/// Hedging as configuration (serde): either `delay` or `percentile`.
+/// Hedging as configuration (serde): either `delay` or `percentile`. Durations are
+/// written in the [duration grammar](palisade_clock::duration#the-grammar) of every
+/// Palisade configuration.
 ///
 /// ```
 /// use palisade_retry::HedgingConfig;
@@ -243,12 +244,12 @@ impl HedgingBuilder {
 #[serde(deny_unknown_fields, default)]
 pub struct HedgingConfig {
     /// A fixed delay, at most 1 h; `"0s"` is parallel mode (see [`Hedging`]).
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub delay: Option<Duration>,
     /// A latency percentile in `(0, 100]`.
     pub percentile: Option<f64>,
     /// The delay of a percentile hedge until enough latencies are known.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub fallback: Option<Duration>,
     /// The most hedges per call.
     pub max_hedges: Option<u32>,

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 /// The largest [`CountConfig::size`]: a million outcomes (a megabyte of slots).
 pub const MAX_SIZE: usize = 1_000_000;
@@ -22,7 +22,9 @@ pub const MAX_SLOW_CALL_THRESHOLD: Duration = Duration::from_secs(24 * 3600);
 /// outcomes.
 ///
 /// Deserializes from a table whose missing fields take their defaults; durations are
-/// written as strings with a unit (`"250ms"`, `"2s"`, `"1m"`).
+/// written in the [duration grammar](palisade_clock::duration#the-grammar) of every
+/// Palisade configuration (`"250ms"`, `"1.5s"`, `"1m30s"`, or a bare integer of
+/// milliseconds).
 ///
 /// ```
 /// use palisade_window::{CountConfig, CountWindow};
@@ -45,7 +47,7 @@ pub struct CountConfig {
     pub size: usize,
     /// Calls that took at least this long count as slow; `None` (the default) counts
     /// none as slow. At most one day.
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub slow_call_threshold: Option<Duration>,
 }
 
@@ -76,7 +78,9 @@ impl CountConfig {
 /// `bucket_width` each, so the window spans `buckets × bucket_width`.
 ///
 /// Deserializes from a table whose missing fields take their defaults; durations are
-/// written as strings with a unit (`"250ms"`, `"2s"`, `"1m"`).
+/// written in the [duration grammar](palisade_clock::duration#the-grammar) of every
+/// Palisade configuration (`"250ms"`, `"1.5s"`, `"1m30s"`, or a bare integer of
+/// milliseconds).
 ///
 /// ```
 /// use palisade_window::TimeConfig;
@@ -100,11 +104,11 @@ pub struct TimeConfig {
     ///
     /// Default **1 s**: coarse enough that rotation costs nothing measurable, fine
     /// enough that a failure burst leaves the window within a second of its age.
-    #[serde(deserialize_with = "de_duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub bucket_width: Duration,
     /// Calls that took at least this long count as slow; `None` (the default) counts
     /// none as slow. At most one day.
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub slow_call_threshold: Option<Duration>,
 }
 
@@ -219,74 +223,13 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Parses `"1500ms"`, `"2s"`, `"1.5s"`, `"3m"`, `"1h"`, `"250us"`, `"10ns"`.
-pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let nanos_per_unit: f64 = match unit.trim() {
-        "ns" => 1.0,
-        "us" | "µs" => 1e3,
-        "ms" => 1e6,
-        "s" => 1e9,
-        "m" | "min" => 60e9,
-        "h" => 3600e9,
-        _ => return None,
-    };
-    if number.is_empty() || number.matches('.').count() > 1 || number == "." {
-        return None;
-    }
-    let value: f64 = number.parse().ok()?;
-    let nanos = value * nanos_per_unit;
-    // Bounded far above every limit, so that the conversion cannot overflow; the
-    // range checks then reject what is too long.
-    if !nanos.is_finite() || nanos > 1e18 {
-        return None;
-    }
-    Some(Duration::from_nanos(nanos.round() as u64))
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DurationRepr {
-    Text(String),
-    Std { secs: u64, nanos: u32 },
-}
-
-impl DurationRepr {
-    fn into_duration<E: serde::de::Error>(self) -> Result<Duration, E> {
-        match self {
-            DurationRepr::Text(text) => parse_duration(&text).ok_or_else(|| {
-                E::custom(format!(
-                    "invalid duration {text:?}: expected a number and a unit (ns, us, ms, s, m, h), such as \"250ms\""
-                ))
-            }),
-            DurationRepr::Std { secs, nanos } => {
-                if nanos >= 1_000_000_000 {
-                    return Err(E::custom("invalid duration: `nanos` must be below 1000000000"));
-                }
-                Ok(Duration::new(secs, nanos))
-            }
-        }
-    }
-}
-
-fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    DurationRepr::deserialize(d)?.into_duration()
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    match Option::<DurationRepr>::deserialize(d)? {
-        None => Ok(None),
-        Some(repr) => repr.into_duration().map(Some),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_duration(text: &str) -> Option<Duration> {
+        palisade_clock::duration::parse(text).ok()
+    }
 
     #[test]
     fn durations_parse_with_units() {
@@ -378,5 +321,23 @@ mod tests {
         assert_eq!(t.buckets, 10);
         assert!(serde_json::from_str::<TimeConfig>(r#"{"bucket_width": "fast"}"#).is_err());
         assert!(serde_json::from_str::<TimeConfig>(r#"{"bucketz": 3}"#).is_err());
+    }
+
+    /// Forms that other sections accepted before all of them shared one grammar.
+    #[test]
+    fn every_duration_form_of_the_workspace() {
+        let t: TimeConfig =
+            toml::from_str("bucket_width = 250\nslow_call_threshold = \"1m30s\"").unwrap();
+        assert_eq!(t.bucket_width, Duration::from_millis(250));
+        assert_eq!(t.slow_call_threshold, Some(Duration::from_secs(90)));
+        t.validate().unwrap();
+        let t: TimeConfig =
+            toml::from_str("bucket_width = \"1.5s\"\nslow_call_threshold = \"2min\"").unwrap();
+        assert_eq!(t.bucket_width, Duration::from_millis(1500));
+        assert_eq!(t.slow_call_threshold, Some(Duration::from_secs(120)));
+        let c: CountConfig = toml::from_str("slow_call_threshold = 250").unwrap();
+        assert_eq!(c.slow_call_threshold, Some(Duration::from_millis(250)));
+        let e = toml::from_str::<TimeConfig>("bucket_width = \"fast\"").unwrap_err();
+        assert!(e.to_string().contains("invalid duration \"fast\""), "{e}");
     }
 }

@@ -16,6 +16,10 @@
 //! | rate limiter | reconfigured in place: the schedule continues |
 //! | retry | rebuilt (its budget starts afresh) |
 //!
+//! Every duration of the file, in every section, is written in one
+//! [grammar](palisade_clock::duration#the-grammar): `"250ms"`, `"1.5s"`, `"2min"`,
+//! `"1m30s"`, or a bare integer of milliseconds.
+//!
 //! A configuration that does not validate is refused as a whole, with a
 //! [`ConfigError`] naming the field (`pipelines.billing.breaker.failure_rate_threshold`),
 //! and the old configuration keeps serving.
@@ -83,7 +87,7 @@ use palisade_breaker::{Breaker, BreakerConfig};
 use palisade_classify::{AnyErrorIsTransient, Classify};
 use palisade_limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 use palisade_retry::RetryConfig;
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use crate::{ConfigError, Context, Error, Pipeline, PipelineSnapshot};
 
@@ -103,7 +107,9 @@ pub struct RegistryConfig {
 }
 
 /// One pipeline as configuration. Every layer is optional; an absent layer is not
-/// in the pipeline. Durations are strings such as `"250ms"`, `"1.5s"`, `"2m"`.
+/// in the pipeline. Durations, here and in every layer, are written in the
+/// [duration grammar](palisade_clock::duration#the-grammar): `"250ms"`, `"1.5s"`,
+/// `"2min"`, `"1m30s"`, or a bare integer of milliseconds.
 ///
 /// An `attempt_timeout` longer than the `total_timeout` is accepted with a
 /// warning event: the total timeout bounds every attempt, so the attempt timeout
@@ -113,10 +119,10 @@ pub struct RegistryConfig {
 #[non_exhaustive]
 pub struct PipelineConfig {
     /// The limit on the whole execution, retries included.
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub total_timeout: Option<Duration>,
     /// The limit on each attempt.
-    #[serde(deserialize_with = "de_opt_duration")]
+    #[serde(with = "palisade_clock::duration::serde_opt")]
     pub attempt_timeout: Option<Duration>,
     /// The retry policy.
     pub retry: Option<RetryConfig>,
@@ -126,12 +132,6 @@ pub struct PipelineConfig {
     pub rate_limiter: Option<RateLimiterConfig>,
     /// The bulkhead.
     pub bulkhead: Option<BulkheadConfig>,
-}
-
-fn de_opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-    let text: Option<String> = Option::deserialize(d)?;
-    text.map(|t| palisade_backoff::parse_duration(&t).map_err(serde::de::Error::custom))
-        .transpose()
 }
 
 impl RegistryConfig {

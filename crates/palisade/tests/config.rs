@@ -346,3 +346,69 @@ mod model {
         }
     }
 }
+
+/// One grammar for every duration of the file: forms that only some sections
+/// accepted once (`"1.5s"`, a bare integer of milliseconds, `"2min"`, `"1m30s"`)
+/// work in all of them.
+#[test]
+fn every_section_reads_every_duration_form() {
+    use palisade::breaker::{BreakerConfig, OpenDuration, SlowCallConfig};
+    for (form, d) in [
+        ("\"1.5s\"", Duration::from_millis(1500)),
+        ("250", Duration::from_millis(250)),
+        ("\"2min\"", Duration::from_secs(120)),
+        ("\"1m30s\"", Duration::from_secs(90)),
+    ] {
+        let text = format!(
+            r#"
+            [pipelines.api]
+            total_timeout = {form}
+            attempt_timeout = {form}
+            [pipelines.api.retry.backoff]
+            kind = "constant"
+            initial = {form}
+            max_delay = {form}
+            [pipelines.api.retry.budget]
+            window = {form}
+            [pipelines.api.retry.hedging]
+            delay = {form}
+            [pipelines.api.breaker]
+            slow_call = {{ duration = {form}, rate_threshold = 50.0 }}
+            open = {{ kind = "fixed", duration = {form} }}
+            half_open = {{ max_probe_wait = {form} }}
+            [pipelines.api.rate_limiter]
+            rate = 10
+            period = {form}
+            [pipelines.api.bulkhead]
+            max_concurrent = 4
+            max_queue = 4
+            max_wait = {form}
+            "#
+        );
+        let config = RegistryConfig::from_toml(&text).unwrap_or_else(|e| panic!("{form}: {e}"));
+        let p = &config.pipelines["api"];
+        assert_eq!((p.total_timeout, p.attempt_timeout), (Some(d), Some(d)));
+        let retry = p.retry.as_ref().unwrap();
+        assert_eq!(retry.backoff.initial, Some(d));
+        assert_eq!(retry.backoff.max_delay, Some(d));
+        assert_eq!(retry.budget.as_ref().unwrap().window, Some(d));
+        assert_eq!(retry.hedging.as_ref().unwrap().delay, Some(d));
+        let breaker = BreakerConfig::default()
+            .slow_call(Some(SlowCallConfig {
+                duration: d,
+                rate_threshold: 50.0,
+            }))
+            .open(OpenDuration::fixed(d))
+            .max_probe_wait(d);
+        assert_eq!(p.breaker.as_ref(), Some(&breaker));
+        assert_eq!(p.rate_limiter.as_ref().unwrap().period, d);
+        assert_eq!(p.bulkhead.as_ref().unwrap().max_wait, d);
+    }
+    let err =
+        RegistryConfig::from_toml("[pipelines.api]\nattempt_timeout = \"5 sec\"").unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid duration \"5 sec\": unknown unit \"sec\""),
+        "{err}"
+    );
+}

@@ -3,14 +3,15 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Sample, check_bounds};
-use crate::config::{ConfigError, MAX_DURATION, check_f64, check_range, duration};
+use crate::config::{ConfigError, MAX_DURATION, check_f64, check_range};
 
 /// Additive increase, multiplicative decrease, as Netflix's `AIMDLimit`: a drop (or a
 /// call slower than `timeout`) multiplies the limit by `backoff_ratio`; a success
 /// while at least half the limit is in use adds one.
 ///
 /// The defaults are Netflix's, chosen there for services of tens to hundreds of
-/// concurrent calls.
+/// concurrent calls. In serde form the timeout is written in the
+/// [duration grammar](palisade_clock::duration#the-grammar) of every Palisade configuration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
@@ -27,7 +28,7 @@ pub struct AimdConfig {
     pub backoff_ratio: f64,
     /// A successful call slower than this counts as a drop; `1ms..=1day`.
     /// Default 5 s.
-    #[serde(with = "duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub timeout: Duration,
 }
 

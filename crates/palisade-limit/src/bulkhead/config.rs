@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, MAX_DURATION, check_range, duration};
+use crate::config::{ConfigError, MAX_DURATION, check_range};
 
 /// The most calls a bulkhead admits at once, and the longest queue it keeps: a
 /// million. More is certainly a mistake (each call holds at least a task).
@@ -11,8 +11,9 @@ pub const MAX_BULKHEAD_SIZE: u32 = 1_000_000;
 /// How a [`Bulkhead`](crate::Bulkhead) is sized: validated by
 /// [`BulkheadConfig::validate`] and by every constructor.
 ///
-/// In serde form every field is optional and durations are strings such as
-/// `"100ms"`:
+/// In serde form every field is optional and durations are written in the
+/// [duration grammar](palisade_clock::duration#the-grammar) of every Palisade configuration
+/// (`"100ms"`, `"1.5s"`, or a bare integer of milliseconds):
 ///
 /// ```
 /// use palisade_limit::BulkheadConfig;
@@ -43,7 +44,7 @@ pub struct BulkheadConfig {
     ///
     /// Default 100 ms: long enough to ride out a short burst, short enough that the
     /// caller still has most of a typical deadline left when it gives up.
-    #[serde(with = "duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub max_wait: Duration,
 }
 

@@ -2,14 +2,16 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, MAX_DURATION, check_range, duration};
+use crate::config::{ConfigError, MAX_DURATION, check_range};
 
 /// The most calls per period a rate limiter accepts, and the largest burst: a
 /// billion.
 pub const MAX_RATE: u32 = 1_000_000_000;
 
 /// How fast a [`RateLimiter`](crate::RateLimiter) lets calls through: `rate` calls
-/// per `period`, of which up to `burst` may come at once after a quiet spell.
+/// per `period`, of which up to `burst` may come at once after a quiet spell. In
+/// serde form the period is written in the [duration grammar](palisade_clock::duration#the-grammar) of
+/// every Palisade configuration.
 ///
 /// ```
 /// use palisade_limit::RateLimiterConfig;
@@ -32,7 +34,7 @@ pub struct RateLimiterConfig {
     pub rate: u32,
     /// The period `rate` is counted over; `1us..=1day`. Default one second, the unit
     /// quotas are usually given in.
-    #[serde(with = "duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub period: Duration,
     /// How many calls may pass at once after a quiet spell; `1..=1_000_000_000`.
     ///

@@ -11,14 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use super::gcra::Gcra;
 use super::{RateLimited, RateLimiterConfig, coarse_enough};
-use crate::config::{ConfigError, check_range, duration};
+use crate::config::{ConfigError, check_range};
 use crate::sync::{Arc, AtomicBool, AtomicU64, AtomicUsize, CachePadded, Mutex, Ordering, RwLock};
 
 /// The most keys a keyed rate limiter may track: a hundred million.
 pub const MAX_KEYS: usize = 100_000_000;
 
 /// The configuration of a [`KeyedRateLimiter`]: the same limit for every key, and
-/// the most keys tracked at once.
+/// the most keys tracked at once. In serde form the period is written in the
+/// [duration grammar](palisade_clock::duration#the-grammar) of every Palisade configuration.
 ///
 /// ```
 /// use palisade_limit::rate::KeyedRateLimiterConfig;
@@ -34,7 +35,7 @@ pub struct KeyedRateLimiterConfig {
     /// Calls per `period` for each key; as [`RateLimiterConfig::rate`].
     pub rate: u32,
     /// As [`RateLimiterConfig::period`].
-    #[serde(with = "duration")]
+    #[serde(with = "palisade_clock::duration::serde")]
     pub period: Duration,
     /// As [`RateLimiterConfig::burst`].
     pub burst: Option<u32>,
