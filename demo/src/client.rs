@@ -5,6 +5,7 @@
 //! closes them all and waits until they have ended, so a run ends with no open
 //! connection and no live task.
 
+use http::HeaderMap;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -69,6 +70,7 @@ enum HttpErrorKind {
     Broken,
     Closed,
     Invalid,
+    NotSent,
 }
 
 impl HttpError {
@@ -110,6 +112,16 @@ impl HttpError {
     pub fn is_closed(&self) -> bool {
         self.kind == HttpErrorKind::Closed
     }
+
+    /// A request not sent because too little of its deadline was left.
+    pub fn not_sent(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        HttpError::new(HttpErrorKind::NotSent, cause)
+    }
+
+    /// Whether the request was not sent: too little of its deadline was left.
+    pub fn is_not_sent(&self) -> bool {
+        self.kind == HttpErrorKind::NotSent
+    }
 }
 
 impl fmt::Display for HttpError {
@@ -120,6 +132,7 @@ impl fmt::Display for HttpError {
             HttpErrorKind::Broken => "connection broken before a response",
             HttpErrorKind::Closed => "client shut down",
             HttpErrorKind::Invalid => "invalid request",
+            HttpErrorKind::NotSent => "not sent: too little of the deadline left",
         })
     }
 }
@@ -139,7 +152,10 @@ impl ClassifyError for HttpError {
                 Outcome::Transient(Transient::new().with_delivery(Delivery::NotDelivered))
             }
             HttpErrorKind::Connect | HttpErrorKind::Broken => Outcome::transient(),
-            HttpErrorKind::Closed | HttpErrorKind::Invalid => Outcome::Ignored,
+            // Not sent for lack of time: the dependency did not fail.
+            HttpErrorKind::Closed | HttpErrorKind::Invalid | HttpErrorKind::NotSent => {
+                Outcome::Ignored
+            }
         }
     }
 }
@@ -197,16 +213,22 @@ impl HttpClient {
     /// `GET path`, reading the whole body. A malformed `path` is an error
     /// ([`HttpError::is_invalid`]), never a panic.
     pub async fn get(&self, path: &str) -> Result<Reply, HttpError> {
+        self.get_with(path, HeaderMap::new()).await
+    }
+
+    /// `GET path` with `headers` added, reading the whole body.
+    pub async fn get_with(&self, path: &str, headers: HeaderMap) -> Result<Reply, HttpError> {
         if self.inner.cancel.is_cancelled() {
             return Err(HttpError {
                 kind: HttpErrorKind::Closed,
                 source: None,
             });
         }
-        let request = Request::get(path)
+        let mut request = Request::get(path)
             .header(header::HOST, "dependency")
             .body(Empty::new())
             .map_err(|e| HttpError::new(HttpErrorKind::Invalid, e))?;
+        request.headers_mut().extend(headers);
         let mut sender = match self.checkout() {
             Some(sender) => sender,
             None => self.connect().await?,

@@ -126,6 +126,24 @@ impl Transport {
         self.http.get(path).await
     }
 
+    /// Sends one attempt under `ctx`: `GET path` carrying the attempt's budget,
+    /// trace and request id (palisade's outbound propagation). An attempt with
+    /// too little of its deadline left is not sent, and not counted.
+    pub async fn get_in(
+        &self,
+        ctx: &palisade::Context,
+        path: &str,
+        attempts: &CallAttempts,
+    ) -> Result<Reply, HttpError> {
+        let mut headers = http::HeaderMap::new();
+        palisade::edge::Outbound::new()
+            .inject(ctx, &mut headers)
+            .map_err(HttpError::not_sent)?;
+        attempts.0.fetch_add(1, Relaxed);
+        self.recorder.attempt();
+        self.http.get_with(path, headers).await
+    }
+
     /// The HTTP client underneath.
     pub fn http(&self) -> &HttpClient {
         &self.http

@@ -242,10 +242,16 @@ impl Service for Protected {
             let (ctx, _guard) = Context::background().with_deadline(deadline);
             let result = inner
                 .pipeline
-                .execute(&ctx, |_ctx| {
+                .execute(&ctx, |ctx| {
                     let transport = inner.transport.clone();
                     let attempts = attempts.clone();
-                    async move { transport.get(WORK_PATH, &attempts).await.map(Answer::Fresh) }
+                    // The attempt's context: its budget travels to the dependency.
+                    async move {
+                        transport
+                            .get_in(&ctx, WORK_PATH, &attempts)
+                            .await
+                            .map(Answer::Fresh)
+                    }
                 })
                 .await;
             match result {

@@ -64,6 +64,11 @@ pub struct RunReport {
     pub bucket: Duration,
     /// The run's timeline in buckets.
     pub buckets: Vec<Bucket>,
+    /// The median budget the dependency saw on the requests it received (their
+    /// deadline header), if any carried one.
+    pub downstream_deadline: Option<Duration>,
+    /// Work the dependency stopped because its request's deadline passed.
+    pub downstream_stopped: u64,
 }
 
 impl RunReport {
@@ -138,6 +143,8 @@ impl RunReport {
             recover: recover(timeline, bucket, &buckets),
             bucket,
             buckets,
+            downstream_deadline: None,
+            downstream_stopped: 0,
         }
     }
 
@@ -230,7 +237,7 @@ fn pct(x: f64) -> String {
 /// The side-by-side table of runs, as plain text.
 pub fn table(runs: &[RunReport]) -> String {
     type Row = (&'static str, fn(&RunReport) -> String);
-    let rows: [Row; 11] = [
+    let rows: [Row; 13] = [
         ("requests", |r| r.requests.to_string()),
         ("success rate (dependency only)", |r| pct(r.success_rate())),
         ("success rate (with fallbacks)", |r| {
@@ -248,6 +255,12 @@ pub fn table(runs: &[RunReport]) -> String {
         }),
         ("time to detect the outage", |r| secs(r.detect)),
         ("time to recover", |r| secs(r.recover)),
+        ("deadline seen downstream (median)", |r| {
+            r.downstream_deadline.map_or_else(|| "none".to_string(), ms)
+        }),
+        ("work stopped downstream at its deadline", |r| {
+            r.downstream_stopped.to_string()
+        }),
     ];
     let label_width = rows.iter().map(|r| r.0.len()).max().unwrap_or(0);
     let cells: Vec<Vec<String>> = rows

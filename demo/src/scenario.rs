@@ -268,7 +268,12 @@ pub async fn run_scenario(
         ));
         run.http.shutdown().await;
         client_connections_left.push(run.http.open_connections());
-        dependencies.push(run.dependency.shutdown().await);
+        let stats = run.dependency.shutdown().await;
+        if let Some(report) = reports.last_mut() {
+            report.downstream_deadline = stats.deadline_p50();
+            report.downstream_stopped = stats.stopped_at_deadline;
+        }
+        dependencies.push(stats);
     }
     let health = std::mem::take(&mut *health_log.lock().expect("not poisoned"));
     Ok(ScenarioResult {

@@ -29,6 +29,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::timeline::{Behaviour, Phase, Timeline};
+use palisade::Context;
+use palisade::edge::Inbound;
 
 /// The path of the cheap health probe; it is counted apart from the work requests.
 pub const PROBE_PATH: &str = "/probe";
@@ -61,6 +63,10 @@ pub struct DependencyStats {
     pub accepted_connections: u64,
     /// Connections open now.
     pub open_connections: usize,
+    /// The budgets work requests arrived with (a deadline header), sorted.
+    pub deadlines: Vec<Duration>,
+    /// Work stopped when its request's deadline passed (answered `504`).
+    pub stopped_at_deadline: u64,
 }
 
 impl DependencyStats {
@@ -72,6 +78,11 @@ impl DependencyStats {
     /// Work requests received over the whole run.
     pub fn received(&self) -> u64 {
         self.phases.iter().map(|p| p.received).sum()
+    }
+
+    /// The median budget work requests arrived with, if any carried one.
+    pub fn deadline_p50(&self) -> Option<Duration> {
+        self.deadlines.get(self.deadlines.len() / 2).copied()
     }
 }
 
@@ -98,6 +109,9 @@ struct Shared {
     probes: AtomicU64,
     accepted: AtomicU64,
     open: AtomicUsize,
+    /// The budgets work requests arrived with.
+    deadlines: Mutex<Vec<Duration>>,
+    stopped: AtomicU64,
     /// Cancelled to reset every open connection; replaced after each use.
     connections: Mutex<CancellationToken>,
     root: CancellationToken,
@@ -140,6 +154,8 @@ impl Dependency {
             probes: AtomicU64::new(0),
             accepted: AtomicU64::new(0),
             open: AtomicUsize::new(0),
+            deadlines: Mutex::new(Vec::new()),
+            stopped: AtomicU64::new(0),
             connections: Mutex::new(root.child_token()),
             root,
             tracker: TaskTracker::new(),
@@ -184,6 +200,12 @@ impl Dependency {
             probes: s.probes.load(Relaxed),
             accepted_connections: s.accepted.load(Relaxed),
             open_connections: s.open.load(Relaxed),
+            deadlines: {
+                let mut d = s.deadlines.lock().expect("not poisoned").clone();
+                d.sort();
+                d
+            },
+            stopped_at_deadline: s.stopped.load(Relaxed),
         }
     }
 
@@ -360,13 +382,23 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>, reset: Arc<Noti
     }
     let counters = &shared.counters[i];
     counters.received.fetch_add(1, Relaxed);
+    // The request's context, from its deadline header if it has one: the work
+    // stops when that deadline passes, instead of outliving the caller.
+    let (ctx, _guard) = Inbound::new()
+        .context(request.headers())
+        .unwrap_or_else(|_| Context::background().with_cancel());
+    if let Some(budget) = ctx.remaining() {
+        shared.deadlines.lock().expect("not poisoned").push(budget);
+    }
     let roll = roll(shared.seq.fetch_add(1, Relaxed));
     match phase {
         Phase::Healthy | Phase::Recovery => {}
         Phase::LatencySpikes => {
             if roll < b.spike_percent {
                 counters.spiked.fetch_add(1, Relaxed);
-                shared.clock.sleep(b.spike_latency).await;
+                if !work(&ctx, &shared, b.spike_latency).await {
+                    return respond(StatusCode::GATEWAY_TIMEOUT, None, "deadline exceeded");
+                }
             }
         }
         Phase::UnavailableBursts => {
@@ -402,9 +434,23 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>, reset: Arc<Noti
             return pending().await;
         }
     }
-    shared.clock.sleep(b.base_latency).await;
+    if !work(&ctx, &shared, b.base_latency).await {
+        return respond(StatusCode::GATEWAY_TIMEOUT, None, "deadline exceeded");
+    }
     counters.ok.fetch_add(1, Relaxed);
     respond(StatusCode::OK, None, "ok")
+}
+
+/// Works for `time`, unless the request's context ends first (its deadline
+/// passed): then the work stops, is counted, and `false` says so.
+async fn work(ctx: &Context, shared: &Shared, time: Duration) -> bool {
+    tokio::select! {
+        () = shared.clock.sleep(time) => true,
+        () = ctx.cancelled() => {
+            shared.stopped.fetch_add(1, Relaxed);
+            false
+        }
+    }
 }
 
 #[cfg(test)]

@@ -281,6 +281,20 @@ async fn the_defence_holds_where_the_unprotected_service_does_not() {
     assert!(unprotected.p99 >= Duration::from_millis(700), "{table}");
     assert!(protected.p99 < unprotected.p99, "{table}");
 
+    // The second hop: the protected service's attempts carry their budget, under
+    // the attempt timeout, and the dependency stops the work of a latency spike
+    // when that budget runs out; the unprotected service sends no deadline, so
+    // the dependency works every spike to its end.
+    let attempt = config.protection.attempt_timeout;
+    let seen = protected
+        .downstream_deadline
+        .unwrap_or_else(|| panic!("no deadline arrived downstream:\n{table}"));
+    assert!(seen <= attempt, "{seen:?} over the attempt timeout:\n{table}");
+    assert!(seen >= attempt / 2, "{seen:?}:\n{table}");
+    assert_eq!(unprotected.downstream_deadline, None, "{table}");
+    assert_eq!(unprotected.downstream_stopped, 0, "{table}");
+    assert!(protected.downstream_stopped > 0, "{table}");
+
     // Fallbacks are served, and every request gets an answer.
     let outage_fallbacks: u64 = protected.buckets[first..end]
         .iter()
