@@ -289,7 +289,10 @@ async fn the_defence_holds_where_the_unprotected_service_does_not() {
     let seen = protected
         .downstream_deadline
         .unwrap_or_else(|| panic!("no deadline arrived downstream:\n{table}"));
-    assert!(seen <= attempt, "{seen:?} over the attempt timeout:\n{table}");
+    assert!(
+        seen <= attempt,
+        "{seen:?} over the attempt timeout:\n{table}"
+    );
     assert!(seen >= attempt / 2, "{seen:?}:\n{table}");
     assert_eq!(unprotected.downstream_deadline, None, "{table}");
     assert_eq!(unprotected.downstream_stopped, 0, "{table}");

@@ -1122,6 +1122,58 @@ impl fmt::Display for TraceHeaderError {
 
 impl Error for TraceHeaderError {}
 
+/// Conversions to and from OpenTelemetry's span context (the `opentelemetry`
+/// feature), so that a trace read from the wire and the spans an OpenTelemetry
+/// pipeline exports share their ids.
+#[cfg(feature = "opentelemetry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
+impl TraceContext {
+    /// This trace context as OpenTelemetry's, `remote` when it came from another
+    /// process. The state is carried over when OpenTelemetry accepts it, and
+    /// dropped otherwise.
+    ///
+    /// ```
+    /// use palisade_context::trace::decode_traceparent;
+    ///
+    /// let ctx = decode_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+    /// let otel = ctx.to_span_context(true);
+    /// assert_eq!(otel.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    /// assert!(otel.is_sampled() && otel.is_remote());
+    /// let back = palisade_context::trace::TraceContext::from_span_context(&otel).unwrap();
+    /// assert_eq!(back.trace_id(), ctx.trace_id());
+    /// ```
+    pub fn to_span_context(&self, remote: bool) -> opentelemetry::trace::SpanContext {
+        use opentelemetry::trace::{SpanContext, SpanId as OtelSpanId, TraceFlags as OtelFlags};
+        use opentelemetry::trace::{TraceId as OtelTraceId, TraceState as OtelState};
+        let state = if self.state.is_empty() {
+            OtelState::default()
+        } else {
+            self.state.as_str().parse().unwrap_or_default()
+        };
+        SpanContext::new(
+            OtelTraceId::from_bytes(self.trace_id.to_bytes()),
+            OtelSpanId::from_bytes(self.span_id.to_bytes()),
+            OtelFlags::new(self.flags.to_w3c()),
+            remote,
+            state,
+        )
+    }
+
+    /// OpenTelemetry's span context as a trace context, or `None` for an invalid
+    /// one (an all-zero id: no span).
+    pub fn from_span_context(span: &opentelemetry::trace::SpanContext) -> Option<TraceContext> {
+        let trace_id = TraceId::from_bytes(span.trace_id().to_bytes())?;
+        let span_id = SpanId::from_bytes(span.span_id().to_bytes())?;
+        let flags = TraceFlags::from_w3c(span.trace_flags().to_u8());
+        let ctx = TraceContext::new(trace_id, span_id, flags);
+        let header = span.trace_state().header();
+        Some(match decode_tracestate(&header) {
+            Ok(state) if !header.is_empty() => ctx.with_state(state),
+            _ => ctx,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

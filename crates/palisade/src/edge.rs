@@ -544,6 +544,8 @@ where
         if let Some(d) = incoming.deadline {
             span.record("deadline_ms", d.as_millis() as u64);
         }
+        #[cfg(feature = "opentelemetry")]
+        otel::adopt(&span, &incoming.trace);
         let (ctx, guard, deadline) = incoming.into_context();
         request.extensions_mut().insert(ctx);
         let inner = &mut self.inner;
@@ -871,6 +873,9 @@ impl Outbound {
             }
         }
         if let Some(parent) = TraceContext::from_context(ctx) {
+            #[cfg(feature = "opentelemetry")]
+            let span = otel::current(parent).unwrap_or_else(|| parent.child());
+            #[cfg(not(feature = "opentelemetry"))]
             let span = parent.child();
             if matches!(self.trace_format, TraceFormat::W3c | TraceFormat::Both) {
                 insert(headers, &TRACEPARENT_NAME, encode_traceparent(&span));
@@ -1053,5 +1058,40 @@ impl<F> fmt::Debug for OutboundFuture<F> {
         f.debug_struct("OutboundFuture")
             .field("refused", &self.refused)
             .finish_non_exhaustive()
+    }
+}
+
+/// The bridge to OpenTelemetry (the `opentelemetry` feature), through
+/// `tracing-opentelemetry`: without its layer installed, both are no-ops.
+#[cfg(feature = "opentelemetry")]
+mod otel {
+    use opentelemetry::trace::TraceContextExt;
+    use palisade_context::trace::TraceContext;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    /// Makes the incoming trace the parent of the request's span, so that the
+    /// span OpenTelemetry exports for it joins the caller's trace.
+    pub(super) fn adopt(span: &tracing::Span, trace: &TraceContext) {
+        if span.is_disabled() {
+            return;
+        }
+        let parent =
+            opentelemetry::Context::new().with_remote_span_context(trace.to_span_context(true));
+        // Without the layer there is nothing to join: not an error.
+        let _ = span.set_parent(parent);
+    }
+
+    /// The current span as OpenTelemetry knows it, if it belongs to `parent`'s
+    /// trace: a leaving request then names that span (the attempt's) as its
+    /// parent, so that the callee's spans hang under it in the exported trace.
+    pub(super) fn current(parent: &TraceContext) -> Option<TraceContext> {
+        let current = tracing::Span::current();
+        if current.is_disabled() {
+            return None;
+        }
+        let cx = current.context();
+        let span = cx.span();
+        let ctx = TraceContext::from_span_context(span.span_context())?;
+        (ctx.trace_id() == parent.trace_id()).then(|| ctx.with_state(parent.state().clone()))
     }
 }
