@@ -18,6 +18,16 @@
 //! | [`breaker`] | `breaker` (default) | the circuit breaker |
 //! | [`limit`] | `limit` (default) | bulkhead and rate limiter |
 //!
+//! And modules of the facade's own, behind features that are off by default:
+//!
+//! | module | feature | what it holds |
+//! | --- | --- | --- |
+//! | `tower` | `tower` | the pipeline and each strategy as tower layers |
+//! | `edge` | `http` and `tower` | a request's context from its deadline and trace headers, and those headers written on leaving requests; with `opentelemetry`, the ids of the exported spans |
+//! | `config` | `config` | named pipelines from TOML or JSON, hot reload |
+//! | `metrics` | `metrics` | counters and histograms through the `metrics` facade |
+//! | `chaos` | `chaos` | injected latency, errors and outcomes |
+//!
 //! # Example
 //!
 #![cfg_attr(feature = "classify", doc = "```")]
