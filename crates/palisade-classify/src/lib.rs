@@ -61,7 +61,7 @@ pub use io::{classify_io_error, classify_io_kind};
 pub use outcome::{
     Delivery, Idempotency, Outcome, OutcomeKind, Rejection, Strategy, Transient, retry_allowed,
 };
-pub use panic::{CatchPanic, Panicked, catch_panic, catch_panic_sync};
+pub use panic::{CatchPanic, PanicLocation, Panicked, catch_panic, catch_panic_sync, install_hook};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use retry_after::{RetryAfterError, parse_retry_after, parse_retry_after_at};

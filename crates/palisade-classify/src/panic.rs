@@ -1,5 +1,8 @@
 use std::any::Any;
+use std::backtrace::{Backtrace, BacktraceStatus};
+use std::cell::RefCell;
 use std::fmt;
+use std::sync::{Arc, Once};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
@@ -7,35 +10,178 @@ use std::task::{Context, Poll};
 
 use crate::{ClassifyError, Outcome};
 
-/// A panic caught inside protected work: a permanent failure carrying the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A panic caught inside protected work: a permanent failure carrying the
+/// message, and, with the [hook](install_hook) installed, where it happened and
+/// a backtrace when `RUST_BACKTRACE` asks for one.
+#[derive(Clone, Debug)]
 pub struct Panicked {
     message: String,
+    location: Option<PanicLocation>,
+    backtrace: Option<Arc<Backtrace>>,
+}
+
+impl PartialEq for Panicked {
+    /// Two panics are equal when their message and location are: the backtrace
+    /// is not compared.
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message && self.location == other.location
+    }
+}
+
+impl Eq for Panicked {}
+
+/// Where a panic happened: the file, line and column of its `panic!` (or of the
+/// `unwrap`, the index, ...).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PanicLocation {
+    file: String,
+    line: u32,
+    column: u32,
+}
+
+impl PanicLocation {
+    /// The source file.
+    pub fn file(&self) -> &str {
+        &self.file
+    }
+
+    /// The line, from 1.
+    pub fn line(&self) -> u32 {
+        self.line
+    }
+
+    /// The column, from 1.
+    pub fn column(&self) -> u32 {
+        self.column
+    }
+}
+
+impl fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
+}
+
+/// What the hook saw of the last panic on this thread.
+struct Site {
+    message: String,
+    location: Option<PanicLocation>,
+    backtrace: Option<Arc<Backtrace>>,
+}
+
+thread_local! {
+    static LAST: RefCell<Option<Site>> = const { RefCell::new(None) };
+}
+
+static INSTALLED: Once = Once::new();
+
+/// Installs a panic hook that remembers where each panic happened, so that a
+/// [`Panicked`] caught on the same thread (as every catch in palisade is: in
+/// the poll that panicked) carries its [`location`](Panicked::location) and,
+/// when `RUST_BACKTRACE` asks for it, its [`backtrace`](Panicked::backtrace).
+///
+/// The hook already installed (the default one, or yours) still runs after it,
+/// for every panic: nothing it printed or recorded before is lost. Installing
+/// twice installs once. Without it, a `Panicked` has its message alone.
+///
+/// ```
+/// use palisade_classify::{catch_panic_sync, install_hook};
+///
+/// install_hook();
+/// let panic = catch_panic_sync(|| -> u32 { panic!("bad input") }).unwrap_err();
+/// let location = panic.location().unwrap();
+/// assert!(location.file().ends_with(".rs"));
+/// assert!(panic.to_string().starts_with("panicked at "));
+/// ```
+pub fn install_hook() {
+    INSTALLED.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let location = info.location().map(|l| PanicLocation {
+                file: l.file().to_owned(),
+                line: l.line(),
+                column: l.column(),
+            });
+            let backtrace = Backtrace::capture();
+            let backtrace = (backtrace.status() == BacktraceStatus::Captured).then(|| Arc::new(backtrace));
+            let site = Site {
+                message: message_of(info.payload()),
+                location,
+                backtrace,
+            };
+            // A panic while the slot is borrowed (in a panic of this very code)
+            // is only not remembered.
+            let _ = LAST.try_with(|last| {
+                if let Ok(mut last) = last.try_borrow_mut() {
+                    *last = Some(site);
+                }
+            });
+            previous(info);
+        }));
+    });
+}
+
+/// The text of a panic payload.
+fn message_of(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&'static str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic whose payload is not a string".to_owned()
+    }
 }
 
 impl Panicked {
     /// Builds the error from a panic payload (`&str` and `String` payloads keep their
-    /// text; others say they were not a string).
+    /// text; others say they were not a string), with the location and backtrace
+    /// the [hook](install_hook) remembered for it on this thread, if it did.
     pub fn from_payload(payload: &(dyn Any + Send)) -> Self {
-        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
-            (*s).to_owned()
-        } else if let Some(s) = payload.downcast_ref::<String>() {
-            s.clone()
-        } else {
-            "a panic whose payload is not a string".to_owned()
-        };
-        Panicked { message }
+        let message = message_of(payload);
+        // The hook's record is taken only if it is this panic's: a hook installed
+        // over it, or a panic caught elsewhere, leaves no stale location behind.
+        let site = LAST
+            .try_with(|last| last.try_borrow_mut().ok().and_then(|mut l| l.take()))
+            .ok()
+            .flatten()
+            .filter(|site| site.message == message);
+        match site {
+            Some(site) => Panicked {
+                message,
+                location: site.location,
+                backtrace: site.backtrace,
+            },
+            None => Panicked {
+                message,
+                location: None,
+                backtrace: None,
+            },
+        }
     }
 
     /// The panic's message.
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// Where it happened, if the [hook](install_hook) was installed.
+    pub fn location(&self) -> Option<&PanicLocation> {
+        self.location.as_ref()
+    }
+
+    /// Its backtrace, if the hook was installed and `RUST_BACKTRACE` (or
+    /// `RUST_LIB_BACKTRACE`) asked for one.
+    pub fn backtrace(&self) -> Option<&Backtrace> {
+        self.backtrace.as_deref()
+    }
 }
 
 impl fmt::Display for Panicked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "panicked: {}", self.message)
+        match &self.location {
+            Some(location) => write!(f, "panicked at {location}: {}", self.message),
+            None => write!(f, "panicked: {}", self.message),
+        }
     }
 }
 
