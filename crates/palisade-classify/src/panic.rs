@@ -2,10 +2,10 @@ use std::any::Any;
 use std::backtrace::{Backtrace, BacktraceStatus};
 use std::cell::RefCell;
 use std::fmt;
-use std::sync::{Arc, Once};
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::{Arc, Once};
 use std::task::{Context, Poll};
 
 use crate::{ClassifyError, Outcome};
@@ -103,7 +103,8 @@ pub fn install_hook() {
                 column: l.column(),
             });
             let backtrace = Backtrace::capture();
-            let backtrace = (backtrace.status() == BacktraceStatus::Captured).then(|| Arc::new(backtrace));
+            let backtrace =
+                (backtrace.status() == BacktraceStatus::Captured).then(|| Arc::new(backtrace));
             let site = Site {
                 message: message_of(info.payload()),
                 location,

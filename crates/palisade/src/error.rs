@@ -57,6 +57,75 @@ impl fmt::Display for TimeoutKind {
 /// ```
 pub struct Error<E> {
     kind: Kind<E>,
+    /// Where and how it happened: the dependency, the time taken and the
+    /// attempts; filled in by the pipeline, on the failure path only.
+    story: Option<Box<Story>>,
+}
+
+/// The context a pipeline gives its error.
+#[derive(Clone, Debug, Default)]
+struct Story {
+    dependency: Option<Cow<'static, str>>,
+    elapsed: Option<Duration>,
+    attempts: Vec<Attempt>,
+    /// Attempts left out of `attempts` between its first and its last ones.
+    omitted: u32,
+}
+
+/// How many attempts a history keeps at each end: the first few and the last
+/// few of a long execution.
+const KEPT_AT_EACH_END: usize = 4;
+
+/// One attempt of a failed execution, as the error's
+/// [history](Error::history) keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The attempt's number, from 1.
+    pub number: u32,
+    /// Its outcome in the taxonomy.
+    pub outcome: Outcome,
+    /// How it ended: the [`Error::kind_str`] of its error (`error`, `timeout`,
+    /// `rejected`, `panicked`, ...), or `ok` for a result the classifier calls
+    /// a failure (an HTTP 503).
+    pub kind: &'static str,
+    /// What the pipeline itself can say of it (a timeout, a rejection, a
+    /// panic's message); `None` for the call's own error, which is kept whole
+    /// only for the last attempt ([`Error::last_error`]).
+    pub detail: Option<String>,
+    /// How long it took, when the pipeline knows (its clock was read at its
+    /// start: every attempt but a first attempt of a pipeline without a timeout).
+    pub took: Option<Duration>,
+}
+
+impl Attempt {
+    /// An attempt whose value the classifier called a failure.
+    pub(crate) fn of_value(number: u32, outcome: Outcome, took: Option<Duration>) -> Attempt {
+        Attempt {
+            number,
+            outcome,
+            kind: "ok",
+            detail: None,
+            took,
+        }
+    }
+}
+
+impl fmt::Display for Attempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "attempt {}: {} ({})",
+            self.number, self.kind, self.outcome
+        )?;
+        if let Some(took) = self.took {
+            write!(f, " after {took:?}")?;
+        }
+        if let Some(detail) = &self.detail {
+            write!(f, ": {detail}")?;
+        }
+        Ok(())
+    }
 }
 
 enum Kind<E> {
@@ -91,6 +160,7 @@ impl<E> Error<E> {
     /// The call's own error, with the outcome its classifier gave it.
     pub fn inner(error: E, outcome: Outcome) -> Self {
         Error {
+            story: None,
             kind: Kind::Inner { error, outcome },
         }
     }
@@ -98,6 +168,7 @@ impl<E> Error<E> {
     /// A strategy refused the call.
     pub fn rejected(rejection: Rejection) -> Self {
         Error {
+            story: None,
             kind: Kind::Rejected(rejection),
         }
     }
@@ -105,6 +176,7 @@ impl<E> Error<E> {
     /// A timeout of the pipeline ran out after `after`.
     pub fn timeout(kind: TimeoutKind, after: Duration) -> Self {
         Error {
+            story: None,
             kind: Kind::Timeout { kind, after },
         }
     }
@@ -112,6 +184,7 @@ impl<E> Error<E> {
     /// The caller's context was cancelled, or its deadline passed.
     pub fn cancelled(cause: Cause) -> Self {
         Error {
+            story: None,
             kind: Kind::Cancelled(cause),
         }
     }
@@ -119,6 +192,7 @@ impl<E> Error<E> {
     /// The call panicked.
     pub fn panicked(panic: Panicked) -> Self {
         Error {
+            story: None,
             kind: Kind::Panicked(panic),
         }
     }
@@ -142,6 +216,7 @@ impl<E> Error<E> {
             _ => last,
         };
         Error {
+            story: None,
             kind: Kind::Exhausted {
                 attempts,
                 last: Box::new(last),
@@ -159,6 +234,7 @@ impl<E> Error<E> {
     /// A fault injected by chaos, standing for `outcome`.
     pub fn injected(outcome: Outcome) -> Self {
         Error {
+            story: None,
             kind: Kind::Injected(outcome),
         }
     }
@@ -174,7 +250,10 @@ impl<E> Error<E> {
         match self.kind {
             Kind::Inner { error, .. } => Error::inner(error, outcome),
             Kind::Injected(_) => Error::injected(outcome),
-            kind => Error { kind },
+            kind => Error {
+                kind,
+                story: self.story,
+            },
         }
     }
 
@@ -185,6 +264,7 @@ impl<E> Error<E> {
         original: Error<E>,
     ) -> Self {
         Error {
+            story: None,
             kind: Kind::Fallback {
                 tier: tier.into(),
                 error,
@@ -251,6 +331,7 @@ impl<E> Error<E> {
             } => match last.into_inner() {
                 Ok(e) => Ok(e),
                 Err(last) => Err(Error {
+                    story: self.story,
                     kind: Kind::Exhausted {
                         attempts,
                         last: Box::new(last),
@@ -258,7 +339,10 @@ impl<E> Error<E> {
                     },
                 }),
             },
-            kind => Err(Error { kind }),
+            kind => Err(Error {
+                kind,
+                story: self.story,
+            }),
         }
     }
 
@@ -375,6 +459,86 @@ impl<E> Error<E> {
         }
     }
 
+    /// The dependency (the pipeline's name) whose execution failed, when a
+    /// pipeline made this error.
+    pub fn dependency(&self) -> Option<&str> {
+        self.story.as_ref()?.dependency.as_deref()
+    }
+
+    /// How long the execution ran before it failed, when the pipeline knows:
+    /// it has a timeout or the `metrics` feature (so that its start was read
+    /// anyway; the pipeline reads no clock for this alone).
+    pub fn elapsed(&self) -> Option<Duration> {
+        self.story.as_ref()?.elapsed
+    }
+
+    /// The attempts of an execution that retried or hedged, in order: the
+    /// first and the last few of a long one (see
+    /// [`history_omitted`](Self::history_omitted)). Empty for an execution of
+    /// one attempt, whose error is the attempt's.
+    pub fn history(&self) -> &[Attempt] {
+        self.story.as_ref().map_or(&[], |s| &s.attempts)
+    }
+
+    /// How many attempts [`history`](Self::history) leaves out between its
+    /// first and its last ones.
+    pub fn history_omitted(&self) -> u32 {
+        self.story.as_ref().map_or(0, |s| s.omitted)
+    }
+
+    /// The whole story on a few lines, as `{:#}` prints it, followed by a
+    /// "caused by:" line for every error of the [`source`](StdError::source)
+    /// chain:
+    ///
+    /// ```text
+    /// users-api: gave up after 3 attempts (after 912ms)
+    ///   attempt 1: timeout (transient failure) after 300ms: attempt timeout of 300ms elapsed
+    ///   attempt 2: error (transient failure) after 2ms
+    ///   attempt 3: ok (transient failure) after 5ms
+    /// caused by: HTTP 503
+    /// ```
+    pub fn report(&self) -> Report<'_, E> {
+        Report { error: self }
+    }
+
+    /// The dependency and the time taken, from the pipeline.
+    pub(crate) fn set_context(
+        &mut self,
+        dependency: &Cow<'static, str>,
+        elapsed: Option<Duration>,
+    ) {
+        let story = self.story.get_or_insert_with(Box::default);
+        story.dependency = Some(dependency.clone());
+        story.elapsed = elapsed;
+    }
+
+    /// The attempts, from the retry executor.
+    pub(crate) fn set_history(&mut self, history: History) {
+        let story = self.story.get_or_insert_with(Box::default);
+        let (attempts, omitted) = history.into_parts();
+        story.attempts = attempts;
+        story.omitted = omitted;
+    }
+
+    /// This attempt's error as its history keeps it.
+    pub(crate) fn attempt(&self, number: u32, took: Option<Duration>) -> Attempt {
+        let detail = match &self.kind {
+            Kind::Inner { .. } | Kind::Exhausted { .. } | Kind::Fallback { .. } => None,
+            Kind::Rejected(r) => Some(r.to_string()),
+            Kind::Timeout { kind, after } => Some(format!("{kind} of {after:?} elapsed")),
+            Kind::Cancelled(c) => Some(c.to_string()),
+            Kind::Panicked(p) => Some(p.to_string()),
+            Kind::Injected(o) => Some(format!("fault injected by chaos ({o})")),
+        };
+        Attempt {
+            number,
+            outcome: self.outcome(),
+            kind: self.kind_str(),
+            detail,
+            took,
+        }
+    }
+
     /// A short, stable label of the kind, for logs and metrics: `error`,
     /// `rejected`, `timeout`, `cancelled`, `panicked`, `retries_exhausted`,
     /// `fallback_failed` or `injected`.
@@ -393,15 +557,49 @@ impl<E> Error<E> {
 }
 
 impl<E: fmt::Display> fmt::Display for Error<E> {
+    /// One short line; with `{:#}`, the dependency, the time taken and one line
+    /// per attempt as well (the whole [`report`](Error::report) but its
+    /// "caused by:" lines, which need the error's `source()` chain).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return self.story_lines(f);
+        }
+        self.line(f)
+    }
+}
+
+impl<E: fmt::Display> Error<E> {
+    fn story_lines(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(dependency) = self.dependency() {
+            write!(f, "{dependency}: ")?;
+        }
+        self.line(f)?;
+        if let Some(elapsed) = self.elapsed() {
+            write!(f, " (after {elapsed:?})")?;
+        }
+        let history = self.history();
+        let split = history
+            .iter()
+            .position(|a| a.number > KEPT_AT_EACH_END as u32)
+            .filter(|_| self.history_omitted() > 0);
+        for (i, attempt) in history.iter().enumerate() {
+            if Some(i) == split {
+                write!(f, "\n  ... {} attempts more", self.history_omitted())?;
+            }
+            write!(f, "\n  {attempt}")?;
+        }
+        Ok(())
+    }
+
+    fn line(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.kind {
             Kind::Inner { error, .. } => error.fmt(f),
-            Kind::Rejected(r) => r.fmt(f),
+            Kind::Rejected(r) => fmt::Display::fmt(r, f),
             Kind::Timeout { kind, after } => write!(f, "{kind} of {after:?} elapsed"),
             // The cause and the last error are the `source()`: reporters that walk
             // the chain print them once.
             Kind::Cancelled(_) => f.write_str("the call was cancelled"),
-            Kind::Panicked(p) => p.fmt(f),
+            Kind::Panicked(p) => fmt::Display::fmt(p, f),
             Kind::Exhausted {
                 attempts, budget, ..
             } => {
@@ -414,6 +612,60 @@ impl<E: fmt::Display> fmt::Display for Error<E> {
             Kind::Fallback { tier, error, .. } => write!(f, "fallback `{tier}` failed: {error}"),
             Kind::Injected(outcome) => write!(f, "fault injected by chaos ({outcome})"),
         }
+    }
+}
+
+/// The whole story of an [`Error`], made by [`Error::report`]: its `{:#}`
+/// lines, then one "caused by:" line for every error of its `source()` chain.
+pub struct Report<'a, E> {
+    error: &'a Error<E>,
+}
+
+impl<E: StdError + 'static> fmt::Display for Report<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#}", self.error)?;
+        let mut source = StdError::source(self.error);
+        while let Some(cause) = source {
+            write!(f, "\ncaused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl<E: StdError + 'static> fmt::Debug for Report<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// The attempts of one execution, bounded: the first and the last
+/// [`KEPT_AT_EACH_END`], and a count of those between.
+#[derive(Debug, Default)]
+pub(crate) struct History {
+    first: Vec<Attempt>,
+    last: std::collections::VecDeque<Attempt>,
+    omitted: u32,
+}
+
+impl History {
+    pub(crate) fn push(&mut self, attempt: Attempt) {
+        if self.first.len() < KEPT_AT_EACH_END {
+            self.first.push(attempt);
+            return;
+        }
+        if self.last.len() == KEPT_AT_EACH_END {
+            self.last.pop_front();
+            self.omitted += 1;
+        }
+        self.last.push_back(attempt);
+    }
+
+    fn into_parts(self) -> (Vec<Attempt>, u32) {
+        let mut attempts = self.first;
+        attempts.extend(self.last);
+        attempts.sort_by_key(|a| a.number);
+        (attempts, self.omitted)
     }
 }
 

@@ -81,7 +81,7 @@ pub mod timeout;
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;
 
-pub use error::{BoxError, ConfigError, Error, TimeoutKind};
+pub use error::{Attempt, BoxError, ConfigError, Error, Report, TimeoutKind};
 pub use palisade_context::Context;
 pub use pipeline::{MAX_TIMEOUT, Pipeline, PipelineBuilder, PipelineSnapshot, WithFallback};
 

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::error::{ConfigError, Error, TimeoutKind};
+use crate::error::{Attempt, ConfigError, Error, History, TimeoutKind};
 use crate::timeout::timeout;
 
 #[cfg(feature = "breaker")]
@@ -30,6 +30,15 @@ use palisade_retry::{RetryError, RetryPolicy, StopReason};
 /// The longest timeout a pipeline accepts: one day. Anything longer is a
 /// configuration mistake (a unit confusion), not a limit.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// When an execution started (on the recent clock, 0 when the pipeline has no
+/// timeout and read no clock) and its total timeout's deadline: what the boxed
+/// path needs of the first poll.
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    start: u64,
+    total: Option<Timestamp>,
+}
 
 /// Every strategy around calls to one dependency, composed in a fixed order,
 /// outermost first:
@@ -664,7 +673,7 @@ impl<K, C: Clock> Pipeline<K, C> {
     async fn slow<'a, T, E, F, Fut>(
         &'a self,
         ctx: &'a Context,
-        total: Option<Timestamp>,
+        total: Times,
         call: F,
         retry: bool,
         resume: Resume<'a, C, T, E>,
@@ -703,7 +712,7 @@ impl<K, C: Clock> Pipeline<K, C> {
     async fn attempts<T, E, F, Fut>(
         &self,
         ctx: &Context,
-        total: Option<Timestamp>,
+        total: Times,
         call: F,
         retry: bool,
     ) -> (Result<T, Error<E>>, u32)
@@ -719,17 +728,19 @@ impl<K, C: Clock> Pipeline<K, C> {
         if let (Some(policy), true) = (&self.inner.layers.retry, retry) {
             if policy.hedging().is_some() {
                 let mut made = 0;
+                let history = Mutex::new(History::default());
                 let result = policy
                     .retry_with(ctx, &ByAttempt, |attempt| {
                         made = attempt.number();
                         let fut = self.attempt(ctx, total, &call, attempt.number());
+                        let fut = recorded(&history, attempt.number(), fut);
                         async move {
                             let (result, outcome) = fut.await;
                             result.map(|v| (v, outcome))
                         }
                     })
                     .await;
-                return retried(result, made);
+                return with_history(retried(result, made), history);
             }
         }
         // Otherwise the first attempt runs here, outside the retry executor: a call
@@ -745,7 +756,7 @@ impl<K, C: Clock> Pipeline<K, C> {
     async fn after_first<T, E, F, Fut>(
         &self,
         ctx: &Context,
-        total: Option<Timestamp>,
+        total: Times,
         call: F,
         retry: bool,
         first: Result<T, Error<E>>,
@@ -766,6 +777,13 @@ impl<K, C: Clock> Pipeline<K, C> {
             // the one that just failed. The attempt's own outcome travels with its
             // value, so that the retry reads the pipeline classifier's verdict on an
             // `Ok` too.
+            let took = (total.start != 0).then(|| {
+                Duration::from_nanos(TokioClock.recent().as_nanos().saturating_sub(total.start))
+            });
+            let history = Mutex::new(History::default());
+            history
+                .lock()
+                .push(attempt_record(&first, outcome, 1, took));
             let mut replay = Some(first.map(|v| (v, outcome)));
             let mut made = 1;
             let call = Mutex::new(call);
@@ -775,7 +793,11 @@ impl<K, C: Clock> Pipeline<K, C> {
                     let replayed = replay.take();
                     let fut = match replayed {
                         Some(_) => None,
-                        None => Some(self.attempt(ctx, total, &call, attempt.number())),
+                        None => Some(recorded(
+                            &history,
+                            attempt.number(),
+                            self.attempt(ctx, total, &call, attempt.number()),
+                        )),
                     };
                     async move {
                         if let Some(r) = replayed {
@@ -792,7 +814,7 @@ impl<K, C: Clock> Pipeline<K, C> {
                     }
                 })
                 .await;
-            return retried(result, made);
+            return with_history(retried(result, made), history);
         }
         (first, 1)
     }
@@ -804,7 +826,7 @@ impl<K, C: Clock> Pipeline<K, C> {
     fn attempt<'a, T, E, F, Fut>(
         &'a self,
         ctx: &'a Context,
-        total: Option<Timestamp>,
+        total: Times,
         call: &'a Mutex<F>,
         number: u32,
     ) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + use<'a, K, C, T, E, F, Fut>
@@ -842,7 +864,7 @@ impl<K, C: Clock> Pipeline<K, C> {
         &'a self,
         admitted: Result<(BreakerPermit<'a, C>, Option<BulkheadPermit<'a>>), Rejection>,
         ctx: &'a Context,
-        total: Option<Timestamp>,
+        total: Times,
         call: &'a Mutex<F>,
         #[cfg(feature = "chaos")] plan: crate::chaos::Plan,
         number: u32,
@@ -971,6 +993,15 @@ impl<K, C: Clock> Pipeline<K, C> {
         }
     }
 
+    /// The start of an execution at `now`, and its total timeout's deadline.
+    #[inline]
+    fn times(&self, now: u64) -> Times {
+        Times {
+            start: now,
+            total: self.total_deadline(now),
+        }
+    }
+
     /// The deadline of the total timeout of an execution started at `now`.
     #[inline]
     fn total_deadline(&self, now: u64) -> Option<Timestamp> {
@@ -1018,9 +1049,9 @@ impl<K, C: Clock> Pipeline<K, C> {
     /// `ctx` that the returned [`Abandon`] cancels if the attempt is dropped
     /// before it settles: a hedge that lost, or an execution dropped by its
     /// caller.
-    fn attempt_child(&self, ctx: &Context, total: Option<Timestamp>) -> (Context, Abandon) {
+    fn attempt_child(&self, ctx: &Context, total: Times) -> (Context, Abandon) {
         let (child, guard) = ctx.with_cancel();
-        let attempt = self.attempt_context(&child, self.start(), total);
+        let attempt = self.attempt_context(&child, self.start(), total.total);
         let reason = if self.inner.hedged {
             Some(Abandoned::HedgeLost)
         } else {
@@ -1266,6 +1297,54 @@ fn retried<T, E>(
     }
 }
 
+/// An attempt's end as the error's history keeps it.
+fn attempt_record<T, E>(
+    result: &Result<T, Error<E>>,
+    outcome: Outcome,
+    number: u32,
+    took: Option<Duration>,
+) -> Attempt {
+    match result {
+        Err(error) => error.attempt(number, took),
+        // An `Ok` the classifier calls a failure (a 503).
+        Ok(_) => Attempt::of_value(number, outcome, took),
+    }
+}
+
+/// Runs one attempt of the retry executor and writes its end into `history`,
+/// with how long it took on the recent clock.
+#[cfg(feature = "retry")]
+fn recorded<'h, T, E, F>(
+    history: &'h Mutex<History>,
+    number: u32,
+    attempt: F,
+) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + 'h
+where
+    F: Future<Output = (Result<T, Error<E>>, Outcome)> + 'h,
+{
+    async move {
+        let started = TokioClock.recent();
+        let (result, outcome) = attempt.await;
+        let took = TokioClock.recent().saturating_duration_since(started);
+        history
+            .lock()
+            .push(attempt_record(&result, outcome, number, Some(took)));
+        (result, outcome)
+    }
+}
+
+/// A retried execution's result, its error given the attempts' history.
+#[cfg(feature = "retry")]
+fn with_history<T, E>(
+    (mut result, attempts): (Result<T, Error<E>>, u32),
+    history: Mutex<History>,
+) -> (Result<T, Error<E>>, u32) {
+    if let Err(error) = &mut result {
+        error.set_history(history.into_inner());
+    }
+    (result, attempts)
+}
+
 /// The pipeline's error for a retry that stopped.
 #[cfg(feature = "retry")]
 fn from_retry<E>(e: RetryError<Error<E>>) -> Error<E> {
@@ -1411,7 +1490,7 @@ type Started = ();
 
 /// Makes the boxed path of an execution.
 type MakeSlow<'a, K, C, T, E, F, S> =
-    fn(&'a Pipeline<K, C>, &'a Context, Option<Timestamp>, F, bool, Resume<'a, C, T, E>) -> S;
+    fn(&'a Pipeline<K, C>, &'a Context, Times, F, bool, Resume<'a, C, T, E>) -> S;
 
 pin_project_lite::pin_project! {
     /// The future of [`Pipeline::execute`]: the span, the context, the total
@@ -1456,8 +1535,9 @@ pin_project_lite::pin_project! {
         cancelled: Option<palisade_context::Cancelled<'a>>,
         span: tracing::Span,
         started_at: Started,
-        // The total timeout's deadline, which every attempt's context carries.
-        total_deadline: Option<Timestamp>,
+        // The execution's start and its total timeout's deadline, which every
+        // attempt's context carries.
+        total_deadline: Times,
     }
 }
 
@@ -1572,21 +1652,21 @@ where
         let entered = (!span.is_disabled()).then(|| span.enter());
         if ctx.is_cancelled() {
             drop(entered);
-            return finish(pipeline, &span, &started_at, Err(cancelled(ctx)), 0);
+            return finish(pipeline, &span, &started_at, 0, Err(cancelled(ctx)), 0);
         }
         // Anything but an attempt settled at once with no retry to follow keeps
         // its state in `rest` and goes on in `poll_later`.
         let now = pipeline.start();
         if !pipeline.inner.plain && pipeline.starts_slow(retry) {
             drop(entered);
-            let total = pipeline.total_deadline(now);
+            let total = pipeline.times(now);
             return start_slow(this, cx, span, started_at, total, Resume::Start);
         }
         let (permit, slot) = match pipeline.admit() {
             Ok(admitted) => admitted,
             Err(rejection) => {
                 drop(entered);
-                let total = pipeline.total_deadline(now);
+                let total = pipeline.times(now);
                 return refused(this, cx, span, started_at, total, rejection);
             }
         };
@@ -1599,7 +1679,7 @@ where
         #[cfg(feature = "limit")]
         if slot.is_none() && pipeline.inner.layers.bulkhead.is_some() {
             drop(entered);
-            let total = pipeline.total_deadline(now);
+            let total = pipeline.times(now);
             return start_slow(this, cx, span, started_at, total, Resume::Waiting(permit));
         }
 
@@ -1630,7 +1710,7 @@ where
                 if !pipeline.retries(retry, &outcome) {
                     drop(entered);
                     let result = result.map_err(|e| Error::inner(e, outcome));
-                    let ready = finish(pipeline, &span, &started_at, result, 1);
+                    let ready = finish(pipeline, &span, &started_at, now, result, 1);
                     release::<TRACED>(own);
                     release::<TRACED>(span);
                     return ready;
@@ -1640,7 +1720,7 @@ where
             Ok(Poll::Pending) => {
                 drop(entered);
                 let parked = Park::attempt(permit, slot, own);
-                let total = pipeline.total_deadline(now);
+                let total = pipeline.times(now);
                 return park(this, cx, span, started_at, total, parked, None);
             }
             Err(payload) => {
@@ -1649,14 +1729,14 @@ where
                 pipeline.attempt_done(permit, slot, TRACED.then_some(&own), outcome);
                 if !pipeline.retries(retry, &outcome) {
                     drop(entered);
-                    return finish(pipeline, &span, &started_at, result, 1);
+                    return finish(pipeline, &span, &started_at, now, result, 1);
                 }
                 (result, outcome)
             }
         };
         drop(entered);
         let parked = Park::attempt(Default::default(), None, own);
-        let total = pipeline.total_deadline(now);
+        let total = pipeline.times(now);
         park(this, cx, span, started_at, total, parked, Some(settled))
     }
 }
@@ -1668,7 +1748,7 @@ fn park<'a, K, C, T, E, F, Fut, S>(
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
-    total: Option<Timestamp>,
+    total: Times,
     parked: Park<'a, C, S>,
     settled: Option<Settled<T, E>>,
 ) -> Poll<Result<T, Error<E>>>
@@ -1691,7 +1771,7 @@ fn start_slow<'a, K, C, T, E, F, Fut, S>(
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
-    total: Option<Timestamp>,
+    total: Times,
     resume: Resume<'a, C, T, E>,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -1717,7 +1797,7 @@ fn refused<'a, K, C, T, E, F, Fut, S>(
     cx: &mut task::Context<'_>,
     span: tracing::Span,
     started_at: Started,
-    total: Option<Timestamp>,
+    total: Times,
     rejection: Rejection,
 ) -> Poll<Result<T, Error<E>>>
 where
@@ -1733,7 +1813,7 @@ where
         let own = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
         let (result, outcome) = pipeline.rejected_attempt(&own, rejection);
         if !pipeline.retries(*this.retry, &outcome) {
-            return finish(pipeline, &span, &started_at, result, 1);
+            return finish(pipeline, &span, &started_at, total.start, result, 1);
         }
         (result, outcome)
     };
@@ -1797,7 +1877,7 @@ impl<'a, C: Clock, S> Park<'a, C, S> {
         self,
         span: tracing::Span,
         started_at: Started,
-        total_deadline: Option<Timestamp>,
+        total_deadline: Times,
     ) -> Rest<'a, C, S> {
         Rest {
             permit: self.permit,
@@ -1841,7 +1921,14 @@ where
     let _entered = (!span.is_disabled()).then(|| span.enter());
     if !fresh && ctx.is_cancelled() {
         abandon(this.fut, rest.slow, rest.permit, rest.slot);
-        return finish(pipeline, span, rest.started_at, Err(cancelled(ctx)), 0);
+        return finish(
+            pipeline,
+            span,
+            rest.started_at,
+            rest.total_deadline.start,
+            Err(cancelled(ctx)),
+            0,
+        );
     }
     if let Some(fut) = this.fut.as_mut().as_pin_mut() {
         let attempt_span = &*rest.attempt_span;
@@ -1890,7 +1977,14 @@ where
     }
     if let Some((result, outcome)) = settled {
         if !pipeline.retries(*this.retry, &outcome) {
-            return finish(pipeline, span, rest.started_at, result, 1);
+            return finish(
+                pipeline,
+                span,
+                rest.started_at,
+                rest.total_deadline.start,
+                result,
+                1,
+            );
         }
         match this.call.take() {
             Some(call) => {
@@ -1900,13 +1994,29 @@ where
                 *rest.slow = Some(Box::pin(slow));
             }
             // Not reached: the call is only taken for the boxed path.
-            None => return finish(pipeline, span, rest.started_at, result, 1),
+            None => {
+                return finish(
+                    pipeline,
+                    span,
+                    rest.started_at,
+                    rest.total_deadline.start,
+                    result,
+                    1,
+                );
+            }
         }
     }
     if let Some(slow) = rest.slow.as_mut() {
         if let Poll::Ready((result, attempts)) = slow.as_mut().poll(cx) {
             *rest.slow = None;
-            return finish(pipeline, span, rest.started_at, result, attempts);
+            return finish(
+                pipeline,
+                span,
+                rest.started_at,
+                rest.total_deadline.start,
+                result,
+                attempts,
+            );
         }
     }
     // Pending: the total timeout, armed at the first pending poll, and the
@@ -1919,14 +2029,28 @@ where
             if sleep.poll(cx).is_ready() {
                 abandon(this.fut, rest.slow, rest.permit, rest.slot);
                 let error = Error::timeout(TimeoutKind::Total, limit);
-                return finish(pipeline, span, rest.started_at, Err(error), 0);
+                return finish(
+                    pipeline,
+                    span,
+                    rest.started_at,
+                    rest.total_deadline.start,
+                    Err(error),
+                    0,
+                );
             }
         }
     }
     let waiter = rest.cancelled.get_or_insert_with(|| ctx.cancelled());
     if Pin::new(waiter).poll(cx).is_ready() {
         abandon(this.fut, rest.slow, rest.permit, rest.slot);
-        return finish(pipeline, span, rest.started_at, Err(cancelled(ctx)), 0);
+        return finish(
+            pipeline,
+            span,
+            rest.started_at,
+            rest.total_deadline.start,
+            Err(cancelled(ctx)),
+            0,
+        );
     }
     Poll::Pending
 }
@@ -1971,13 +2095,26 @@ fn finish<K, C: Clock, T, E>(
     pipeline: &Pipeline<K, C>,
     span: &tracing::Span,
     started_at: &Started,
-    result: Result<T, Error<E>>,
+    start: u64,
+    mut result: Result<T, Error<E>>,
     attempts: u32,
 ) -> Poll<Result<T, Error<E>>> {
     if !span.is_disabled() || cfg!(feature = "metrics") {
         record_end(pipeline, span, started_at, &result, attempts);
     }
+    if let Err(error) = &mut result {
+        tell(pipeline, error, start);
+    }
     Poll::Ready(result)
+}
+
+/// Gives a failed execution's error the dependency and the time it took.
+#[cold]
+#[inline(never)]
+fn tell<K, C: Clock, E>(pipeline: &Pipeline<K, C>, error: &mut Error<E>, start: u64) {
+    let elapsed = (start != 0)
+        .then(|| Duration::from_nanos(TokioClock.recent().as_nanos().saturating_sub(start)));
+    error.set_context(&pipeline.inner.name, elapsed);
 }
 
 /// Records the end of an execution in its span and its metrics.
