@@ -100,6 +100,7 @@ pub struct Attempt {
 
 impl Attempt {
     /// An attempt whose value the classifier called a failure.
+    #[cfg_attr(not(feature = "retry"), allow(dead_code))]
     pub(crate) fn of_value(number: u32, outcome: Outcome, took: Option<Duration>) -> Attempt {
         Attempt {
             number,
@@ -502,17 +503,14 @@ impl<E> Error<E> {
     }
 
     /// The dependency and the time taken, from the pipeline.
-    pub(crate) fn set_context(
-        &mut self,
-        dependency: &Cow<'static, str>,
-        elapsed: Option<Duration>,
-    ) {
+    pub(crate) fn set_context(&mut self, dependency: Cow<'static, str>, elapsed: Option<Duration>) {
         let story = self.story.get_or_insert_with(Box::default);
-        story.dependency = Some(dependency.clone());
+        story.dependency = Some(dependency);
         story.elapsed = elapsed;
     }
 
     /// The attempts, from the retry executor.
+    #[cfg_attr(not(feature = "retry"), allow(dead_code))]
     pub(crate) fn set_history(&mut self, history: History) {
         let story = self.story.get_or_insert_with(Box::default);
         let (attempts, omitted) = history.into_parts();
@@ -521,6 +519,7 @@ impl<E> Error<E> {
     }
 
     /// This attempt's error as its history keeps it.
+    #[cfg_attr(not(feature = "retry"), allow(dead_code))]
     pub(crate) fn attempt(&self, number: u32, took: Option<Duration>) -> Attempt {
         let detail = match &self.kind {
             Kind::Inner { .. } | Kind::Exhausted { .. } | Kind::Fallback { .. } => None,
@@ -642,12 +641,14 @@ impl<E: StdError + 'static> fmt::Debug for Report<'_, E> {
 /// The attempts of one execution, bounded: the first and the last
 /// [`KEPT_AT_EACH_END`], and a count of those between.
 #[derive(Debug, Default)]
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
 pub(crate) struct History {
     first: Vec<Attempt>,
     last: std::collections::VecDeque<Attempt>,
     omitted: u32,
 }
 
+#[cfg_attr(not(feature = "retry"), allow(dead_code))]
 impl History {
     pub(crate) fn push(&mut self, attempt: Attempt) {
         if self.first.len() < KEPT_AT_EACH_END {

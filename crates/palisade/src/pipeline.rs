@@ -17,7 +17,9 @@ use parking_lot::Mutex;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::error::{Attempt, ConfigError, Error, History, TimeoutKind};
+use crate::error::{ConfigError, Error, TimeoutKind};
+#[cfg(feature = "retry")]
+use crate::error::{Attempt, History};
 use crate::timeout::timeout;
 
 #[cfg(feature = "breaker")]
@@ -1298,6 +1300,7 @@ fn retried<T, E>(
 }
 
 /// An attempt's end as the error's history keeps it.
+#[cfg(feature = "retry")]
 fn attempt_record<T, E>(
     result: &Result<T, Error<E>>,
     outcome: Outcome,
@@ -1314,23 +1317,21 @@ fn attempt_record<T, E>(
 /// Runs one attempt of the retry executor and writes its end into `history`,
 /// with how long it took on the recent clock.
 #[cfg(feature = "retry")]
-fn recorded<'h, T, E, F>(
-    history: &'h Mutex<History>,
+async fn recorded<T, E, F>(
+    history: &Mutex<History>,
     number: u32,
     attempt: F,
-) -> impl Future<Output = (Result<T, Error<E>>, Outcome)> + 'h
+) -> (Result<T, Error<E>>, Outcome)
 where
-    F: Future<Output = (Result<T, Error<E>>, Outcome)> + 'h,
+    F: Future<Output = (Result<T, Error<E>>, Outcome)>,
 {
-    async move {
-        let started = TokioClock.recent();
-        let (result, outcome) = attempt.await;
-        let took = TokioClock.recent().saturating_duration_since(started);
-        history
-            .lock()
-            .push(attempt_record(&result, outcome, number, Some(took)));
-        (result, outcome)
-    }
+    let started = TokioClock.recent();
+    let (result, outcome) = attempt.await;
+    let took = TokioClock.recent().saturating_duration_since(started);
+    history
+        .lock()
+        .push(attempt_record(&result, outcome, number, Some(took)));
+    (result, outcome)
 }
 
 /// A retried execution's result, its error given the attempts' history.
@@ -2114,7 +2115,7 @@ fn finish<K, C: Clock, T, E>(
 fn tell<K, C: Clock, E>(pipeline: &Pipeline<K, C>, error: &mut Error<E>, start: u64) {
     let elapsed = (start != 0)
         .then(|| Duration::from_nanos(TokioClock.recent().as_nanos().saturating_sub(start)));
-    error.set_context(&pipeline.inner.name, elapsed);
+    error.set_context(pipeline.inner.name.clone(), elapsed);
 }
 
 /// Records the end of an execution in its span and its metrics.
