@@ -1113,6 +1113,7 @@ impl fmt::Display for TraceHeaderError {
 impl Error for TraceHeaderError {}
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 mod tests {
     use super::*;
 

@@ -489,6 +489,7 @@ where
         if let Some(d) = incoming.deadline {
             span.record("deadline_ms", d.as_millis() as u64);
         }
+        #[allow(clippy::disallowed_methods)] // the inbound edge is where a request's context begins
         let base = Context::background()
             .with_value(incoming.trace)
             .with_value(incoming.request_id);
