@@ -366,6 +366,7 @@ pub async fn run_load(
     let interval = Duration::from_secs(1) / load.rate.max(1);
     let n = load.requests();
     let sampling = CancellationToken::new();
+    #[allow(clippy::disallowed_methods)] // the run's sampler, stopped by `sampling`
     let sampler = {
         let service = service.clone();
         let recorder = recorder.clone();

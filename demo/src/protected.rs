@@ -239,6 +239,7 @@ impl Service for Protected {
     fn call(&self, deadline: Timestamp, attempts: CallAttempts) -> CallFuture {
         let inner = self.inner.clone();
         Box::pin(async move {
+            #[allow(clippy::disallowed_methods)] // each simulated request begins here
             let (ctx, _guard) = Context::background().with_deadline(deadline);
             let result = inner
                 .pipeline

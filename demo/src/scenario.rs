@@ -193,6 +193,7 @@ pub async fn run_scenario(
     let health_server = HealthServer::start(check.clone()).await?;
     let health_log: Arc<Mutex<Vec<(Duration, HealthStatus)>>> = Arc::default();
     let stop_polling = CancellationToken::new();
+    #[allow(clippy::disallowed_methods)] // the run's poller, stopped by `stop_polling`
     let poller = {
         let client = HttpClient::new(health_server.addr());
         let log = health_log.clone();
@@ -220,6 +221,7 @@ pub async fn run_scenario(
         })
     };
 
+    #[allow(clippy::disallowed_methods)] // one load per service, each awaited below
     let mut loads: Vec<_> = runs
         .iter()
         .map(|r| tokio::spawn(run_load(r.service.clone(), load, r.recorder.clone())))

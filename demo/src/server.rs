@@ -386,7 +386,10 @@ async fn handle(request: Request<Incoming>, shared: Arc<Shared>, reset: Arc<Noti
     // stops when that deadline passes, instead of outliving the caller.
     let (ctx, _guard) = Inbound::new()
         .context(request.headers())
-        .unwrap_or_else(|_| Context::background().with_cancel());
+        .unwrap_or_else(|_| {
+            #[allow(clippy::disallowed_methods)] // a request's context begins at the server
+            Context::background().with_cancel()
+        });
     if let Some(budget) = ctx.remaining() {
         shared.deadlines.lock().expect("not poisoned").push(budget);
     }

@@ -3,9 +3,13 @@
 //! - `cargo xtask ci`: everything CI checks, in order, stopping at the first failure.
 //!   The benchmarks' smoke run (`palisade-bench --check`) is one of the workspace's
 //!   tests, so it shares their build.
+//! - `cargo xtask lint-fixtures`: each rule of `docs/clippy-context.toml` fires on
+//!   its misuse in the fixture crate and nowhere else (one of the `ci` steps).
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
+
+mod lint_fixtures;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -17,6 +21,8 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
+        Some("lint-fixtures") => no_arguments("lint-fixtures", &args[1..])
+            .and_then(|()| lint_fixtures::lint_fixtures(&root)),
         Some("bench") => bench(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
         Some("loom") => loom(&root),
@@ -24,7 +30,8 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci              formatting, clippy, tests (with a benchmark smoke run), docs, loom models, fuzz builds\n  \
+                 ci              formatting, clippy, lint fixtures, tests (with a benchmark smoke run), docs, loom models, fuzz builds\n  \
+                 lint-fixtures   each rule of docs/clippy-context.toml fires on its misuse and nowhere else\n  \
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
                  loom            only the loom models"
@@ -65,6 +72,17 @@ impl Step {
             name: name.to_owned(),
             command,
         }
+    }
+
+    /// This program again, as `cargo xtask <args>`: a step written in Rust here.
+    fn xtask(name: &str, root: &Path, args: &[&str]) -> Result<Step, String> {
+        let exe = env::current_exe().map_err(|e| format!("{name}: no path to xtask: {e}"))?;
+        let mut command = Command::new(exe);
+        command.current_dir(root).args(args);
+        Ok(Step {
+            name: name.to_owned(),
+            command,
+        })
     }
 
     fn env(mut self, key: &str, value: &str) -> Step {
@@ -109,10 +127,15 @@ fn print_timings(timings: &[(String, f64, bool)], total: f64) {
 /// The README's test command.
 const TEST_ARGS: &[&str] = &["test", "--workspace", "--all-features"];
 
-fn ci(root: &Path, args: &[String]) -> Result<(), String> {
-    if let Some(a) = args.first() {
-        return Err(format!("ci takes no arguments, got `{a}`"));
+fn no_arguments(command: &str, args: &[String]) -> Result<(), String> {
+    match args.first() {
+        Some(a) => Err(format!("{command} takes no arguments, got `{a}`")),
+        None => Ok(()),
     }
+}
+
+fn ci(root: &Path, args: &[String]) -> Result<(), String> {
+    no_arguments("ci", args)?;
     let mut steps = vec![
         Step::new("rustfmt", root, &["fmt", "--all", "--", "--check"]),
         Step::new(
@@ -128,6 +151,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
                 "warnings",
             ],
         ),
+        Step::xtask("lint fixtures", root, &["lint-fixtures"])?,
         Step::new("tests", root, TEST_ARGS),
         Step::new(
             "docs",

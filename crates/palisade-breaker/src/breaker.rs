@@ -1063,6 +1063,7 @@ impl<C: Clock> Inner<C> {
         };
         let me = self.me.clone();
         let sleep = self.clock.sleep_until(at);
+        #[allow(clippy::disallowed_methods)] // the breaker's timer, aborted with the breaker
         let task = runtime.spawn(async move {
             sleep.await;
             if let Some(inner) = me.upgrade() {

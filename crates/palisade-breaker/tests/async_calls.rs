@@ -1,4 +1,5 @@
 //! The future API under tokio's paused time: cancellation, concurrency, recovery.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![allow(missing_docs)]
 
 use std::sync::Arc;

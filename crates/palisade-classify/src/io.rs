@@ -72,6 +72,7 @@ impl ClassifyError for tokio::time::error::Elapsed {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 mod tests {
     use super::*;
 

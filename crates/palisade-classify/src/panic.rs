@@ -268,6 +268,7 @@ pub fn catch_panic_sync<T>(f: impl FnOnce() -> T) -> Result<T, Panicked> {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 mod tests {
     use super::*;
 

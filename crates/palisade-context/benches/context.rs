@@ -4,6 +4,7 @@
 //! `cargo bench -p palisade-context --bench context`
 // criterion_group! generates undocumented items.
 #![allow(missing_docs)]
+#![allow(clippy::disallowed_methods)] // a benchmark is the root: it makes its own contexts
 
 use std::hint::black_box;
 use std::time::Duration;

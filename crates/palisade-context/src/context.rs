@@ -54,6 +54,7 @@ pub struct Context {
 }
 
 impl Default for Context {
+    #[allow(clippy::disallowed_methods)] // the default is the background context by definition
     fn default() -> Context {
         Context::background()
     }

@@ -67,6 +67,7 @@ impl Context {
         }
         if let Some(node) = ctx.node() {
             let weak = Arc::downgrade(node);
+            #[allow(clippy::disallowed_methods)] // the node's watcher, aborted when it ends
             let watcher = tokio::spawn(async move {
                 token.cancelled().await;
                 if let Some(node) = weak.upgrade() {
@@ -90,6 +91,7 @@ impl From<CancellationToken> for Context {
     /// A context that ends when `token` is cancelled:
     /// [`Context::with_cancellation_token`] under [`Context::background`], detached.
     fn from(token: CancellationToken) -> Context {
+        #[allow(clippy::disallowed_methods)] // a token carries no parent: the context is a root
         let (ctx, guard) = Context::background().with_cancellation_token(token);
         guard.detach();
         ctx

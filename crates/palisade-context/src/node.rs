@@ -800,6 +800,7 @@ impl Node {
         let handle = tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
             panic!("awaiting a context deadline needs a tokio runtime with the time driver")
         });
+        #[allow(clippy::disallowed_methods)] // the node's deadline timer, aborted when it ends
         let task = handle.spawn(async move {
             TokioClock.sleep_until(deadline).await;
             if let Some(node) = weak.upgrade() {

@@ -143,6 +143,7 @@ impl Default for Tracker {
 impl Tracker {
     /// An empty, open tracker.
     pub fn new() -> Tracker {
+        #[allow(clippy::disallowed_methods)] // a tracker's stop signal is a root of its own
         let (stop, stop_guard) = Context::background().with_cancel();
         Tracker {
             inner: Arc::new(TrackerInner {
@@ -185,9 +186,9 @@ impl Tracker {
                 Ok(Err(cause)) | Err(cause) => Err(cause),
             }
         };
-        Spawned {
-            handle: tokio::spawn(task.instrument(span)),
-        }
+        #[allow(clippy::disallowed_methods)] // the spawn the context-carrying forms build on
+        let handle = tokio::spawn(task.instrument(span));
+        Spawned { handle }
     }
 
     /// How many tasks are live.

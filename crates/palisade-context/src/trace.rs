@@ -1175,6 +1175,7 @@ impl TraceContext {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 mod tests {
     use super::*;
 

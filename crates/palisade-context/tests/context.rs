@@ -1,4 +1,5 @@
 //! The context tree, causes, deadlines, values, `run` and `timeout`, in virtual time.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

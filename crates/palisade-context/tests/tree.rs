@@ -4,6 +4,7 @@
 //! at the earliest of its deadline, its own first cancellation and its parent's end;
 //! at equal times a deadline wins; a context created under an ended parent ends
 //! with the parent's cause.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The bulkhead: limits, FIFO queue, timeouts in virtual time, drop-safety, hot
 //! reload, configuration.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::future::Future;
 use std::pin::{Pin, pin};

@@ -1,5 +1,6 @@
 //! Waiting under a caller's context: deadlines bound the wait, cancellation ends it,
 //! and nothing is left behind.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! The GCRA rate limiter: against a naive model, in virtual time, under threads,
 //! hot reload and configuration.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

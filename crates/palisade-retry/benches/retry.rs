@@ -1,5 +1,6 @@
 //! The executor's and the budget's hot paths:
 //! `cargo bench -p palisade-retry --bench retry`.
+#![allow(clippy::disallowed_methods)] // a benchmark is the root: it makes its own contexts
 #![allow(missing_docs)]
 
 use std::future::{Future, ready};

@@ -1,5 +1,6 @@
 //! Each attempt runs in a `retry.attempt` span that records its outcome; budget
 //! rejections are events.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

@@ -1,5 +1,6 @@
 //! The executor in virtual time: schedules, hints, deadlines, budgets, hedging,
 //! cancellation and drop-safety.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};

@@ -49,6 +49,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .route(
             "/slow",
             get(|| async {
+                #[allow(clippy::disallowed_methods)] // slow on purpose: the layer drops it
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 "too late"
             }),

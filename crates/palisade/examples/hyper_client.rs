@@ -46,6 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     // The request's deadline: the pipeline never waits past it.
+    #[allow(clippy::disallowed_methods)] // `main` is where this request begins
     let (ctx, _guard) = Context::background().with_timeout(Duration::from_secs(3));
     match pipeline.execute(&ctx, |_ctx| client.get(url.clone())).await {
         Ok(response) => {

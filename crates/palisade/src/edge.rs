@@ -422,6 +422,7 @@ impl Incoming {
         // On the recent clock, which lags the exact one by about a millisecond
         // and never leads it: the deadline is never later than the caller's.
         let deadline = self.deadline.map(|d| TokioClock.recent().saturating_add(d));
+        #[allow(clippy::disallowed_methods)] // the inbound edge is where a request's context begins
         let base = Context::background()
             .with_value(self.trace)
             .with_value(self.request_id);

@@ -17,9 +17,9 @@ use parking_lot::Mutex;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::error::{ConfigError, Error, TimeoutKind};
 #[cfg(feature = "retry")]
 use crate::error::{Attempt, History};
+use crate::error::{ConfigError, Error, TimeoutKind};
 use crate::timeout::timeout;
 
 #[cfg(feature = "breaker")]

@@ -2,6 +2,7 @@
 //!
 //! A counting global allocator counts the allocations made on this thread while a
 //! flag is up; the pipeline runs on a current-thread runtime on the same thread.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "retry", feature = "breaker", feature = "limit"))]
 
 use std::alloc::{GlobalAlloc, Layout, System};

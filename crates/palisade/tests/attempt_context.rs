@@ -1,6 +1,7 @@
 //! Each attempt runs under a child context of its own: its deadline is the real
 //! budget of the attempt, and it is cancelled, with a cause that says why, the
 //! moment the pipeline stops waiting for the attempt. In virtual time.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "retry", feature = "clock"))]
 
 use std::sync::{Arc, Mutex};

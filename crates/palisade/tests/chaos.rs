@@ -1,4 +1,5 @@
 //! Chaos: injected latency, errors and outcomes, behind a run-time switch.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "chaos", feature = "retry", feature = "breaker"))]
 
 use std::sync::Arc;

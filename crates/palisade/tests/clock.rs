@@ -1,5 +1,6 @@
 //! A pipeline on a clock of its own: a manual clock drives its timeouts and
 //! every strategy in it, with no tokio time at all.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(
     feature = "retry",
     feature = "breaker",

@@ -1,4 +1,5 @@
 //! Named pipelines from configuration, and hot reload.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(feature = "config")]
 
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The inbound and outbound layers on their own, in virtual time: what context a
 //! request gets from its headers, what happens at its deadline, on a panic and
 //! when its client goes away, and what a leaving request carries.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(
     feature = "tower",
     feature = "http",

@@ -1,4 +1,5 @@
 //! The fallback chain outermost in a pipeline, and the caller's context.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "clock", feature = "classify", feature = "fallback"))]
 
 use std::time::Duration;

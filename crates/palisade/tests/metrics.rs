@@ -1,4 +1,5 @@
 //! The metrics a pipeline reports, read back in the Prometheus text format.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "metrics", feature = "breaker"))]
 
 use metrics_exporter_prometheus::PrometheusBuilder;

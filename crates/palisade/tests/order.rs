@@ -1,4 +1,5 @@
 //! The composition order: what each layer sees of the layers inside it.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(
     feature = "retry",
     feature = "breaker",

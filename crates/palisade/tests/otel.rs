@@ -2,6 +2,7 @@
 //! ids on the wire are OpenTelemetry's: an incoming trace is the parent of the
 //! request's exported span, and a leaving request names the exported attempt
 //! span as its parent.
+#![allow(clippy::disallowed_methods)] // a test starts its own contexts and waits in virtual time
 #![cfg(all(feature = "opentelemetry", feature = "context"))]
 
 use std::convert::Infallible;

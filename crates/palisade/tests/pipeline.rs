@@ -1,4 +1,5 @@
 //! The pipeline's layers, its error and its composition order, in virtual time.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "clock", feature = "classify", feature = "fallback"))]
 
 use std::error::Error as _;

@@ -4,6 +4,7 @@
 //! leaves through a pipeline and an `OutboundLayer`, which write the attempt's
 //! budget (`x-request-timeout-ms` to B, `grpc-timeout` to C), the trace and the
 //! request id. Real time: nothing here waits for a timer to fire.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "tower", feature = "http", feature = "context"))]
 
 use std::convert::Infallible;

@@ -1,5 +1,6 @@
 //! An error that explains itself: the dependency, the time taken, each attempt
 //! and the cause chain; a panic with the line it happened on.
+#![allow(clippy::disallowed_methods)] // a test starts its own contexts and waits in virtual time
 #![cfg(all(feature = "retry", feature = "classify", feature = "backoff"))]
 
 use std::io;

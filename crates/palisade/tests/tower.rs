@@ -1,4 +1,5 @@
 //! The tower layers, driven with `tower-test` mocks.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(
     feature = "tower",
     feature = "retry",

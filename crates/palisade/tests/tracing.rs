@@ -1,5 +1,6 @@
 //! The spans of an execution: one `palisade.execute` per call, with its attempts
 //! and outcome, and one `palisade.attempt` inside it per attempt.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(feature = "retry")]
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
