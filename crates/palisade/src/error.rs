@@ -538,9 +538,10 @@ impl<E> Error<E> {
         }
     }
 
-    /// A short, stable label of the kind, for logs and metrics: `error`,
+    /// A short label of the kind, for logs, alerts and metric labels: `error`,
     /// `rejected`, `timeout`, `cancelled`, `panicked`, `retries_exhausted`,
-    /// `fallback_failed` or `injected`.
+    /// `fallback_failed` or `injected`. These values are stable: a new kind may
+    /// be added, an existing one is never renamed.
     pub fn kind_str(&self) -> &'static str {
         match &self.kind {
             Kind::Inner { .. } => "error",

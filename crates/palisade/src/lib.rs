@@ -75,6 +75,13 @@ mod error;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
+/// Where a caught panic happened: install the hook once, and every
+/// [`Panicked`](panic::Panicked) palisade catches carries its location (and a
+/// backtrace when `RUST_BACKTRACE` asks for one). The hook already installed
+/// still runs.
+pub mod panic {
+    pub use palisade_classify::{PanicLocation, Panicked, install_hook};
+}
 mod pipeline;
 pub mod timeout;
 #[cfg(feature = "tower")]
