@@ -11,7 +11,7 @@ use palisade::{Context, Pipeline};
 static BOOM_LINE: AtomicU32 = AtomicU32::new(0);
 
 /// Panics with `message`, noting the line of its `panic!`.
-fn boom(message: &str) -> ! {
+fn boom(message: &str) -> Result<(), std::io::Error> {
     BOOM_LINE.store(line!() + 1, Ordering::SeqCst);
     panic!("{message}")
 }
@@ -23,9 +23,7 @@ async fn a_caught_panic_carries_its_line_and_the_earlier_hook_still_runs() {
 
     // Before the hook: the message alone.
     let e = p
-        .execute(&ctx, |_| async {
-            Err::<(), std::io::Error>(boom("before"))
-        })
+        .execute(&ctx, |_| async { boom("before") })
         .await
         .unwrap_err();
     assert!(e.panic().unwrap().location().is_none());
@@ -42,7 +40,7 @@ async fn a_caught_panic_carries_its_line_and_the_earlier_hook_still_runs() {
     palisade::panic::install_hook();
     palisade::panic::install_hook(); // twice is once
     let e = p
-        .execute(&ctx, |_| async { Err::<(), std::io::Error>(boom("after")) })
+        .execute(&ctx, |_| async { boom("after") })
         .await
         .unwrap_err();
     let panic = e.panic().unwrap();
@@ -53,10 +51,7 @@ async fn a_caught_panic_carries_its_line_and_the_earlier_hook_still_runs() {
     assert_eq!(seen.load(Ordering::SeqCst), 1, "the earlier hook ran, once");
     // A panic in the closure itself, before its future exists, too.
     let e = p
-        .execute(
-            &ctx,
-            |_| -> std::future::Ready<Result<(), std::io::Error>> { boom("sync") },
-        )
+        .execute(&ctx, |_| std::future::ready(boom("sync")))
         .await
         .unwrap_err();
     assert_eq!(
