@@ -16,15 +16,16 @@ use crate::{ClassifyError, Outcome};
 #[derive(Clone, Debug)]
 pub struct Panicked {
     message: String,
-    location: Option<PanicLocation>,
-    backtrace: Option<Arc<Backtrace>>,
+    /// Where, and the backtrace: boxed, so that a panic without them (and the
+    /// errors that can hold a panic) stay small.
+    site: Option<Box<(PanicLocation, Option<Arc<Backtrace>>)>>,
 }
 
 impl PartialEq for Panicked {
     /// Two panics are equal when their message and location are: the backtrace
     /// is not compared.
     fn eq(&self, other: &Self) -> bool {
-        self.message == other.message && self.location == other.location
+        self.message == other.message && self.location() == other.location()
     }
 }
 
@@ -146,18 +147,8 @@ impl Panicked {
             .ok()
             .flatten()
             .filter(|site| site.message == message);
-        match site {
-            Some(site) => Panicked {
-                message,
-                location: site.location,
-                backtrace: site.backtrace,
-            },
-            None => Panicked {
-                message,
-                location: None,
-                backtrace: None,
-            },
-        }
+        let site = site.and_then(|site| Some(Box::new((site.location?, site.backtrace))));
+        Panicked { message, site }
     }
 
     /// The panic's message.
@@ -167,19 +158,19 @@ impl Panicked {
 
     /// Where it happened, if the [hook](install_hook) was installed.
     pub fn location(&self) -> Option<&PanicLocation> {
-        self.location.as_ref()
+        self.site.as_ref().map(|site| &site.0)
     }
 
     /// Its backtrace, if the hook was installed and `RUST_BACKTRACE` (or
     /// `RUST_LIB_BACKTRACE`) asked for one.
     pub fn backtrace(&self) -> Option<&Backtrace> {
-        self.backtrace.as_deref()
+        self.site.as_ref()?.1.as_deref()
     }
 }
 
 impl fmt::Display for Panicked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.location {
+        match self.location() {
             Some(location) => write!(f, "panicked at {location}: {}", self.message),
             None => write!(f, "panicked: {}", self.message),
         }

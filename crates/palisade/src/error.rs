@@ -147,11 +147,16 @@ enum Kind<E> {
         budget: bool,
     },
     Injected(Outcome),
-    Fallback {
-        tier: Cow<'static, str>,
-        error: BoxError,
-        original: Box<Error<E>>,
-    },
+    /// Boxed: the rarest kind is the largest, and every `Result` holding an
+    /// error would carry its size.
+    Fallback(Box<FallbackFailure<E>>),
+}
+
+/// A fallback tier that failed, and the error it was to replace.
+struct FallbackFailure<E> {
+    tier: Cow<'static, str>,
+    error: BoxError,
+    original: Error<E>,
 }
 
 /// A boxed error: what a fallback tier may fail with.
@@ -266,24 +271,24 @@ impl<E> Error<E> {
     ) -> Self {
         Error {
             story: None,
-            kind: Kind::Fallback {
+            kind: Kind::Fallback(Box::new(FallbackFailure {
                 tier: tier.into(),
                 error,
-                original: Box::new(original),
-            },
+                original,
+            })),
         }
     }
 
     /// Whether a fallback tier failed too (the pipeline's error is then the
     /// `source()`, and [`original`](Self::original) returns it).
     pub fn is_fallback_failed(&self) -> bool {
-        matches!(self.kind, Kind::Fallback { .. })
+        matches!(self.kind, Kind::Fallback(_))
     }
 
     /// The name of the fallback tier that failed, if one did.
     pub fn fallback_tier(&self) -> Option<&str> {
         match &self.kind {
-            Kind::Fallback { tier, .. } => Some(tier),
+            Kind::Fallback(failure) => Some(&failure.tier),
             _ => None,
         }
     }
@@ -291,7 +296,7 @@ impl<E> Error<E> {
     /// The error of the fallback tier that failed, if one did.
     pub fn fallback_error(&self) -> Option<&(dyn StdError + Send + Sync + 'static)> {
         match &self.kind {
-            Kind::Fallback { error, .. } => Some(&**error),
+            Kind::Fallback(failure) => Some(&*failure.error),
             _ => None,
         }
     }
@@ -300,7 +305,7 @@ impl<E> Error<E> {
     /// replace; otherwise this error.
     pub fn original(&self) -> &Error<E> {
         match &self.kind {
-            Kind::Fallback { original, .. } => original,
+            Kind::Fallback(failure) => &failure.original,
             _ => self,
         }
     }
@@ -310,7 +315,7 @@ impl<E> Error<E> {
         match &self.kind {
             Kind::Inner { error, .. } => Some(error),
             Kind::Exhausted { last, .. } => last.inner_error(),
-            Kind::Fallback { original, .. } => original.inner_error(),
+            Kind::Fallback(failure) => failure.original.inner_error(),
             _ => None,
         }
     }
@@ -455,7 +460,7 @@ impl<E> Error<E> {
             Kind::Cancelled(_) => Outcome::Ignored,
             Kind::Panicked(_) => Outcome::Permanent,
             Kind::Exhausted { last, .. } => last.outcome(),
-            Kind::Fallback { original, .. } => original.outcome(),
+            Kind::Fallback(failure) => failure.original.outcome(),
             Kind::Injected(outcome) => *outcome,
         }
     }
@@ -522,7 +527,7 @@ impl<E> Error<E> {
     #[cfg_attr(not(feature = "retry"), allow(dead_code))]
     pub(crate) fn attempt(&self, number: u32, took: Option<Duration>) -> Attempt {
         let detail = match &self.kind {
-            Kind::Inner { .. } | Kind::Exhausted { .. } | Kind::Fallback { .. } => None,
+            Kind::Inner { .. } | Kind::Exhausted { .. } | Kind::Fallback(_) => None,
             Kind::Rejected(r) => Some(r.to_string()),
             Kind::Timeout { kind, after } => Some(format!("{kind} of {after:?} elapsed")),
             Kind::Cancelled(c) => Some(c.to_string()),
@@ -550,7 +555,7 @@ impl<E> Error<E> {
             Kind::Cancelled(_) => "cancelled",
             Kind::Panicked(_) => "panicked",
             Kind::Exhausted { .. } => "retries_exhausted",
-            Kind::Fallback { .. } => "fallback_failed",
+            Kind::Fallback(_) => "fallback_failed",
             Kind::Injected(_) => "injected",
         }
     }
@@ -609,7 +614,9 @@ impl<E: fmt::Display> Error<E> {
                 }
                 Ok(())
             }
-            Kind::Fallback { tier, error, .. } => write!(f, "fallback `{tier}` failed: {error}"),
+            Kind::Fallback(failure) => {
+                write!(f, "fallback `{}` failed: {}", failure.tier, failure.error)
+            }
             Kind::Injected(outcome) => write!(f, "fault injected by chaos ({outcome})"),
         }
     }
@@ -698,15 +705,11 @@ impl<E: fmt::Debug> fmt::Debug for Error<E> {
                 .field("last", last)
                 .field("budget", budget)
                 .finish(),
-            Kind::Fallback {
-                tier,
-                error,
-                original,
-            } => f
+            Kind::Fallback(failure) => f
                 .debug_struct("FallbackFailed")
-                .field("tier", tier)
-                .field("error", error)
-                .field("original", original)
+                .field("tier", &failure.tier)
+                .field("error", &failure.error)
+                .field("original", &failure.original)
                 .finish(),
         }
     }
@@ -722,7 +725,7 @@ impl<E: StdError + 'static> StdError for Error<E> {
             }
             Kind::Cancelled(c) => Some(c),
             Kind::Exhausted { last, .. } => Some(&**last),
-            Kind::Fallback { original, .. } => Some(&**original),
+            Kind::Fallback(failure) => Some(&failure.original),
         }
     }
 }
