@@ -876,7 +876,12 @@ impl<K, C: Clock> Pipeline<K, C> {
         Fut: Future<Output = Result<T, E>> + 'a,
         K: Classify<T, E>,
     {
-        let span = tracing::debug_span!("palisade.attempt", attempt = number, outcome = Empty);
+        let span = tracing::debug_span!(
+            "palisade.attempt",
+            attempt = number,
+            outcome = Empty,
+            error.kind = Empty
+        );
         let own = span.clone();
         let layers = &self.inner.layers;
         async move {
@@ -976,6 +981,9 @@ impl<K, C: Clock> Pipeline<K, C> {
                 Some(replaced) => (result.map_err(|e| e.with_outcome(replaced)), replaced),
                 None => (result, outcome),
             };
+            if let Err(error) = &result {
+                note_error(&own, error.kind_str());
+            }
             self.attempt_done(permit, slot, Some(&own), outcome);
             (result, outcome)
         }
@@ -1079,6 +1087,7 @@ impl<K, C: Clock> Pipeline<K, C> {
         tracing::debug!(strategy = rejection.strategy().as_str(), "attempt rejected");
         let outcome = Outcome::Rejected(rejection);
         span.record("outcome", "rejected");
+        span.record("error.kind", "rejected");
         #[cfg(feature = "metrics")]
         self.inner.metrics.attempt(&outcome);
         (Err(Error::rejected(rejection)), outcome)
@@ -1685,7 +1694,12 @@ where
         }
 
         let own = if TRACED {
-            tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty)
+            tracing::debug_span!(
+                "palisade.attempt",
+                attempt = 1u32,
+                outcome = Empty,
+                error.kind = Empty
+            )
         } else {
             tracing::Span::none()
         };
@@ -1707,6 +1721,9 @@ where
             Ok(Poll::Ready(result)) => {
                 this.fut.set(None);
                 let outcome = pipeline.inner.classifier.classify(&result);
+                if TRACED && result.is_err() {
+                    note_error(&own, "error");
+                }
                 pipeline.attempt_done(permit, slot, TRACED.then_some(&own), outcome);
                 if !pipeline.retries(retry, &outcome) {
                     drop(entered);
@@ -1727,6 +1744,9 @@ where
             Err(payload) => {
                 this.fut.set(None);
                 let (result, outcome) = panicked(&*payload);
+                if TRACED {
+                    note_error(&own, "panicked");
+                }
                 pipeline.attempt_done(permit, slot, TRACED.then_some(&own), outcome);
                 if !pipeline.retries(retry, &outcome) {
                     drop(entered);
@@ -1811,7 +1831,12 @@ where
     let pipeline: &'a Pipeline<K, C> = this.pipeline;
     let settled = {
         let _entered = (!span.is_disabled()).then(|| span.enter());
-        let own = tracing::debug_span!("palisade.attempt", attempt = 1u32, outcome = Empty);
+        let own = tracing::debug_span!(
+            "palisade.attempt",
+            attempt = 1u32,
+            outcome = Empty,
+            error.kind = Empty
+        );
         let (result, outcome) = pipeline.rejected_attempt(&own, rejection);
         if !pipeline.retries(*this.retry, &outcome) {
             return finish(pipeline, &span, &started_at, total.start, result, 1);
@@ -1972,6 +1997,9 @@ where
             rest.attempt_timer.set(None);
             let permit = std::mem::take(rest.permit);
             let slot = rest.slot.take();
+            if let Err(error) = &result {
+                note_error(attempt_span, error.kind_str());
+            }
             pipeline.attempt_done(permit, slot, Some(attempt_span), outcome);
             settled = Some((result, outcome));
         }
@@ -2074,6 +2102,15 @@ fn abandon<C: Clock, Fut, S>(
     *slot = None;
 }
 
+/// Records on an attempt's span how it failed: the `error.kind` of the error
+/// (as the execution's final event names it).
+#[cold]
+fn note_error(span: &tracing::Span, kind: &'static str) {
+    if !span.is_disabled() {
+        span.record("error.kind", kind);
+    }
+}
+
 /// The settled attempt of a call that panicked.
 #[cold]
 fn panicked<T, E>(payload: &(dyn std::any::Any + Send)) -> (Result<T, Error<E>>, Outcome) {
@@ -2137,6 +2174,17 @@ fn record_end<K, C: Clock, T, E>(
             span.record("attempts", attempts);
         }
         span.record("outcome", kind);
+        if result.is_err() {
+            // The same fields as the attempts' spans, for a log line that tells
+            // what the trace shows.
+            tracing::debug!(
+                parent: span,
+                dependency = %pipeline.inner.name,
+                attempts,
+                error.kind = kind,
+                "execution failed"
+            );
+        }
     }
     #[cfg(feature = "metrics")]
     if let Some(started) = *started_at {

@@ -49,6 +49,7 @@ impl Visit for Fields<'_> {
 #[derive(Clone, Default)]
 struct Spans {
     spans: Arc<Mutex<Vec<Seen>>>,
+    events: Arc<Mutex<Vec<Seen>>>,
     stack: Arc<Mutex<Vec<u64>>>,
     next: Arc<AtomicU64>,
 }
@@ -78,7 +79,15 @@ impl Subscriber for Spans {
 
     fn record_follows_from(&self, _: &Id, _: &Id) {}
 
-    fn event(&self, _: &Event<'_>) {}
+    fn event(&self, event: &Event<'_>) {
+        let mut seen = Seen {
+            name: event.metadata().name(),
+            parent: event.parent().map(|id| id.into_u64()),
+            fields: Vec::new(),
+        };
+        event.record(&mut Fields(&mut seen.fields));
+        self.events.lock().unwrap().push(seen);
+    }
 
     fn enter(&self, span: &Id) {
         self.stack.lock().unwrap().push(span.into_u64());
@@ -148,4 +157,59 @@ async fn an_execution_and_each_attempt_have_a_span() {
     }
     assert_eq!(attempts[0].field("outcome"), Some("transient failure"));
     assert_eq!(attempts[1].field("outcome"), Some("success"));
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_failed_execution_names_each_attempts_error_and_ends_with_an_event_of_the_same_fields() {
+    let spans = Spans::default();
+    let _default = tracing::subscriber::set_default(spans.clone());
+    let pipeline = Pipeline::builder("users-db")
+        .retry(
+            RetryPolicy::builder()
+                .backoff(
+                    Backoff::constant(Duration::from_millis(10))
+                        .max_attempts(2)
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .attempt_timeout(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+    let calls = AtomicU32::new(0);
+    let e = pipeline
+        .execute(&ctx, |_| {
+            let n = calls.fetch_add(1, Ordering::Relaxed);
+            async move {
+                if n == 0 {
+                    return Err(std::io::Error::other("flaky"));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                Ok(n)
+            }
+        })
+        .await
+        .unwrap_err();
+    assert!(e.is_retries_exhausted());
+    let seen = spans.spans.lock().unwrap().clone();
+    let kinds: Vec<_> = seen
+        .iter()
+        .filter(|s| s.name == "palisade.attempt")
+        .map(|s| s.field("error.kind").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        kinds,
+        [Some("error".to_owned()), Some("timeout".to_owned())]
+    );
+    let events = spans.events.lock().unwrap().clone();
+    let end = events
+        .iter()
+        .find(|e| e.field("message") == Some("execution failed"))
+        .unwrap_or_else(|| panic!("no final event in {events:#?}"));
+    assert_eq!(end.field("dependency"), Some("users-db"));
+    assert_eq!(end.field("attempts"), Some("2"));
+    assert_eq!(end.field("error.kind"), Some("retries_exhausted"));
 }
