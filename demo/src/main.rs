@@ -143,6 +143,11 @@ fn main() -> ExitCode {
         }
     };
     println!("\n{}", report::table(&result.reports));
+    if let Some(report) = &result.sample_report {
+        println!(
+            "the first request the protected service's retries gave up on (its fallback answered), as its error reports it:\n{report}\n"
+        );
+    }
     if std::env::var_os("PALISADE_DEMO_DEBUG").is_some() {
         for r in &result.reports {
             println!("{}: calls per phase {:?}", r.name, r.attempts_per_phase);

@@ -150,9 +150,18 @@ struct Inner {
     pipeline: WithFallback<Answer, HttpError, Classifier>,
     breaker: Breaker,
     transport: Transport,
+    /// The report of the first execution that gave up, before its fallback
+    /// answered.
+    sample: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Protected {
+    /// The report of the first execution that gave up (its retries ran out),
+    /// before the fallback answered it: what its error says.
+    pub fn sample_report(&self) -> Option<String> {
+        self.inner.sample.get().cloned()
+    }
+
     /// The protected service over `transport`, for requests with `deadline`.
     pub fn new(
         transport: Transport,
@@ -207,7 +216,24 @@ impl Protected {
             .attempt_timeout(config.attempt_timeout)
             .build()
             .map_err(|e| format!("protection: {e}"))?;
+        // A tier that never answers: it keeps the report of the first execution
+        // that gave up, for the demo to show what its error says.
+        let sample = Arc::new(std::sync::OnceLock::new());
+        let keep = sample.clone();
         let fallback = Fallback::builder()
+            .value(
+                Trigger::when(move |result: &Result<Answer, Error<HttpError>>, _| {
+                    // The first that tried more than once.
+                    if let Err(e) = result {
+                        if e.is_retries_exhausted() && e.history().len() > 1 {
+                            keep.get_or_init(|| e.report().to_string());
+                        }
+                    }
+                    false
+                }),
+                Answer::Fallback,
+            )
+            .named("the report keeper")
             .value(Trigger::failures(), Answer::Fallback)
             .named("static default")
             .build();
@@ -216,6 +242,7 @@ impl Protected {
                 pipeline: pipeline.with_fallback(fallback),
                 breaker,
                 transport,
+                sample,
             }),
         })
     }

@@ -119,6 +119,9 @@ pub struct ScenarioResult {
     pub client_connections_left: Vec<usize>,
     /// The health endpoint's answers: when, and what it said.
     pub health: Vec<(Duration, HealthStatus)>,
+    /// The protected service's first execution that gave up, as its error
+    /// reports it (the fallback answered it).
+    pub sample_report: Option<String>,
 }
 
 struct Run {
@@ -152,6 +155,7 @@ pub async fn run_scenario(
     // A moment to bind and connect before the timeline starts.
     let start = clock.now() + Duration::from_millis(100);
     let mut runs = Vec::new();
+    let mut sample: Option<Arc<Protected>> = None;
     for &kind in &config.runs {
         let dependency = Dependency::start(timeline.clone(), config.behaviour, start).await?;
         let http = HttpClient::new(dependency.addr());
@@ -165,6 +169,7 @@ pub async fn run_scenario(
                         .map_err(io::Error::other)?,
                 );
                 let view = protected.clone();
+                sample = Some(protected.clone());
                 let breaker: BreakerSource = Arc::new(move || view.breaker());
                 (protected as Arc<dyn Service>, Some(breaker))
             }
@@ -284,5 +289,6 @@ pub async fn run_scenario(
         dependencies,
         client_connections_left,
         health,
+        sample_report: sample.and_then(|p| p.sample_report()),
     })
 }

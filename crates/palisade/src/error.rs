@@ -608,7 +608,8 @@ impl<E: fmt::Display> Error<E> {
             Kind::Exhausted {
                 attempts, budget, ..
             } => {
-                write!(f, "gave up after {attempts} attempts")?;
+                let plural = if *attempts == 1 { "" } else { "s" };
+                write!(f, "gave up after {attempts} attempt{plural}")?;
                 if *budget {
                     f.write_str(" (the retry budget is exhausted)")?;
                 }

@@ -780,7 +780,7 @@ impl<K, C: Clock> Pipeline<K, C> {
             // value, so that the retry reads the pipeline classifier's verdict on an
             // `Ok` too.
             let took = (total.start != 0).then(|| {
-                Duration::from_nanos(TokioClock.recent().as_nanos().saturating_sub(total.start))
+                Duration::from_nanos(TokioClock.now().as_nanos().saturating_sub(total.start))
             });
             let history = Mutex::new(History::default());
             history
@@ -1334,9 +1334,9 @@ async fn recorded<T, E, F>(
 where
     F: Future<Output = (Result<T, Error<E>>, Outcome)>,
 {
-    let started = TokioClock.recent();
+    let started = TokioClock.now();
     let (result, outcome) = attempt.await;
-    let took = TokioClock.recent().saturating_duration_since(started);
+    let took = TokioClock.now().saturating_duration_since(started);
     history
         .lock()
         .push(attempt_record(&result, outcome, number, Some(took)));
@@ -2151,7 +2151,7 @@ fn finish<K, C: Clock, T, E>(
 #[inline(never)]
 fn tell<K, C: Clock, E>(pipeline: &Pipeline<K, C>, error: &mut Error<E>, start: u64) {
     let elapsed = (start != 0)
-        .then(|| Duration::from_nanos(TokioClock.recent().as_nanos().saturating_sub(start)));
+        .then(|| Duration::from_nanos(TokioClock.now().as_nanos().saturating_sub(start)));
     error.set_context(pipeline.inner.name.clone(), elapsed);
 }
 
