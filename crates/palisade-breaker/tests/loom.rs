@@ -47,8 +47,14 @@ fn opens_once() {
         first.record(Outcome::Permanent);
         t.join().unwrap();
         assert_eq!(opens.load(Ordering::SeqCst), 1, "opened more than once");
+        // A second opening of the open breaker reports no transition (its state
+        // does not change), but it starts a new generation.
         let s = breaker.snapshot();
-        assert_eq!((s.state, s.generation), (State::Open, 1));
+        assert_eq!(
+            (s.state, s.generation),
+            (State::Open, 1),
+            "opened more than once"
+        );
     });
 }
 
