@@ -47,8 +47,8 @@ fn opens_once() {
         first.record(Outcome::Permanent);
         t.join().unwrap();
         assert_eq!(opens.load(Ordering::SeqCst), 1, "opened more than once");
-        // A second opening is silent (Open -> Open is no transition) but starts
-        // a new generation: the generation counts the openings too.
+        // A second opening of the open breaker reports no transition (its state
+        // does not change), but it starts a new generation.
         let s = breaker.snapshot();
         assert_eq!(
             (s.state, s.generation),
