@@ -466,7 +466,9 @@ impl<E> Error<E> {
     }
 
     /// The dependency (the pipeline's name) whose execution failed, when a
-    /// pipeline made this error.
+    /// pipeline made this error. A rejection (an open breaker, a full bulkhead,
+    /// a rate limit) carries none, nor an elapsed time: it is the cheap answer
+    /// of a protected dependency, and a story would allocate.
     pub fn dependency(&self) -> Option<&str> {
         self.story.as_ref()?.dependency.as_deref()
     }

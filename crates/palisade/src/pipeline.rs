@@ -2140,8 +2140,12 @@ fn finish<K, C: Clock, T, E>(
     if !span.is_disabled() || cfg!(feature = "metrics") {
         record_end(pipeline, span, started_at, &result, attempts);
     }
+    // A refusal is the cheap answer of a dependency being protected (an open
+    // breaker, a full bulkhead): it is not given a story, which would allocate.
     if let Err(error) = &mut result {
-        tell(pipeline, error, start);
+        if !error.is_rejected() {
+            tell(pipeline, error, start);
+        }
     }
     Poll::Ready(result)
 }
