@@ -72,6 +72,9 @@ pub mod config;
 #[cfg_attr(docsrs, doc(cfg(all(feature = "http", feature = "tower"))))]
 pub mod edge;
 mod error;
+#[cfg(feature = "health")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health")))]
+pub mod health;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
@@ -83,6 +86,7 @@ pub mod panic {
     pub use palisade_classify::{PanicLocation, Panicked, install_hook};
 }
 mod pipeline;
+mod tally;
 pub mod timeout;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
@@ -91,6 +95,7 @@ pub mod tower;
 pub use error::{Attempt, BoxError, ConfigError, Error, Report, TimeoutKind};
 pub use palisade_context::Context;
 pub use pipeline::{MAX_TIMEOUT, Pipeline, PipelineBuilder, PipelineSnapshot, WithFallback};
+pub use tally::CallCounts;
 
 #[cfg(feature = "clock")]
 #[cfg_attr(docsrs, doc(cfg(feature = "clock")))]

@@ -112,6 +112,8 @@ struct Inner<K, C: Clock> {
     /// The first attempt's budget from the start of its execution: the shorter
     /// of the two timeouts (0 without either), and which one it is.
     first_cap: (u64, Abandoned),
+    /// What health and snapshots read of the calls.
+    tally: crate::tally::Tally,
     #[cfg(feature = "metrics")]
     metrics: crate::metrics::PipelineMetrics,
 }
@@ -143,6 +145,7 @@ impl<K, C: Clock> Inner<K, C> {
                 (None, Some(total)) => (nanos(total), Abandoned::TotalTimeout),
                 (None, None) => (0, Abandoned::AttemptTimeout),
             },
+            tally: crate::tally::Tally::default(),
             #[cfg(feature = "metrics")]
             metrics: crate::metrics::PipelineMetrics::new(&name),
             name,
@@ -514,6 +517,12 @@ impl<K, C: Clock> Pipeline<K, C> {
         self.inner.layers.bulkhead.as_ref()
     }
 
+    /// The counts of the pipeline's attempts and executions, read now (a few
+    /// relaxed loads; nothing else is read).
+    pub fn calls(&self) -> crate::CallCounts {
+        self.inner.tally.counts()
+    }
+
     /// The state and counters of every strategy of the pipeline, read now: what a
     /// health endpoint or a dashboard shows.
     pub fn snapshot(&self) -> PipelineSnapshot {
@@ -521,6 +530,7 @@ impl<K, C: Clock> Pipeline<K, C> {
         let layers = &self.inner.layers;
         PipelineSnapshot {
             name: self.inner.name.to_string(),
+            calls: self.inner.tally.counts(),
             #[cfg(feature = "retry")]
             retry: layers.retry.as_ref().map(|r| r.snapshot()),
             #[cfg(feature = "breaker")]
@@ -660,6 +670,7 @@ impl<K, C: Clock> Pipeline<K, C> {
         }
         #[cfg(feature = "limit")]
         drop(slot);
+        self.inner.tally.attempt(&outcome);
         #[cfg(feature = "metrics")]
         self.inner.metrics.attempt(&outcome);
         if let Some(span) = span.filter(|span| !span.is_disabled()) {
@@ -971,10 +982,13 @@ impl<K, C: Clock> Pipeline<K, C> {
                     (result.map_err(|e| Error::inner(e, outcome)), outcome)
                 }
                 Ok(Err(panic)) => (Err(Error::panicked(panic)), Outcome::Permanent),
-                Err(elapsed) => (
-                    Err(Error::timeout(TimeoutKind::Attempt, elapsed.after())),
-                    Outcome::transient(),
-                ),
+                Err(elapsed) => {
+                    self.inner.tally.timed_out();
+                    (
+                        Err(Error::timeout(TimeoutKind::Attempt, elapsed.after())),
+                        Outcome::transient(),
+                    )
+                }
             };
             #[cfg(feature = "chaos")]
             let (result, outcome) = match plan.replace {
@@ -1088,6 +1102,7 @@ impl<K, C: Clock> Pipeline<K, C> {
         let outcome = Outcome::Rejected(rejection);
         span.record("outcome", "rejected");
         span.record("error.kind", "rejected");
+        self.inner.tally.rejected();
         #[cfg(feature = "metrics")]
         self.inner.metrics.attempt(&outcome);
         (Err(Error::rejected(rejection)), outcome)
@@ -1205,6 +1220,8 @@ impl Drop for Abandon {
 pub struct PipelineSnapshot {
     /// The dependency's name.
     pub name: String,
+    /// The counts of its attempts and executions.
+    pub calls: crate::CallCounts,
     /// The retry policy's counters (and its budget's), if it retries.
     #[cfg(feature = "retry")]
     #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
@@ -1434,6 +1451,9 @@ impl<T, E, K, C: Clock> WithFallback<T, E, K, C> {
                 // An `Ok` the classifier calls a failure (a 503) may still be replaced.
                 let probe: Result<T, E> = Ok(v);
                 let outcome = self.pipeline.classifier().classify(&probe);
+                if !outcome.is_success() {
+                    self.pipeline.inner.tally.execution_failed();
+                }
                 (probe.map_err(|e| Error::inner(e, outcome)), outcome)
             }
             Err(e) => {
@@ -1445,13 +1465,20 @@ impl<T, E, K, C: Clock> WithFallback<T, E, K, C> {
             return result;
         }
         let recovered = unless_ended(ctx, self.fallback.recover(ctx, result, outcome)).await;
+        let tally = &self.pipeline.inner.tally;
         match recovered {
-            Ok(Ok(v)) => Ok(v),
+            Ok(Ok(v)) => {
+                tally.fallback(true);
+                Ok(v)
+            }
             Ok(Err(e)) => match e.into_parts() {
                 (original, None) => Err(original),
                 (original, Some((tier, error))) => match ctx.cause() {
                     Some(cause) => Err(Error::cancelled(cause)),
-                    None => Err(Error::fallback_failed(tier, error, original)),
+                    None => {
+                        tally.fallback(false);
+                        Err(Error::fallback_failed(tier, error, original))
+                    }
                 },
             },
             Err(cause) => Err(Error::cancelled(cause)),
@@ -1983,6 +2010,7 @@ where
                         .as_pin_mut()
                         .is_some_and(|timer| timer.poll(cx).is_ready());
                     fired.then(|| {
+                        pipeline.inner.tally.timed_out();
                         (
                             Err(Error::timeout(TimeoutKind::Attempt, limit)),
                             Outcome::transient(),
@@ -2057,6 +2085,7 @@ where
         if let Some(sleep) = rest.total.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
                 abandon(this.fut, rest.slow, rest.permit, rest.slot);
+                pipeline.inner.tally.timed_out();
                 let error = Error::timeout(TimeoutKind::Total, limit);
                 return finish(
                     pipeline,
@@ -2143,6 +2172,7 @@ fn finish<K, C: Clock, T, E>(
     // A refusal is the cheap answer of a dependency being protected (an open
     // breaker, a full bulkhead): it is not given a story, which would allocate.
     if let Err(error) = &mut result {
+        pipeline.inner.tally.execution_failed();
         if !error.is_rejected() {
             tell(pipeline, error, start);
         }
