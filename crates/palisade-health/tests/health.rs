@@ -580,3 +580,33 @@ async fn dropping_the_last_handle_ends_every_task() {
     evaluations(2).await;
     assert_eq!(metrics.num_alive_tasks(), before);
 }
+
+#[cfg(feature = "http")]
+#[tokio::test(start_paused = true)]
+async fn the_http_answers_follow_the_groups() {
+    let fake = Fake::default();
+    let health = Health::builder()
+        .dependency("upstream", Criticality::Critical, fake.source())
+        .check("disk", Criticality::Critical, Groups::LIVENESS, || true)
+        .start()
+        .unwrap();
+    let r = health.respond("/readyz", None);
+    assert_eq!((r.status().as_u16(), r.body().as_str()), (200, "ok\n"));
+    let r = health.respond("/livez", Some("verbose"));
+    assert_eq!(r.body(), "[+]disk ok\nliveness check passed\n");
+    let r = health.respond("/health", None);
+    assert_eq!(r.headers()["content-type"], palisade_health::HEALTH_JSON);
+    assert_eq!(r.headers()["cache-control"], "no-store");
+    assert_eq!(health.respond("/metrics", None).status().as_u16(), 404);
+    health.begin_shutdown();
+    let r = health.respond("/readyz", None);
+    assert_eq!(r.status().as_u16(), 503);
+    assert!(
+        r.body().contains("[-]shutdown failed: shutting down"),
+        "{}",
+        r.body()
+    );
+    assert_eq!(health.respond("/livez", None).status().as_u16(), 200);
+    let r = health.respond("/startupz", None);
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -1,0 +1,76 @@
+//! The gRPC health service on a real tonic server on loopback: a tonic
+//! client's `Watch` sees readiness go from `SERVING` to `NOT_SERVING`.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
+#![cfg(feature = "grpc")]
+
+use std::time::Duration;
+
+use palisade_health::{Criticality, Groups, Health};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+#[tokio::test]
+async fn watch_sees_serving_then_not_serving_at_shutdown() {
+    let health = Health::builder()
+        .evaluate_every(Duration::from_secs(3600))
+        .check("disk", Criticality::Critical, Groups::READINESS, || true)
+        .start()
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let incoming = futures_util::stream::unfold(listener, |listener| async move {
+        let accepted = listener.accept().await.map(|(stream, _)| stream);
+        Some((accepted, listener))
+    });
+    let service = health.grpc_service();
+    let server = tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(incoming)
+            .await
+            .unwrap();
+    });
+
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = HealthClient::new(channel);
+    let check = client
+        .check(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(check.status(), ServingStatus::Serving);
+
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status(), ServingStatus::Serving);
+    health.begin_shutdown();
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("no update within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    // Liveness stays up while the service drains.
+    let check = client
+        .check(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(check.status(), ServingStatus::Serving);
+    server.abort();
+}
