@@ -1,37 +1,29 @@
-//! The demo service's health: derived from breaker states and a probe of each
-//! dependency with its own timeout, served as JSON.
+//! The demo service's health, computed by `palisade::health`: the protected
+//! dependency judged from its pipeline's counts (critical: it has a fallback, so
+//! an open breaker whose fallback answers is `warn`, not `fail`), an active probe
+//! of the dependency's `/probe` (optional: a probe alone cannot take the
+//! service out), and the runtime's lag. Served on `127.0.0.1` at `/health`
+//! (`application/health+json`), `/livez`, `/readyz` and `/startupz`.
 //!
 //! | status | when | HTTP |
 //! | --- | --- | --- |
-//! | `ready` | every breaker closed and every probe answered in time | 200 |
-//! | `degraded` | some breaker not closed or some probe failed, but no dependency shows both | 200 |
-//! | `unhealthy` | a dependency whose breaker is open and whose probe fails too | 503 |
-//!
-//! Two independent signals must agree before the service calls itself unhealthy: an
-//! open breaker alone means the service is serving fallbacks (degraded, still worth
-//! routing to), and a failed probe alone may be one lost packet.
-//!
-//! ```
-//! use palisade_demo::health::{BreakerView, HealthStatus, Probe, derive_status};
-//!
-//! assert_eq!(derive_status([(Some(BreakerView::Closed), Probe::Ok)]), HealthStatus::Ready);
-//! assert_eq!(derive_status([(Some(BreakerView::Open), Probe::Ok)]), HealthStatus::Degraded);
-//! assert_eq!(derive_status([(Some(BreakerView::Open), Probe::TimedOut)]), HealthStatus::Unhealthy);
-//! ```
+//! | `pass` | the dependency answers, the probe answers | 200 |
+//! | `warn` | answers come from the fallback, or the probe fails | 200 |
+//! | `fail` | the dependency is down and nothing answers for it | 503 |
 
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode, header};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use palisade::health::{Criticality, Groups, Health, ProbeConfig, Verdict};
 use palisade_clock::{Clock, TokioClock};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -78,210 +70,39 @@ impl fmt::Display for BreakerView {
     }
 }
 
-/// How a dependency probe went.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Probe {
-    /// It answered 2xx in time.
-    Ok,
-    /// It answered something else, or the connection failed.
-    Failed,
-    /// It did not answer within the probe timeout.
-    TimedOut,
-}
-
-/// The service's overall health.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum HealthStatus {
-    /// Fully working.
-    Ready,
-    /// Answering, some of it from fallbacks.
-    Degraded,
-    /// A dependency is confirmed down by its breaker and its probe.
-    Unhealthy,
-}
-
-impl HealthStatus {
-    /// `ready`, `degraded` or `unhealthy`.
-    pub const fn name(self) -> &'static str {
-        match self {
-            HealthStatus::Ready => "ready",
-            HealthStatus::Degraded => "degraded",
-            HealthStatus::Unhealthy => "unhealthy",
-        }
-    }
-}
-
-impl fmt::Display for HealthStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The status that breaker states and probe results add up to (see the module
-/// docs). A dependency without a breaker is judged by its probe alone, which then
-/// can only degrade the service.
-pub fn derive_status(
-    dependencies: impl IntoIterator<Item = (Option<BreakerView>, Probe)>,
-) -> HealthStatus {
-    let mut status = HealthStatus::Ready;
-    for (breaker, probe) in dependencies {
-        let probe_ok = probe == Probe::Ok;
-        let this = match (breaker, probe_ok) {
-            (Some(BreakerView::Open), false) => HealthStatus::Unhealthy,
-            (None | Some(BreakerView::Closed), true) => HealthStatus::Ready,
-            _ => HealthStatus::Degraded,
-        };
-        status = status.max_by_severity(this);
-    }
-    status
-}
-
-impl HealthStatus {
-    fn max_by_severity(self, other: HealthStatus) -> HealthStatus {
-        let rank = |s: HealthStatus| match s {
-            HealthStatus::Ready => 0,
-            HealthStatus::Degraded => 1,
-            HealthStatus::Unhealthy => 2,
-        };
-        if rank(other) > rank(self) {
-            other
-        } else {
-            self
-        }
-    }
-}
-
-/// One dependency's part of a health report.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct DependencyHealth {
-    /// Its name.
-    pub name: String,
-    /// Its breaker's state, if it has one.
-    pub breaker: Option<BreakerView>,
-    /// How its probe went.
-    pub probe: Probe,
-    /// How long the probe took, in milliseconds.
-    pub probe_ms: u64,
-}
-
-/// A health report: the status and why.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct HealthReport {
-    /// The overall status.
-    pub status: HealthStatus,
-    /// Each dependency.
-    pub dependencies: Vec<DependencyHealth>,
-}
-
-impl HealthReport {
-    /// The report as JSON, as the endpoint serves it.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).expect("a health report serializes")
-    }
-}
-
-/// Reads a breaker's state.
-pub type BreakerSource = Arc<dyn Fn() -> Option<BreakerView> + Send + Sync>;
-
-struct Checked {
-    name: String,
-    breaker: BreakerSource,
-    probe: HttpClient,
-}
-
-impl fmt::Debug for Checked {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Checked")
-            .field("name", &self.name)
-            .field("breaker", &(self.breaker)())
-            .finish_non_exhaustive()
-    }
-}
-
-/// The health check: a set of dependencies, each with a breaker and a probe.
-#[derive(Debug)]
-pub struct HealthCheck {
-    dependencies: Vec<Checked>,
+/// The health of the demo's protected service: `palisade::health` with the
+/// dependency's pipeline, a probe of the dependency and the runtime's lag.
+/// It evaluates, and probes, every `every`: a scaled-down scenario gets a
+/// quicker health.
+pub fn build(
+    dependency: impl palisade::health::Observe,
+    probe_addr: SocketAddr,
     probe_timeout: Duration,
-}
-
-impl HealthCheck {
-    /// A check with no dependency and the default probe timeout.
-    pub fn new() -> Self {
-        HealthCheck {
-            dependencies: Vec::new(),
-            probe_timeout: DEFAULT_PROBE_TIMEOUT,
-        }
-    }
-
-    /// Sets the probe timeout, in `1ms..=10s`.
-    pub fn probe_timeout(mut self, timeout: Duration) -> Result<Self, String> {
-        if !(Duration::from_millis(1)..=Duration::from_secs(10)).contains(&timeout) {
-            return Err(format!(
-                "health: probe_timeout is {timeout:?}; allowed: 1ms..=10s"
-            ));
-        }
-        self.probe_timeout = timeout;
-        Ok(self)
-    }
-
-    /// Adds a dependency probed with `GET /probe` at `addr` through its own client.
-    pub fn dependency(
-        mut self,
-        name: impl Into<String>,
-        addr: SocketAddr,
-        breaker: BreakerSource,
-    ) -> Self {
-        self.dependencies.push(Checked {
-            name: name.into(),
-            breaker,
-            probe: HttpClient::new(addr),
-        });
-        self
-    }
-
-    /// Probes every dependency (concurrently, each within the probe timeout) and
-    /// reads every breaker.
-    pub async fn check(&self) -> HealthReport {
-        let clock = TokioClock;
-        let probes = self.dependencies.iter().map(|d| async move {
-            let began = clock.now();
-            let probe = tokio::select! {
-                r = d.probe.get(PROBE_PATH) => match r {
-                    Ok(reply) if (200..300).contains(&reply.status()) => Probe::Ok,
-                    _ => Probe::Failed,
-                },
-                _ = clock.sleep(self.probe_timeout) => Probe::TimedOut,
-            };
-            let took = clock.now().saturating_duration_since(began);
-            DependencyHealth {
-                name: d.name.clone(),
-                breaker: (d.breaker)(),
-                probe,
-                probe_ms: took.as_millis() as u64,
-            }
-        });
-        let dependencies = futures::future::join_all(probes).await;
-        HealthReport {
-            status: derive_status(dependencies.iter().map(|d| (d.breaker, d.probe))),
-            dependencies,
-        }
-    }
-
-    /// Closes the probes' connections and waits for their tasks.
-    pub async fn shutdown(&self) {
-        for d in &self.dependencies {
-            d.probe.shutdown().await;
-        }
-    }
-}
-
-impl Default for HealthCheck {
-    fn default() -> Self {
-        Self::new()
-    }
+    every: Duration,
+) -> Result<Health, palisade::health::ConfigError> {
+    let probe = HttpClient::new(probe_addr);
+    Health::builder()
+        .evaluate_every(every)
+        .dependency("dependency", Criticality::Critical, dependency)
+        .probe(
+            "dependency-probe",
+            Criticality::Optional,
+            Groups::READINESS,
+            ProbeConfig::every(every).timeout(probe_timeout),
+            move |_ctx| {
+                let probe = probe.clone();
+                async move {
+                    match probe.get(PROBE_PATH).await {
+                        Ok(reply) if (200..300).contains(&reply.status()) => Verdict::pass(),
+                        Ok(reply) => Verdict::fail(format!("probe answered {}", reply.status())),
+                        Err(e) => Verdict::fail(format!("probe failed: {e}")),
+                    }
+                }
+            },
+        )
+        // Generous thresholds: the demo shares its machine with its load.
+        .runtime_lag(every, Duration::from_millis(250), Duration::from_secs(2))
+        .start()
 }
 
 /// The health endpoint: `GET /health` on `127.0.0.1`, an ephemeral port.
@@ -294,12 +115,12 @@ pub struct HealthServer {
 
 impl HealthServer {
     /// Serves `check` until [`shutdown`](HealthServer::shutdown).
-    pub async fn start(check: Arc<HealthCheck>) -> io::Result<HealthServer> {
+    pub async fn start(health: Health) -> io::Result<HealthServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
-        tracker.spawn(serve(listener, check, cancel.clone(), tracker.clone()));
+        tracker.spawn(serve(listener, health, cancel.clone(), tracker.clone()));
         Ok(HealthServer {
             addr,
             cancel,
@@ -328,7 +149,7 @@ impl Drop for HealthServer {
 
 async fn serve(
     listener: TcpListener,
-    check: Arc<HealthCheck>,
+    health: Health,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
@@ -346,10 +167,10 @@ async fn serve(
             },
             _ = cancel.cancelled() => return,
         };
-        let check = check.clone();
+        let health = health.clone();
         let cancel = cancel.clone();
         tracker.spawn(async move {
-            let service = service_fn(move |request| respond(request, check.clone()));
+            let service = service_fn(move |request| respond(request, health.clone()));
             let connection = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service);
             tokio::select! {
@@ -362,75 +183,41 @@ async fn serve(
 
 async fn respond(
     request: Request<Incoming>,
-    check: Arc<HealthCheck>,
+    health: Health,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
-    if request.uri().path() != HEALTH_PATH {
-        return Ok(Response::builder()
-            .status(StatusCode::NOT_FOUND)
-            .body(Full::new(Bytes::from_static(b"not found")))
-            .expect("a valid response"));
-    }
-    let report = check.check().await;
-    let status = match report.status {
-        HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::OK,
-    };
-    Ok(Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(report.to_json())))
-        .expect("a valid response"))
+    let answer = health.respond(request.uri().path(), request.uri().query());
+    Ok(answer.map(|body| Full::new(Bytes::from(body))))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::StatusCode;
+    use palisade::health::{Group, Status};
 
-    #[test]
-    fn status_needs_two_signals_to_be_unhealthy() {
-        use BreakerView::*;
-        assert_eq!(derive_status([]), HealthStatus::Ready);
-        assert_eq!(derive_status([(None, Probe::Ok)]), HealthStatus::Ready);
-        assert_eq!(
-            derive_status([(None, Probe::Failed)]),
-            HealthStatus::Degraded
+    #[tokio::test(start_paused = true)]
+    async fn an_unreachable_probe_only_warns() {
+        // Nothing listens on port 1 of loopback: the probe fails, and is optional.
+        let health = build(
+            palisade::health::Observation::default,
+            "127.0.0.1:1".parse().unwrap(),
+            Duration::from_millis(50),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        for _ in 0..5 {
+            palisade_clock::TokioClock
+                .sleep(Duration::from_secs(1))
+                .await;
+        }
+        let report = health.report();
+        assert_eq!(report.status(Group::Readiness), Status::Warn, "{report:?}");
+        let probe = report.component("dependency-probe").unwrap();
+        assert!(
+            probe.verdict.output().unwrap().contains("probe failed"),
+            "{probe:?}"
         );
-        assert_eq!(
-            derive_status([(Some(HalfOpen), Probe::Ok)]),
-            HealthStatus::Degraded
-        );
-        assert_eq!(
-            derive_status([(Some(Closed), Probe::TimedOut)]),
-            HealthStatus::Degraded
-        );
-        assert_eq!(
-            derive_status([(Some(Open), Probe::Failed), (Some(Closed), Probe::Ok)]),
-            HealthStatus::Unhealthy
-        );
-    }
-
-    #[test]
-    fn report_serializes_as_documented() {
-        let report = HealthReport {
-            status: HealthStatus::Degraded,
-            dependencies: vec![DependencyHealth {
-                name: "inventory".into(),
-                breaker: Some(BreakerView::HalfOpen),
-                probe: Probe::TimedOut,
-                probe_ms: 200,
-            }],
-        };
-        assert_eq!(
-            report.to_json(),
-            r#"{"status":"degraded","dependencies":[{"name":"inventory","breaker":"half_open","probe":"timed_out","probe_ms":200}]}"#
-        );
-    }
-
-    #[test]
-    fn probe_timeout_out_of_range_is_an_error() {
-        let e = HealthCheck::new()
-            .probe_timeout(Duration::ZERO)
-            .unwrap_err();
-        assert!(e.contains("probe_timeout"), "{e}");
+        let answer = health.respond(HEALTH_PATH, None);
+        assert_eq!(answer.status(), StatusCode::OK);
     }
 }

@@ -162,7 +162,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "health of the protected service (GET /health, from its breaker and a probe): {}",
+        "health of the protected service (GET /health, computed by palisade::health from its pipeline, a probe and the runtime): {}",
         changes.join(" -> ")
     );
     let svg = report::svg(&result.timeline, &result.reports);

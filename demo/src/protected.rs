@@ -156,6 +156,12 @@ struct Inner {
 }
 
 impl Protected {
+    /// The pipeline the service calls through, fallback included: what its
+    /// health judges.
+    pub fn pipeline(&self) -> WithFallback<Answer, HttpError, Classifier> {
+        self.inner.pipeline.clone()
+    }
+
     /// The report of the first execution that gave up (its retries ran out),
     /// before the fallback answered it: what its error says.
     pub fn sample_report(&self) -> Option<String> {

@@ -10,13 +10,14 @@ use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::client::HttpClient;
-use crate::health::{BreakerSource, HEALTH_PATH, HealthCheck, HealthServer, HealthStatus};
+use crate::health::{HEALTH_PATH, HealthServer};
 use crate::load::{LoadConfig, Progress, Recorder, Service, Transport, run_load};
 use crate::protected::{Protected, ProtectionConfig};
 use crate::report::RunReport;
 use crate::server::{Dependency, DependencyStats};
 use crate::services::Unprotected;
 use crate::timeline::{Behaviour, Phase, Timeline};
+use palisade::health::Status as HealthStatus;
 
 /// Which service a run puts under load.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -129,7 +130,7 @@ struct Run {
     http: HttpClient,
     recorder: Arc<Recorder>,
     service: Arc<dyn Service>,
-    breaker: Option<BreakerSource>,
+    protected: Option<Arc<Protected>>,
 }
 
 #[derive(Deserialize)]
@@ -161,17 +162,15 @@ pub async fn run_scenario(
         let http = HttpClient::new(dependency.addr());
         let recorder = Arc::new(Recorder::new(start, bucket, buckets, timeline));
         let transport = Transport::new(http.clone(), recorder.clone());
-        let (service, breaker): (Arc<dyn Service>, Option<BreakerSource>) = match kind {
+        let (service, protected): (Arc<dyn Service>, Option<Arc<Protected>>) = match kind {
             RunKind::Unprotected => (Arc::new(Unprotected::new(transport)), None),
             RunKind::Protected => {
                 let protected = Arc::new(
                     Protected::new(transport, &config.protection, config.deadline)
                         .map_err(io::Error::other)?,
                 );
-                let view = protected.clone();
                 sample = Some(protected.clone());
-                let breaker: BreakerSource = Arc::new(move || view.breaker());
-                (protected as Arc<dyn Service>, Some(breaker))
+                (protected.clone() as Arc<dyn Service>, Some(protected))
             }
         };
         runs.push(Run {
@@ -179,23 +178,30 @@ pub async fn run_scenario(
             http,
             recorder,
             service,
-            breaker,
+            protected,
         });
     }
 
     // The health endpoint of the protected service (or of the first run).
-    let watched = runs.iter().position(|r| r.breaker.is_some()).unwrap_or(0);
-    let check = Arc::new(
-        HealthCheck::new().dependency(
-            "dependency",
-            runs[watched].dependency.addr(),
-            runs[watched]
-                .breaker
-                .clone()
-                .unwrap_or_else(|| Arc::new(|| None)),
+    let watched = runs.iter().position(|r| r.protected.is_some()).unwrap_or(0);
+    let probe_addr = runs[watched].dependency.addr();
+    let every = config.tick.max(Duration::from_millis(100));
+    let health = match &runs[watched].protected {
+        Some(p) => crate::health::build(
+            p.pipeline(),
+            probe_addr,
+            crate::health::DEFAULT_PROBE_TIMEOUT,
+            every,
         ),
-    );
-    let health_server = HealthServer::start(check.clone()).await?;
+        None => crate::health::build(
+            palisade::health::Observation::default,
+            probe_addr,
+            crate::health::DEFAULT_PROBE_TIMEOUT,
+            every,
+        ),
+    }
+    .map_err(io::Error::other)?;
+    let health_server = HealthServer::start(health.clone()).await?;
     let health_log: Arc<Mutex<Vec<(Duration, HealthStatus)>>> = Arc::default();
     let stop_polling = CancellationToken::new();
     #[allow(clippy::disallowed_methods)] // the run's poller, stopped by `stop_polling`
@@ -257,7 +263,7 @@ pub async fn run_scenario(
     stop_polling.cancel();
     poller.await.map_err(io::Error::other)?;
     health_server.shutdown().await;
-    check.shutdown().await;
+    health.stop();
 
     let mut reports = Vec::new();
     let mut dependencies = Vec::new();

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::time::Duration;
 
+use palisade::health::{Availability, Observation, Status};
 use palisade_clock::{Clock, TokioClock};
 use palisade_demo::client::HttpClient;
-use palisade_demo::health::{BreakerView, HEALTH_PATH, HealthCheck, HealthServer, HealthStatus};
+use palisade_demo::health::{BreakerView, HEALTH_PATH, HealthServer, build};
 use palisade_demo::report;
 use palisade_demo::scenario::{ScenarioConfig, run_scenario};
 use palisade_demo::server::{Dependency, PROBE_PATH};
@@ -100,7 +101,7 @@ async fn the_dependency_follows_its_script_on_one_port() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_needs_the_breaker_and_the_probe_to_agree() {
+async fn health_warns_while_the_fallback_answers_and_fails_when_nothing_does() {
     let timeline = Timeline::new(vec![
         (Phase::Healthy, ms(1500)),
         (Phase::Outage, ms(1000)),
@@ -112,74 +113,90 @@ async fn health_needs_the_breaker_and_the_probe_to_agree() {
     let dependency = Dependency::start(timeline.clone(), Behaviour::default(), start)
         .await
         .unwrap();
-    // A breaker state the test sets by hand: 1 closed, 3 open.
-    let breaker = Arc::new(AtomicU8::new(1));
+    // The pipeline's side, set by hand: whether its breaker is open and
+    // whether a fallback answers.
+    let open = Arc::new(AtomicU8::new(0));
     let source = {
-        let breaker = breaker.clone();
-        Arc::new(move || {
-            Some(match breaker.load(Relaxed) {
-                1 => BreakerView::Closed,
-                2 => BreakerView::HalfOpen,
-                _ => BreakerView::Open,
-            })
-        })
+        let open = open.clone();
+        move || {
+            let mut o = Observation::default();
+            match open.load(Relaxed) {
+                0 => {}
+                1 => {
+                    o.availability = Availability::Unavailable;
+                    o.has_fallback = true;
+                }
+                _ => o.availability = Availability::Unavailable,
+            }
+            o
+        }
     };
-    let check = Arc::new(
-        HealthCheck::new()
-            .probe_timeout(ms(300))
-            .unwrap()
-            .dependency("dependency", dependency.addr(), source),
-    );
-    let server = HealthServer::start(check.clone()).await.unwrap();
+    let health = build(source, dependency.addr(), ms(300), ms(50)).unwrap();
+    let server = HealthServer::start(health.clone()).await.unwrap();
     let client = HttpClient::new(server.addr());
-    let health = async |client: &HttpClient| {
+    let get = async |client: &HttpClient| {
         let reply = client.get(HEALTH_PATH).await.unwrap();
         let json: serde_json::Value = serde_json::from_slice(reply.body()).unwrap();
         (reply.status(), json)
     };
+    // Past the hysteresis (3 evaluations to get better, 2 to get worse).
+    let settle = || clock.sleep(ms(400));
 
-    let (status, json) = health(&client).await;
+    settle().await;
+    let (status, json) = get(&client).await;
     assert_eq!(
         (status, json["status"].as_str()),
-        (200, Some("ready")),
+        (200, Some("pass")),
         "{json}"
     );
-    assert_eq!(json["dependencies"][0]["breaker"], "closed");
-    assert_eq!(json["dependencies"][0]["probe"], "ok");
+    assert_eq!(json["checks"]["dependency:dependency"][0]["status"], "pass");
+    assert_eq!(
+        json["checks"]["dependency-probe:probe"][0]["status"],
+        "pass"
+    );
 
-    breaker.store(3, Relaxed);
-    let (status, json) = health(&client).await;
+    // An open breaker whose fallback answers: warn, still in the load balancer.
+    open.store(1, Relaxed);
+    settle().await;
+    let (status, json) = get(&client).await;
     assert_eq!(
         (status, json["status"].as_str()),
-        (200, Some("degraded")),
+        (200, Some("warn")),
         "{json}"
     );
 
-    // The dependency goes down: an open breaker and a failed probe.
+    // Nothing answers for it: fail.
+    open.store(2, Relaxed);
+    settle().await;
+    let (status, json) = get(&client).await;
+    assert_eq!(
+        (status, json["status"].as_str()),
+        (503, Some("fail")),
+        "{json}"
+    );
+
+    // The dependency goes down, the pipeline recovers: the failed probe alone
+    // only warns.
+    open.store(0, Relaxed);
     clock.sleep_until(start + ms(2000)).await;
-    let (status, json) = health(&client).await;
+    let (status, json) = get(&client).await;
     assert_eq!(
         (status, json["status"].as_str()),
-        (503, Some("unhealthy")),
+        (200, Some("warn")),
         "{json}"
     );
-    assert_ne!(json["dependencies"][0]["probe"], "ok");
-    assert!(json["dependencies"][0]["probe_ms"].as_u64().unwrap() <= 300 + 100);
+    assert_eq!(
+        json["checks"]["dependency-probe:probe"][0]["status"],
+        "fail"
+    );
 
-    // The probe alone failing, with the breaker closed: degraded.
-    breaker.store(1, Relaxed);
-    let (_, json) = health(&client).await;
-    assert_eq!(json["status"], "degraded", "{json}");
-
-    clock.sleep_until(start + ms(2700)).await;
-    let (_, json) = health(&client).await;
-    assert_eq!(json["status"], "ready", "{json}");
-    let report = check.check().await;
-    assert_eq!(report.status, HealthStatus::Ready);
+    clock.sleep_until(start + ms(2900)).await;
+    let (_, json) = get(&client).await;
+    assert_eq!(json["status"], "pass", "{json}");
 
     client.shutdown().await;
     server.shutdown().await;
-    check.shutdown().await;
+    health.stop();
     let stats = dependency.shutdown().await;
     assert_eq!(stats.open_connections, 0);
     assert_no_live_tasks().await;
@@ -297,7 +314,6 @@ async fn the_defence_holds_where_the_unprotected_service_does_not() {
     assert_eq!(unprotected.downstream_deadline, None, "{table}");
     assert_eq!(unprotected.downstream_stopped, 0, "{table}");
     assert!(protected.downstream_stopped > 0, "{table}");
-
     // Fallbacks are served, and every request gets an answer.
     let outage_fallbacks: u64 = protected.buckets[first..end]
         .iter()
@@ -320,10 +336,13 @@ async fn the_defence_holds_where_the_unprotected_service_does_not() {
     assert!(recovered <= (recovery_end - recovery_start) / 2, "{table}");
 
     // The health endpoint said so along the way.
-    let seen: Vec<HealthStatus> = result.health.iter().map(|h| h.1).collect();
-    assert!(seen.contains(&HealthStatus::Ready), "{seen:?}");
-    assert!(seen.contains(&HealthStatus::Unhealthy), "{seen:?}");
-    assert_eq!(seen.last(), Some(&HealthStatus::Ready), "{seen:?}");
+    // The health endpoint said so along the way: a warning while the fallback
+    // answered, never a failure that would have taken the service out.
+    let seen: Vec<Status> = result.health.iter().map(|h| h.1).collect();
+    assert!(seen.contains(&Status::Pass), "{seen:?}");
+    assert!(seen.contains(&Status::Warn), "{seen:?}");
+    assert!(!seen.contains(&Status::Fail), "{seen:?}");
+    assert_eq!(seen.last(), Some(&Status::Pass), "{seen:?}");
 
     // Nothing is left: no connection on either side, no task.
     assert_eq!(result.client_connections_left, vec![0, 0]);
