@@ -27,6 +27,7 @@
 //! | `config` | `config` | named pipelines from TOML or JSON, hot reload |
 //! | `metrics` | `metrics` | counters and histograms through the `metrics` facade |
 //! | `chaos` | `chaos` | injected latency, errors and outcomes |
+//! | `health` | `health` (endpoints: `health-http`, gRPC: `health-grpc`) | startup, liveness and readiness from what the pipelines count (palisade-health) |
 //!
 //! # Example
 //!

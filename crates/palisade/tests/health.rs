@@ -189,3 +189,73 @@ async fn readiness_follows_a_real_upstream_down_and_back_after_the_hysteresis() 
     let (code, _) = get_status(&http, &readyz).await;
     assert_eq!(code, 200);
 }
+
+#[cfg(feature = "config")]
+#[tokio::test(start_paused = true)]
+async fn every_pipeline_of_a_registry_is_a_dependency_and_a_reload_is_followed() {
+    use palisade::config::Registry;
+    use palisade::health::RegistryHealth;
+    const TOML: &str = r#"
+[pipelines.db]
+[pipelines.db.breaker]
+failure_rate_threshold = 50.0
+consecutive_failures = 2
+[pipelines.cache]
+"#;
+    let registry = Registry::from_toml(TOML).unwrap();
+    let health = Health::builder()
+        .registry(&registry, Criticality::Critical)
+        .hysteresis(palisade::health::Hysteresis::new(1, 1))
+        .start()
+        .unwrap();
+    let report = health.report();
+    let mut ids: Vec<&str> = report.components().iter().map(|c| c.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["cache", "db"]);
+    let db = registry.pipeline("db").unwrap();
+    for _ in 0..2 {
+        let _ = db
+            .execute(&Context::background(), |_| async {
+                Err::<(), _>(std::io::Error::other("down"))
+            })
+            .await;
+    }
+    health.evaluate();
+    assert_eq!(health.status(Group::Readiness), Status::Fail);
+    // A reload replaces the pipeline (its breaker state is kept) and health
+    // reads the new one: its counts start again, which is no negative delta.
+    registry.reload_toml(TOML).unwrap();
+    health.evaluate();
+    assert_eq!(health.status(Group::Readiness), Status::Fail);
+    db.current().breaker().unwrap().reset();
+    health.evaluate();
+    assert_eq!(health.status(Group::Readiness), Status::Pass);
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(start_paused = true)]
+async fn each_group_and_component_has_a_gauge() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let pipeline = Pipeline::builder("users-api").build().unwrap();
+    let health = Health::builder()
+        .dependency("users-api", Criticality::Critical, pipeline)
+        .start()
+        .unwrap();
+    metrics::with_local_recorder(&recorder, || {
+        health.begin_shutdown();
+    });
+    let text = handle.render();
+    assert!(
+        text.contains(r#"palisade_health_status{group="readiness"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"palisade_health_status{group="liveness"} 0"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"palisade_health_component_status{component="users-api"} 0"#),
+        "{text}"
+    );
+}
