@@ -27,6 +27,7 @@
 //! | `config` | `config` | named pipelines from TOML or JSON, hot reload |
 //! | `metrics` | `metrics` | counters and histograms through the `metrics` facade |
 //! | `chaos` | `chaos` | injected latency, errors and outcomes |
+//! | `testing` | `testing` | the test kit: no task left alive, drop at every poll, leak checks of every primitive |
 //!
 //! # Example
 //!
@@ -83,6 +84,9 @@ pub mod panic {
     pub use palisade_classify::{PanicLocation, Panicked, install_hook};
 }
 mod pipeline;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod timeout;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
