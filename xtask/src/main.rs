@@ -5,6 +5,9 @@
 //!   tests, so it shares their build.
 //! - `cargo xtask lint-fixtures`: each rule of `docs/clippy-context.toml` fires on
 //!   its misuse in the fixture crate and nowhere else (one of the `ci` steps).
+//! - `cargo xtask fuzz [--seconds N] [target…]`: each fuzz target (`fuzz/`, stable
+//!   Rust) for N seconds (default 3); a crash is saved under `fuzz/regressions/`,
+//!   which the `regressions` test replays (one of the `ci` steps, at 2 s a target).
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
@@ -24,14 +27,16 @@ fn main() -> ExitCode {
         Some("lint-fixtures") => no_arguments("lint-fixtures", &args[1..])
             .and_then(|()| lint_fixtures::lint_fixtures(&root)),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
         Some("loom") => loom(&root),
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
-                 ci              formatting, clippy, lint fixtures, tests (with a benchmark smoke run), docs, loom models, fuzz builds\n  \
+                 ci              formatting, clippy, lint fixtures, tests (with a benchmark smoke run), docs, loom models, fuzzing, fuzz builds\n  \
                  lint-fixtures   each rule of docs/clippy-context.toml fires on its misuse and nowhere else\n  \
+                 fuzz [--seconds N] [--seed S] [target...]\n                  each fuzz target for N seconds (default 3), on stable Rust\n  \
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
                  loom            only the loom models"
@@ -161,6 +166,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         .env("RUSTDOCFLAGS", "-D warnings"),
     ];
     steps.extend(loom_steps(root));
+    steps.push(fuzz_step(root, &[CI_FUZZ_SECONDS]));
     for fuzz in fuzz_dirs(root) {
         let manifest = fuzz.join("Cargo.toml");
         let manifest = manifest.to_string_lossy().into_owned();
@@ -238,6 +244,29 @@ fn fuzz_dirs(root: &Path) -> Vec<PathBuf> {
     }
     dirs.sort();
     dirs
+}
+
+/// Seconds each fuzz target runs in `ci`: nine targets, under 20 s in all.
+const CI_FUZZ_SECONDS: &str = "2";
+
+/// The stable fuzzer (`fuzz/`), built in the tests' profile so that it shares
+/// their build, with its overflow checks on.
+fn fuzz_step(root: &Path, seconds: &[&str]) -> Step {
+    let mut step = Step::new(
+        "fuzzing (stable, bounded time)",
+        root,
+        &["run", "--quiet", "--package", "palisade-fuzz", "--"],
+    );
+    if let [seconds] = seconds {
+        step.command.args(["--seconds", seconds]);
+    }
+    step
+}
+
+fn fuzz(root: &Path, args: &[String]) -> Result<(), String> {
+    let mut step = fuzz_step(root, &[]);
+    step.command.args(args);
+    run_steps(vec![step])
 }
 
 fn has_bench(root: &Path) -> bool {

@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![allow(missing_docs)]
 
+use palisade_test::assert_no_live_tasks_now;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -31,17 +32,6 @@ impl Dependency {
             Ok(7)
         }
     }
-}
-
-async fn no_live_tasks() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("{} tasks still alive", metrics.num_alive_tasks());
 }
 
 fn config() -> BreakerConfig {
@@ -110,7 +100,7 @@ async fn thousand_dropped_calls_leave_no_trace_and_the_breaker_recovers() {
         assert_eq!(breaker.call(dep.call()).await.unwrap(), 7);
     }
     assert_eq!(breaker.state(), State::Closed);
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -145,7 +135,7 @@ async fn a_probe_lost_in_a_hung_call_expires() {
     assert_eq!(breaker.state(), State::Closed);
     hung.abort();
     let _ = hung.await;
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -211,14 +201,14 @@ async fn a_timer_moves_the_open_state_on_without_a_call() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     tokio::task::yield_now().await;
     assert_eq!(breaker.state(), State::HalfOpen);
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
     // A failed probe reopens, with a new timer.
     breaker.try_acquire().unwrap().record(Outcome::Permanent);
     assert_eq!(breaker.state(), State::Open);
     tokio::time::sleep(Duration::from_secs(10)).await;
     tokio::task::yield_now().await;
     assert_eq!(breaker.state(), State::HalfOpen);
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -233,11 +223,11 @@ async fn the_timer_ends_with_its_state_or_its_breaker() {
         1
     );
     breaker.reset();
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
     // Dropping an open breaker cancels its timer.
     breaker.try_acquire().unwrap().record(Outcome::Permanent);
     drop(breaker);
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[test]

@@ -517,6 +517,32 @@ impl Context {
         }
     }
 
+    /// How many children, waiters and callbacks are registered with this context
+    /// now: what a leak check reads. Each unregisters when it ends (a child when
+    /// its last handle is dropped, a waiting future when it is dropped or woken, a
+    /// callback when it ran or its handle was dropped), so a context whose calls
+    /// have all ended has none. A context with no node of its own (the background
+    /// context, a child that keeps its parent's deadline and that nothing has
+    /// waited on yet) has none.
+    ///
+    /// ```
+    /// use palisade_context::Context;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let (root, _guard) = Context::background().with_cancel();
+    /// let (child, child_guard) = root.with_timeout(std::time::Duration::from_secs(1));
+    /// assert_eq!(root.registrations(), 1);
+    /// drop((child, child_guard));
+    /// assert_eq!(root.registrations(), 0);
+    /// # }
+    /// ```
+    pub fn registrations(&self) -> usize {
+        self.node
+            .as_ref()
+            .map_or(0, |node| node.children_len() + node.listeners_len())
+    }
+
     #[allow(dead_code)]
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
         self.node.as_ref()

@@ -829,8 +829,7 @@ impl Node {
     #[cfg(loom)]
     pub(crate) fn arm_timer(self: &Arc<Self>) {}
 
-    /// How many children are registered (for tests of the registry's size).
-    #[allow(dead_code)]
+    /// How many children are registered.
     pub(crate) fn children_len(&self) -> usize {
         let inner = self.inner.lock();
         inner
@@ -841,7 +840,6 @@ impl Node {
     }
 
     /// How many waiters and callbacks are registered.
-    #[allow(dead_code)]
     pub(crate) fn listeners_len(&self) -> usize {
         let inner = self.inner.lock();
         inner

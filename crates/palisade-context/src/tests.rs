@@ -1,6 +1,7 @@
 //! Tests that look inside the tree: registry sizes, listeners, timers.
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
+use palisade_test::assert_no_live_tasks_now;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -170,7 +171,7 @@ async fn dropping_futures_at_any_await_point_releases_everything() {
     let metrics = tokio::runtime::Handle::current().metrics();
     assert_eq!(metrics.num_alive_tasks(), 1);
     drop((ctx, guard));
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[test]
@@ -230,7 +231,7 @@ async fn one_timer_per_deadline_whatever_the_waiters() {
     drop((child, child_guard, value_child, value_guard));
     drop(guard);
     drop(ctx);
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -261,7 +262,7 @@ async fn spawned_tasks_carry_the_context_and_stop_with_it() {
     tracker.wait().await;
     assert!(tracker.is_empty() && tracker.is_closed());
     drop((ctx, guard));
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -279,7 +280,7 @@ async fn shutdown_stops_and_waits_for_every_task() {
         assert!(handle.await.unwrap_err().cause().unwrap().is_canceled());
     }
     assert!(finishing.await.is_err());
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -296,7 +297,7 @@ async fn wait_lets_tasks_finish() {
     }
     tracker.wait().await;
     assert_eq!(done.load(Ordering::SeqCst), 3);
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test]
@@ -349,13 +350,13 @@ async fn cancellation_tokens_convert_both_ways() {
     token.cancel();
     child.cancelled().await;
     assert!(child.cause().unwrap().is_canceled());
-    settle().await;
+    assert_no_live_tasks_now().await;
 
     // The watcher ends with its context.
     let token = CancellationToken::new();
     let (ctx, guard) = Context::background().with_cancellation_token(token.clone());
     drop((ctx, guard));
-    settle().await;
+    assert_no_live_tasks_now().await;
     assert!(!token.is_cancelled());
 }
 
@@ -378,18 +379,6 @@ fn counting_waker(count: std::sync::Arc<AtomicUsize>) -> Waker {
         }
     }
     Waker::from(std::sync::Arc::new(Count(count)))
-}
-
-/// Waits (boundedly) until every task of the runtime has ended.
-async fn settle() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("{} tasks still alive", metrics.num_alive_tasks());
 }
 
 #[tokio::test(start_paused = true)]
@@ -601,7 +590,7 @@ mod capped {
             stopped_task.cause().unwrap().abandoned_by(),
             Some(Abandoned::AttemptTimeout)
         );
-        settle().await;
+        assert_no_live_tasks_now().await;
         assert_eq!(ran.load(Ordering::SeqCst), 1);
     }
 

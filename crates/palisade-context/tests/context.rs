@@ -1,6 +1,7 @@
 //! The context tree, causes, deadlines, values, `run` and `timeout`, in virtual time.
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
+use palisade_test::assert_no_live_tasks_now;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -128,7 +129,7 @@ async fn with_deadline_takes_a_timestamp_on_the_tokio_clock() {
     ctx.cancelled().await;
     assert_eq!(TokioClock.now() - start, Duration::from_millis(1500));
     assert!(later.cause().unwrap().is_deadline_exceeded());
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -178,7 +179,7 @@ async fn cancelled_wakes_on_the_deadline() {
     let _ = (a, b);
     assert_eq!(TokioClock.now() - start, Duration::from_secs(3));
     assert!(child.cause().unwrap().is_deadline_exceeded());
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -191,7 +192,7 @@ async fn an_earlier_child_deadline_fires_first() {
     assert!(!parent.is_cancelled());
     parent.cancelled().await;
     assert_eq!(TokioClock.now() - start, Duration::from_secs(3));
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -204,9 +205,9 @@ async fn the_timer_is_released_with_the_context() {
     let metrics = tokio::runtime::Handle::current().metrics();
     assert_eq!(metrics.num_alive_tasks(), 1, "one timer for the context");
     drop(guard);
-    settle().await;
+    assert_no_live_tasks_now().await;
     drop(ctx);
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +218,7 @@ async fn explicit_cancel_wakes_waiters() {
     tokio::task::yield_now().await;
     guard.cancel();
     waiter.await.unwrap();
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -247,7 +248,7 @@ async fn run_returns_output_or_cause() {
     assert!(err.is_deadline_exceeded());
     assert_eq!(polled.load(Ordering::SeqCst), 0);
     drop(guard);
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -260,7 +261,7 @@ async fn run_stops_on_explicit_cancel() {
     let cause = ctx.run(std::future::pending::<()>()).await.unwrap_err();
     assert_eq!(cause.to_string(), "context canceled: stop");
     canceller.await.unwrap();
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -295,7 +296,7 @@ async fn timeout_says_which_fired() {
     let (ctx, _g) = Context::background().with_timeout(Duration::from_secs(2));
     let out = timeout(&ctx, Duration::from_secs(1), async { "ok" }).await;
     assert_eq!(out.unwrap(), "ok");
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -320,7 +321,7 @@ async fn timeout_stops_on_cancellation() {
     .await
     .unwrap_err();
     assert!(err.is_elapsed());
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -356,7 +357,7 @@ async fn after_cancel_runs_once_or_not_at_all() {
     });
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(count.load(Ordering::SeqCst), 1101);
-    settle().await;
+    assert_no_live_tasks_now().await;
 }
 
 struct DropMarker(Arc<AtomicUsize>);
@@ -370,18 +371,6 @@ impl Drop for DropMarker {
 fn futures_poll<F: std::future::Future>(fut: std::pin::Pin<&mut F>) -> std::task::Poll<F::Output> {
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     fut.poll(&mut cx)
-}
-
-/// Waits (boundedly) for every task of the runtime to end: nothing may leak.
-async fn settle() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("{} tasks still alive", metrics.num_alive_tasks());
 }
 
 /// A guard dropped after every context of its node still ends what can see the end:

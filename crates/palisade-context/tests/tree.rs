@@ -201,14 +201,7 @@ fn check(ops: Vec<Op>) {
         drop(guards);
         drop(contexts);
         // Every deadline timer ends with its context.
-        let metrics = tokio::runtime::Handle::current().metrics();
-        for _ in 0..100 {
-            if metrics.num_alive_tasks() == 0 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-        assert_eq!(metrics.num_alive_tasks(), 0);
+        palisade_test::assert_no_live_tasks_now().await;
     });
 }
 

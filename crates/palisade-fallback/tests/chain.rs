@@ -1,6 +1,7 @@
 //! The tiers of a fallback chain, their triggers, their errors and compensation.
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 
+use palisade_test::assert_no_live_tasks_now;
 use std::error::Error;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -21,17 +22,6 @@ impl std::fmt::Display for Boom {
 }
 
 impl Error for Boom {}
-
-async fn no_live_tasks() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("{} tasks still alive", metrics.num_alive_tasks());
-}
 
 #[tokio::test]
 async fn success_passes_through_untouched() {
@@ -205,7 +195,7 @@ async fn compensation_runs_in_the_background_with_the_detached_context() {
     assert_eq!(*recorded.lock().unwrap(), vec![(42, "charge")]);
     let s = compensator.snapshot();
     assert_eq!((s.in_flight, s.started, s.completed), (0, 1, 1));
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]
@@ -248,7 +238,7 @@ async fn compensation_is_bounded_and_refusal_is_a_failed_tier() {
             .to_string()
             .contains("shut down")
     );
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test]
@@ -288,7 +278,7 @@ async fn dropping_a_recovery_mid_source_releases_it() {
     let fut = chain.recover(&(), Err(Boom("x")), Outcome::transient());
     let timed = tokio::time::timeout(Duration::from_millis(1), fut).await;
     assert!(timed.is_err());
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test]

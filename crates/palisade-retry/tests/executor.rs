@@ -624,14 +624,7 @@ async fn dropping_the_retry_future_leaves_nothing_running() {
     }
     drop((ctx, _guard));
     // The context's deadline timer, if it was started, ends with the context.
-    let metrics = tokio::runtime::Handle::current().metrics();
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
-    assert_eq!(metrics.num_alive_tasks(), 0);
+    palisade_test::assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]

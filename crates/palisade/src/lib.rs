@@ -28,6 +28,7 @@
 //! | `metrics` | `metrics` | counters and histograms through the `metrics` facade |
 //! | `chaos` | `chaos` | injected latency, errors and outcomes |
 //! | `health` | `health` (endpoints: `health-http`, gRPC: `health-grpc`) | startup, liveness and readiness from what the pipelines count (palisade-health) |
+//! | `testing` | `testing` | the test kit: no task left alive, drop at every poll, leak checks of every primitive |
 //!
 //! # Example
 //!
@@ -88,6 +89,9 @@ pub mod panic {
 }
 mod pipeline;
 mod tally;
+#[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
+pub mod testing;
 pub mod timeout;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]

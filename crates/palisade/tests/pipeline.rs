@@ -2,6 +2,7 @@
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "clock", feature = "classify", feature = "fallback"))]
 
+use palisade_test::assert_no_live_tasks_now;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -24,17 +25,6 @@ impl std::fmt::Display for Boom {
 impl std::error::Error for Boom {}
 
 const MS: Duration = Duration::from_millis(1);
-
-async fn no_live_tasks() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    for _ in 0..100 {
-        if metrics.num_alive_tasks() == 0 {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-    panic!("{} tasks still alive", metrics.num_alive_tasks());
-}
 
 #[tokio::test(start_paused = true)]
 async fn success_and_the_inner_error() {
@@ -89,7 +79,7 @@ async fn attempt_timeout() {
     assert_eq!(e.timeout_kind(), Some(TimeoutKind::Attempt));
     assert!(e.outcome().is_retryable());
     assert_eq!(e.to_string(), "attempt timeout of 100ms elapsed");
-    no_live_tasks().await;
+    assert_no_live_tasks_now().await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -370,14 +370,7 @@ impl Chain {
                 .expect("a server stops")
                 .unwrap();
         }
-        let metrics = tokio::runtime::Handle::current().metrics();
-        for _ in 0..1000 {
-            if metrics.num_alive_tasks() == 0 {
-                return;
-            }
-            tokio::task::yield_now().await;
-        }
-        panic!("{} tasks still alive", metrics.num_alive_tasks());
+        palisade_test::assert_no_live_tasks().await;
     }
 }
 
