@@ -8,6 +8,9 @@
 //! - `cargo xtask fuzz [--seconds N] [target…]`: each fuzz target (`fuzz/`, stable
 //!   Rust) for N seconds (default 3); a crash is saved under `fuzz/regressions/`,
 //!   which the `regressions` test replays (one of the `ci` steps, at 2 s a target).
+//! - `cargo xtask features`: clippy, warnings as errors, on the facade with no
+//!   feature, each feature alone and the default set, and on palisade-health with
+//!   each of its features alone (one of the `ci` steps).
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
@@ -30,6 +33,9 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
         Some("loom") => loom(&root),
+        Some("features") => {
+            no_arguments("features", &args[1..]).and_then(|()| run_steps(feature_steps(&root)))
+        }
         _ => {
             eprintln!(
                 "usage: cargo xtask <command>\n\n\
@@ -39,6 +45,7 @@ fn main() -> ExitCode {
                  fuzz [--seconds N] [--seed S] [target...]\n                  each fuzz target for N seconds (default 3), on stable Rust\n  \
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
+                 features        clippy on each feature of the facade and of palisade-health alone\n  \
                  loom            only the loom models"
             );
             return ExitCode::from(2);
@@ -165,6 +172,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         )
         .env("RUSTDOCFLAGS", "-D warnings"),
     ];
+    steps.push(Step::xtask("feature combinations", root, &["features"])?);
     steps.extend(loom_steps(root));
     steps.push(fuzz_step(root, &[CI_FUZZ_SECONDS]));
     for fuzz in fuzz_dirs(root) {
@@ -180,6 +188,70 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         );
     }
     run_steps(steps)
+}
+
+/// The features a crate's manifest declares, in its order.
+fn features_of(manifest: &Path) -> Result<Vec<String>, String> {
+    let text = std::fs::read_to_string(manifest)
+        .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+    let mut features = Vec::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('[') {
+            inside = line == "[features]";
+            continue;
+        }
+        if !inside || line.starts_with('#') {
+            continue;
+        }
+        if let Some((name, _)) = line.split_once('=') {
+            let name = name.trim();
+            if !name.is_empty() && name != "default" {
+                features.push(name.to_owned());
+            }
+        }
+    }
+    Ok(features)
+}
+
+/// One clippy run per feature set: the facade with none, with each feature
+/// alone and with its default set; palisade-health with each feature alone. A
+/// combination that warns (dead code behind a feature, an unused import) fails.
+fn feature_steps(root: &Path) -> Vec<Step> {
+    let mut steps = Vec::new();
+    for (package, defaults) in [("palisade", true), ("palisade-health", false)] {
+        let manifest = root.join("crates").join(package).join("Cargo.toml");
+        let features = match features_of(&manifest) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("xtask: {e}");
+                Vec::new()
+            }
+        };
+        let mut sets: Vec<Option<String>> = vec![Some(String::new())];
+        sets.extend(features.into_iter().map(Some));
+        if defaults {
+            sets.push(None);
+        }
+        for set in sets {
+            let mut args = vec!["clippy", "--quiet", "--package", package, "--lib"];
+            let label = match &set {
+                Some(f) if f.is_empty() => "no feature".to_owned(),
+                Some(f) => f.clone(),
+                None => "default features".to_owned(),
+            };
+            if let Some(f) = &set {
+                args.push("--no-default-features");
+                if !f.is_empty() {
+                    args.extend(["--features", f.as_str()]);
+                }
+            }
+            args.extend(["--", "-D", "warnings"]);
+            steps.push(Step::new(&format!("{package}: {label}"), root, &args));
+        }
+    }
+    steps
 }
 
 /// Crates with loom models: those with a `tests/loom.rs`.
