@@ -1,5 +1,6 @@
 //! The public types and futures that cross threads say so at compile time: a
 //! change that makes one of them `!Send` or `!Sync` fails this file's build.
+#![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "retry", feature = "breaker", feature = "limit"))]
 
 use std::io;
