@@ -143,6 +143,10 @@ pub(crate) mod broken {
         /// A rate-limit reservation reads and writes the word in two steps, so two
         /// waiters can reserve the same slot.
         ReserveLoadThenStore = 5,
+        /// A keyed limiter inserting a new key does not look again, under the write
+        /// lock, whether another call inserted it meanwhile: the second insert
+        /// replaces the first with a fresh burst.
+        KeyedNoRecheck = 6,
     }
 
     static BUG: AtomicU8 = AtomicU8::new(0);
