@@ -212,8 +212,8 @@ type KeyHook<K> = Arc<dyn Fn(&K, &Transition) + Send + Sync>;
 /// closed ones go first. A [`Breaker`] handed out earlier keeps working, but is no
 /// longer the registry's.
 ///
-/// Idle keys also leave as keys arrive: each insert looks at the next 8 keys of one
-/// shard, shards in turn, and removes the idle ones among them.
+/// Idle keys also leave as keys arrive: each insert first looks at the next 8 keys
+/// of its shard and removes the idle ones among them.
 /// [`evict_idle`](Registry::evict_idle) removes all of them at once.
 ///
 /// ```
@@ -246,12 +246,10 @@ struct RegistryInner<K, C: Clock> {
     insert: Mutex<Count>,
 }
 
-/// What the insert lock guards: the number of keys held, and the shard the idle
-/// sweep visits next.
+/// What the insert lock guards: the number of keys held.
 #[derive(Debug)]
 struct Count {
     len: usize,
-    sweep: usize,
 }
 
 struct Entry<C: Clock> {
@@ -358,7 +356,7 @@ where
                 clock: self.clock,
                 name: self.name,
                 hooks: self.hooks,
-                insert: Mutex::new(Count { len: 0, sweep: 0 }),
+                insert: Mutex::new(Count { len: 0 }),
             }),
         })
     }
@@ -509,29 +507,26 @@ where
             return entry.breaker.clone();
         }
         let idle = self.limits.idle_timeout;
-        // One step of the idle sweep, on the shards in turn.
-        let swept = count.sweep;
-        count.sweep = (swept + 1) % SHARDS;
-        count.len -= self.shards[swept].write().sweep_step(now, idle);
+        let mut keys = self.shards[shard].write();
+        // One step of the idle sweep, in the shard the key goes to.
+        count.len -= keys.sweep_step(now, idle);
         // The ring position freed in this shard, for the new key.
         let mut free = None;
         if count.len >= self.limits.max_keys {
             // Still full: evict from this shard, or the next one holding keys.
-            for i in 0..SHARDS {
-                let index = (shard + i) % SHARDS;
-                let mut keys = self.shards[index].write();
-                if keys.ring.is_empty() {
-                    continue;
-                }
+            let victim = if keys.ring.is_empty() {
+                drop(keys);
+                let victim = self.evict_elsewhere(shard, now);
+                keys = self.shards[shard].write();
+                victim
+            } else {
                 let position = keys.victim(now, idle);
-                let victim = if index == shard {
-                    free = Some(position);
-                    let victim = keys.ring[position].clone();
-                    keys.map.remove(&victim);
-                    victim
-                } else {
-                    keys.remove_at(position)
-                };
+                free = Some(position);
+                let victim = keys.ring[position].clone();
+                keys.map.remove(&victim);
+                Some(victim)
+            };
+            if let Some(victim) = victim {
                 count.len -= 1;
                 tracing::debug!(
                     target: "palisade::breaker",
@@ -539,10 +534,8 @@ where
                     key = ?victim,
                     "registry full: evicted a key"
                 );
-                break;
             }
         }
-        let mut keys = self.shards[shard].write();
         let breaker = self.build(&key);
         match free {
             Some(position) => keys.ring[position] = key.clone(),
@@ -557,6 +550,19 @@ where
         );
         count.len += 1;
         breaker
+    }
+
+    /// Evicts a key of the first shard after `shard` that holds any; the caller
+    /// holds the insert lock.
+    fn evict_elsewhere(&self, shard: usize, now: Timestamp) -> Option<K> {
+        for i in 1..SHARDS {
+            let mut keys = self.shards[(shard + i) % SHARDS].write();
+            if !keys.ring.is_empty() {
+                let position = keys.victim(now, self.limits.idle_timeout);
+                return Some(keys.remove_at(position));
+            }
+        }
+        None
     }
 
     /// Removes idle entries; the caller holds the insert lock.
@@ -654,7 +660,7 @@ mod tests {
 
     #[test]
     fn idle_keys_are_evicted() {
-        let (r, clock) = registry(100);
+        let (r, clock) = registry(1_000);
         for key in 0..50 {
             r.get(&key);
         }
@@ -664,14 +670,14 @@ mod tests {
         assert_eq!(r.evict_idle(), 49);
         assert_eq!(r.len(), 1);
         assert!(r.peek(&0).is_some());
-        // Inserting sweeps a few keys of one shard at a time, shards in turn: 64
-        // inserts look at up to 32 keys of each shard.
+        // Inserting sweeps a few keys of the new key's shard: the first of 256 new
+        // keys to land in the shard of key 0 (all but certain) finds it idle.
         clock.advance(Duration::from_secs(61));
-        for key in 1000..1064 {
+        for key in 1000..1256 {
             r.get(&key);
         }
         assert!(r.peek(&0).is_none());
-        assert_eq!(r.len(), 64);
+        assert_eq!(r.len(), 256);
     }
 
     /// A shard of keys `0..n` in ring order, key `k` last used at `k` seconds, on a
