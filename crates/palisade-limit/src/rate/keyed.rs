@@ -43,7 +43,7 @@ pub struct KeyedRateLimiterConfig {
     ///
     /// Default 10 000: a few hundred kilobytes, enough for the active clients of a
     /// busy service. A new key beyond the bound evicts one key of its shard, found
-    /// by looking at no more than 8 keys ([eviction](KeyedRateLimiter#eviction)):
+    /// by looking at no more than 4 keys ([eviction](KeyedRateLimiter#eviction)):
     /// first a key whose limit has fully recovered (losing nothing), and a key that
     /// has been refused recently only when every key looked at has been. An evicted
     /// key's next check is that of a new key: it passes, with its whole burst. Make
@@ -96,7 +96,7 @@ type Map<K> = HashMap<Slot<K>, Cell, BuildHasherDefault<Prehashed>>;
 type Shard<K> = CachePadded<RwLock<Keys<K>>>;
 
 /// The most keys one eviction looks at.
-const SAMPLE: usize = 8;
+const SAMPLE: usize = 4;
 
 /// A key's state: its theoretical arrival time and whether it was refused since
 /// the eviction hand last passed it.
@@ -287,7 +287,7 @@ impl Hasher for Prehashed {
 ///
 /// A new key for a full shard evicts one key of that shard, in constant time: each
 /// shard keeps its keys in a ring with a hand (CLOCK), and one eviction looks at
-/// the next 8 keys at the hand, at most. Of those, it evicts
+/// the next 4 keys at the hand, at most. Of those, it evicts
 ///
 /// 1. the first whose limit has fully recovered (its next call would pass with its
 ///    whole burst, as a new key's does: nothing is lost), or else
@@ -301,12 +301,11 @@ impl Hasher for Prehashed {
 /// usually the oldest of the flood and goes, so the hand moves about one key per
 /// new key: a key refused at least once each time the hand goes round its shard
 /// (about once per [`max_keys`](KeyedRateLimiterConfig::max_keys) new keys) is
-/// evicted only when the 8 keys it is compared with were all refused as well. A
-/// flood of new keys evicts the flood's own keys, and the keys being limited stay
-/// limited. A key
-/// that is merely busy, passing at its rate, is evicted as soon as it is the
-/// closest to recovery among those 8. The mark costs a passing call nothing: only
-/// a refused check writes it.
+/// evicted only when the other 3 keys looked at with it were all refused as well.
+/// A flood of new keys evicts the flood's own keys, and the keys being limited
+/// stay limited. A key that is merely busy, passing at its rate, is evicted as
+/// soon as it is the closest to recovery of the 4 looked at. The mark costs a
+/// passing call nothing: only a refused check writes it.
 ///
 /// An evicted key's next check is that of a new key: it passes, with its whole
 /// burst. A key evicted under rules 2 or 3 gets that burst early; the snapshot's
