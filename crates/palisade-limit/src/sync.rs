@@ -147,6 +147,12 @@ pub(crate) mod broken {
         /// lock, whether another call inserted it meanwhile: the second insert
         /// replaces the first with a fresh burst.
         KeyedNoRecheck = 6,
+        /// Changing a bulkhead's limit skips the queue lock when nobody is counted
+        /// as waiting, missing a caller that is joining the queue.
+        SetLimitSkipsQueueLock = 7,
+        /// Reconfiguring a rate limiter writes a zero interval before the new
+        /// numbers, so a check in between moves the schedule by nothing.
+        ReconfigureZeroIntervalFirst = 8,
     }
 
     static BUG: AtomicU8 = AtomicU8::new(0);
