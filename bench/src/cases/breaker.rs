@@ -1,5 +1,6 @@
 //! Circuit breakers: a successful call through a closed breaker, a rejection by an
-//! open one, and the closed-state call on two threads sharing one breaker.
+//! open one, and the closed-state call on two threads sharing one breaker; and the
+//! keyed registry's cost of a new key, below its bound and when it is full.
 //!
 //! Every breaker wraps the same protected call ([`ok_call`]) and is configured alike
 //! where the crates allow it: a failure-rate or consecutive-failure trip, and an open
@@ -22,6 +23,41 @@ const OPEN: &str = "open-state rejection";
 const TWO: &str = "closed-state call, 2 threads";
 
 const OPEN_FOR: Duration = Duration::from_secs(3600);
+
+const REGISTRY_BELOW: &str = "registry: new key, below the bound";
+const REGISTRY_FULL: &str = "registry: new key, full";
+const REGISTRY_KNOWN: &str = "registry: known key (1000 keys)";
+/// The below-the-bound registry starts over empty after this many keys, far below
+/// its bound (so a long timed run does not fill it).
+const REGISTRY_RESTART: u64 = 1 << 16;
+
+type Registry = palisade_breaker::Registry<u64, palisade_clock::ManualClock>;
+
+/// A registry of small breakers (a 10-call count window) holding at most
+/// `max_keys` keys, on a clock that does not move (no key ever becomes idle).
+fn registry(max_keys: usize) -> Registry {
+    palisade_breaker::Registry::builder(
+        palisade_breaker::BreakerConfig::default()
+            .window(palisade_breaker::WindowConfig::Count { size: 10 })
+            .minimum_calls(10),
+        palisade_breaker::RegistryConfig {
+            max_keys,
+            ..Default::default()
+        },
+    )
+    .clock(palisade_clock::ManualClock::new())
+    .build()
+    .expect("a valid registry configuration")
+}
+
+/// A registry of the default bound (1 000 keys), full.
+fn full_registry() -> Registry {
+    let r = registry(1_000);
+    for key in 0..1_000 {
+        r.get(&key);
+    }
+    r
+}
 
 pub(super) const GAPS: &[Gap] = &[];
 
@@ -183,6 +219,69 @@ fn seatbelt_open() -> impl layered::Service<u64, Out = Result<u64, Boom>> + 'sta
         }
     });
     svc
+}
+
+fn registry_cases() -> Vec<Case> {
+    let closed = |s: &palisade_breaker::State| *s == palisade_breaker::State::Closed;
+    vec![
+        Case::new(
+            "breaker",
+            REGISTRY_KNOWN,
+            "palisade-breaker Registry",
+            Role::Palisade,
+            crate::harness::bench_sync!(
+                (full_registry(), 0u64),
+                |s| {
+                    s.1 = (s.1 + 1) % 1_000;
+                    s.0.get(&s.1).state()
+                },
+                closed
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("Registry::get of a key it holds, 1 000 keys in rotation"),
+        Case::new(
+            "breaker",
+            REGISTRY_BELOW,
+            "palisade-breaker Registry",
+            Role::Palisade,
+            crate::harness::bench_sync!(
+                (registry(1_000_000), 0u64),
+                |s| {
+                    s.1 += 1;
+                    if s.1 % REGISTRY_RESTART == 0 {
+                        s.0 = registry(1_000_000);
+                    }
+                    s.0.get(&s.1).state()
+                },
+                closed
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note(
+            "Registry::get of a key never seen: a breaker built; starts over empty every \
+             2^16 keys (not within a callgrind batch)",
+        ),
+        Case::new(
+            "breaker",
+            REGISTRY_FULL,
+            "palisade-breaker Registry",
+            Role::Palisade,
+            crate::harness::bench_sync!(
+                (full_registry(), 1u64 << 32),
+                |s| {
+                    s.1 += 1;
+                    s.0.get(&s.1).state()
+                },
+                closed
+            ),
+        )
+        .floor(Floor::Atomic)
+        .key()
+        .note("Registry::get of a key never seen, 1 000 keys held, none idle: each evicts one"),
+    ]
 }
 
 pub(super) fn cases() -> Vec<Case> {
@@ -430,5 +529,6 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .threads(2, CLOSED),
     );
+    cases.extend(registry_cases());
     cases
 }

@@ -26,11 +26,14 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RegistryConfig {
-    /// The most keys held at once, 1..=10 000 000. A new key beyond it first
-    /// evicts the idle keys, then the least recently used key of its shard (closed
-    /// breakers before others).
+    /// The most keys held at once, 1..=10 000 000. A new key beyond it evicts one
+    /// key of its shard, chosen among 8 at most ([eviction](Registry#eviction)):
+    /// an idle one first, then the least recently used closed breaker; an open or
+    /// half-open breaker only when all 8 are. An evicted key's next use creates a
+    /// fresh closed breaker.
     pub max_keys: usize,
-    /// A key unused for this long, 1 s..=1 day, is evicted. In serde form, a
+    /// A key unused for this long, 1 s..=1 day, is idle: it is removed when the
+    /// eviction hand next passes it, or by [`Registry::evict_idle`]. In serde form, a
     /// duration in the [duration grammar](palisade_clock::duration#the-grammar).
     #[serde(with = "palisade_clock::duration::serde")]
     pub idle_timeout: Duration,
@@ -69,7 +72,113 @@ impl RegistryConfig {
 
 const SHARDS: usize = 16;
 
-type Shard<K, C> = RwLock<HashMap<K, Entry<C>>>;
+/// The most keys one eviction or one step of the idle sweep looks at.
+const SAMPLE: usize = 8;
+
+type Shard<K, C> = RwLock<Keys<K, C>>;
+
+/// One shard: the map of keys, and the same keys in a ring that the eviction hand
+/// goes round (CLOCK).
+struct Keys<K, C: Clock> {
+    map: HashMap<K, Entry<C>>,
+    /// Every key of `map`, once each, in the order the hand visits them.
+    ring: Vec<K>,
+    /// The next position of `ring` the hand looks at.
+    hand: usize,
+}
+
+impl<K: Hash + Eq, C: Clock> Keys<K, C> {
+    fn new() -> Self {
+        Keys {
+            map: HashMap::new(),
+            ring: Vec::new(),
+            hand: 0,
+        }
+    }
+
+    fn entry_at(&self, position: usize) -> &Entry<C> {
+        match self.map.get(&self.ring[position]) {
+            Some(entry) => entry,
+            None => unreachable!("the ring and the map hold the same keys"),
+        }
+    }
+
+    /// Removes the key at `position` of the ring from the map and the ring; the
+    /// last key of the ring takes its place.
+    fn remove_at(&mut self, position: usize) -> K {
+        let key = self.ring.swap_remove(position);
+        self.map.remove(&key);
+        if self.hand >= self.ring.len() {
+            self.hand = 0;
+        }
+        key
+    }
+
+    /// The ring again from the map, after keys left the map in bulk.
+    fn rebuild_ring(&mut self)
+    where
+        K: Clone,
+    {
+        self.ring.clear();
+        self.ring.extend(self.map.keys().cloned());
+        self.hand = 0;
+    }
+
+    /// One step of the idle sweep: removes the idle keys among the next
+    /// [`SAMPLE`] at the hand; returns how many.
+    fn sweep_step(&mut self, now: Timestamp, idle: Duration) -> usize {
+        let mut removed = 0;
+        for _ in 0..SAMPLE.min(self.ring.len()) {
+            let position = self.hand % self.ring.len();
+            if self.entry_at(position).idle(now) >= idle {
+                // The last key moves here: the hand looks at it next.
+                self.remove_at(position);
+                removed += 1;
+                if self.ring.is_empty() {
+                    break;
+                }
+            } else {
+                self.hand = if position + 1 == self.ring.len() {
+                    0
+                } else {
+                    position + 1
+                };
+            }
+        }
+        removed
+    }
+
+    /// The ring position of the key to evict from a non-empty shard: of the next
+    /// [`SAMPLE`] keys at the hand, the first idle one, or else the least recently
+    /// used, closed breakers before others. Moves the hand just past it.
+    fn victim(&mut self, now: Timestamp, idle: Duration) -> usize {
+        let len = self.ring.len();
+        let next = |position: usize| if position + 1 == len { 0 } else { position + 1 };
+        let mut position = self.hand % len;
+        let mut best: Option<((bool, u64), usize)> = None;
+        for _ in 0..SAMPLE.min(len) {
+            let entry = self.entry_at(position);
+            if entry.idle(now) >= idle {
+                best = Some(((false, 0), position));
+                break;
+            }
+            let rank = (
+                entry.breaker.state() != crate::State::Closed,
+                entry.last_used.load(Ordering::Relaxed),
+            );
+            if best.is_none_or(|(b, _)| rank < b) {
+                best = Some((rank, position));
+            }
+            position = next(position);
+        }
+        let victim = match best {
+            Some((_, victim)) => victim,
+            None => unreachable!("a non-empty shard has keys to look at"),
+        };
+        self.hand = next(victim);
+        victim
+    }
+}
 
 type KeyHook<K> = Arc<dyn Fn(&K, &Transition) + Send + Sync>;
 
@@ -80,6 +189,32 @@ type KeyHook<K> = Arc<dyn Fn(&K, &Transition) + Send + Sync>;
 /// Clones share the registry. Looking a key up takes a shared (read) lock on one of
 /// 16 shards; hold on to the returned [`Breaker`] where a call path needs no lock at
 /// all.
+///
+/// # Eviction
+///
+/// Inserting a key costs a bounded amount of work whatever the size: each shard
+/// keeps its keys in a ring with a hand (CLOCK), and no insert looks at more than
+/// 8 keys of a shard to find what to evict. A new key beyond
+/// [`max_keys`](RegistryConfig::max_keys) evicts one key of its shard (or, if that
+/// shard holds none, of the next shard holding keys): of the next 8 keys at the
+/// hand,
+///
+/// 1. the first idle one (unused for the [idle timeout](RegistryConfig::idle_timeout)),
+///    or else
+/// 2. the least recently used closed breaker (use is recorded to the second), or
+///    else, when all 8 are open, half-open or forced,
+/// 3. the least recently used of them.
+///
+/// The hand then moves just past the evicted key, and the new key takes its place
+/// when it belongs to the same shard, so it is looked at last. An evicted key's
+/// next [`get`](Registry::get) creates a fresh closed breaker, which lets calls
+/// through: an open breaker's state is worth more than a closed one's, which is why
+/// closed ones go first. A [`Breaker`] handed out earlier keeps working, but is no
+/// longer the registry's.
+///
+/// Idle keys also leave as keys arrive: each insert first looks at the next 8 keys
+/// of its shard and removes the idle ones among them.
+/// [`evict_idle`](Registry::evict_idle) removes all of them at once.
 ///
 /// ```
 /// use palisade_breaker::{BreakerConfig, Registry, RegistryConfig, State};
@@ -107,9 +242,14 @@ struct RegistryInner<K, C: Clock> {
     clock: C,
     name: String,
     hooks: Vec<KeyHook<K>>,
-    last_sweep: AtomicU64,
     /// Serializes inserts, so that the bound holds exactly.
-    insert: Mutex<usize>,
+    insert: Mutex<Count>,
+}
+
+/// What the insert lock guards: the number of keys held.
+#[derive(Debug)]
+struct Count {
+    len: usize,
 }
 
 struct Entry<C: Clock> {
@@ -129,7 +269,7 @@ impl<K, C: Clock> fmt::Debug for Registry<K, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Registry")
             .field("name", &self.inner.name)
-            .field("len", &*self.inner.insert.lock())
+            .field("len", &self.inner.insert.lock().len)
             .field("limits", &self.inner.limits)
             .finish_non_exhaustive()
     }
@@ -207,18 +347,16 @@ where
     pub fn build(self) -> Result<Registry<K, C>, ConfigError> {
         self.config.validate()?;
         self.limits.validate()?;
-        let now = self.clock.recent().as_nanos();
         Ok(Registry {
             inner: Arc::new(RegistryInner {
-                shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
+                shards: (0..SHARDS).map(|_| RwLock::new(Keys::new())).collect(),
                 hasher: RandomState::new(),
                 config: RwLock::new(self.config),
                 limits: self.limits,
                 clock: self.clock,
                 name: self.name,
                 hooks: self.hooks,
-                last_sweep: AtomicU64::new(now),
-                insert: Mutex::new(0),
+                insert: Mutex::new(Count { len: 0 }),
             }),
         })
     }
@@ -238,7 +376,7 @@ where
         let inner = &*self.inner;
         let shard = inner.shard(key);
         let now = inner.clock.recent();
-        if let Some(entry) = inner.shards[shard].read().get(key) {
+        if let Some(entry) = inner.shards[shard].read().map.get(key) {
             entry.touch(now);
             return entry.breaker.clone();
         }
@@ -263,13 +401,14 @@ where
         let inner = &*self.inner;
         inner.shards[inner.shard(key)]
             .read()
+            .map
             .get(key)
             .map(|e| e.breaker.clone())
     }
 
     /// How many keys the registry holds.
     pub fn len(&self) -> usize {
-        *self.inner.insert.lock()
+        self.inner.insert.lock().len
     }
 
     /// Whether the registry holds no key.
@@ -284,6 +423,7 @@ where
             out.extend(
                 shard
                     .read()
+                    .map
                     .iter()
                     .map(|(k, e)| (k.clone(), e.breaker.clone())),
             );
@@ -292,12 +432,13 @@ where
     }
 
     /// Removes the keys unused for longer than the idle timeout; returns how many.
-    /// Inserting a key does this on its own every half idle timeout.
+    /// It visits every key, taking each shard's write lock in turn; inserting keys
+    /// removes idle ones a few at a time on its own (see [eviction](Registry#eviction)).
     pub fn evict_idle(&self) -> usize {
         let now = self.inner.clock.recent();
-        let mut len = self.inner.insert.lock();
+        let mut count = self.inner.insert.lock();
         let removed = self.inner.sweep(now);
-        *len -= removed;
+        count.len -= removed;
         removed
     }
 
@@ -307,22 +448,23 @@ where
     /// breakers are created afresh on demand.
     pub fn reconfigure(&self, config: BreakerConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let mut len = self.inner.insert.lock();
+        let mut count = self.inner.insert.lock();
         let mut current = self.inner.config.write();
         let reshaped = current.window != config.window
             || current.slow_call.map(|s| s.duration) != config.slow_call.map(|s| s.duration);
         for shard in self.inner.shards.iter() {
-            let mut map = shard.write();
+            let mut keys = shard.write();
             if reshaped {
-                map.clear();
+                keys.map.clear();
+                keys.rebuild_ring();
             } else {
-                for entry in map.values() {
+                for entry in keys.map.values() {
                     entry.breaker.reconfigure(config.clone())?;
                 }
             }
         }
         if reshaped {
-            *len = 0;
+            count.len = 0;
         }
         *current = config;
         Ok(())
@@ -359,61 +501,68 @@ where
 
     #[cold]
     fn insert(&self, shard: usize, key: K, now: Timestamp) -> Breaker<C> {
-        let mut len = self.insert.lock();
-        if let Some(entry) = self.shards[shard].read().get(&key) {
+        let mut count = self.insert.lock();
+        if let Some(entry) = self.shards[shard].read().map.get(&key) {
             entry.touch(now);
             return entry.breaker.clone();
         }
-        let half_idle = self.limits.idle_timeout / 2;
-        let since_sweep = now
-            .as_nanos()
-            .saturating_sub(self.last_sweep.load(Ordering::Relaxed));
-        // Sweeping visits every key: do it every half idle timeout, not on every
-        // insert into a full registry, so that a flood of new keys costs a flood of
-        // single evictions and no more.
-        if Duration::from_nanos(since_sweep) >= half_idle {
-            self.last_sweep.store(now.as_nanos(), Ordering::Relaxed);
-            *len -= self.sweep(now);
-        }
-        if *len >= self.limits.max_keys {
-            // Still full: evict the least recently used key of this shard (or of the
-            // next shard that has keys), a closed one if there is any: an open
-            // breaker's state is worth more.
-            for i in 0..SHARDS {
-                let mut map = self.shards[(shard + i) % SHARDS].write();
-                let victim = map
-                    .iter()
-                    .min_by_key(|(_, e)| {
-                        (
-                            e.breaker.state() != crate::State::Closed,
-                            e.last_used.load(Ordering::Relaxed),
-                        )
-                    })
-                    .map(|(k, _)| k.clone());
-                if let Some(victim) = victim {
-                    map.remove(&victim);
-                    *len -= 1;
-                    tracing::debug!(
-                        target: "palisade::breaker",
-                        registry = &*self.name,
-                        key = ?victim,
-                        "registry full: evicted the least recently used key"
-                    );
-                    break;
-                }
+        let idle = self.limits.idle_timeout;
+        let mut keys = self.shards[shard].write();
+        // One step of the idle sweep, in the shard the key goes to.
+        count.len -= keys.sweep_step(now, idle);
+        // The ring position freed in this shard, for the new key.
+        let mut free = None;
+        if count.len >= self.limits.max_keys {
+            // Still full: evict from this shard, or the next one holding keys.
+            let victim = if keys.ring.is_empty() {
+                drop(keys);
+                let victim = self.evict_elsewhere(shard, now);
+                keys = self.shards[shard].write();
+                victim
+            } else {
+                let position = keys.victim(now, idle);
+                free = Some(position);
+                let victim = keys.ring[position].clone();
+                keys.map.remove(&victim);
+                Some(victim)
+            };
+            if let Some(victim) = victim {
+                count.len -= 1;
+                tracing::debug!(
+                    target: "palisade::breaker",
+                    registry = &*self.name,
+                    key = ?victim,
+                    "registry full: evicted a key"
+                );
             }
         }
-        let mut map = self.shards[shard].write();
         let breaker = self.build(&key);
-        map.insert(
+        match free {
+            Some(position) => keys.ring[position] = key.clone(),
+            None => keys.ring.push(key.clone()),
+        }
+        keys.map.insert(
             key,
             Entry {
                 breaker: breaker.clone(),
                 last_used: AtomicU64::new(now.as_nanos()),
             },
         );
-        *len += 1;
+        count.len += 1;
         breaker
+    }
+
+    /// Evicts a key of the first shard after `shard` that holds any; the caller
+    /// holds the insert lock.
+    fn evict_elsewhere(&self, shard: usize, now: Timestamp) -> Option<K> {
+        for i in 1..SHARDS {
+            let mut keys = self.shards[(shard + i) % SHARDS].write();
+            if !keys.ring.is_empty() {
+                let position = keys.victim(now, self.limits.idle_timeout);
+                return Some(keys.remove_at(position));
+            }
+        }
+        None
     }
 
     /// Removes idle entries; the caller holds the insert lock.
@@ -421,10 +570,13 @@ where
         let idle = self.limits.idle_timeout;
         let mut removed = 0;
         for shard in self.shards.iter() {
-            let mut map = shard.write();
-            let before = map.len();
-            map.retain(|_, e| e.idle(now) < idle);
-            removed += before - map.len();
+            let mut keys = shard.write();
+            let before = keys.map.len();
+            keys.map.retain(|_, e| e.idle(now) < idle);
+            if keys.map.len() != before {
+                removed += before - keys.map.len();
+                keys.rebuild_ring();
+            }
         }
         removed
     }
@@ -508,7 +660,7 @@ mod tests {
 
     #[test]
     fn idle_keys_are_evicted() {
-        let (r, clock) = registry(100);
+        let (r, clock) = registry(1_000);
         for key in 0..50 {
             r.get(&key);
         }
@@ -518,10 +670,109 @@ mod tests {
         assert_eq!(r.evict_idle(), 49);
         assert_eq!(r.len(), 1);
         assert!(r.peek(&0).is_some());
-        // Inserting sweeps on its own after half the idle timeout.
+        // Inserting sweeps a few keys of the new key's shard: the first of 256 new
+        // keys to land in the shard of key 0 (all but certain) finds it idle.
         clock.advance(Duration::from_secs(61));
-        r.get(&1000);
-        assert_eq!(r.len(), 1);
+        for key in 1000..1256 {
+            r.get(&key);
+        }
+        assert!(r.peek(&0).is_none());
+        assert_eq!(r.len(), 256);
+    }
+
+    /// A shard of keys `0..n` in ring order, key `k` last used at `k` seconds, on a
+    /// clock at `n` seconds.
+    fn shard(n: u32) -> (Keys<u32, ManualClock>, ManualClock) {
+        let (r, clock) = registry(100);
+        let mut keys = Keys::new();
+        for k in 0..n {
+            keys.ring.push(k);
+            keys.map.insert(
+                k,
+                Entry {
+                    breaker: r.inner.build(&k),
+                    last_used: AtomicU64::new(u64::from(k) * 1_000_000_000),
+                },
+            );
+        }
+        clock.advance(Duration::from_secs(u64::from(n)));
+        (keys, clock)
+    }
+
+    const IDLE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn eviction_takes_the_least_recently_used_closed_breaker_of_eight() {
+        let (mut keys, clock) = shard(12);
+        keys.map[&0].breaker.force_open();
+        keys.map[&1].breaker.force_open();
+        // 0 and 1 are the least recently used, but open; 2 is the oldest closed.
+        assert_eq!(keys.victim(clock.recent(), IDLE), 2);
+        assert_eq!(keys.hand, 3);
+        // From the hand: 3..=10 are looked at; 3 is the oldest.
+        assert_eq!(keys.victim(clock.recent(), IDLE), 3);
+        // Only the 8 keys at the hand are looked at: 2 and 3 are older than 4.
+        keys.hand = 4;
+        assert_eq!(keys.victim(clock.recent(), IDLE), 4);
+        // The look wraps round the ring: 8..=11, then 0 and 1 (open), 2 and 3.
+        keys.hand = 8;
+        assert_eq!(keys.victim(clock.recent(), IDLE), 2);
+        assert_eq!(keys.hand, 3);
+    }
+
+    #[test]
+    fn eviction_takes_an_idle_key_first_and_an_open_one_only_when_all_are() {
+        let (mut keys, clock) = shard(4);
+        for k in 0..4 {
+            keys.map[&k].breaker.force_open();
+        }
+        // All open: the least recently used of them.
+        assert_eq!(keys.victim(clock.recent(), IDLE), 0);
+        // An idle key goes first, even an open one after a closed one: at 62 s,
+        // 0 is idle and 3 (closed, last used at 3 s) is not.
+        keys.map[&3].breaker.reset();
+        clock.advance(Duration::from_secs(58));
+        keys.hand = 3;
+        assert_eq!(keys.victim(clock.recent(), IDLE), 0);
+    }
+
+    #[test]
+    fn one_sweep_step_removes_the_idle_keys_among_eight() {
+        let (mut keys, clock) = shard(12);
+        // At 66 s, keys 0..=6 are idle (last used 60 s ago or more).
+        clock.advance(Duration::from_secs(54));
+        keys.hand = 4;
+        // 4, 5 and 6 are among the 8 looked at; each is replaced by the ring's last
+        // key, which is looked at next.
+        assert_eq!(keys.sweep_step(clock.recent(), IDLE), 3);
+        assert_eq!(keys.map.len(), 9);
+        assert_eq!(keys.ring.len(), 9);
+        assert!(keys.ring.iter().all(|k| keys.map.contains_key(k)));
+        assert!((4..=6).all(|k| !keys.map.contains_key(&k)));
+        // The hand went on round the ring: the next step finds 0..=3.
+        assert_eq!(keys.sweep_step(clock.recent(), IDLE), 4);
+        assert_eq!(keys.map.len(), 5);
+        assert_eq!(keys.ring.len(), 5);
+        assert!(keys.map.keys().all(|&k| k >= 7));
+    }
+
+    #[test]
+    fn a_flood_of_new_keys_keeps_the_bound_and_the_open_breakers() {
+        let (r, clock) = registry(1_000);
+        for key in 0..10 {
+            r.try_acquire(&key).unwrap().record(Outcome::Permanent);
+        }
+        for key in 10..50_000 {
+            clock.advance(Duration::from_millis(1));
+            r.get(&key);
+            assert!(r.len() <= 1_000);
+        }
+        assert_eq!(r.len(), 1_000);
+        assert_eq!(r.entries().len(), 1_000);
+        for key in 0..10 {
+            let b = r.peek(&key).expect("an open breaker is kept");
+            assert_eq!(b.state(), crate::State::Open);
+        }
     }
 
     #[test]

@@ -107,6 +107,11 @@ impl<B> HttpResponse for http::Response<B> {
             .get(http::header::RETRY_AFTER)
             .map(|v| v.as_bytes())
     }
+    fn for_each_retry_after(&self, each: &mut dyn FnMut(&[u8])) {
+        for value in self.headers().get_all(http::header::RETRY_AFTER) {
+            each(value.as_bytes());
+        }
+    }
 }
 
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -205,6 +210,28 @@ mod tests {
             let err = parse_retry_after_at(bad, at(T), MAX).unwrap_err();
             assert!(err.to_string().starts_with("Retry-After"), "{err}");
         }
+    }
+
+    #[test]
+    fn several_headers_give_the_longest_delay() {
+        let c = HttpStatus::new().max_retry_after(Duration::from_secs(60));
+        let with = |values: &[&str]| {
+            let mut b = http::Response::builder().status(503);
+            for v in values {
+                b = b.header("retry-after", *v);
+            }
+            c.classify(&Ok::<_, ()>(b.body(()).unwrap())).retry_after()
+        };
+        // The longest, wherever it comes; malformed ones are skipped.
+        assert_eq!(with(&["5", "20", "10"]), Some(Duration::from_secs(20)));
+        assert_eq!(with(&["20", "5"]), Some(Duration::from_secs(20)));
+        assert_eq!(with(&["soon", "7"]), Some(Duration::from_secs(7)));
+        assert_eq!(with(&["7", "soon"]), Some(Duration::from_secs(7)));
+        // Still clamped to the bound.
+        assert_eq!(with(&["3", "3600"]), Some(Duration::from_secs(60)));
+        assert_eq!(with(&["soon", "later"]), None);
+        // A list in one header is not the grammar: no hint.
+        assert_eq!(with(&["5, 20"]), None);
     }
 
     #[test]

@@ -46,9 +46,20 @@ pub trait HttpResponse {
     /// The status code.
     fn status_code(&self) -> u16;
 
-    /// The raw `Retry-After` header, if there is one.
+    /// The raw `Retry-After` header, if there is one (the first, if there are
+    /// several).
     fn retry_after_header(&self) -> Option<&[u8]> {
         None
+    }
+
+    /// Calls `each` with every raw `Retry-After` header, in order. The default
+    /// calls it with [`retry_after_header`](Self::retry_after_header) only; a
+    /// response that can carry the header several times overrides it, so that a
+    /// classifier sees all of them.
+    fn for_each_retry_after(&self, each: &mut dyn FnMut(&[u8])) {
+        if let Some(header) = self.retry_after_header() {
+            each(header);
+        }
     }
 }
 
@@ -65,6 +76,9 @@ impl HttpResponse for u16 {
 /// [`parse_retry_after`](crate::parse_retry_after) and clamped to
 /// [`max_retry_after`](HttpStatus::max_retry_after) (default
 /// [`DEFAULT_MAX_RETRY_AFTER`]); a malformed one gives no hint and never a panic.
+/// A response with several `Retry-After` headers gets the most conservative hint:
+/// the longest delay among those that parse (the malformed ones are skipped), so
+/// that a retry never comes sooner than any of them asks.
 ///
 /// ```
 /// use palisade_classify::{Classify, HttpStatus, Outcome};
@@ -104,7 +118,13 @@ impl HttpStatus {
         let outcome = classify_status(status);
         match outcome {
             Outcome::Transient(t) if status == 429 || status == 503 => {
-                match response.retry_after_header().and_then(|h| self.hint(h)) {
+                let mut longest: Option<Duration> = None;
+                response.for_each_retry_after(&mut |header| {
+                    if let Some(delay) = self.hint(header) {
+                        longest = Some(longest.map_or(delay, |l| l.max(delay)));
+                    }
+                });
+                match longest {
                     Some(delay) => Outcome::Transient(t.with_retry_after(delay)),
                     None => outcome,
                 }

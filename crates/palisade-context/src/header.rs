@@ -121,19 +121,26 @@ pub fn decode_millis(value: &str) -> Result<Duration, HeaderError> {
     decode_millis_with_max(value, MAX_HEADER_TIMEOUT)
 }
 
-/// Decodes a plain milliseconds value (ASCII digits only, at most 20), clamped to
-/// `max`.
+/// Decodes a plain milliseconds value (ASCII digits only, at most 20, at most
+/// `u64::MAX`), clamped to `max`.
+///
+/// A value that is not all digits is refused as such, whatever its length; one of
+/// digits only that is longer than 20 digits or larger than `u64::MAX` is refused
+/// as too large.
 pub fn decode_millis_with_max(value: &str, max: Duration) -> Result<Duration, HeaderError> {
     const FIELD: &str = "milliseconds timeout";
     let digits = value.trim();
     if digits.is_empty() {
         return Err(HeaderError::new(FIELD, value, Reason::Empty));
     }
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(HeaderError::new(FIELD, value, Reason::NotDigits));
+    }
     if digits.len() > 20 {
         return Err(HeaderError::new(FIELD, value, Reason::TooManyDigits));
     }
     let millis =
-        parse_digits(digits).ok_or_else(|| HeaderError::new(FIELD, value, Reason::NotDigits))?;
+        parse_digits(digits).ok_or_else(|| HeaderError::new(FIELD, value, Reason::TooLarge))?;
     Ok(clamp(u128::from(millis) * 1_000_000, max))
 }
 
@@ -170,6 +177,8 @@ enum Reason {
     Unit,
     NoDigits,
     TooManyDigits,
+    /// Digits only, but more than a `u64` holds.
+    TooLarge,
     NotDigits,
 }
 
@@ -204,7 +213,8 @@ impl fmt::Display for HeaderError {
             (GRPC_TIMEOUT, _) => {
                 "must be 1 to 8 ASCII digits followed by a unit (H, M, S, m, u, n)"
             }
-            (_, Reason::TooManyDigits) => "allows at most 20 digits",
+            (_, Reason::TooManyDigits) => "too large: allows at most 20 digits",
+            (_, Reason::TooLarge) => "too large: at most 18446744073709551615 (u64::MAX)",
             _ => "must be 1 to 20 ASCII digits (a count of milliseconds)",
         };
         write!(
@@ -301,5 +311,27 @@ mod tests {
             let err = decode_millis(bad).unwrap_err();
             assert!(err.to_string().contains("milliseconds"), "{err}");
         }
+    }
+
+    #[test]
+    fn millis_errors_say_what_is_wrong() {
+        let reason = |value: &str| decode_millis(value).unwrap_err().to_string();
+        // 20 digits, one more than u64::MAX: too large, not "not digits".
+        let e = reason("18446744073709551616");
+        assert!(e.contains("too large: at most 18446744073709551615"), "{e}");
+        assert!(!e.contains("ASCII digits"), "{e}");
+        let e = reason("99999999999999999999");
+        assert!(e.contains("too large"), "{e}");
+        let e = reason("123456789012345678901");
+        assert!(e.contains("too large: allows at most 20 digits"), "{e}");
+        // Not digits, however long.
+        for bad in ["abc", "1.0", "-5", "abcdefghijklmnopqrstuvwxyz", "1e400"] {
+            let e = reason(bad);
+            assert!(e.contains("must be 1 to 20 ASCII digits"), "{bad}: {e}");
+        }
+        assert_eq!(
+            decode_millis(" 18446744073709551615 ").unwrap(),
+            MAX_HEADER_TIMEOUT
+        );
     }
 }

@@ -143,6 +143,16 @@ pub(crate) mod broken {
         /// A rate-limit reservation reads and writes the word in two steps, so two
         /// waiters can reserve the same slot.
         ReserveLoadThenStore = 5,
+        /// A keyed limiter inserting a new key does not look again, under the write
+        /// lock, whether another call inserted it meanwhile: the second insert
+        /// replaces the first with a fresh burst.
+        KeyedNoRecheck = 6,
+        /// Changing a bulkhead's limit skips the queue lock when nobody is counted
+        /// as waiting, missing a caller that is joining the queue.
+        SetLimitSkipsQueueLock = 7,
+        /// Reconfiguring a rate limiter writes a zero interval before the new
+        /// numbers, so a check in between moves the schedule by nothing.
+        ReconfigureZeroIntervalFirst = 8,
     }
 
     static BUG: AtomicU8 = AtomicU8::new(0);

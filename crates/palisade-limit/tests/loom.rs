@@ -1,6 +1,8 @@
-//! Loom models of the bulkhead's hand-over between releasing callers and waiters
-//! and of its closing, and of the rate limiter's one-word GCRA and its
-//! reservations.
+//! Loom models of the bulkhead's hand-over between releasing callers and waiters,
+//! of its closing and of its limit changing under a joining waiter; of the rate
+//! limiter's one-word GCRA, its reservations and its reconfiguration under a
+//! check; and of the keyed rate limiter inserting and evicting a key from two
+//! threads.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --release -p
 //! palisade-limit --test loom --target-dir target/loom`. Each model has a broken
@@ -15,6 +17,7 @@ use std::time::Duration;
 use loom::thread;
 use palisade_clock::ManualClock;
 use palisade_limit::__loom::{Bug, set};
+use palisade_limit::rate::{KeyedRateLimiter, KeyedRateLimiterConfig};
 use palisade_limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 
 /// The bug switch is process-wide: the models run one at a time.
@@ -186,4 +189,106 @@ fn a_reservation_and_a_check_never_share_a_slot() {
 fn broken_a_load_then_store_reservation_shares_a_slot() {
     let _serial = serial(Bug::ReserveLoadThenStore);
     reservation_and_check_share_one_slot();
+}
+
+/// Two threads check the same new key of a full keyed limiter (one key, a burst of
+/// one) at one instant: each insert evicts, the key is inserted once, exactly one
+/// check passes, and the bound holds.
+fn keyed_insert_and_evict() {
+    loom::model(|| {
+        let limiter: KeyedRateLimiter<u32, ManualClock> = KeyedRateLimiter::with_clock(
+            KeyedRateLimiterConfig::new(RateLimiterConfig::per_second(1).with_burst(1), 1),
+            ManualClock::new(),
+        )
+        .unwrap();
+        limiter.check(&0).unwrap();
+        let other = limiter.clone();
+        let racer = thread::spawn(move || other.check(&1).is_ok());
+        let mine = limiter.check(&1).is_ok();
+        let theirs = racer.join().unwrap();
+        assert!(mine ^ theirs, "passed: {mine} and {theirs}");
+        assert_eq!(limiter.len(), 1);
+    });
+}
+
+#[test]
+fn a_new_key_raced_by_two_checks_is_inserted_once() {
+    let _serial = serial(Bug::None);
+    keyed_insert_and_evict();
+}
+
+#[test]
+#[should_panic]
+fn broken_an_insert_that_does_not_look_again_hands_out_a_second_burst() {
+    let _serial = serial(Bug::KeyedNoRecheck);
+    keyed_insert_and_evict();
+}
+
+/// A bulkhead's limit raised while a caller joins its queue: the caller is
+/// admitted without any release (loom reports a deadlock if it waits forever).
+fn raised_limit_meets_waiter() {
+    loom::model(|| {
+        let b = bulkhead();
+        let held = b.try_acquire_owned().unwrap();
+        let raiser = {
+            let b = b.clone();
+            thread::spawn(move || {
+                b.reconfigure(&BulkheadConfig::new(2).with_queue(1, Duration::from_secs(1)))
+                    .unwrap()
+            })
+        };
+        let permit = loom::future::block_on(b.acquire()).unwrap();
+        raiser.join().unwrap();
+        let s = b.snapshot();
+        assert_eq!((s.limit, s.in_flight, s.waiting), (2, 2, 0));
+        drop((permit, held));
+        assert_eq!(b.snapshot().in_flight, 0);
+    });
+}
+
+#[test]
+fn a_raised_bulkhead_limit_reaches_a_joining_waiter() {
+    let _serial = serial(Bug::None);
+    raised_limit_meets_waiter();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_limit_change_that_skips_the_queue_lock_strands_the_waiter() {
+    let _serial = serial(Bug::SetLimitSkipsQueueLock);
+    raised_limit_meets_waiter();
+}
+
+/// A rate limiter reconfigured from 1 call per second (burst 1) to 2 per second
+/// (burst 2) while another thread checks three times at one instant: whatever pair
+/// of interval and tolerance each check reads, no more calls pass than the looser
+/// limit allows at once (2).
+fn reconfigure_meets_checks() {
+    loom::model(|| {
+        let limiter = RateLimiter::with_clock(
+            RateLimiterConfig::per_second(1).with_burst(1),
+            ManualClock::new(),
+        )
+        .unwrap();
+        let other = limiter.clone();
+        let checker = thread::spawn(move || (0..3).filter(|_| other.check().is_ok()).count());
+        limiter
+            .reconfigure(&RateLimiterConfig::per_second(2).with_burst(2))
+            .unwrap();
+        let passed = checker.join().unwrap();
+        assert!((1..=2).contains(&passed), "passed: {passed}");
+    });
+}
+
+#[test]
+fn a_check_racing_a_reconfiguration_is_never_looser_than_both_limits() {
+    let _serial = serial(Bug::None);
+    reconfigure_meets_checks();
+}
+
+#[test]
+#[should_panic]
+fn broken_a_reconfiguration_through_a_zero_interval_lets_a_burst_through() {
+    let _serial = serial(Bug::ReconfigureZeroIntervalFirst);
+    reconfigure_meets_checks();
 }

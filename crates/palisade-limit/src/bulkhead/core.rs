@@ -396,12 +396,19 @@ impl Core {
 
     /// Changes the limit; a higher limit is handed to the waiters at once, and
     /// waiters for more permits than a lower limit are refused at once.
+    ///
+    /// It always takes the queue lock, which a caller joining the queue holds from
+    /// reading the limit to counting itself as a waiter: either that caller reads
+    /// the new limit, or this sees it waiting and admits it. (Looking at the waiter
+    /// count first and leaving when it is zero would miss a caller that read the
+    /// old limit and has not counted itself yet: it would wait for the next
+    /// release although the new limit has room.)
     pub(crate) fn set_limit(&self, limit: u32) {
         self.limit.store(limit, Ordering::SeqCst);
-        if waiters(self.state.load(Ordering::SeqCst)) == 0 {
-            // Nobody to admit. A caller joining the queue right now read the old
-            // limit; it is admitted by the next release (calls are in flight, or it
-            // would not have queued), or refused by the next look at the queue.
+        #[cfg(loom)]
+        if crate::sync::broken::is(crate::sync::broken::Bug::SetLimitSkipsQueueLock)
+            && waiters(self.state.load(Ordering::SeqCst)) == 0
+        {
             return;
         }
         let mut wakers = Wakers::default();

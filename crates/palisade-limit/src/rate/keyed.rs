@@ -42,10 +42,14 @@ pub struct KeyedRateLimiterConfig {
     /// The most keys tracked at once; `1..=100_000_000`.
     ///
     /// Default 10 000: a few hundred kilobytes, enough for the active clients of a
-    /// busy service. A new key beyond the bound evicts a key whose limit has fully
-    /// recovered (losing nothing) or else the key closest to recovery; make it
-    /// larger than the number of keys active within one burst period, or evicted
-    /// keys get their burst back early.
+    /// busy service. A new key beyond the bound evicts one key of its shard, found
+    /// by looking at no more than 4 keys ([eviction](KeyedRateLimiter#eviction)):
+    /// first a key whose limit has fully recovered (losing nothing), and a key that
+    /// has been refused recently only when every key looked at has been. An evicted
+    /// key's next check is that of a new key: it passes, with its whole burst. Make
+    /// the bound larger than the number of keys active within one burst period, or
+    /// evicted keys get their burst back early
+    /// ([`evicted_limited`](KeyedRateLimiterSnapshot::evicted_limited) counts them).
     pub max_keys: usize,
 }
 
@@ -88,14 +92,100 @@ impl KeyedRateLimiterConfig {
     }
 }
 
-type Map<K> = HashMap<Slot<K>, AtomicU64, BuildHasherDefault<Prehashed>>;
-type Shard<K> = CachePadded<RwLock<Map<K>>>;
+type Map<K> = HashMap<Slot<K>, Cell, BuildHasherDefault<Prehashed>>;
+type Shard<K> = CachePadded<RwLock<Keys<K>>>;
+
+/// The most keys one eviction looks at.
+const SAMPLE: usize = 4;
+
+/// A key's state: its theoretical arrival time and whether it was refused since
+/// the eviction hand last passed it.
+struct Cell {
+    tat: AtomicU64,
+    /// Set by a refused check (off the path of a passing call), cleared when the
+    /// eviction hand passes the key: a key being refused is kept while others can
+    /// go.
+    refused: AtomicBool,
+}
+
+impl Cell {
+    fn new(tat: u64) -> Self {
+        Cell {
+            tat: AtomicU64::new(tat),
+            refused: AtomicBool::new(false),
+        }
+    }
+
+    /// Marks the key refused; writes the shared word only if it is not marked yet.
+    #[inline]
+    fn refuse(&self) {
+        if !self.refused.load(Ordering::Relaxed) {
+            self.refused.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One shard: the map of keys, and the same keys' hashes in a ring that the
+/// eviction hand goes round (CLOCK).
+struct Keys<K> {
+    map: Map<K>,
+    /// The hash of every key of `map`, once each (two keys of one hash are two
+    /// entries), in the order the hand visits them.
+    ring: Vec<u64>,
+    /// The next position of `ring` the hand looks at.
+    hand: usize,
+}
+
+impl<K> Default for Keys<K> {
+    fn default() -> Self {
+        Keys {
+            map: Map::default(),
+            ring: Vec::new(),
+            hand: 0,
+        }
+    }
+}
+
+impl<K: Eq> Keys<K> {
+    /// The cell of the key at `position` of the ring.
+    fn cell_at(&self, position: usize) -> &Cell {
+        match self.map.get(&Hashed(self.ring[position])) {
+            Some(cell) => cell,
+            None => unreachable!("the ring and the map hold the same keys"),
+        }
+    }
+
+    /// Removes the ring position of a key no longer in the map.
+    fn forget(&mut self, position: usize) {
+        self.ring.swap_remove(position);
+        if self.hand >= self.ring.len() {
+            self.hand = 0;
+        }
+    }
+}
 
 /// A key stored with its hash, so that a check hashes the key once: the hash picks
 /// the shard and is handed to the shard's map as it is.
 struct Slot<K> {
-    hash: u64,
+    hash: Hashed,
     key: K,
+}
+
+/// A hash alone, as a map lookup: it finds a key of that hash (the eviction hand
+/// knows its keys by their hashes).
+#[derive(PartialEq, Eq)]
+struct Hashed(u64);
+
+impl Hash for Hashed {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.0);
+    }
+}
+
+impl<K> Borrow<Hashed> for Slot<K> {
+    fn borrow(&self) -> &Hashed {
+        &self.hash
+    }
 }
 
 /// What a map lookup compares: a stored [`Slot`] or a [`Probe`] for a borrowed key.
@@ -120,7 +210,7 @@ impl<Q: ?Sized> Lookup<Q> for Probe<'_, Q> {
 
 impl<K: Borrow<Q>, Q: ?Sized> Lookup<Q> for Slot<K> {
     fn hash(&self) -> u64 {
-        self.hash
+        self.hash.0
     }
     fn key(&self) -> &Q {
         self.key.borrow()
@@ -157,7 +247,7 @@ impl<K: Eq> Eq for Slot<K> {}
 
 impl<K> Hash for Slot<K> {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write_u64(self.hash);
+        state.write_u64(self.hash.0);
     }
 }
 
@@ -188,10 +278,38 @@ impl Hasher for Prehashed {
 /// together hold at most [`max_keys`](KeyedRateLimiterConfig::max_keys) keys, each
 /// an even share (so with many shards a shard may start evicting a little before
 /// `max_keys` keys are tracked in all; below 128 keys there is one shard and the
-/// bound is exact); see there for eviction. [`retain_recent`](KeyedRateLimiter::retain_recent) drops the
+/// bound is exact). [`retain_recent`](KeyedRateLimiter::retain_recent) drops the
 /// keys whose limit has fully recovered (they are the same as absent ones).
 ///
 /// The clock reading is chosen as for [`RateLimiter`](crate::RateLimiter).
+///
+/// # Eviction
+///
+/// A new key for a full shard evicts one key of that shard, in constant time: each
+/// shard keeps its keys in a ring with a hand (CLOCK), and one eviction looks at
+/// the next 4 keys at the hand, at most. Of those, it evicts
+///
+/// 1. the first whose limit has fully recovered (its next call would pass with its
+///    whole burst, as a new key's does: nothing is lost), or else
+/// 2. the one closest to recovery among those not refused since the hand last
+///    passed them, or else, when all of them were refused since,
+/// 3. the one closest to recovery.
+///
+/// The hand then moves on to just past the evicted key, clearing the refused marks
+/// of the keys it passes, and the new key takes the evicted key's place just
+/// behind the hand, so it is looked at last. Under a flood the key at the hand is
+/// usually the oldest of the flood and goes, so the hand moves about one key per
+/// new key: a key refused at least once each time the hand goes round its shard
+/// (about once per [`max_keys`](KeyedRateLimiterConfig::max_keys) new keys) is
+/// evicted only when the other 3 keys looked at with it were all refused as well.
+/// A flood of new keys evicts the flood's own keys, and the keys being limited
+/// stay limited. A key that is merely busy, passing at its rate, is evicted as
+/// soon as it is the closest to recovery of the 4 looked at. The mark costs a
+/// passing call nothing: only a refused check writes it.
+///
+/// An evicted key's next check is that of a new key: it passes, with its whole
+/// burst. A key evicted under rules 2 or 3 gets that burst early; the snapshot's
+/// [`evicted_limited`](KeyedRateLimiterSnapshot::evicted_limited) counts them.
 ///
 /// ```
 /// use palisade_clock::ManualClock;
@@ -273,7 +391,7 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher + Clone> KeyedRateLimiter<K, C, S> {
         Ok(KeyedRateLimiter {
             inner: Arc::new(Inner {
                 shards: (0..n)
-                    .map(|_| CachePadded::new(RwLock::new(Map::default())))
+                    .map(|_| CachePadded::new(RwLock::new(Keys::default())))
                     .collect(),
                 capacity: capacities(config.max_keys, n)
                     .map(AtomicUsize::new)
@@ -335,9 +453,11 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher + Clone> KeyedRateLimiter<K, C, S> {
         let (index, hash) = self.locate(key);
         let probe = Probe { hash, key };
         {
-            let map = self.inner.shards[index].read();
-            if let Some(cell) = map.get(&probe as &dyn Lookup<Q>) {
-                return gcra.check(cell, now).map_err(|wait| self.limited(wait));
+            let keys = self.inner.shards[index].read();
+            if let Some(cell) = keys.map.get(&probe as &dyn Lookup<Q>) {
+                return gcra
+                    .check(&cell.tat, now)
+                    .map_err(|wait| self.limited(cell, wait));
             }
         }
         self.check_new(index, probe, gcra, now)
@@ -355,62 +475,115 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher + Clone> KeyedRateLimiter<K, C, S> {
         K: Borrow<Q>,
         Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
     {
-        let mut map = self.inner.shards[index].write();
-        if let Some(cell) = map.get(&probe as &dyn Lookup<Q>) {
-            // Another call inserted it meanwhile.
-            return gcra.check(cell, now).map_err(|wait| self.limited(wait));
+        let mut guard = self.inner.shards[index].write();
+        let keys: &mut Keys<K> = &mut guard;
+        #[cfg(loom)]
+        let recheck = !crate::sync::broken::is(crate::sync::broken::Bug::KeyedNoRecheck);
+        #[cfg(not(loom))]
+        let recheck = true;
+        if recheck {
+            if let Some(cell) = keys.map.get(&probe as &dyn Lookup<Q>) {
+                // Another call inserted it meanwhile.
+                return gcra
+                    .check(&cell.tat, now)
+                    .map_err(|wait| self.limited(cell, wait));
+            }
         }
         let capacity = self.inner.capacity[index].load(Ordering::Relaxed).max(1);
-        while map.len() >= capacity {
-            self.evict_one(&mut map, now);
+        // The ring position freed by the last eviction, for the new key.
+        let mut free = None;
+        while keys.map.len() >= capacity {
+            if let Some(position) = free.take() {
+                // The bound was lowered: more than one key goes.
+                keys.forget(position);
+            }
+            free = Some(self.evict_one(keys, now));
         }
         // A new key starts with its whole burst: as if its TAT were long past.
         match gcra.decide(0, now) {
             Ok(tat) => {
                 let slot = Slot {
-                    hash: probe.hash,
+                    hash: Hashed(probe.hash),
                     key: probe.key.to_owned(),
                 };
-                map.insert(slot, AtomicU64::new(tat));
+                keys.map.insert(slot, Cell::new(tat));
+                match free {
+                    Some(position) => keys.ring[position] = probe.hash,
+                    None => keys.ring.push(probe.hash),
+                }
                 Ok(())
             }
             // Only possible if the burst were zero, which validation forbids.
-            Err(wait) => Err(self.limited(Duration::from_nanos(wait))),
+            Err(wait) => {
+                if let Some(position) = free {
+                    keys.forget(position);
+                }
+                self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+                Err(RateLimited::new(Duration::from_nanos(wait)))
+            }
         }
     }
 
-    /// Removes one key: one whose limit has fully recovered (the same as absent:
-    /// nothing is lost), or else the one closest to recovery.
-    fn evict_one(&self, map: &mut Map<K>, now: u64) {
-        let mut oldest = u64::MAX;
-        for cell in map.values() {
-            oldest = oldest.min(cell.load(Ordering::Relaxed));
-            if oldest <= now {
+    /// Removes one key of a non-empty shard, chosen by the hand as the
+    /// [type's docs](KeyedRateLimiter#eviction) say, and returns its ring position
+    /// (which still holds the evicted key's hash, for the caller to overwrite or
+    /// forget).
+    fn evict_one(&self, keys: &mut Keys<K>, now: u64) -> usize {
+        let len = keys.ring.len();
+        let start = keys.hand % len;
+        let next = |position: usize| if position + 1 == len { 0 } else { position + 1 };
+        // The closest to recovery among the unmarked keys looked at, and among all.
+        let mut unmarked: Option<(u64, usize)> = None;
+        let mut any: Option<(u64, usize)> = None;
+        let mut recovered = None;
+        let mut position = start;
+        for _ in 0..SAMPLE.min(len) {
+            let cell = keys.cell_at(position);
+            let tat = cell.tat.load(Ordering::Relaxed);
+            if tat <= now {
+                recovered = Some((tat, position));
                 break;
             }
-        }
-        let lossy = oldest > now;
-        let mut removed = false;
-        map.retain(|_, cell| {
-            let tat = cell.load(Ordering::Relaxed);
-            if !removed && (tat == oldest || tat <= now) {
-                removed = true;
-                return false;
+            if !cell.refused.load(Ordering::Relaxed) && unmarked.is_none_or(|(best, _)| tat < best)
+            {
+                unmarked = Some((tat, position));
             }
-            true
-        });
+            if any.is_none_or(|(best, _)| tat < best) {
+                any = Some((tat, position));
+            }
+            position = next(position);
+        }
+        let (tat, victim) = match recovered.or(unmarked).or(any) {
+            Some(found) => found,
+            None => unreachable!("a full shard has keys to look at"),
+        };
+        // The hand passes the keys before the victim, clearing their marks (the
+        // write lock is held: no check reads or writes a mark meanwhile), and stops
+        // just past the victim, whose place the new key takes.
+        let mut position = start;
+        while position != victim {
+            keys.cell_at(position)
+                .refused
+                .store(false, Ordering::Relaxed);
+            position = next(position);
+        }
+        keys.hand = next(victim);
+        keys.map.remove(&Hashed(keys.ring[victim]));
         self.inner.evicted.fetch_add(1, Ordering::Relaxed);
-        if lossy {
+        if tat > now {
             self.inner.evicted_limited.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
-                keys = map.len(),
+                keys = keys.map.len(),
                 "keyed rate limiter full: evicted a key still being limited"
             );
         }
+        victim
     }
 
+    /// A refused check: counts it and marks the key, so that eviction keeps it.
     #[cold]
-    fn limited(&self, wait: Duration) -> RateLimited {
+    fn limited(&self, cell: &Cell, wait: Duration) -> RateLimited {
+        cell.refuse();
         self.inner.rejected.fetch_add(1, Ordering::Relaxed);
         RateLimited::new(wait)
     }
@@ -421,15 +594,19 @@ impl<K: Hash + Eq, C: Clock, S: BuildHasher + Clone> KeyedRateLimiter<K, C, S> {
     pub fn retain_recent(&self) {
         let now = self.inner.clock.now().as_nanos();
         for shard in self.inner.shards.iter() {
-            shard
-                .write()
-                .retain(|_, cell| cell.load(Ordering::Relaxed) > now);
+            let mut guard = shard.write();
+            let keys: &mut Keys<K> = &mut guard;
+            keys.map
+                .retain(|_, cell| cell.tat.load(Ordering::Relaxed) > now);
+            keys.ring.clear();
+            keys.ring.extend(keys.map.keys().map(|slot| slot.hash.0));
+            keys.hand = 0;
         }
     }
 
     /// How many keys are tracked.
     pub fn len(&self) -> usize {
-        self.inner.shards.iter().map(|s| s.read().len()).sum()
+        self.inner.shards.iter().map(|s| s.read().map.len()).sum()
     }
 
     /// Whether no key is tracked.

@@ -245,10 +245,22 @@ impl<C: Clock> RateLimiter<C> {
 
     /// Applies a new rate to the live limiter (hot reload). The calls already let
     /// through still count: the schedule continues from where it is.
+    ///
+    /// The interval and the tolerance are two words (together they need more than
+    /// 64 bits: an interval of up to a day in nanoseconds and a burst of up to a
+    /// billion), so a check racing the change may read the old interval with the
+    /// new tolerance, or the other way round. That is harmless: such a check passes
+    /// only if the TAT is within the larger of the two tolerances, and moves it by
+    /// at least the smaller of the two intervals, so it is never looser than the
+    /// looser of the two limits, and the next check reads the new pair.
     pub fn reconfigure(&self, config: &RateLimiterConfig) -> Result<(), ConfigError> {
         config.validate()?;
         let mut current = self.inner.config.lock();
         let interval = config.emission_nanos();
+        #[cfg(loom)]
+        if crate::sync::broken::is(crate::sync::broken::Bug::ReconfigureZeroIntervalFirst) {
+            self.inner.interval.store(0, Ordering::Relaxed);
+        }
         self.inner.interval.store(interval, Ordering::Relaxed);
         self.inner
             .tolerance
