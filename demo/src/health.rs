@@ -9,7 +9,7 @@
 //! | --- | --- | --- |
 //! | `pass` | the dependency answers, the probe answers | 200 |
 //! | `warn` | answers come from the fallback, or the probe fails | 200 |
-//! | `fail` | the dependency is down and nothing answers for it | 503 |
+//! | `fail` | the dependency is down and nothing answers for it, or the runtime lags by 2 s | 503 |
 
 use std::convert::Infallible;
 use std::fmt;
@@ -37,11 +37,11 @@ use crate::server::PROBE_PATH;
 pub const HEALTH_PATH: &str = "/health";
 
 /// The default probe timeout: 200 ms. A healthy dependency on the same network
-/// answers a probe in a few milliseconds; waiting longer only makes the health
-/// endpoint itself slow when the dependency is not.
+/// answers a probe in a few milliseconds; a probe that waits longer only
+/// reports later that the dependency is slow.
 pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_millis(200);
 
-/// A circuit breaker's state, as health reads it.
+/// A circuit breaker's state, as the demo's report and chart show it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerView {
@@ -114,7 +114,7 @@ pub struct HealthServer {
 }
 
 impl HealthServer {
-    /// Serves `check` until [`shutdown`](HealthServer::shutdown).
+    /// Serves `health`'s endpoints until [`shutdown`](HealthServer::shutdown).
     pub async fn start(health: Health) -> io::Result<HealthServer> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

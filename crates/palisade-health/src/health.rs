@@ -97,18 +97,18 @@ impl ProbeConfig {
     }
 
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
-        if self.interval.is_zero() {
+        if self.interval.is_zero() || self.interval > MAX_INTERVAL {
             return Err(ConfigError::new(
                 format!("probe `{name}`: interval"),
-                "0s",
-                "above zero",
+                format!("{:?}", self.interval),
+                "above zero and at most a day",
             ));
         }
-        if self.timeout.is_zero() {
+        if self.timeout.is_zero() || self.timeout > MAX_INTERVAL {
             return Err(ConfigError::new(
                 format!("probe `{name}`: timeout"),
-                "0s",
-                "above zero",
+                format!("{:?}", self.timeout),
+                "above zero and at most a day",
             ));
         }
         if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
@@ -121,6 +121,9 @@ impl ProbeConfig {
         Ok(())
     }
 }
+
+/// The longest probe interval and timeout: a day.
+const MAX_INTERVAL: Duration = Duration::from_secs(86_400);
 
 /// How long a new status must hold before health reports it, so that health
 /// does not flap with every lost packet.
@@ -536,6 +539,7 @@ impl HealthBuilder {
             shutting_down: std::sync::atomic::AtomicBool::new(false),
             started: std::sync::atomic::AtomicBool::new(false),
             groups: Mutex::new(None),
+            evaluating: Mutex::new(()),
             report: watch::channel(Arc::new(HealthReport::empty())).0,
             guard: Mutex::new(Some(guard)),
             ctx: ctx.clone(),
@@ -578,6 +582,7 @@ struct Inner {
     /// Latched once every startup component has passed.
     started: std::sync::atomic::AtomicBool,
     groups: Mutex<Option<[Status; 3]>>,
+    evaluating: Mutex<()>,
     report: watch::Sender<Arc<HealthReport>>,
     guard: Mutex<Option<CancelGuard>>,
     ctx: Context,
@@ -657,6 +662,9 @@ impl Health {
 
 impl Inner {
     fn evaluate(&self) {
+        // One evaluation at a time: the tick, `evaluate` and `begin_shutdown`
+        // publish their reports in the order they read their sources.
+        let _one = self.evaluating.lock();
         let now = TokioClock.now();
         let wall = SystemTime::now();
         let mut changes = Vec::new();
@@ -680,8 +688,12 @@ impl Inner {
                 } else {
                     self.hysteresis.better
                 };
+                // Consecutive evaluations on the same side of the reported
+                // status (all worse, or all better) count together, so that a
+                // status alternating between fail and warn still leaves pass.
+                let worse = raw.status() > before;
                 let seen = match state.pending {
-                    Some((s, n)) if s == raw.status() => n + 1,
+                    Some((s, n)) if (s > before) == worse => n + 1,
                     _ => 1,
                 };
                 if seen >= needed {
@@ -770,7 +782,14 @@ impl Inner {
         for change in &changes {
             tell(change);
             for hook in &self.hooks {
-                hook(change);
+                // A hook that panics loses its call, not the evaluation.
+                if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| hook(change))) {
+                    tracing::error!(
+                        target: "palisade::health",
+                        panic = %message(&*payload),
+                        "an on_change hook panicked"
+                    );
+                }
             }
         }
     }

@@ -37,7 +37,8 @@ pub struct Observation {
     /// Attempts that failed (a transient or permanent outcome, an `Ok` the
     /// classifier calls a failure, a timeout, a panic).
     pub failed: u64,
-    /// Attempts and executions that ended by a timeout.
+    /// Attempts that ended by a timeout (an attempt that a total timeout gave up
+    /// included; each is in `failed` too).
     pub timeouts: u64,
     /// Attempts refused by a strategy (breaker, bulkhead, rate limiter).
     pub rejected: u64,
@@ -215,9 +216,8 @@ pub(crate) struct Judge {
     totals: Totals,
     /// Running totals at recent evaluations, oldest first, spanning `window`.
     history: VecDeque<(Instant, Totals)>,
-    /// When an attempt last succeeded (or when watching began), and the totals
-    /// then.
-    since_success: Option<(Instant, Totals)>,
+    /// When the failures since the last success began, and the totals then.
+    streak: Option<(Instant, Totals)>,
 }
 
 impl Judge {
@@ -227,7 +227,7 @@ impl Judge {
             last: None,
             totals: Totals::default(),
             history: VecDeque::new(),
-            since_success: None,
+            streak: None,
         }
     }
 
@@ -240,16 +240,20 @@ impl Judge {
         });
         let before = self.totals;
         self.totals.add(&last, &now);
-        if self.since_success.is_none() || self.totals.succeeded > before.succeeded {
-            self.since_success = Some((at, self.totals));
+        if self.totals.succeeded > before.succeeded {
+            self.streak = None;
+        } else if self.streak.is_none() && self.totals.failed > before.failed {
+            // The first failure since the last success starts the streak: time
+            // spent idle before it is no failing time.
+            self.streak = Some((at, before));
         }
         self.history.push_back((at, self.totals));
-        while let Some(&(t, _)) = self.history.front() {
-            if at.saturating_duration_since(t) > self.rules.window && self.history.len() > 1 {
-                self.history.pop_front();
-            } else {
-                break;
-            }
+        // Keep the newest sample at least `window` old, so that the window is
+        // covered even when evaluations are further apart than it.
+        while self.history.len() > 1
+            && at.saturating_duration_since(self.history[1].0) >= self.rules.window
+        {
+            self.history.pop_front();
         }
         let oldest = self.history.front().map_or(Totals::default(), |h| h.1);
         let recent = self.totals.minus(&oldest);
@@ -274,7 +278,7 @@ impl Judge {
             };
         }
 
-        if let Some((since, at_success)) = self.since_success {
+        if let Some((since, at_success)) = self.streak {
             let quiet = at.saturating_duration_since(since);
             let tried = (self.totals.succeeded + self.totals.failed)
                 - (at_success.succeeded + at_success.failed);
@@ -293,7 +297,7 @@ impl Judge {
         }
 
         if attempts >= rules.min_calls {
-            let share = recent.timeouts as f64 / attempts as f64;
+            let share = (recent.timeouts as f64 / attempts as f64).min(1.0);
             if share >= rules.timeouts_fail && !fallback_answers {
                 return Verdict::fail(format!(
                     "{:.0} % of attempts timed out in the last {} s",

@@ -222,6 +222,86 @@ async fn a_flapping_dependency_does_not_flap_health() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_status_alternating_between_fail_and_warn_still_leaves_pass() {
+    // A breaker cycling open (fail) and half-open (warn) at each evaluation.
+    let fake = Fake::default();
+    let health = one_dependency(&fake, Criticality::Critical);
+    for i in 0..2 {
+        fake.update(|o| {
+            o.availability = if i % 2 == 0 {
+                Availability::Unavailable
+            } else {
+                Availability::Probing
+            };
+        });
+        evaluations(1).await;
+    }
+    assert_eq!(health.status(Group::Readiness), Status::Warn);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hook_that_panics_does_not_stop_the_evaluation() {
+    let fake = Fake::default();
+    let health = Health::builder()
+        .dependency("upstream", Criticality::Critical, fake.source())
+        .hysteresis(Hysteresis::new(1, 1))
+        .on_change(|_| panic!("hook exploded"))
+        .start()
+        .unwrap();
+    fake.update(|o| o.availability = Availability::Unavailable);
+    evaluations(1).await;
+    assert_eq!(health.status(Group::Readiness), Status::Fail);
+    fake.update(|o| o.availability = Availability::Available);
+    evaluations(1).await;
+    assert_eq!(health.status(Group::Readiness), Status::Pass);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shares_are_judged_when_evaluations_are_further_apart_than_the_window() {
+    let fake = Fake::default();
+    let mut rules = DependencyRules::default();
+    rules.window = Duration::from_secs(5);
+    let health = Health::builder()
+        .rules(rules)
+        .evaluate_every(Duration::from_secs(10))
+        .hysteresis(Hysteresis::new(1, 1))
+        .dependency("upstream", Criticality::Critical, fake.source())
+        .start()
+        .unwrap();
+    fake.update(|o| {
+        o.succeeded += 10;
+        o.failed += 10;
+        o.timeouts += 10;
+    });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::task::yield_now().await;
+    assert_eq!(health.status(Group::Readiness), Status::Fail);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_time_before_the_first_failure_is_no_failing_time() {
+    let fake = Fake::default();
+    let mut rules = DependencyRules::default();
+    rules.no_success_for = Duration::from_secs(10);
+    let health = Health::builder()
+        .rules(rules)
+        .hysteresis(Hysteresis::new(1, 1))
+        .dependency("upstream", Criticality::Critical, fake.source())
+        .start()
+        .unwrap();
+    fake.update(|o| o.succeeded = 1);
+    evaluations(60).await;
+    fake.update(|o| o.failed += 20);
+    evaluations(1).await;
+    assert_eq!(health.status(Group::Readiness), Status::Pass);
+    for _ in 0..10 {
+        fake.update(|o| o.failed += 1);
+        evaluations(1).await;
+    }
+    assert_eq!(health.status(Group::Readiness), Status::Fail);
+}
+
+#[tokio::test(start_paused = true)]
 async fn calls_answering_but_none_succeeding_fail_within_the_configured_time() {
     // Case (a): every call is made and answered, local checks pass, no breaker
     // opens, and nothing succeeds.
@@ -453,7 +533,7 @@ async fn a_probe_runs_on_its_schedule_and_passes_once_it_answers() {
     tokio::time::sleep(Duration::from_secs(60)).await;
     // Every 9 to 11 s: 6 or 7 runs in the minute, the first included.
     let n = runs.load(Ordering::Relaxed);
-    assert!((6..=8).contains(&n), "{n} runs");
+    assert!((6..=7).contains(&n), "{n} runs");
 }
 
 #[tokio::test(start_paused = true)]

@@ -2085,7 +2085,7 @@ where
         if let Some(sleep) = rest.total.as_mut().as_pin_mut() {
             if sleep.poll(cx).is_ready() {
                 abandon(this.fut, rest.slow, rest.permit, rest.slot);
-                pipeline.inner.tally.timed_out();
+                pipeline.inner.tally.total_timeout();
                 let error = Error::timeout(TimeoutKind::Total, limit);
                 return finish(
                     pipeline,

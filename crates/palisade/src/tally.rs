@@ -36,7 +36,9 @@ pub struct CallCounts {
     /// Attempts that failed: a transient or permanent outcome (an `Ok` the
     /// classifier calls a failure included), a timeout, a panic.
     pub failed: u64,
-    /// Attempts and executions that ended by the attempt or the total timeout.
+    /// Attempts that ended by a timeout: their attempt timeout, or the total
+    /// timeout giving up the attempt in flight (which is counted in `failed`
+    /// too).
     pub timeouts: u64,
     /// Attempts refused by the breaker, the rate limiter or the bulkhead.
     pub rejected: u64,
@@ -81,6 +83,14 @@ impl Tally {
     /// An attempt or an execution ended by a timeout.
     #[cold]
     pub(crate) fn timed_out(&self) {
+        self.timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// The total timeout gave up the attempt in flight: a failed attempt, ended
+    /// by a timeout.
+    #[cold]
+    pub(crate) fn total_timeout(&self) {
+        self.failed.fetch_add(1, Relaxed);
         self.timeouts.fetch_add(1, Relaxed);
     }
 

@@ -85,6 +85,27 @@ async fn a_pipeline_counts_its_attempts_and_executions() {
     assert_eq!(pipeline.snapshot().calls, calls);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_total_timeout_counts_the_attempt_it_gave_up_as_a_failed_timeout() {
+    let pipeline = Pipeline::builder("slow")
+        .total_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let e = pipeline
+        .execute(&Context::background(), |_| {
+            std::future::pending::<Result<(), std::io::Error>>()
+        })
+        .await
+        .unwrap_err();
+    assert!(e.is_timeout(), "{e}");
+    let calls = pipeline.calls();
+    assert_eq!(
+        (calls.failed, calls.timeouts, calls.executions_failed),
+        (1, 1, 1)
+    );
+    assert_eq!(calls.succeeded, 0);
+}
+
 #[tokio::test]
 async fn readiness_follows_a_real_upstream_down_and_back_after_the_hysteresis() {
     let clock = ManualClock::new();
