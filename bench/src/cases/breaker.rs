@@ -250,7 +250,7 @@ fn registry_cases() -> Vec<Case> {
                 (registry(1_000_000), 0u64),
                 |s| {
                     s.1 += 1;
-                    if s.1 % REGISTRY_RESTART == 0 {
+                    if s.1.is_multiple_of(REGISTRY_RESTART) {
                         s.0 = registry(1_000_000);
                     }
                     s.0.get(&s.1).state()

@@ -80,7 +80,7 @@ fn full_keyed() -> Keyed {
 
 /// The flood workload's hot key for check number `i`, if it goes to one.
 fn hot_key(i: u64) -> Option<u64> {
-    (i % 100 == 0).then(|| u64::MAX - (i / 100) % HOT)
+    i.is_multiple_of(100).then(|| u64::MAX - (i / 100) % HOT)
 }
 
 /// As high as palisade's limit allows (10^9 per second) and more: never exhausted.
@@ -202,7 +202,7 @@ pub(super) fn cases() -> Vec<Case> {
                 (strict_keyed(1 << 20), 0u64),
                 |s| {
                     s.1 += 1;
-                    if s.1 % RESTART == 0 {
+                    if s.1.is_multiple_of(RESTART) {
                         s.0 = strict_keyed(1 << 20);
                     }
                     s.0.check(&s.1)
