@@ -298,21 +298,18 @@ impl Judge {
 
         if attempts >= rules.min_calls {
             let share = (recent.timeouts as f64 / attempts as f64).min(1.0);
-            if share >= rules.timeouts_fail && !fallback_answers {
-                return Verdict::fail(format!(
+            let text = || {
+                format!(
                     "{:.0} % of attempts timed out in the last {} s",
                     share * 100.0,
                     rules.window.as_secs()
-                ))
-                .observed(share * 100.0, "percent");
+                )
+            };
+            if share >= rules.timeouts_fail && !fallback_answers {
+                return Verdict::fail(text()).observed(share * 100.0, "percent");
             }
             if share >= rules.timeouts_warn {
-                return Verdict::warn(format!(
-                    "{:.0} % of attempts timed out in the last {} s",
-                    share * 100.0,
-                    rules.window.as_secs()
-                ))
-                .observed(share * 100.0, "percent");
+                return Verdict::warn(text()).observed(share * 100.0, "percent");
             }
         }
 
