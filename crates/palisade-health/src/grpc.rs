@@ -1,6 +1,7 @@
 //! The gRPC health service (`grpc.health.v1.Health`), kept up to date with the
 //! groups' statuses.
 
+use futures_util::FutureExt;
 use tonic_health::ServingStatus;
 use tonic_health::pb::health_server::{Health as GrpcHealth, HealthServer};
 
@@ -19,8 +20,10 @@ impl Health {
     /// The gRPC `grpc.health.v1.Health` service, for a tonic server: `Check`
     /// and `Watch` of the service `""` answer readiness (`SERVING` for `pass`
     /// and `warn`, `NOT_SERVING` for `fail`), and of `readiness`, `liveness`
-    /// and `startup` each group. A background task keeps it up to date from
-    /// every evaluation until this health stops.
+    /// and `startup` each group. It answers the latest report from the start; a
+    /// background task keeps it up to date from every evaluation, and when this
+    /// health stops (or its last handle is dropped) every service answers
+    /// `NOT_SERVING`: nothing vouches for the server any more.
     ///
     /// # Panics
     /// Outside a tokio runtime.
@@ -28,20 +31,21 @@ impl Health {
         let (reporter, server) = tonic_health::server::health_reporter();
         let mut reports = self.watch();
         let ctx = self.context().clone();
-        let set = |report: &crate::HealthReport| {
-            GRPC_SERVICES.map(|(name, group)| {
-                let status = if report.status(group).is_up() {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                };
-                (name, status)
-            })
-        };
-        let first = set(&self.report());
-        let spawn_ctx = ctx.clone();
+        let first = statuses(&self.report());
+        // The reporter is new and nobody else holds its lock: the first statuses
+        // are set before the server is handed out. (Were the lock ever busy,
+        // the task below sets them.)
+        let set_now = first.iter().all(|(name, status)| {
+            reporter
+                .set_service_status(name, *status)
+                .now_or_never()
+                .is_some()
+        });
+        // Spawned apart from the health's cancellation, which it watches itself:
+        // it has the last word when the health stops.
+        let spawn_ctx = ctx.without_cancel();
         let _detached = palisade_context::spawn(&spawn_ctx, async move {
-            let mut last = None;
+            let mut last = set_now.then_some(first);
             let mut next = Some(first);
             loop {
                 if let Some(statuses) = next.take() {
@@ -52,18 +56,34 @@ impl Health {
                         last = Some(statuses);
                     }
                 }
-                tokio::select! {
+                let ended = tokio::select! {
                     biased;
-                    () = ctx.cancelled() => return,
-                    changed = reports.changed() => {
-                        if changed.is_err() {
-                            return;
-                        }
-                        next = Some(set(&reports.borrow_and_update()));
+                    () = ctx.cancelled() => true,
+                    changed = reports.changed() => changed.is_err(),
+                };
+                if ended {
+                    for (name, _) in GRPC_SERVICES {
+                        reporter
+                            .set_service_status(name, ServingStatus::NotServing)
+                            .await;
                     }
+                    return;
                 }
+                next = Some(statuses(&reports.borrow_and_update()));
             }
         });
         server
     }
+}
+
+/// What each gRPC service name answers for `report`.
+fn statuses(report: &crate::HealthReport) -> [(&'static str, ServingStatus); 4] {
+    GRPC_SERVICES.map(|(name, group)| {
+        let status = if report.status(group).is_up() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        (name, status)
+    })
 }

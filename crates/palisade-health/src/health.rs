@@ -673,8 +673,10 @@ impl Inner {
             let (raw, known) = c.raw(now);
             let mut state = c.state.lock();
             let before = state.verdict.status();
+            // Whether the reported status moves now. The first known status is
+            // reported as it is: there was none before it, so it is no change.
+            let mut moved = false;
             if !state.evaluated {
-                // The first known status is reported as it is.
                 state.evaluated = known;
                 state.verdict = raw;
                 state.since = wall;
@@ -683,15 +685,15 @@ impl Inner {
                 // The same status: its latest reason and value.
                 state.verdict = raw;
             } else {
-                let needed = if raw.status() > before {
-                    self.hysteresis.worse
-                } else {
-                    self.hysteresis.better
-                };
                 // Consecutive evaluations on the same side of the reported
                 // status (all worse, or all better) count together, so that a
                 // status alternating between fail and warn still leaves pass.
                 let worse = raw.status() > before;
+                let needed = if worse {
+                    self.hysteresis.worse
+                } else {
+                    self.hysteresis.better
+                };
                 let seen = match state.pending {
                     Some((s, n)) if (s > before) == worse => n + 1,
                     _ => 1,
@@ -700,17 +702,17 @@ impl Inner {
                     state.pending = None;
                     state.verdict = raw;
                     state.since = wall;
+                    moved = true;
                 } else {
                     state.pending = Some((raw.status(), seen));
                 }
             }
-            let after = state.verdict.status();
-            if after != before && state.since == wall {
+            if moved {
                 changes.push(Change {
                     component: Some(c.id.clone()),
                     group: None,
                     from: before,
-                    to: after,
+                    to: state.verdict.status(),
                     output: state.verdict.output().map(str::to_owned),
                 });
             }
@@ -875,14 +877,11 @@ impl Component {
     }
 }
 
+/// The text of a caught panic, as palisade-classify reads it.
 fn message(payload: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a non-string payload".to_string()
-    }
+    palisade_classify::Panicked::from_payload(payload)
+        .message()
+        .to_owned()
 }
 
 async fn run_probe(

@@ -82,6 +82,7 @@
 //! | `grpc` | `Health::grpc_service`, the gRPC health service (tonic-health; Rust 1.88) |
 //! | `metrics` | the gauges above, through the `metrics` facade |
 
+#![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod health;

@@ -10,13 +10,13 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
-#[tokio::test]
-async fn watch_sees_serving_then_not_serving_at_shutdown() {
-    let health = Health::builder()
-        .evaluate_every(Duration::from_secs(3600))
-        .check("disk", Criticality::Critical, Groups::READINESS, || true)
-        .start()
-        .unwrap();
+/// A tonic server of `health`'s gRPC service on loopback, and a client of it.
+async fn serve(
+    health: &Health,
+) -> (
+    HealthClient<tonic::transport::Channel>,
+    tokio::task::JoinHandle<()>,
+) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let incoming = futures_util::stream::unfold(listener, |listener| async move {
@@ -31,13 +31,76 @@ async fn watch_sees_serving_then_not_serving_at_shutdown() {
             .await
             .unwrap();
     });
-
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
-    let mut client = HealthClient::new(channel);
+    (HealthClient::new(channel), server)
+}
+
+async fn check(
+    client: &mut HealthClient<tonic::transport::Channel>,
+    service: &str,
+) -> ServingStatus {
+    client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
+}
+
+#[tokio::test]
+async fn a_service_not_started_answers_not_serving_from_the_start_and_a_stopped_one_too() {
+    let health = Health::builder()
+        .evaluate_every(Duration::from_secs(3600))
+        .check("warm-cache", Criticality::Critical, Groups::STARTUP, || {
+            false
+        })
+        .check("disk", Criticality::Critical, Groups::LIVENESS, || true)
+        .start()
+        .unwrap();
+    let (mut client, server) = serve(&health).await;
+    // Not started: readiness fails, and the server as a whole says so at once.
+    assert_eq!(check(&mut client, "").await, ServingStatus::NotServing);
+    assert_eq!(
+        check(&mut client, "startup").await,
+        ServingStatus::NotServing
+    );
+    assert_eq!(check(&mut client, "liveness").await, ServingStatus::Serving);
+    // Stopped: nothing vouches for the server any more.
+    let mut watch = client
+        .watch(HealthCheckRequest {
+            service: "liveness".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status(),
+        ServingStatus::Serving
+    );
+    health.stop();
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("no update within 10 s")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status(), ServingStatus::NotServing);
+    server.abort();
+}
+
+#[tokio::test]
+async fn watch_sees_serving_then_not_serving_at_shutdown() {
+    let health = Health::builder()
+        .evaluate_every(Duration::from_secs(3600))
+        .check("disk", Criticality::Critical, Groups::READINESS, || true)
+        .start()
+        .unwrap();
+    let (mut client, server) = serve(&health).await;
     let check = client
         .check(HealthCheckRequest {
             service: "liveness".into(),

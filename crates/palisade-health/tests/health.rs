@@ -9,6 +9,7 @@ use palisade_health::{
     Availability, Change, Criticality, DependencyRules, Group, Groups, Health, Hysteresis,
     Observation, ProbeConfig, Status, Verdict,
 };
+use palisade_test::TaskBaseline;
 use parking_lot::Mutex;
 
 /// A dependency whose counters the test moves.
@@ -404,13 +405,22 @@ async fn a_pipeline_replaced_by_a_reload_is_a_new_start_not_a_negative_count() {
     let fake = Fake::default();
     let health = one_dependency(&fake, Criticality::Critical);
     fake.update(|o| o.succeeded = 1000);
-    evaluations(1).await;
+    // Evaluated here, not by the background task: a subtraction that overflowed
+    // would panic this test instead of ending that task quietly.
+    health.evaluate();
     fake.update(|o| {
         o.succeeded = 3;
         o.failed = 0;
     });
-    evaluations(3).await;
-    assert_eq!(health.status(Group::Readiness), Status::Pass);
+    let report = health.evaluate();
+    assert_eq!(report.status(Group::Readiness), Status::Pass);
+    // The new start's 3 successes are the window's whole count: 100 %.
+    let observed = report
+        .component("upstream")
+        .unwrap()
+        .verdict
+        .observed_value();
+    assert_eq!(observed.map(|o| o.value), Some(100.0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -636,29 +646,39 @@ async fn health_json_has_the_drafts_fields() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn dropping_the_last_handle_ends_every_task() {
-    let metrics = tokio::runtime::Handle::current().metrics();
-    let before = metrics.num_alive_tasks();
-    let health = Health::builder()
-        .probe(
-            "db",
-            Criticality::Critical,
-            Groups::READINESS,
-            ProbeConfig::default(),
-            |_| async { true },
-        )
-        .runtime_lag(
-            Duration::from_millis(100),
-            Duration::from_millis(50),
-            Duration::from_millis(500),
-        )
-        .start()
-        .unwrap();
+async fn dropping_the_last_handle_or_stopping_ends_every_task() {
+    let start = || {
+        Health::builder()
+            .probe(
+                "db",
+                Criticality::Critical,
+                Groups::READINESS,
+                ProbeConfig::default(),
+                |_| async { true },
+            )
+            .runtime_lag(
+                Duration::from_millis(100),
+                Duration::from_millis(50),
+                Duration::from_millis(500),
+            )
+            .start()
+            .unwrap()
+    };
+    let baseline = TaskBaseline::now();
+    let health = start();
     evaluations(2).await;
-    assert_eq!(metrics.num_alive_tasks(), before + 3);
+    // The probe, the lag probe and the evaluation.
+    assert_eq!(palisade_test::live_tasks(), baseline.tasks() + 3);
     drop(health);
+    baseline.assert_none_left().await;
+
+    let health = start();
     evaluations(2).await;
-    assert_eq!(metrics.num_alive_tasks(), before);
+    assert_eq!(palisade_test::live_tasks(), baseline.tasks() + 3);
+    health.stop();
+    baseline.assert_none_left().await;
+    // The last report stays, and evaluating by hand still works.
+    assert_eq!(health.evaluate().status(Group::Liveness), Status::Pass);
 }
 
 #[cfg(feature = "http")]

@@ -70,12 +70,6 @@
 //! assert_no_live_tasks().await;
 //! # }
 //! ```
-#![warn(
-    missing_docs,
-    missing_debug_implementations,
-    rust_2018_idioms,
-    unreachable_pub
-)]
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // A test kit runs at the root of a test: it waits on the test's own runtime clock.

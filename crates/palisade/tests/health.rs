@@ -245,7 +245,11 @@ consecutive_failures = 2
     assert_eq!(health.status(Group::Readiness), Status::Fail);
     // A reload replaces the pipeline (its breaker state is kept) and health
     // reads the new one: its counts start again, which is no negative delta.
+    use palisade::health::Observe;
+    assert_eq!(db.observe().failed, 2);
     registry.reload_toml(TOML).unwrap();
+    // The handle health holds reads the new pipeline: its counts start again.
+    assert_eq!(db.observe().failed, 0);
     health.evaluate();
     assert_eq!(health.status(Group::Readiness), Status::Fail);
     db.current().breaker().unwrap().reset();
