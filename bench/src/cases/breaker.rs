@@ -40,10 +40,7 @@ fn registry(max_keys: usize) -> Registry {
         palisade_breaker::BreakerConfig::default()
             .window(palisade_breaker::WindowConfig::Count { size: 10 })
             .minimum_calls(10),
-        palisade_breaker::RegistryConfig {
-            max_keys,
-            ..Default::default()
-        },
+        palisade_breaker::RegistryConfig::default().with_max_keys(max_keys),
     )
     .clock(palisade_clock::ManualClock::new())
     .build()

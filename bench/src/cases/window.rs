@@ -54,18 +54,12 @@ fn time() -> TimeWindow<TokioClock> {
 }
 
 fn count_with_threshold() -> CountWindow {
-    let config = CountConfig {
-        slow_call_threshold: Some(SLOW),
-        ..CountConfig::default()
-    };
+    let config = CountConfig::default().with_slow_call_threshold(Some(SLOW));
     CountWindow::new(config).expect("a valid count window")
 }
 
 fn time_with_threshold() -> TimeWindow<TokioClock> {
-    let config = TimeConfig {
-        slow_call_threshold: Some(SLOW),
-        ..TimeConfig::default()
-    };
+    let config = TimeConfig::default().with_slow_call_threshold(Some(SLOW));
     TimeWindow::new(config, TokioClock).expect("a valid time window")
 }
 
@@ -79,11 +73,8 @@ const FILLED_CALLS: u64 = 2 * FILL_PER_THREAD;
 /// failed and each with a duration from 1 µs to 10 ms. Its clock stands still, so
 /// that every bucket stays in the window for the whole run, as under steady traffic.
 fn time_100_buckets() -> TimeWindow<ManualClock> {
-    let config = TimeConfig {
-        buckets: 100,
-        bucket_width: Duration::from_millis(100),
-        slow_call_threshold: Some(Duration::from_millis(5)),
-    };
+    let config = TimeConfig::new(100, Duration::from_millis(100))
+        .with_slow_call_threshold(Some(Duration::from_millis(5)));
     let clock = ManualClock::new();
     // An hour in, so that the whole window lies after the clock's zero.
     clock.advance(Duration::from_secs(3600));

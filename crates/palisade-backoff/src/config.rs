@@ -7,6 +7,7 @@ use crate::{Backoff, BackoffBuilder, ConfigError, Jitter};
 /// The curve of a [`BackoffConfig`].
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum BackoffKind {
     /// [`Backoff::constant`].
     Constant,
@@ -52,6 +53,7 @@ pub enum BackoffKind {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct BackoffConfig {
     /// The curve (default exponential).
     pub kind: BackoffKind,

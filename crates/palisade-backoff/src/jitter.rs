@@ -24,6 +24,7 @@ use serde::Deserialize;
 /// In serde configuration: `"none"`, `"full"`, `"equal"`, or `{ proportional = 0.2 }`.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Jitter {
     /// No randomness: the curve exactly.
     None,

@@ -927,10 +927,11 @@ impl<C: Clock> Inner<C> {
         }
         let timed = self.timed(started);
         let (failed, kind) = match outcome.map(|o| o.kind()) {
-            // Dropped or ignored: the slot is free, nothing is counted.
-            None | Some(OutcomeKind::Ignored) => return,
             Some(OutcomeKind::Failure) => (true, OutcomeKind::Failure),
             Some(OutcomeKind::Success) => (self.is_slow(timed), OutcomeKind::Success),
+            // Dropped or ignored (or a kind a later version adds): the slot is free,
+            // nothing is counted.
+            _ => return,
         };
         if word & METRICS_ONLY != 0 {
             // Metrics-only: every call reaches the window, probes too.

@@ -99,12 +99,24 @@ pub enum OpenTransition {
 /// the window took `duration` or longer.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SlowCallConfig {
     /// A call that takes at least this long is slow.
     #[serde(with = "palisade_clock::duration::serde")]
     pub duration: Duration,
     /// The percentage of slow calls, in (0, 100], at which the breaker opens.
     pub rate_threshold: f64,
+}
+
+impl SlowCallConfig {
+    /// The rule: trip when at least `rate_threshold` percent of the calls in the
+    /// window took `duration` or longer. Checked when the breaker is built.
+    pub const fn new(duration: Duration, rate_threshold: f64) -> Self {
+        SlowCallConfig {
+            duration,
+            rate_threshold,
+        }
+    }
 }
 
 /// The sliding window the closed state counts calls in.

@@ -234,6 +234,7 @@ impl std::error::Error for Rejected {}
 /// The error of [`Breaker::call`](crate::Breaker::call): the breaker rejected the
 /// call, or the call itself failed.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum CallError<E> {
     /// The breaker did not run the call.
     Rejected(Rejected),

@@ -25,6 +25,7 @@ use crate::sync::{Arc, AtomicU64, Mutex, Ordering, RwLock};
 /// | [`idle_timeout`](Self::idle_timeout) | 10 min | a key unused for that long has no state worth keeping: its window has emptied and an open duration has long passed |
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct RegistryConfig {
     /// The most keys held at once, 1..=10 000 000. A new key beyond it evicts one
     /// key of its shard, chosen among 8 at most ([eviction](Registry#eviction)):
@@ -49,6 +50,20 @@ impl Default for RegistryConfig {
 }
 
 impl RegistryConfig {
+    /// The same bounds, holding at most `max_keys` keys.
+    #[must_use]
+    pub const fn with_max_keys(mut self, max_keys: usize) -> Self {
+        self.max_keys = max_keys;
+        self
+    }
+
+    /// The same bounds, with keys idle after `idle_timeout` unused.
+    #[must_use]
+    pub const fn with_idle_timeout(mut self, idle_timeout: Duration) -> Self {
+        self.idle_timeout = idle_timeout;
+        self
+    }
+
     /// Checks both fields; the error names the bad one and its allowed range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=10_000_000).contains(&self.max_keys) {

@@ -29,20 +29,16 @@ impl<C: Clock> ClosedWindow<C> {
         clock: C,
     ) -> Result<Self, ConfigError> {
         let built = match shape {
-            WindowConfig::Count { size } => CountWindow::new(CountConfig {
-                size: size as usize,
-                slow_call_threshold,
-            })
+            WindowConfig::Count { size } => CountWindow::new(
+                CountConfig::new(size as usize).with_slow_call_threshold(slow_call_threshold),
+            )
             .map(ClosedWindow::Count),
             WindowConfig::Time {
                 buckets,
                 bucket_width,
             } => TimeWindow::new(
-                TimeConfig {
-                    buckets: buckets as usize,
-                    bucket_width,
-                    slow_call_threshold,
-                },
+                TimeConfig::new(buckets as usize, bucket_width)
+                    .with_slow_call_threshold(slow_call_threshold),
                 clock,
             )
             .map(ClosedWindow::Time),

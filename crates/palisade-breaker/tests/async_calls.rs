@@ -251,10 +251,9 @@ async fn slow_ok() -> Result<u32, ()> {
 
 #[tokio::test(start_paused = true)]
 async fn a_timed_call_is_counted_slow_by_its_duration() {
-    let breaker = Breaker::new(config().slow_call(Some(SlowCallConfig {
-        duration: Duration::from_millis(50),
-        rate_threshold: 100.0,
-    })))
+    let breaker = Breaker::new(
+        config().slow_call(Some(SlowCallConfig::new(Duration::from_millis(50), 100.0))),
+    )
     .unwrap();
     assert_eq!(breaker.call(slow_ok()).await.unwrap(), 1);
     assert_eq!(breaker.call(async { Ok::<_, ()>(2) }).await.unwrap(), 2);

@@ -512,10 +512,10 @@ fn config(cfg: &Cfg) -> BreakerConfig {
         })
         .minimum_calls(cfg.minimum_calls as u32)
         .failure_rate_threshold(cfg.failure_rate.map(|p| p as f64))
-        .slow_call(cfg.slow_rate.map(|p| SlowCallConfig {
-            duration: ms(SLOW_MS),
-            rate_threshold: p as f64,
-        }))
+        .slow_call(
+            cfg.slow_rate
+                .map(|p| SlowCallConfig::new(ms(SLOW_MS), p as f64)),
+        )
         .consecutive_failures(cfg.consecutive)
         .open(open)
         .half_open_probes(cfg.probes)

@@ -340,10 +340,7 @@ fn time_window_forgets_old_failures() {
 fn slow_call_rate_opens() {
     let config = BreakerConfig::default()
         .failure_rate_threshold(None)
-        .slow_call(Some(SlowCallConfig {
-            duration: secs(2),
-            rate_threshold: 50.0,
-        }))
+        .slow_call(Some(SlowCallConfig::new(secs(2), 50.0)))
         .window(WindowConfig::Count { size: 4 })
         .minimum_calls(4);
     let (b, clock, seen) = build(config);
@@ -666,10 +663,7 @@ fn a_success_that_completes_the_minimum_calls_does_not_trip_the_next_failure_doe
 
 #[test]
 fn a_slow_success_applies_the_failure_rate_rule_too() {
-    let config = rate_rule().slow_call(Some(SlowCallConfig {
-        duration: secs(1),
-        rate_threshold: 100.0,
-    }));
+    let config = rate_rule().slow_call(Some(SlowCallConfig::new(secs(1), 100.0)));
     let (b, clock, seen) = build(config);
     for _ in 0..3 {
         run(&b, Outcome::transient());

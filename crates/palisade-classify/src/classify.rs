@@ -21,6 +21,9 @@ use crate::Outcome;
 /// assert_eq!(by_value.classify(&Ok(0)), Outcome::Ignored);
 /// assert_eq!(by_value.classify(&Err("x".into())), Outcome::transient());
 /// ```
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait Classify<T, E> {
     /// The outcome of an attempt that returned `result`.
     fn classify(&self, result: &Result<T, E>) -> Outcome;
@@ -39,6 +42,9 @@ where
 /// An error that knows its own outcome (a timeout is transient, a panic permanent).
 ///
 /// [`ByError`] classifies `Ok` as success and an `Err` by this trait.
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait ClassifyError {
     /// The outcome this error stands for.
     fn outcome(&self) -> Outcome;
@@ -208,6 +214,9 @@ pub trait ClassifyExt: Sized {
 impl<C> ClassifyExt for C {}
 
 /// A predicate on results: what [`Override`] asks before it overrides.
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait ResultPredicate<T, E> {
     /// Whether the result matches.
     fn matches(&self, result: &Result<T, E>) -> bool;

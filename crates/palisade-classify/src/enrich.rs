@@ -144,7 +144,10 @@ impl<E: ClassifyError> ClassifyError for Enriched<E> {
 }
 
 /// Labels the error of a `Result` in place: `result.enrich("billing", "charge")`.
-pub trait ResultExt<T, E> {
+///
+/// Sealed: implemented for `Result` only, so that methods can be added without
+/// breaking anyone.
+pub trait ResultExt<T, E>: sealed::Sealed {
     /// Wraps the error in [`Enriched`] with a dependency and an operation label.
     fn enrich(
         self,
@@ -165,6 +168,12 @@ impl<T, E> ResultExt<T, E> for Result<T, E> {
                 .with_operation(operation)
         })
     }
+}
+
+mod sealed {
+    /// Keeps [`ResultExt`](super::ResultExt) to `Result`.
+    pub trait Sealed {}
+    impl<T, E> Sealed for Result<T, E> {}
 }
 
 #[cfg(test)]

@@ -97,6 +97,7 @@ impl fmt::Display for Outcome {
 
 /// The coarse kind of an [`Outcome`], as sliding windows and breakers count it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum OutcomeKind {
     /// A success.
     Success,
@@ -148,6 +149,7 @@ impl Transient {
 /// Whether a failed request may already have reached the server, which decides
 /// whether retrying a non-idempotent operation is safe.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Delivery {
     /// The request certainly did not reach the server (the connection was refused,
     /// a strategy rejected it locally, the server said it did not process it).
@@ -160,6 +162,7 @@ pub enum Delivery {
 
 /// Whether repeating an operation has the same effect as doing it once.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum Idempotency {
     /// Safe to repeat (GET, PUT, DELETE, an upsert keyed by a request id).
     #[default]

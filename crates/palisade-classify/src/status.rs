@@ -42,6 +42,9 @@ pub const fn classify_status(status: u16) -> Outcome {
 
 /// A response whose status (and, with the `http` feature, `Retry-After` header) a
 /// classifier can read.
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait HttpResponse {
     /// The status code.
     fn status_code(&self) -> u16;

@@ -91,6 +91,9 @@ pub use tokio_clock::{MonotonicClock, TokioClock, TokioSleep};
 /// Implementations are cheap to clone; clones share one time. Timestamps from
 /// different clocks compare only when the clocks share an origin (all clocks of this
 /// crate except [`ManualClock`] do).
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait Clock: Clone + Send + Sync + Debug + 'static {
     /// The future returned by [`Clock::sleep_until`].
     type Sleep: Future<Output = ()> + Send + 'static;

@@ -15,6 +15,9 @@ use crate::ConfigError;
 ///
 /// `()` detaches to `()`, for chains that carry no context; a
 /// [`Context`](palisade_context::Context) to its values without its cancellation.
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait Detach {
     /// The detached form handed to the background task.
     type Detached: Send + 'static;

@@ -62,6 +62,9 @@ pub struct Observation {
 ///
 /// Called on every evaluation, off the request path; it should be cheap (read
 /// counters) and must not block.
+///
+/// Open: implement it for your own types. A method added in a later version comes
+/// with a default body, so an implementation keeps compiling.
 pub trait Observe: Send + Sync + 'static {
     /// The counters now.
     fn observe(&self) -> Observation;

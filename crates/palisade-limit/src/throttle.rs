@@ -154,11 +154,7 @@ impl ThrottleConfig {
     }
 
     fn time_config(&self) -> TimeConfig {
-        TimeConfig {
-            buckets: self.buckets,
-            bucket_width: self.window / self.buckets as u32,
-            slow_call_threshold: None,
-        }
+        TimeConfig::new(self.buckets, self.window / self.buckets as u32)
     }
 }
 

@@ -456,6 +456,7 @@ impl BudgetSnapshot {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct BudgetConfig {
     /// The sliding window (default [`DEFAULT_WINDOW`]).
     #[serde(with = "palisade_clock::duration::serde_opt")]

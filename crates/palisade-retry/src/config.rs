@@ -35,6 +35,7 @@ use crate::{BudgetConfig, ConfigError, HedgingConfig, Nested, RetryPolicy};
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct RetryConfig {
     /// The delay schedule (default: [`palisade_backoff::Backoff::default`]).
     pub backoff: BackoffConfig,

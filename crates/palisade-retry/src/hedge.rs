@@ -24,6 +24,7 @@ const RECOMPUTE_EVERY: u64 = 16;
 
 /// When to start a hedge.
 #[derive(Copy, Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum HedgeDelay {
     /// After a fixed delay.
     Fixed(Duration),
@@ -242,6 +243,7 @@ impl HedgingBuilder {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
 pub struct HedgingConfig {
     /// A fixed delay, at most 1 h; `"0s"` is parallel mode (see [`Hedging`]).
     #[serde(with = "palisade_clock::duration::serde_opt")]

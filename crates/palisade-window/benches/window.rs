@@ -68,11 +68,8 @@ fn record(c: &mut Criterion) {
 fn snapshot(c: &mut Criterion) {
     let mut group = c.benchmark_group("snapshot");
     let clock = ManualClock::new();
-    let config = TimeConfig {
-        buckets: 100,
-        bucket_width: Duration::from_millis(10),
-        slow_call_threshold: Some(Duration::from_millis(5)),
-    };
+    let config = TimeConfig::new(100, Duration::from_millis(10))
+        .with_slow_call_threshold(Some(Duration::from_millis(5)));
     let time = TimeWindow::new(config, clock.clone()).unwrap();
     for i in 0..1000u64 {
         time.record_with_duration(
@@ -88,11 +85,7 @@ fn snapshot(c: &mut Criterion) {
     group.bench_function("TimeWindow 100 buckets", |b| {
         b.iter(|| black_box(time.snapshot()))
     });
-    let count = CountWindow::new(CountConfig {
-        size: 10_000,
-        ..Default::default()
-    })
-    .unwrap();
+    let count = CountWindow::new(CountConfig::new(10_000)).unwrap();
     group.bench_function("CountWindow 10000", |b| {
         b.iter(|| black_box(count.snapshot()))
     });

@@ -39,6 +39,7 @@ pub const MAX_SLOW_CALL_THRESHOLD: Duration = Duration::from_secs(24 * 3600);
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CountConfig {
     /// How many of the latest outcomes the window holds, from 1 to 1 000 000.
     ///
@@ -61,6 +62,25 @@ impl Default for CountConfig {
 }
 
 impl CountConfig {
+    /// A window of the latest `size` outcomes that counts no call as slow; set
+    /// [`slow_call_threshold`](Self::slow_call_threshold) with
+    /// [`with_slow_call_threshold`](Self::with_slow_call_threshold). Checked when
+    /// the window is built.
+    pub const fn new(size: usize) -> Self {
+        CountConfig {
+            size,
+            slow_call_threshold: None,
+        }
+    }
+
+    /// The same configuration, with calls of at least `threshold` counted as slow
+    /// (`None`: none).
+    #[must_use]
+    pub const fn with_slow_call_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_call_threshold = threshold;
+        self
+    }
+
     /// Checks every field, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_SIZE).contains(&self.size) {
@@ -93,6 +113,7 @@ impl CountConfig {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TimeConfig {
     /// How many buckets the window has, from 1 to 1 000.
     ///
@@ -123,6 +144,26 @@ impl Default for TimeConfig {
 }
 
 impl TimeConfig {
+    /// A window of `buckets` buckets of `bucket_width` each that counts no call as
+    /// slow; set [`slow_call_threshold`](Self::slow_call_threshold) with
+    /// [`with_slow_call_threshold`](Self::with_slow_call_threshold). Checked when
+    /// the window is built.
+    pub const fn new(buckets: usize, bucket_width: Duration) -> Self {
+        TimeConfig {
+            buckets,
+            bucket_width,
+            slow_call_threshold: None,
+        }
+    }
+
+    /// The same configuration, with calls of at least `threshold` counted as slow
+    /// (`None`: none).
+    #[must_use]
+    pub const fn with_slow_call_threshold(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_call_threshold = threshold;
+        self
+    }
+
     /// Checks every field, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_BUCKETS).contains(&self.buckets) {

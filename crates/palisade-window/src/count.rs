@@ -131,7 +131,8 @@ impl CountWindow {
         let mut slot = match kind {
             OutcomeKind::Success => CALL,
             OutcomeKind::Failure => CALL | FAILED,
-            OutcomeKind::Ignored => {
+            // Ignored, and any kind a later version adds: not counted.
+            _ => {
                 self.totals.ignored.fetch_add(1, Relaxed);
                 return;
             }

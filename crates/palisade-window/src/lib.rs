@@ -110,7 +110,10 @@ pub mod __loom {
 /// }
 /// assert!(should_open(&window));
 /// ```
-pub trait Window: Send + Sync + Debug {
+///
+/// The trait is sealed: only this crate's windows implement it, so that methods can
+/// be added to it without breaking anyone.
+pub trait Window: Send + Sync + Debug + sealed::Sealed {
     /// Records one outcome without a duration.
     fn record(&self, kind: OutcomeKind);
 
@@ -137,4 +140,11 @@ pub trait Window: Send + Sync + Debug {
 
     /// Empties the window. Totals since creation stay.
     fn reset(&self);
+}
+
+mod sealed {
+    /// Keeps [`Window`](super::Window) to this crate's windows.
+    pub trait Sealed {}
+    impl Sealed for crate::CountWindow {}
+    impl<C: palisade_clock::Clock> Sealed for crate::TimeWindow<C> {}
 }

@@ -343,7 +343,8 @@ impl<C: Clock> TimeWindow<C> {
         let failed = match kind {
             OutcomeKind::Success => false,
             OutcomeKind::Failure => true,
-            OutcomeKind::Ignored => return self.record_ignored(words.base),
+            // Ignored, and any kind a later version adds: not counted.
+            _ => return self.record_ignored(words.base),
         };
         let current = words[CURRENT].load(Relaxed);
         let start = (current >> POS_BITS)

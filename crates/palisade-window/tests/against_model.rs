@@ -58,21 +58,16 @@ fn time_case() -> impl Strategy<Value = (TimeConfig, Vec<Op>)> {
         proptest::option::of(nanos()),
     )
         .prop_flat_map(|(buckets, width, slow)| {
-            let config = TimeConfig {
-                buckets,
-                bucket_width: Duration::from_nanos(width),
-                slow_call_threshold: slow.map(|n| Duration::from_nanos(n.min(DAY))),
-            };
+            let config = TimeConfig::new(buckets, Duration::from_nanos(width))
+                .with_slow_call_threshold(slow.map(|n| Duration::from_nanos(n.min(DAY))));
             (Just(config), proptest::collection::vec(op(width), 0..120))
         })
 }
 
 fn count_case() -> impl Strategy<Value = (CountConfig, Vec<Op>)> {
     (1usize..=20, proptest::option::of(nanos())).prop_flat_map(|(size, slow)| {
-        let config = CountConfig {
-            size,
-            slow_call_threshold: slow.map(|n| Duration::from_nanos(n.min(DAY))),
-        };
+        let config = CountConfig::new(size)
+            .with_slow_call_threshold(slow.map(|n| Duration::from_nanos(n.min(DAY))));
         (Just(config), proptest::collection::vec(op(1000), 0..120))
     })
 }

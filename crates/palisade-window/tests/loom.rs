@@ -31,11 +31,7 @@ fn model(bug: Bug, f: impl Fn() + Sync + Send + 'static) {
 }
 
 fn time_window(clock: &ManualClock) -> TimeWindow<ManualClock> {
-    let config = TimeConfig {
-        buckets: 1,
-        bucket_width: Duration::from_secs(1),
-        slow_call_threshold: None,
-    };
+    let config = TimeConfig::new(1, Duration::from_secs(1));
     TimeWindow::new(config, clock.clone()).unwrap()
 }
 
@@ -80,13 +76,7 @@ fn time_window_record_record_catches_lost_updates() {
 }
 
 fn count_record_record() {
-    let window = Arc::new(
-        CountWindow::new(CountConfig {
-            size: 2,
-            slow_call_threshold: None,
-        })
-        .unwrap(),
-    );
+    let window = Arc::new(CountWindow::new(CountConfig::new(2)).unwrap());
     let other = {
         let window = window.clone();
         thread::spawn(move || window.record(OutcomeKind::Failure))
@@ -146,13 +136,7 @@ fn time_window_record_rollover_catches_split_resets() {
 // than the window holds, more failures than calls, or a rate outside [0, 1].
 
 fn count_record_snapshot() {
-    let window = Arc::new(
-        CountWindow::new(CountConfig {
-            size: 1,
-            slow_call_threshold: None,
-        })
-        .unwrap(),
-    );
+    let window = Arc::new(CountWindow::new(CountConfig::new(1)).unwrap());
     let failure = {
         let window = window.clone();
         thread::spawn(move || window.record(OutcomeKind::Failure))

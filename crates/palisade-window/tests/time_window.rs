@@ -13,11 +13,8 @@ fn window(
     slow_ms: Option<u64>,
 ) -> (ManualClock, TimeWindow<ManualClock>) {
     let clock = ManualClock::new();
-    let config = TimeConfig {
-        buckets,
-        bucket_width: Duration::from_millis(width_ms),
-        slow_call_threshold: slow_ms.map(Duration::from_millis),
-    };
+    let config = TimeConfig::new(buckets, Duration::from_millis(width_ms))
+        .with_slow_call_threshold(slow_ms.map(Duration::from_millis));
     (clock.clone(), TimeWindow::new(config, clock).unwrap())
 }
 
@@ -151,11 +148,7 @@ fn reset_empties_but_keeps_totals() {
 fn a_bucket_idle_for_2_pow_24_epochs_does_not_come_back() {
     // With 1 µs buckets, 2^24 epochs are about 16.8 s; a bucket's tag has 24 bits.
     let clock = ManualClock::new();
-    let config = TimeConfig {
-        buckets: 1,
-        bucket_width: Duration::from_micros(1),
-        slow_call_threshold: None,
-    };
+    let config = TimeConfig::new(1, Duration::from_micros(1));
     let w = TimeWindow::new(config, clock.clone()).unwrap();
     w.record(Failure);
     clock.advance(Duration::from_micros(1 << 24));
@@ -177,10 +170,8 @@ fn memory_is_fixed_and_reported() {
 
 #[test]
 fn construction_names_bad_fields() {
-    let bad = TimeConfig {
-        buckets: 0,
-        ..Default::default()
-    };
+    let mut bad = TimeConfig::default();
+    bad.buckets = 0;
     let e = TimeWindow::new(bad, ManualClock::new()).unwrap_err();
     assert_eq!(e.field(), "buckets");
     assert!(e.to_string().contains("from 1 to 1000"), "{e}");
@@ -242,11 +233,7 @@ async fn follows_tokio_paused_time() {
 fn a_record_after_a_pause_too_long_for_tags_counts() {
     // 2^22 buckets and more: the clear after the pause must retag every counter.
     let clock = ManualClock::new();
-    let config = TimeConfig {
-        buckets: 1,
-        bucket_width: Duration::from_micros(1),
-        slow_call_threshold: None,
-    };
+    let config = TimeConfig::new(1, Duration::from_micros(1));
     let w = TimeWindow::new(config, clock.clone()).unwrap();
     clock.advance(Duration::from_micros(9_271_644));
     w.record(Failure);
@@ -256,11 +243,7 @@ fn a_record_after_a_pause_too_long_for_tags_counts() {
 /// A window of 5 × 1 s on a clock that reads `start_ms` when it is created.
 fn window_created_at(start_ms: u64) -> (ManualClock, TimeWindow<ManualClock>) {
     let clock = ManualClock::starting_at(Timestamp::from_nanos(start_ms * 1_000_000));
-    let config = TimeConfig {
-        buckets: 5,
-        bucket_width: Duration::from_secs(1),
-        slow_call_threshold: None,
-    };
+    let config = TimeConfig::new(5, Duration::from_secs(1));
     (clock.clone(), TimeWindow::new(config, clock).unwrap())
 }
 

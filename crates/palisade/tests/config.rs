@@ -395,10 +395,7 @@ fn every_section_reads_every_duration_form() {
         assert_eq!(retry.budget.as_ref().unwrap().window, Some(d));
         assert_eq!(retry.hedging.as_ref().unwrap().delay, Some(d));
         let breaker = BreakerConfig::default()
-            .slow_call(Some(SlowCallConfig {
-                duration: d,
-                rate_threshold: 50.0,
-            }))
+            .slow_call(Some(SlowCallConfig::new(d, 50.0)))
             .open(OpenDuration::fixed(d))
             .max_probe_wait(d);
         assert_eq!(p.breaker.as_ref(), Some(&breaker));

@@ -324,19 +324,12 @@ impl<'a> Decoder<'a> {
             (self.byte()? as u64 % 64 + 1) * [1, 10, 1000][self.byte()? as usize % 3],
         );
         let slow = self.slow()?;
-        Some(TimeConfig {
-            buckets,
-            bucket_width: width,
-            slow_call_threshold: slow,
-        })
+        Some(TimeConfig::new(buckets, width).with_slow_call_threshold(slow))
     }
 
     pub fn count_config(&mut self) -> Option<CountConfig> {
         let size = self.byte()? as usize % 40 + 1;
-        Some(CountConfig {
-            size,
-            slow_call_threshold: self.slow()?,
-        })
+        Some(CountConfig::new(size).with_slow_call_threshold(self.slow()?))
     }
 
     fn slow(&mut self) -> Option<Option<Duration>> {
