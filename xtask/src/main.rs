@@ -11,11 +11,16 @@
 //! - `cargo xtask features`: clippy, warnings as errors, on the facade with no
 //!   feature, each feature alone and the default set, and on palisade-health with
 //!   each of its features alone (one of the `ci` steps).
+//! - `cargo xtask msrv`, `cargo xtask package`: the declared minimum Rust version
+//!   holds, and every publishable crate packages (both `ci` steps);
+//!   `cargo xtask semver [--baseline REV]`: no accidental breaking change (its own
+//!   command: see `release`).
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
 
 mod lint_fixtures;
+mod release;
 
 use std::env;
 use std::path::{Path, PathBuf};
@@ -33,6 +38,11 @@ fn main() -> ExitCode {
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
         Some("loom") => loom(&root),
+        Some("msrv") => no_arguments("msrv", &args[1..]).and_then(|()| release::msrv(&root)),
+        Some("semver") => release::semver(&root, &args[1..]),
+        Some("package") => no_arguments("package", &args[1..])
+            .and_then(|()| release::package_step(&root))
+            .and_then(|step| run_steps(vec![step])),
         Some("features") => {
             no_arguments("features", &args[1..]).and_then(|()| run_steps(feature_steps(&root)))
         }
@@ -46,6 +56,9 @@ fn main() -> ExitCode {
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
                  features        clippy on each feature of the facade and of palisade-health alone\n  \
+                 msrv            the declared rust-version holds for the publishable crates\n  \
+                 package         cargo package of every publishable crate, verified\n  \
+                 semver [--baseline REV]\n                  cargo-semver-checks against .semver-baseline (installs it if missing)\n  \
                  loom            only the loom models"
             );
             return ExitCode::from(2);
@@ -173,6 +186,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
         .env("RUSTDOCFLAGS", "-D warnings"),
     ];
     steps.push(Step::xtask("feature combinations", root, &["features"])?);
+    steps.push(Step::xtask("minimum Rust version", root, &["msrv"])?);
     steps.extend(loom_steps(root));
     steps.push(fuzz_step(root, &[CI_FUZZ_SECONDS]));
     for fuzz in fuzz_dirs(root) {
@@ -187,6 +201,7 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             .env("RUSTFLAGS", "--cfg fuzzing"),
         );
     }
+    steps.push(release::package_step(root)?);
     run_steps(steps)
 }
 
