@@ -30,10 +30,7 @@ pub const MAX_SLOW_CALL_THRESHOLD: Duration = Duration::from_secs(24 * 3600);
 /// use palisade_window::{CountConfig, CountWindow};
 /// use std::time::Duration;
 ///
-/// let config = CountConfig {
-///     size: 50,
-///     slow_call_threshold: Some(Duration::from_millis(500)),
-/// };
+/// let config = CountConfig::new(50).with_slow_call_threshold(Some(Duration::from_millis(500)));
 /// let window = CountWindow::new(config).unwrap();
 /// assert_eq!(window.size(), 50);
 /// ```
@@ -210,7 +207,7 @@ fn validate_slow(threshold: Option<Duration>) -> Result<(), ConfigError> {
 /// ```
 /// use palisade_window::{CountConfig, CountWindow};
 ///
-/// let err = CountWindow::new(CountConfig { size: 0, ..Default::default() }).unwrap_err();
+/// let err = CountWindow::new(CountConfig::new(0)).unwrap_err();
 /// assert_eq!(err.field(), "size");
 /// assert_eq!(err.to_string(), "invalid window configuration: `size` must be from 1 to 1000000, got 0");
 /// ```

@@ -58,7 +58,7 @@ fn unpack(mut word: u64) -> [i64; 3] {
 /// ```
 /// use palisade_window::{CountConfig, CountWindow, OutcomeKind, Window};
 ///
-/// let window = CountWindow::new(CountConfig { size: 4, ..Default::default() }).unwrap();
+/// let window = CountWindow::new(CountConfig::new(4)).unwrap();
 /// for kind in [OutcomeKind::Failure, OutcomeKind::Success, OutcomeKind::Success,
 ///              OutcomeKind::Success, OutcomeKind::Failure] {
 ///     window.record(kind);

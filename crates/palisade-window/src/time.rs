@@ -140,11 +140,8 @@ const WRITING: u64 = u64::MAX;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
-/// let config = TimeConfig {
-///     buckets: 10,
-///     bucket_width: Duration::from_secs(1),
-///     slow_call_threshold: Some(Duration::from_millis(500)),
-/// };
+/// let config = TimeConfig::new(10, Duration::from_secs(1))
+///     .with_slow_call_threshold(Some(Duration::from_millis(500)));
 /// let window = TimeWindow::new(config, clock.clone()).unwrap();
 ///
 /// window.record_with_duration(OutcomeKind::Failure, Duration::from_millis(800));
