@@ -280,7 +280,7 @@ mod tests {
         assert_eq!(build(r#"{"kind":"linear","initial":"0s"}"#).field(), "step");
         assert_eq!(
             build(r#"{"initial":"1m"}"#).to_string(),
-            "invalid backoff configuration: `initial` is 60s; allowed: at most max_delay (10s)"
+            "`initial` is 60s, allowed at most max_delay (10s)"
         );
     }
 }

@@ -760,7 +760,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid backoff configuration: `initial` is 2s; allowed: at most max_delay (1s)"
+            "`initial` is 2s, allowed at most max_delay (1s)"
         );
         // A constant schedule's cap defaults to its delay, however long.
         assert_eq!(Backoff::constant(s(30)).build().unwrap().max_delay(), s(30));
@@ -776,7 +776,7 @@ mod tests {
         let err = Backoff::exponential(zero).build().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "invalid backoff configuration: `initial` is 0ns; allowed: greater than zero \
+            "`initial` is 0ns, allowed greater than zero \
              for an exponential schedule (its delays grow from it; a constant schedule \
              of 0 retries at once)"
         );

@@ -1140,9 +1140,10 @@ impl<C: Clock> Inner<C> {
         if config.window != ctl.config.window {
             return Err(ConfigError::new(
                 "window",
+                config.window,
                 format!(
-                    "cannot change on a live breaker (from {:?} to {:?}): build a new breaker",
-                    ctl.config.window, config.window
+                    "only the live breaker's own {:?}: a window cannot change on a live breaker, build a new breaker",
+                    ctl.config.window
                 ),
             ));
         }
@@ -1150,9 +1151,10 @@ impl<C: Clock> Inner<C> {
         if slow != self.slow_threshold {
             return Err(ConfigError::new(
                 "slow_call.duration",
+                slow,
                 format!(
-                    "cannot change on a live breaker (from {:?} to {:?}): build a new breaker",
-                    self.slow_threshold, slow
+                    "only the live breaker's own {:?}: the slow-call duration cannot change on a live breaker, build a new breaker",
+                    self.slow_threshold
                 ),
             ));
         }

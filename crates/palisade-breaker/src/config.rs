@@ -1,6 +1,5 @@
 //! The breaker's configuration: builder-style setters, serde, validation, defaults.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -370,9 +369,9 @@ impl BreakerConfig {
             && self.slow_call.is_none()
             && self.consecutive_failures.is_none()
         {
-            return Err(ConfigError::new(
+            return Err(ConfigError::without_value(
                 "failure_rate_threshold",
-                "at least one trip rule (failure_rate_threshold, slow_call or consecutive_failures) must be on".into(),
+                "at least one trip rule (failure_rate_threshold, slow_call or consecutive_failures) on",
             ));
         }
         match self.window {
@@ -393,12 +392,12 @@ impl BreakerConfig {
                 )?;
                 let span = bucket_width.saturating_mul(buckets);
                 if span > palisade_window::MAX_WINDOW {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::duration(
                         "window",
+                        span,
                         format!(
-                            "must span at most {} (buckets × bucket_width), got {}",
-                            palisade_clock::duration::format(palisade_window::MAX_WINDOW),
-                            palisade_clock::duration::format(span)
+                            "a span (buckets × bucket_width) of at most {}",
+                            palisade_clock::duration::format(palisade_window::MAX_WINDOW)
                         ),
                     ));
                 }
@@ -416,10 +415,7 @@ impl BreakerConfig {
             } => {
                 duration("open.initial", initial, Duration::from_millis(1))?;
                 if !(1.0..=100.0).contains(&factor) {
-                    return Err(ConfigError::new(
-                        "open.factor",
-                        format!("must be in 1.0..=100.0, got {factor}"),
-                    ));
+                    return Err(ConfigError::new("open.factor", factor, "1.0..=100.0"));
                 }
                 duration_in("open.max", max, initial, MAX_DURATION)?;
             }
@@ -431,10 +427,10 @@ impl BreakerConfig {
                     .envelope(backoff.initial(), backoff.max_delay())
                     .start();
                 if floor < Duration::from_millis(1) || backoff.max_delay() > MAX_DURATION {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::without_value(
                         "open.schedule",
                         format!(
-                            "must draw delays in 1ms..=86400s, but draws from {} to {} \
+                            "delays drawn in 1ms..=24h, but it draws from {} to {} \
                              (use a jitter that keeps a floor, such as equal or none)",
                             palisade_clock::duration::format(floor),
                             palisade_clock::duration::format(backoff.max_delay())
@@ -463,7 +459,8 @@ fn percent(field: &'static str, p: f64) -> Result<(), ConfigError> {
     } else {
         Err(ConfigError::new(
             field,
-            format!("must be a percentage greater than 0 and at most 100, got {p}"),
+            p,
+            "a percentage greater than 0 and at most 100",
         ))
     }
 }
@@ -472,10 +469,7 @@ fn range(field: &'static str, n: u32, lo: u32, hi: u32) -> Result<(), ConfigErro
     if (lo..=hi).contains(&n) {
         Ok(())
     } else {
-        Err(ConfigError::new(
-            field,
-            format!("must be in {lo}..={hi}, got {n}"),
-        ))
+        Err(ConfigError::new(field, n, format!("{lo}..={hi}")))
     }
 }
 
@@ -492,47 +486,21 @@ fn duration_in(
     if d >= lo && d <= hi {
         Ok(())
     } else {
-        Err(ConfigError::new(
+        Err(ConfigError::duration(
             field,
+            d,
             format!(
-                "must be in {}..={}, got {}",
+                "{}..={}",
                 palisade_clock::duration::format(lo),
-                palisade_clock::duration::format(hi),
-                palisade_clock::duration::format(d)
+                palisade_clock::duration::format(hi)
             ),
         ))
     }
 }
 
-/// A configuration value outside its allowed range.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    message: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &'static str, message: String) -> Self {
-        ConfigError { field, message }
-    }
-
-    /// The field at fault, as a dotted path (`half_open.probes`).
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid circuit breaker configuration: `{}` {}",
-            self.field, self.message
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// A configuration value outside its allowed range (the shape every Palisade crate
+/// shares); the field is a dotted path (`half_open.probes`).
+pub use palisade_clock::ConfigError;
 
 /// `Option<number>` that a file turns off with the string `"off"`.
 mod opt_number {

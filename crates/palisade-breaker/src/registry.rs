@@ -69,16 +69,15 @@ impl RegistryConfig {
         if !(1..=10_000_000).contains(&self.max_keys) {
             return Err(ConfigError::new(
                 "registry.max_keys",
-                format!("must be in 1..=10000000, got {}", self.max_keys),
+                self.max_keys,
+                "1..=10000000",
             ));
         }
         if !(Duration::from_secs(1)..=crate::config::MAX_DURATION).contains(&self.idle_timeout) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "registry.idle_timeout",
-                format!(
-                    "must be in 1s..=86400s, got {}",
-                    palisade_clock::duration::format(self.idle_timeout)
-                ),
+                self.idle_timeout,
+                "1s..=24h",
             ));
         }
         Ok(())
@@ -831,7 +830,7 @@ mod tests {
         };
         let err = bad.validate().unwrap_err();
         assert_eq!(err.field(), "registry.idle_timeout");
-        assert!(err.to_string().contains("1s..=86400s"));
+        assert!(err.to_string().contains("1s..=24h"));
     }
 
     #[test]

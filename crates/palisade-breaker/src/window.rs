@@ -43,7 +43,7 @@ impl<C: Clock> ClosedWindow<C> {
             )
             .map(ClosedWindow::Time),
         };
-        built.map_err(|e| ConfigError::new("window", e.to_string()))
+        built.map_err(|e| e.within("window"))
     }
 
     /// Records the outcome of an untimed call.

@@ -19,6 +19,9 @@
 //! configuration uses (`"250ms"`, `"1.5s"`, `"2min"`, `"1m30s"`, or a bare integer of
 //! milliseconds).
 //!
+//! Refused configuration has one shape too: [`ConfigError`], the field as a dotted
+//! path, the value given and what is allowed. Every Palisade crate returns it.
+//!
 //! # Cheap reads: `recent()`
 //!
 //! [`Clock::recent`] may lag `now()` by about a millisecond and costs one relaxed
@@ -70,6 +73,7 @@
 // This crate is where the clocks are implemented: it may read the OS clock.
 #![allow(clippy::disallowed_methods)]
 
+mod config_error;
 pub mod duration;
 mod manual;
 mod origin;
@@ -81,6 +85,7 @@ use std::fmt::Debug;
 use std::future::Future;
 use std::time::Duration;
 
+pub use config_error::ConfigError;
 pub use manual::{ManualClock, ManualSleep};
 pub use origin::recent_resolution;
 pub use timestamp::Timestamp;

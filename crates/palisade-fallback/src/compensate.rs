@@ -152,10 +152,7 @@ impl Compensator {
     /// A compensator bounded to `capacity` tasks in flight (at least 1).
     pub fn with_capacity(capacity: usize) -> Result<Self, ConfigError> {
         if capacity == 0 {
-            return Err(ConfigError::new(
-                "compensation.capacity",
-                "must be at least 1 (got 0)",
-            ));
+            return Err(ConfigError::new("compensation.capacity", 0, "at least 1"));
         }
         Ok(Self::build(capacity))
     }

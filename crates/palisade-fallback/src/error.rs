@@ -110,28 +110,6 @@ impl<E: ClassifyError> ClassifyError for FallbackError<E> {
     }
 }
 
-/// A configuration value out of its allowed range.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    message: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) const fn new(field: &'static str, message: &'static str) -> Self {
-        ConfigError { field, message }
-    }
-
-    /// The field that was refused.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid `{}`: {}", self.field, self.message)
-    }
-}
-
-impl Error for ConfigError {}
+/// A configuration value out of its allowed range (the shape every Palisade crate
+/// shares).
+pub use palisade_clock::ConfigError;

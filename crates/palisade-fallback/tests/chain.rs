@@ -264,7 +264,7 @@ fn compensation_without_a_runtime_is_refused_not_a_panic() {
     );
     assert_eq!(
         Compensator::with_capacity(0).unwrap_err().to_string(),
-        "invalid `compensation.capacity`: must be at least 1 (got 0)"
+        "`compensation.capacity` is 0, allowed at least 1"
     );
 }
 

@@ -98,21 +98,21 @@ impl ProbeConfig {
 
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if self.interval.is_zero() || self.interval > MAX_INTERVAL {
-            return Err(ConfigError::new(
+            return Err(ConfigError::shown(
                 format!("probe `{name}`: interval"),
                 format!("{:?}", self.interval),
                 "above zero and at most a day",
             ));
         }
         if self.timeout.is_zero() || self.timeout > MAX_INTERVAL {
-            return Err(ConfigError::new(
+            return Err(ConfigError::shown(
                 format!("probe `{name}`: timeout"),
                 format!("{:?}", self.timeout),
                 "above zero and at most a day",
             ));
         }
         if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::shown(
                 format!("probe `{name}`: jitter"),
                 self.jitter.to_string(),
                 "a fraction in [0, 1)",
@@ -271,7 +271,7 @@ impl HealthBuilder {
     /// reads counters, and the hysteresis counts evaluations.
     pub fn evaluate_every(mut self, every: Duration) -> Self {
         if every.is_zero() {
-            self.fail(ConfigError::new("evaluate_every", "0s", "above zero"));
+            self.fail(ConfigError::shown("evaluate_every", "0s", "above zero"));
         }
         self.every = every;
         self
@@ -289,7 +289,7 @@ impl HealthBuilder {
     /// The hysteresis of every component.
     pub fn hysteresis(mut self, hysteresis: Hysteresis) -> Self {
         if hysteresis.worse == 0 || hysteresis.better == 0 {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 "hysteresis",
                 format!("worse {}, better {}", hysteresis.worse, hysteresis.better),
                 "at least 1 evaluation each",
@@ -321,7 +321,7 @@ impl HealthBuilder {
     ) -> Self {
         let id = id.into();
         if groups.contains(Group::Liveness) {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 format!("dependency `{id}`: groups"),
                 format!("{groups:?}"),
                 "startup and readiness (a dependency's outage must not restart the service)",
@@ -420,14 +420,14 @@ impl HealthBuilder {
         fail: Duration,
     ) -> Self {
         if interval.is_zero() {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 "runtime_lag: interval",
                 "0s",
                 "above zero",
             ));
         }
         if warn > fail {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 "runtime_lag: warn",
                 format!("{warn:?}"),
                 "at most the fail threshold",
@@ -472,20 +472,20 @@ impl HealthBuilder {
         source: Source,
     ) -> Self {
         if id.is_empty() || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 "component id",
                 format!("{id:?}"),
                 "a non-empty name without spaces",
             ));
         } else if self.components.iter().any(|c| c.id == id) {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 "component id",
                 id.clone(),
                 "a name not already used",
             ));
         }
         if groups.is_empty() {
-            self.fail(ConfigError::new(
+            self.fail(ConfigError::shown(
                 format!("`{id}`: groups"),
                 "none",
                 "at least one of startup, liveness, readiness",
@@ -522,7 +522,7 @@ impl HealthBuilder {
             return Err(error);
         }
         if self.components.is_empty() {
-            return Err(ConfigError::new(
+            return Err(ConfigError::shown(
                 "components",
                 "none",
                 "at least one dependency, probe or check",

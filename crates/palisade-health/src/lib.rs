@@ -95,8 +95,6 @@ mod status;
 #[cfg(feature = "grpc")]
 mod grpc;
 
-use std::fmt;
-
 #[cfg(feature = "grpc")]
 pub use grpc::GRPC_SERVICES;
 pub use health::{Change, ComponentKind, Health, HealthBuilder, Hysteresis, ProbeConfig};
@@ -107,51 +105,5 @@ pub use report::{ComponentReport, HEALTH_JSON, HealthReport};
 pub use status::{Criticality, Group, Groups, Observed, Status, Verdict};
 
 /// A health configuration that cannot work, naming the field, the value given
-/// and what is allowed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: String,
-    value: String,
-    allowed: &'static str,
-}
-
-impl ConfigError {
-    pub(crate) fn new(
-        field: impl Into<String>,
-        value: impl Into<String>,
-        allowed: &'static str,
-    ) -> ConfigError {
-        ConfigError {
-            field: field.into(),
-            value: value.into(),
-            allowed,
-        }
-    }
-
-    /// The field (`rules.fallback_warn`, `probe `db`: timeout`, `components` …).
-    pub fn field(&self) -> &str {
-        &self.field
-    }
-
-    /// The value given.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// What is allowed, in words.
-    pub fn allowed(&self) -> &'static str {
-        self.allowed
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid health configuration: `{}` must be {}, got {}",
-            self.field, self.allowed, self.value
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// and what is allowed (the shape every Palisade crate shares).
+pub use palisade_clock::ConfigError;

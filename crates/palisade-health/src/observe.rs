@@ -129,7 +129,7 @@ fn fraction(field: &'static str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 && v <= 1.0 {
         Ok(())
     } else {
-        Err(ConfigError::new(
+        Err(ConfigError::shown(
             field,
             v.to_string(),
             "a fraction in (0, 1]",
@@ -142,17 +142,21 @@ impl DependencyRules {
     /// `timeouts_warn <= timeouts_fail`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.window.is_zero() {
-            return Err(ConfigError::new("rules.window", "0s", "above zero"));
+            return Err(ConfigError::shown("rules.window", "0s", "above zero"));
         }
         if self.no_success_for.is_zero() {
-            return Err(ConfigError::new("rules.no_success_for", "0s", "above zero"));
+            return Err(ConfigError::shown(
+                "rules.no_success_for",
+                "0s",
+                "above zero",
+            ));
         }
         fraction("rules.fallback_warn", self.fallback_warn)?;
         fraction("rules.timeouts_warn", self.timeouts_warn)?;
         fraction("rules.timeouts_fail", self.timeouts_fail)?;
         fraction("rules.latency_warn", self.latency_warn)?;
         if self.timeouts_warn > self.timeouts_fail {
-            return Err(ConfigError::new(
+            return Err(ConfigError::shown(
                 "rules.timeouts_warn",
                 self.timeouts_warn.to_string(),
                 "at most rules.timeouts_fail",

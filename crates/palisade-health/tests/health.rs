@@ -89,7 +89,7 @@ async fn bad_rules_name_the_field_and_the_range() {
         .start()
         .unwrap_err();
     assert_eq!(err.field(), "rules.fallback_warn");
-    assert_eq!(err.value(), "1.5");
+    assert_eq!(err.value(), Some("1.5"));
     let err = Health::builder()
         .check("disk", Criticality::Critical, Groups::LIVENESS, || true)
         .check("disk", Criticality::Critical, Groups::LIVENESS, || true)

@@ -4,95 +4,33 @@
 use std::fmt;
 use std::time::Duration;
 
-/// A configuration value outside its allowed range.
-///
-/// The message names the configuration, the field, the value given and the range
-/// allowed, for example ``bulkhead: `max_concurrent` is 0, allowed 1..=1000000``.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    config: &'static str,
-    field: &'static str,
-    value: String,
-    allowed: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(
-        config: &'static str,
-        field: &'static str,
-        value: impl fmt::Debug,
-        allowed: impl Into<String>,
-    ) -> Self {
-        ConfigError {
-            config,
-            field,
-            value: format!("{value:?}"),
-            allowed: allowed.into(),
-        }
-    }
-
-    /// The configuration the field belongs to (`bulkhead`, `rate_limiter`, …).
-    pub fn config(&self) -> &'static str {
-        self.config
-    }
-
-    /// The field whose value is out of range.
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// The allowed range, as text.
-    pub fn allowed(&self) -> &str {
-        &self.allowed
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}: `{}` is {}, allowed {}",
-            self.config, self.field, self.value, self.allowed
-        )
-    }
-}
-
-impl std::error::Error for ConfigError {}
+/// A configuration value outside its allowed range (the shape every Palisade crate
+/// shares): it names the field, the value given and the range allowed, for example
+/// ``"`max_concurrent` is 0, allowed 1..=1000000"``.
+pub use palisade_clock::ConfigError;
 
 /// Checks `lo <= value <= hi`.
 pub(crate) fn check_range<T: PartialOrd + fmt::Debug>(
-    config: &'static str,
     field: &'static str,
     value: T,
     lo: T,
     hi: T,
 ) -> Result<(), ConfigError> {
     if value < lo || value > hi {
-        return Err(ConfigError::new(
-            config,
-            field,
-            &value,
-            format!("{lo:?}..={hi:?}"),
-        ));
+        return Err(ConfigError::new(field, &value, format!("{lo:?}..={hi:?}")));
     }
     Ok(())
 }
 
 /// Checks a floating-point value is finite and in `lo..=hi`.
 pub(crate) fn check_f64(
-    config: &'static str,
     field: &'static str,
     value: f64,
     lo: f64,
     hi: f64,
 ) -> Result<(), ConfigError> {
     if !value.is_finite() || value < lo || value > hi {
-        return Err(ConfigError::new(
-            config,
-            field,
-            value,
-            format!("{lo}..={hi}"),
-        ));
+        return Err(ConfigError::new(field, value, format!("{lo}..={hi}")));
     }
     Ok(())
 }
@@ -150,11 +88,8 @@ mod tests {
 
     #[test]
     fn errors_name_field_and_range() {
-        let e = check_range("bulkhead", "max_concurrent", 0u32, 1, 10).unwrap_err();
+        let e = check_range("max_concurrent", 0u32, 1, 10).unwrap_err();
         assert_eq!(e.field(), "max_concurrent");
-        assert_eq!(
-            e.to_string(),
-            "bulkhead: `max_concurrent` is 0, allowed 1..=10"
-        );
+        assert_eq!(e.to_string(), "`max_concurrent` is 0, allowed 1..=10");
     }
 }

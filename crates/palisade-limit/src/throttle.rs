@@ -129,22 +129,19 @@ impl Default for ThrottleConfig {
 impl ThrottleConfig {
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        const C: &str = "throttle";
-        check_f64(C, "k", self.k, 1.0, 10.0)?;
+        check_f64("k", self.k, 1.0, 10.0)?;
         check_range(
-            C,
             "window",
             self.window,
             Duration::from_millis(1),
             MAX_DURATION,
         )?;
-        check_range(C, "buckets", self.buckets, 1, 1000)?;
-        check_f64(C, "max_probability", self.max_probability, 0.0, 1.0)?;
-        check_range(C, "min_requests", self.min_requests, 0, MAX_MIN_REQUESTS)?;
+        check_range("buckets", self.buckets, 1, 1000)?;
+        check_f64("max_probability", self.max_probability, 0.0, 1.0)?;
+        check_range("min_requests", self.min_requests, 0, MAX_MIN_REQUESTS)?;
         let width = self.window / self.buckets as u32;
         if width < Duration::from_micros(1) {
             return Err(ConfigError::new(
-                C,
                 "buckets",
                 self.buckets,
                 format!("1..={} for this window", self.window.as_micros().min(1000)),
@@ -352,7 +349,6 @@ impl<C: Clock> Throttle<C> {
         let mut current = self.inner.config.lock();
         if current.window != config.window {
             return Err(ConfigError::new(
-                "throttle",
                 "window",
                 config.window,
                 format!("{:?} (fixed when the throttle was built)", current.window),
@@ -360,7 +356,6 @@ impl<C: Clock> Throttle<C> {
         }
         if current.buckets != config.buckets {
             return Err(ConfigError::new(
-                "throttle",
                 "buckets",
                 config.buckets,
                 format!("{} (fixed when the throttle was built)", current.buckets),
@@ -392,7 +387,7 @@ impl<C: Clock> Throttle<C> {
 
 fn window<C: Clock>(config: &ThrottleConfig, clock: &C) -> Result<TimeWindow<C>, ConfigError> {
     TimeWindow::new(config.time_config(), clock.clone())
-        .map_err(|e| ConfigError::new("throttle", "window", config.window, e.to_string()))
+        .map_err(|e| ConfigError::new("window", config.window, e.to_string()))
 }
 
 impl<C: Clock> Clone for Throttle<C> {

@@ -122,7 +122,7 @@ fn reconfigure_restarts_the_algorithm() {
     let mut c = AimdConfig::default();
     c.min_limit = 0;
     let e = l.reconfigure(&AdaptiveConfig::Aimd(c)).unwrap_err();
-    assert_eq!(e.to_string(), "aimd: `min_limit` is 0, allowed 1..=200");
+    assert_eq!(e.to_string(), "`min_limit` is 0, allowed 1..=200");
     let mut c = AimdConfig::default();
     c.initial_limit = 30;
     c.min_limit = 30;
@@ -135,23 +135,23 @@ fn adaptive_configuration() {
     let cases: [(&str, &str); 5] = [
         (
             r#"{"algorithm":"aimd","backoff_ratio":1.5}"#,
-            "aimd: `backoff_ratio` is 1.5, allowed 0.5..=0.99",
+            "`backoff_ratio` is 1.5, allowed 0.5..=0.99",
         ),
         (
             r#"{"algorithm":"aimd","initial_limit":5}"#,
-            "aimd: `initial_limit` is 5, allowed 20..=200",
+            "`initial_limit` is 5, allowed 20..=200",
         ),
         (
             r#"{"algorithm":"gradient2","smoothing":0}"#,
-            "gradient2: `smoothing` is 0.0, allowed 0.01..=1",
+            "`smoothing` is 0.0, allowed 0.01..=1",
         ),
         (
             r#"{"algorithm":"gradient2","max_limit":0}"#,
-            "gradient2: `max_limit` is 0, allowed 1..=1000000",
+            "`max_limit` is 0, allowed 1..=1000000",
         ),
         (
             r#"{"algorithm":"gradient2","long_window":5}"#,
-            "gradient2: `long_window` is 5, allowed 10..=100000",
+            "`long_window` is 5, allowed 10..=100000",
         ),
     ];
     for (json, message) in cases {
@@ -223,7 +223,7 @@ fn throttle_configuration() {
     c.k = 0.5;
     assert_eq!(
         Throttle::new(c.clone()).unwrap_err().to_string(),
-        "throttle: `k` is 0.5, allowed 1..=10"
+        "`k` is 0.5, allowed 1..=10"
     );
     c.k = 1.5;
     t.reconfigure(&c).unwrap();

@@ -249,15 +249,15 @@ fn configuration_errors_name_the_field_and_range() {
     let cases = [
         (
             BulkheadConfig::new(0),
-            "bulkhead: `max_concurrent` is 0, allowed 1..=1000000",
+            "`max_concurrent` is 0, allowed 1..=1000000",
         ),
         (
             BulkheadConfig::new(2_000_000),
-            "bulkhead: `max_concurrent` is 2000000, allowed 1..=1000000",
+            "`max_concurrent` is 2000000, allowed 1..=1000000",
         ),
         (
             BulkheadConfig::new(1).with_queue(1, Duration::ZERO),
-            "bulkhead: `max_wait` is 0ns, allowed 1ns..=86400s",
+            "`max_wait` is 0ns, allowed 1ns..=86400s",
         ),
     ];
     for (config, message) in cases {

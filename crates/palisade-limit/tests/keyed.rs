@@ -110,10 +110,7 @@ fn reconfigure_and_validation() {
             0,
         ))
         .unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "keyed_rate_limiter: `max_keys` is 0, allowed 1..=100000000"
-    );
+    assert_eq!(e.to_string(), "`max_keys` is 0, allowed 1..=100000000");
     l.check("a").unwrap();
     assert!(l.check("a").is_err());
     l.reconfigure(&KeyedRateLimiterConfig::new(

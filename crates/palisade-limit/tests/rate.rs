@@ -150,19 +150,19 @@ fn configuration_errors_name_the_field_and_range() {
     let cases = [
         (
             RateLimiterConfig::per_second(0),
-            "rate_limiter: `rate` is 0, allowed 1..=1000000000",
+            "`rate` is 0, allowed 1..=1000000000",
         ),
         (
             RateLimiterConfig::new(2000, Duration::from_micros(1)),
-            "rate_limiter: `rate` is 2000, allowed 1..=1000",
+            "`rate` is 2000, allowed 1..=1000",
         ),
         (
             RateLimiterConfig::new(1, Duration::ZERO),
-            "rate_limiter: `period` is 0ns, allowed 1µs..=86400s",
+            "`period` is 0ns, allowed 1µs..=86400s",
         ),
         (
             RateLimiterConfig::per_second(5).with_burst(0),
-            "rate_limiter: `burst` is 0, allowed 1..=1000000000",
+            "`burst` is 0, allowed 1..=1000000000",
         ),
     ];
     for (config, message) in cases {

@@ -71,7 +71,7 @@ fn cap_and_minimum_are_validated_with_the_field_and_range() {
     c.max_probability = 1.5;
     assert_eq!(
         Throttle::new(c.clone()).unwrap_err().to_string(),
-        "throttle: `max_probability` is 1.5, allowed 0..=1"
+        "`max_probability` is 1.5, allowed 0..=1"
     );
     c.max_probability = f64::NAN;
     assert_eq!(Throttle::new(c).unwrap_err().field(), "max_probability");
@@ -79,7 +79,7 @@ fn cap_and_minimum_are_validated_with_the_field_and_range() {
     c.min_requests = 2_000_000;
     assert_eq!(
         Throttle::new(c).unwrap_err().to_string(),
-        "throttle: `min_requests` is 2000000, allowed 0..=1000000"
+        "`min_requests` is 2000000, allowed 0..=1000000"
     );
 }
 

@@ -801,7 +801,7 @@ mod tests {
         let e = b().retry_ratio(2000.0).build().unwrap_err();
         assert_eq!(
             e.to_string(),
-            "invalid retry configuration: `budget.retry_ratio` is 2000.0; allowed: from 0.0 to 1000.0"
+            "`budget.retry_ratio` is 2000.0, allowed from 0.0 to 1000.0"
         );
         let c: BudgetConfig = serde_json::from_str(r#"{"window":"20s","buckets":20}"#).unwrap();
         assert_eq!(

@@ -61,7 +61,8 @@ impl RetryConfig {
     /// A [`ConfigError`] naming the first invalid field (prefixed `backoff.`,
     /// `budget.`, `hedging.`).
     pub fn build(&self) -> Result<RetryPolicy, ConfigError> {
-        let mut b = RetryPolicy::builder().backoff(self.backoff.build()?);
+        let mut b =
+            RetryPolicy::builder().backoff(self.backoff.build().map_err(|e| e.within("backoff"))?);
         if let Some(budget) = &self.budget {
             b = b.budget(budget.build()?);
         }

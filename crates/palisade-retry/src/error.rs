@@ -5,62 +5,9 @@ use palisade_classify::{Outcome, Rejection, Strategy};
 use palisade_context::Cause;
 
 /// A retry configuration that cannot be built: which field, the value given, and
-/// what is allowed. Fields of the schedule are prefixed `backoff.`, of the budget
-/// `budget.`, of hedging `hedging.`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: String,
-    value: String,
-    allowed: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(field: &str, value: impl fmt::Debug, allowed: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.to_owned(),
-            value: format!("{value:?}"),
-            allowed: allowed.into(),
-        }
-    }
-
-    /// The offending field, as in the serde configuration (`backoff.factor`,
-    /// `budget.retry_ratio`, …).
-    pub fn field(&self) -> &str {
-        &self.field
-    }
-
-    /// The value given, formatted with `Debug`.
-    pub fn value(&self) -> &str {
-        &self.value
-    }
-
-    /// What the field allows.
-    pub fn allowed(&self) -> &str {
-        &self.allowed
-    }
-}
-
-impl From<palisade_backoff::ConfigError> for ConfigError {
-    fn from(e: palisade_backoff::ConfigError) -> Self {
-        ConfigError {
-            field: format!("backoff.{}", e.field()),
-            value: e.value().to_owned(),
-            allowed: e.allowed().to_owned(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid retry configuration: `{}` is {}; allowed: {}",
-            self.field, self.value, self.allowed
-        )
-    }
-}
-
-impl Error for ConfigError {}
+/// what is allowed (the shape every Palisade crate shares). Fields of the schedule
+/// are prefixed `backoff.`, of the budget `budget.`, of hedging `hedging.`.
+pub use palisade_clock::ConfigError;
 
 /// Why the executor stopped without a success.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,6 +1,5 @@
 //! Window configuration and its validation.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -81,11 +80,7 @@ impl CountConfig {
     /// Checks every field, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_SIZE).contains(&self.size) {
-            return Err(ConfigError::new(
-                "size",
-                "from 1 to 1000000",
-                Value::Count(self.size),
-            ));
+            return Err(ConfigError::new("size", self.size, "from 1 to 1000000"));
         }
         validate_slow(self.slow_call_threshold)
     }
@@ -164,25 +159,21 @@ impl TimeConfig {
     /// Checks every field, naming the first that is out of range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !(1..=MAX_BUCKETS).contains(&self.buckets) {
-            return Err(ConfigError::new(
-                "buckets",
-                "from 1 to 1000",
-                Value::Count(self.buckets),
-            ));
+            return Err(ConfigError::new("buckets", self.buckets, "from 1 to 1000"));
         }
         if !(MIN_BUCKET_WIDTH..=MAX_BUCKET_WIDTH).contains(&self.bucket_width) {
             return Err(ConfigError::new(
                 "bucket_width",
+                self.bucket_width,
                 "from 1µs to 1h",
-                Value::Duration(self.bucket_width),
             ));
         }
         let window = self.bucket_width.saturating_mul(self.buckets as u32);
         if window > MAX_WINDOW {
             return Err(ConfigError::new(
                 "buckets × bucket_width",
+                window,
                 "at most 24h",
-                Value::Duration(window),
             ));
         }
         validate_slow(self.slow_call_threshold)
@@ -191,75 +182,24 @@ impl TimeConfig {
 
 fn validate_slow(threshold: Option<Duration>) -> Result<(), ConfigError> {
     match threshold {
-        Some(t) if t > MAX_SLOW_CALL_THRESHOLD => Err(ConfigError::new(
-            "slow_call_threshold",
-            "at most 24h",
-            Value::Duration(t),
-        )),
+        Some(t) if t > MAX_SLOW_CALL_THRESHOLD => {
+            Err(ConfigError::new("slow_call_threshold", t, "at most 24h"))
+        }
         _ => Ok(()),
     }
 }
 
-/// A window configuration field out of its allowed range.
-///
-/// Its `Display` names the field, the allowed range and the value given:
+/// A window configuration field out of its allowed range (the shape every Palisade
+/// crate shares): it names the field, the value given and the allowed range.
 ///
 /// ```
 /// use palisade_window::{CountConfig, CountWindow};
 ///
 /// let err = CountWindow::new(CountConfig::new(0)).unwrap_err();
 /// assert_eq!(err.field(), "size");
-/// assert_eq!(err.to_string(), "invalid window configuration: `size` must be from 1 to 1000000, got 0");
+/// assert_eq!(err.to_string(), "`size` is 0, allowed from 1 to 1000000");
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: &'static str,
-    allowed: &'static str,
-    value: Value,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-enum Value {
-    Count(usize),
-    Duration(Duration),
-}
-
-impl ConfigError {
-    fn new(field: &'static str, allowed: &'static str, value: Value) -> Self {
-        ConfigError {
-            field,
-            allowed,
-            value,
-        }
-    }
-
-    /// The name of the offending field (`size`, `buckets`, `bucket_width`,
-    /// `slow_call_threshold`, or `buckets × bucket_width` for the window's span).
-    pub fn field(&self) -> &'static str {
-        self.field
-    }
-
-    /// The allowed range, in words.
-    pub fn allowed(&self) -> &'static str {
-        self.allowed
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid window configuration: `{}` must be {}, got ",
-            self.field, self.allowed
-        )?;
-        match self.value {
-            Value::Count(n) => write!(f, "{n}"),
-            Value::Duration(d) => write!(f, "{d:?}"),
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
+pub use palisade_clock::ConfigError;
 
 #[cfg(test)]
 mod tests {
@@ -321,7 +261,7 @@ mod tests {
         assert_eq!(e.field(), "bucket_width");
         assert_eq!(
             e.to_string(),
-            "invalid window configuration: `bucket_width` must be from 1µs to 1h, got 0ns"
+            "`bucket_width` is 0ns, allowed from 1µs to 1h"
         );
         assert_eq!(
             time(10, Duration::from_secs(3601))

@@ -204,8 +204,9 @@ impl fmt::Debug for Chaos {
 fn rate(field: &str, r: f64) -> Result<u64, ConfigError> {
     if !(0.0..=1.0).contains(&r) {
         return Err(ConfigError::new(
-            field,
-            format!("must be a fraction in 0.0..=1.0 (got {r})"),
+            field.to_owned(),
+            r,
+            "a fraction in 0.0..=1.0",
         ));
     }
     Ok((r * PPM as f64).round() as u64)
@@ -260,7 +261,8 @@ impl ChaosBuilder {
         if self.latency > crate::MAX_TIMEOUT {
             return Err(ConfigError::new(
                 "chaos.latency.delay",
-                format!("must be at most 24h (got {:?})", self.latency),
+                self.latency,
+                "at most 24h",
             ));
         }
         Ok(Chaos {

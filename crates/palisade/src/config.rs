@@ -142,14 +142,14 @@ impl RegistryConfig {
                 .span()
                 .map(|s| format!("toml at bytes {}..{}", s.start, s.end))
                 .unwrap_or_else(|| "toml".to_owned());
-            ConfigError::new(field, e.message().to_owned())
+            ConfigError::without_value(field, e.message().to_owned())
         })
     }
 
     /// Reads a JSON document.
     pub fn from_json(text: &str) -> Result<Self, ConfigError> {
         serde_json::from_str(text).map_err(|e| {
-            ConfigError::new(
+            ConfigError::without_value(
                 format!("json at line {} column {}", e.line(), e.column()),
                 e.to_string(),
             )
@@ -163,7 +163,8 @@ impl RegistryConfig {
             if name.trim().is_empty() {
                 return Err(ConfigError::new(
                     "pipelines",
-                    format!("a pipeline name must not be empty or only whitespace (got {name:?})"),
+                    name,
+                    "pipeline names that are not empty or only whitespace",
                 ));
             }
             p.validate()
@@ -185,21 +186,16 @@ impl PipelineConfig {
             }
         }
         if let Some(r) = &self.retry {
-            r.build()
-                .map_err(|e| ConfigError::new(format!("retry.{}", e.field()), e.to_string()))?;
+            r.build().map_err(|e| e.within("retry"))?;
         }
         if let Some(b) = &self.breaker {
-            b.validate()
-                .map_err(|e| ConfigError::new(format!("breaker.{}", e.field()), e.to_string()))?;
+            b.validate().map_err(|e| e.within("breaker"))?;
         }
         if let Some(r) = &self.rate_limiter {
-            r.validate().map_err(|e| {
-                ConfigError::new(format!("rate_limiter.{}", e.field()), e.to_string())
-            })?;
+            r.validate().map_err(|e| e.within("rate_limiter"))?;
         }
         if let Some(b) = &self.bulkhead {
-            b.validate()
-                .map_err(|e| ConfigError::new(format!("bulkhead.{}", e.field()), e.to_string()))?;
+            b.validate().map_err(|e| e.within("bulkhead"))?;
         }
         Ok(())
     }
@@ -360,7 +356,7 @@ impl<K: Clone> Registry<K> {
         config.validate()?;
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         if config.pipelines.is_empty() && !state.config.pipelines.is_empty() && !self.allow_empty {
-            return Err(ConfigError::new(
+            return Err(ConfigError::without_value(
                 "pipelines",
                 format!(
                     "a reload must keep at least one pipeline (got none, {} configured now); \
@@ -486,9 +482,7 @@ fn build<K: Clone>(
         b = b.attempt_timeout(d);
     }
     if let Some(r) = &config.retry {
-        let policy = r
-            .build()
-            .map_err(|e| ConfigError::new(format!("retry.{}", e.field()), e.to_string()))?;
+        let policy = r.build().map_err(|e| e.within("retry"))?;
         b = b.retry(policy);
     }
     let (old, rebuilt) = match old {
@@ -509,9 +503,7 @@ fn build<K: Clone>(
                 Breaker::builder(c.clone())
                     .name(name.to_owned())
                     .build()
-                    .map_err(|e| {
-                        ConfigError::new(format!("breaker.{}", e.field()), e.to_string())
-                    })?
+                    .map_err(|e| e.within("breaker"))?
             }
         };
         b = b.breaker(breaker);
@@ -523,9 +515,8 @@ fn build<K: Clone>(
             .cloned();
         let limiter = match kept {
             Some(l) => l,
-            None => RateLimiter::named(name, c.clone(), Default::default()).map_err(|e| {
-                ConfigError::new(format!("rate_limiter.{}", e.field()), e.to_string())
-            })?,
+            None => RateLimiter::named(name, c.clone(), Default::default())
+                .map_err(|e| e.within("rate_limiter"))?,
         };
         b = b.rate_limiter(limiter);
     }
@@ -537,7 +528,7 @@ fn build<K: Clone>(
         let bulkhead = match kept {
             Some(l) => l,
             None => Bulkhead::named(name, c.clone(), Default::default())
-                .map_err(|e| ConfigError::new(format!("bulkhead.{}", e.field()), e.to_string()))?,
+                .map_err(|e| e.within("bulkhead"))?,
         };
         b = b.bulkhead(bulkhead);
     }

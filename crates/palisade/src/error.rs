@@ -745,46 +745,10 @@ impl<E> From<Rejection> for Error<E> {
     }
 }
 
-/// A pipeline setting that was refused, naming the field and what it allows.
+/// A pipeline setting that was refused, naming the field, the value given and what
+/// it allows (the shape every Palisade crate shares).
 ///
 /// Building a pipeline, or loading one from configuration, never panics on a bad
-/// value and never clamps it silently: it returns this error.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError {
-    field: String,
-    message: String,
-}
-
-impl ConfigError {
-    /// A refusal of `field` with a message saying what it allows.
-    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            field: field.into(),
-            message: message.into(),
-        }
-    }
-
-    /// The refused field, as a dotted path (`pipelines.billing.retry.max_attempts`).
-    pub fn field(&self) -> &str {
-        &self.field
-    }
-
-    /// What the field allows, and what it was given.
-    pub fn message(&self) -> &str {
-        &self.message
-    }
-
-    /// The same error, with `prefix.` before the field.
-    pub fn within(mut self, prefix: &str) -> Self {
-        self.field = format!("{prefix}.{}", self.field);
-        self
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid `{}`: {}", self.field, self.message)
-    }
-}
-
-impl StdError for ConfigError {}
+/// value and never clamps it silently: it returns this error. Its field is a dotted
+/// path (`pipelines.billing.retry.backoff.max_attempts`).
+pub use palisade_clock::ConfigError;

@@ -319,7 +319,8 @@ pub(crate) fn check_name(name: &str) -> Result<(), ConfigError> {
     if name.trim().is_empty() {
         return Err(ConfigError::new(
             "name",
-            format!("must not be empty or only whitespace (got {name:?})"),
+            name,
+            "a name that is not empty or only whitespace",
         ));
     }
     Ok(())
@@ -332,9 +333,10 @@ fn nanos(d: Duration) -> u64 {
 
 pub(crate) fn check_timeout(field: &str, d: Duration) -> Result<(), ConfigError> {
     if d.is_zero() || d > MAX_TIMEOUT {
-        return Err(ConfigError::new(
-            field,
-            format!("must be more than 0 and at most 24h (got {d:?})"),
+        return Err(ConfigError::duration(
+            field.to_owned(),
+            d,
+            "more than 0 and at most 24h",
         ));
     }
     Ok(())

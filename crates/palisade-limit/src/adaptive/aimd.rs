@@ -47,11 +47,9 @@ impl Default for AimdConfig {
 impl AimdConfig {
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        const C: &str = "aimd";
-        check_bounds(C, self.initial_limit, self.min_limit, self.max_limit)?;
-        check_f64(C, "backoff_ratio", self.backoff_ratio, 0.5, 0.99)?;
+        check_bounds(self.initial_limit, self.min_limit, self.max_limit)?;
+        check_f64("backoff_ratio", self.backoff_ratio, 0.5, 0.99)?;
         check_range(
-            C,
             "timeout",
             self.timeout,
             Duration::from_millis(1),

@@ -61,12 +61,11 @@ impl Default for Gradient2Config {
 impl Gradient2Config {
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        const C: &str = "gradient2";
-        check_bounds(C, self.initial_limit, self.min_limit, self.max_limit)?;
-        check_f64(C, "smoothing", self.smoothing, 0.01, 1.0)?;
-        check_range(C, "queue_size", self.queue_size, 0, 1000)?;
-        check_range(C, "long_window", self.long_window, 10, 100_000)?;
-        check_f64(C, "rtt_tolerance", self.rtt_tolerance, 1.0, 10.0)
+        check_bounds(self.initial_limit, self.min_limit, self.max_limit)?;
+        check_f64("smoothing", self.smoothing, 0.01, 1.0)?;
+        check_range("queue_size", self.queue_size, 0, 1000)?;
+        check_range("long_window", self.long_window, 10, 100_000)?;
+        check_f64("rtt_tolerance", self.rtt_tolerance, 1.0, 10.0)
     }
 }
 

@@ -97,15 +97,10 @@ impl AdaptiveConfig {
     }
 }
 
-pub(crate) fn check_bounds(
-    config: &'static str,
-    initial: u32,
-    min: u32,
-    max: u32,
-) -> Result<(), ConfigError> {
-    check_range(config, "max_limit", max, 1, MAX_BULKHEAD_SIZE)?;
-    check_range(config, "min_limit", min, 1, max)?;
-    check_range(config, "initial_limit", initial, min, max)
+pub(crate) fn check_bounds(initial: u32, min: u32, max: u32) -> Result<(), ConfigError> {
+    check_range("max_limit", max, 1, MAX_BULKHEAD_SIZE)?;
+    check_range("min_limit", min, 1, max)?;
+    check_range("initial_limit", initial, min, max)
 }
 
 /// One finished call, as the algorithms see it.

@@ -76,17 +76,9 @@ impl BulkheadConfig {
 
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        const C: &str = "bulkhead";
+        check_range("max_concurrent", self.max_concurrent, 1, MAX_BULKHEAD_SIZE)?;
+        check_range("max_queue", self.max_queue, 0, MAX_BULKHEAD_SIZE)?;
         check_range(
-            C,
-            "max_concurrent",
-            self.max_concurrent,
-            1,
-            MAX_BULKHEAD_SIZE,
-        )?;
-        check_range(C, "max_queue", self.max_queue, 0, MAX_BULKHEAD_SIZE)?;
-        check_range(
-            C,
             "max_wait",
             self.max_wait,
             Duration::from_nanos(1),
@@ -97,11 +89,5 @@ impl BulkheadConfig {
 }
 
 pub(crate) fn check_range_limit(max_concurrent: u32) -> Result<(), ConfigError> {
-    check_range(
-        "bulkhead",
-        "max_concurrent",
-        max_concurrent,
-        1,
-        MAX_BULKHEAD_SIZE,
-    )
+    check_range("max_concurrent", max_concurrent, 1, MAX_BULKHEAD_SIZE)
 }

@@ -104,9 +104,7 @@ impl RateLimiterConfig {
 
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        const C: &str = "rate_limiter";
         check_range(
-            C,
             "period",
             self.period,
             Duration::from_micros(1),
@@ -114,13 +112,12 @@ impl RateLimiterConfig {
         )?;
         let period_nanos = self.period.as_nanos() as u64;
         let max_rate = period_nanos.min(u64::from(MAX_RATE)) as u32;
-        check_range(C, "rate", self.rate, 1, max_rate)?;
-        check_range(C, "burst", self.effective_burst(), 1, MAX_RATE)?;
+        check_range("rate", self.rate, 1, max_rate)?;
+        check_range("burst", self.effective_burst(), 1, MAX_RATE)?;
         // Keep the theoretical arrival time far from overflowing a u64.
         let span = u128::from(self.emission_nanos()) * u128::from(self.effective_burst());
         if span > u128::from(u64::MAX / 4) {
             return Err(ConfigError::new(
-                C,
                 "burst",
                 self.effective_burst(),
                 format!(

@@ -88,7 +88,7 @@ impl KeyedRateLimiterConfig {
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.limit().validate()?;
-        check_range("keyed_rate_limiter", "max_keys", self.max_keys, 1, MAX_KEYS)
+        check_range("max_keys", self.max_keys, 1, MAX_KEYS)
     }
 }
 
