@@ -40,9 +40,9 @@ fn main() -> ExitCode {
         Some("loom") => loom(&root),
         Some("msrv") => no_arguments("msrv", &args[1..]).and_then(|()| release::msrv(&root)),
         Some("semver") => release::semver(&root, &args[1..]),
-        Some("package") => no_arguments("package", &args[1..])
-            .and_then(|()| release::package_step(&root))
-            .and_then(|step| run_steps(vec![step])),
+        Some("package") => {
+            no_arguments("package", &args[1..]).and_then(|()| release::package(&root))
+        }
         Some("features") => {
             no_arguments("features", &args[1..]).and_then(|()| run_steps(feature_steps(&root)))
         }
@@ -201,7 +201,11 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             .env("RUSTFLAGS", "--cfg fuzzing"),
         );
     }
-    steps.push(release::package_step(root)?);
+    steps.push(Step::xtask(
+        "cargo package (publishable crates)",
+        root,
+        &["package"],
+    )?);
     run_steps(steps)
 }
 

@@ -1,8 +1,9 @@
 //! The guard rails of a release: every publishable crate packages, the declared
 //! minimum Rust version holds, and no public interface breaks by accident.
 //!
-//! - [`package_step`]: `cargo package` of every publishable crate, verified (each
-//!   crate builds from its own tarball, against its siblings' tarballs). A `ci` step.
+//! - [`package`]: `cargo xtask package`, `cargo package` of every publishable crate,
+//!   verified (each crate builds from its own tarball, against its siblings'
+//!   tarballs). A `ci` step.
 //! - [`msrv`]: `cargo xtask msrv`. With the toolchain of the declared
 //!   `rust-version` installed, the publishable crates are checked with it. Without
 //!   it (this machine has one toolchain and cannot fetch another), every dependency
@@ -47,18 +48,88 @@ pub(crate) fn publishable(root: &Path) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// `cargo package` of every publishable crate, verified.
-pub(crate) fn package_step(root: &Path) -> Result<Step, String> {
+/// `cargo xtask package`: `cargo package` of every publishable crate, verified.
+///
+/// Cargo verifies the crates against a local registry of their own tarballs, and
+/// takes a registry's crate of a given version to be immutable: it unpacks each
+/// tarball once into `$CARGO_HOME/registry/src/-<hash>/` (the directory of a
+/// registry without a host) and never rebuilds what it compiled from it. Under an
+/// unchanged version number, a later run would build against the source and the
+/// artifacts of an earlier one. So the unpacked copies of our own crates are
+/// removed, and the verification builds in a target directory of its own
+/// (`target/package-verify`, its dependencies kept between runs) from which our
+/// own crates' fingerprints are removed first.
+pub(crate) fn package(root: &Path) -> Result<(), String> {
     let crates = publishable(root)?;
-    let mut args = vec!["package", "--quiet"];
+    let version = declared(root, "version")?;
+    remove_unpacked_copies(&crates, &version)?;
+    let target = root.join("target").join("package-verify");
+    remove_fingerprints(&target, &crates)?;
+    // The working tree as it is, committed or not: what the other steps check.
+    let mut args = vec!["package", "--quiet", "--allow-dirty"];
     for name in &crates {
         args.extend(["--package", name.as_str()]);
     }
-    Ok(Step::new("cargo package (publishable crates)", root, &args))
+    let target = target.to_string_lossy().into_owned();
+    run_steps(vec![
+        Step::new("cargo package (publishable crates)", root, &args)
+            .env("CARGO_TARGET_DIR", &target),
+    ])
 }
 
-/// The workspace's declared `rust-version`.
-fn declared_msrv(root: &Path) -> Result<String, String> {
+/// Removes the build fingerprints of `crates` under `target`, so that cargo
+/// builds them again.
+fn remove_fingerprints(target: &Path, crates: &[String]) -> Result<(), String> {
+    let Ok(profiles) = std::fs::read_dir(target) else {
+        return Ok(());
+    };
+    for profile in profiles.flatten() {
+        let Ok(entries) = std::fs::read_dir(profile.path().join(".fingerprint")) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let file = entry.file_name();
+            let file = file.to_string_lossy();
+            // `<name>-<hash>`: the name is everything before the last dash.
+            let ours = file
+                .rsplit_once('-')
+                .is_some_and(|(name, _)| crates.iter().any(|c| c == name));
+            if ours {
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|e| format!("cannot remove {}: {e}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes `name-version` of every crate in `crates` from the unpacked sources of
+/// the host-less (local) registries of `$CARGO_HOME`.
+fn remove_unpacked_copies(crates: &[String], version: &str) -> Result<(), String> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set")?;
+    let Ok(registries) = std::fs::read_dir(home.join("registry").join("src")) else {
+        return Ok(());
+    };
+    for registry in registries.flatten() {
+        if !registry.file_name().to_string_lossy().starts_with('-') {
+            continue;
+        }
+        for name in crates {
+            let copy = registry.path().join(format!("{name}-{version}"));
+            if copy.is_dir() {
+                std::fs::remove_dir_all(&copy)
+                    .map_err(|e| format!("cannot remove {}: {e}", copy.display()))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A `[workspace.package]` setting of the root manifest (`version`, `rust-version`).
+fn declared(root: &Path, key: &str) -> Result<String, String> {
     let manifest = root.join("Cargo.toml");
     let text =
         std::fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
@@ -67,10 +138,10 @@ fn declared_msrv(root: &Path) -> Result<String, String> {
     value
         .get("workspace")
         .and_then(|w| w.get("package"))
-        .and_then(|p| p.get("rust-version"))
+        .and_then(|p| p.get(key))
         .and_then(toml::Value::as_str)
         .map(str::to_owned)
-        .ok_or_else(|| "the root Cargo.toml declares no [workspace.package] rust-version".into())
+        .ok_or_else(|| format!("the root Cargo.toml declares no [workspace.package] {key}"))
 }
 
 /// A version such as `1.85` or `1.85.1` as comparable numbers.
@@ -85,7 +156,7 @@ fn version_key(version: &str) -> Vec<u64> {
 
 /// `cargo xtask msrv`.
 pub(crate) fn msrv(root: &Path) -> Result<(), String> {
-    let msrv = declared_msrv(root)?;
+    let msrv = declared(root, "rust-version")?;
     let crates = publishable(root)?;
     let toolchain = Command::new("rustup")
         .args(["run", &msrv, "cargo", "--version"])
