@@ -101,7 +101,7 @@ impl BackoffConfig {
     pub fn builder(&self) -> Result<BackoffBuilder, ConfigError> {
         let initial = self.initial.unwrap_or(crate::DEFAULT_INITIAL);
         if self.step.is_some() && self.kind != BackoffKind::Linear {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "step",
                 self.step.unwrap_or_default(),
                 "only on a linear schedule",

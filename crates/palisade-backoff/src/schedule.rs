@@ -359,7 +359,7 @@ impl BackoffBuilder {
         });
         let representable = |field: &'static str, d: Duration| {
             if d > MAX_REPRESENTABLE {
-                Err(ConfigError::new(
+                Err(ConfigError::duration(
                     field,
                     d,
                     "at most 584 years (u64::MAX nanoseconds)",
@@ -380,7 +380,7 @@ impl BackoffBuilder {
             Curve::Linear { initial, step } => {
                 representable("step", step)?;
                 if initial.is_zero() && step.is_zero() {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::duration(
                         "step",
                         step,
                         "greater than zero when initial is zero (a constant schedule of 0 \
@@ -389,7 +389,7 @@ impl BackoffBuilder {
                 }
             }
             Curve::Decorrelated { base } if base.is_zero() => {
-                return Err(ConfigError::new(
+                return Err(ConfigError::duration(
                     "initial",
                     base,
                     "greater than zero for a decorrelated schedule (its delays grow from it)",
@@ -398,7 +398,7 @@ impl BackoffBuilder {
             Curve::Exponential { initial, .. } | Curve::Fibonacci { initial }
                 if initial.is_zero() =>
             {
-                return Err(ConfigError::new(
+                return Err(ConfigError::duration(
                     "initial",
                     initial,
                     format!(
@@ -416,7 +416,7 @@ impl BackoffBuilder {
             _ => {}
         }
         if initial > max_delay {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "initial",
                 initial,
                 format!("at most max_delay ({max_delay:?})"),
@@ -447,7 +447,7 @@ impl BackoffBuilder {
             ));
         }
         if self.max_elapsed == Some(Duration::ZERO) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "max_elapsed",
                 Duration::ZERO,
                 "greater than zero, or unset for no cap",
@@ -776,7 +776,7 @@ mod tests {
         let err = Backoff::exponential(zero).build().unwrap_err();
         assert_eq!(
             err.to_string(),
-            "`initial` is 0ns, allowed greater than zero \
+            "`initial` is 0s, allowed greater than zero \
              for an exponential schedule (its delays grow from it; a constant schedule \
              of 0 retries at once)"
         );

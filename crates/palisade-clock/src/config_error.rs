@@ -32,19 +32,16 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    /// `field` was given `value` (shown with its `Debug` form: strings quoted,
-    /// durations as `1.5s`); `allowed` says what it may be (`"1..=100"`, `"a
-    /// finite number above 1"`).
+    /// `field` was given `value` (shown with its `Debug` form: numbers as written,
+    /// strings quoted; a duration goes through [`duration`](Self::duration)
+    /// instead); `allowed` says what it may be (`"1..=100"`, `"a finite number
+    /// above 1"`).
     pub fn new(
         field: impl Into<Cow<'static, str>>,
         value: impl fmt::Debug,
         allowed: impl Into<Cow<'static, str>>,
     ) -> Self {
-        ConfigError {
-            field: field.into(),
-            value: Some(format!("{value:?}")),
-            allowed: allowed.into(),
-        }
+        Self::shown(field, format_args!("{value:?}"), allowed)
     }
 
     /// `field` was given `value`, shown with its `Display` form: for a value already
@@ -69,11 +66,7 @@ impl ConfigError {
         value: Duration,
         allowed: impl Into<Cow<'static, str>>,
     ) -> Self {
-        ConfigError {
-            field: field.into(),
-            value: Some(crate::duration::format(value)),
-            allowed: allowed.into(),
-        }
+        Self::shown(field, crate::duration::format(value), allowed)
     }
 
     /// A refusal with no single value to show: a missing field, a combination of

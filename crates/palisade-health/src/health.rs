@@ -98,23 +98,23 @@ impl ProbeConfig {
 
     fn validate(&self, name: &str) -> Result<(), ConfigError> {
         if self.interval.is_zero() || self.interval > MAX_INTERVAL {
-            return Err(ConfigError::shown(
+            return Err(ConfigError::duration(
                 format!("probe `{name}`: interval"),
-                format!("{:?}", self.interval),
+                self.interval,
                 "above zero and at most a day",
             ));
         }
         if self.timeout.is_zero() || self.timeout > MAX_INTERVAL {
-            return Err(ConfigError::shown(
+            return Err(ConfigError::duration(
                 format!("probe `{name}`: timeout"),
-                format!("{:?}", self.timeout),
+                self.timeout,
                 "above zero and at most a day",
             ));
         }
         if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
             return Err(ConfigError::shown(
                 format!("probe `{name}`: jitter"),
-                self.jitter.to_string(),
+                self.jitter,
                 "a fraction in [0, 1)",
             ));
         }
@@ -271,7 +271,7 @@ impl HealthBuilder {
     /// reads counters, and the hysteresis counts evaluations.
     pub fn evaluate_every(mut self, every: Duration) -> Self {
         if every.is_zero() {
-            self.fail(ConfigError::shown("evaluate_every", "0s", "above zero"));
+            self.fail(ConfigError::duration("evaluate_every", every, "above zero"));
         }
         self.every = every;
         self
@@ -321,9 +321,9 @@ impl HealthBuilder {
     ) -> Self {
         let id = id.into();
         if groups.contains(Group::Liveness) {
-            self.fail(ConfigError::shown(
+            self.fail(ConfigError::new(
                 format!("dependency `{id}`: groups"),
-                format!("{groups:?}"),
+                groups,
                 "startup and readiness (a dependency's outage must not restart the service)",
             ));
         }
@@ -420,16 +420,16 @@ impl HealthBuilder {
         fail: Duration,
     ) -> Self {
         if interval.is_zero() {
-            self.fail(ConfigError::shown(
+            self.fail(ConfigError::duration(
                 "runtime_lag: interval",
-                "0s",
+                interval,
                 "above zero",
             ));
         }
         if warn > fail {
-            self.fail(ConfigError::shown(
+            self.fail(ConfigError::duration(
                 "runtime_lag: warn",
-                format!("{warn:?}"),
+                warn,
                 "at most the fail threshold",
             ));
         }
@@ -472,15 +472,15 @@ impl HealthBuilder {
         source: Source,
     ) -> Self {
         if id.is_empty() || id.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            self.fail(ConfigError::shown(
+            self.fail(ConfigError::new(
                 "component id",
-                format!("{id:?}"),
+                &id,
                 "a non-empty name without spaces",
             ));
         } else if self.components.iter().any(|c| c.id == id) {
             self.fail(ConfigError::shown(
                 "component id",
-                id.clone(),
+                &id,
                 "a name not already used",
             ));
         }

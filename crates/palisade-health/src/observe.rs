@@ -129,11 +129,7 @@ fn fraction(field: &'static str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 && v <= 1.0 {
         Ok(())
     } else {
-        Err(ConfigError::shown(
-            field,
-            v.to_string(),
-            "a fraction in (0, 1]",
-        ))
+        Err(ConfigError::shown(field, v, "a fraction in (0, 1]"))
     }
 }
 
@@ -142,12 +138,16 @@ impl DependencyRules {
     /// `timeouts_warn <= timeouts_fail`).
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.window.is_zero() {
-            return Err(ConfigError::shown("rules.window", "0s", "above zero"));
+            return Err(ConfigError::duration(
+                "rules.window",
+                self.window,
+                "above zero",
+            ));
         }
         if self.no_success_for.is_zero() {
-            return Err(ConfigError::shown(
+            return Err(ConfigError::duration(
                 "rules.no_success_for",
-                "0s",
+                self.no_success_for,
                 "above zero",
             ));
         }
@@ -158,7 +158,7 @@ impl DependencyRules {
         if self.timeouts_warn > self.timeouts_fail {
             return Err(ConfigError::shown(
                 "rules.timeouts_warn",
-                self.timeouts_warn.to_string(),
+                self.timeouts_warn,
                 "at most rules.timeouts_fail",
             ));
         }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use palisade_clock::duration;
+
 /// A configuration value outside its allowed range (the shape every Palisade crate
 /// shares): it names the field, the value given and the range allowed, for example
 /// ``"`max_concurrent` is 0, allowed 1..=1000000"``.
@@ -18,6 +20,21 @@ pub(crate) fn check_range<T: PartialOrd + fmt::Debug>(
 ) -> Result<(), ConfigError> {
     if value < lo || value > hi {
         return Err(ConfigError::new(field, &value, format!("{lo:?}..={hi:?}")));
+    }
+    Ok(())
+}
+
+/// Checks a duration is in `lo..=hi`; the error writes all three in the duration
+/// grammar.
+pub(crate) fn check_duration(
+    field: &'static str,
+    value: Duration,
+    lo: Duration,
+    hi: Duration,
+) -> Result<(), ConfigError> {
+    if value < lo || value > hi {
+        let (lo, hi) = (duration::format(lo), duration::format(hi));
+        return Err(ConfigError::duration(field, value, format!("{lo}..={hi}")));
     }
     Ok(())
 }
@@ -42,7 +59,6 @@ pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use palisade_clock::duration;
 
     #[test]
     fn durations_round_trip() {

@@ -59,7 +59,7 @@ use palisade_clock::{Clock, DefaultClock, Timestamp};
 use palisade_window::{TimeConfig, TimeWindow, Window};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, MAX_DURATION, check_f64, check_range};
+use crate::config::{ConfigError, MAX_DURATION, check_duration, check_f64, check_range};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
 
 /// How often, at most, the refusal probability is recomputed from the window: 10 ms,
@@ -130,7 +130,7 @@ impl ThrottleConfig {
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_f64("k", self.k, 1.0, 10.0)?;
-        check_range(
+        check_duration(
             "window",
             self.window,
             Duration::from_millis(1),
@@ -348,7 +348,7 @@ impl<C: Clock> Throttle<C> {
         config.validate()?;
         let mut current = self.inner.config.lock();
         if current.window != config.window {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "window",
                 config.window,
                 format!("{:?} (fixed when the throttle was built)", current.window),
@@ -387,7 +387,7 @@ impl<C: Clock> Throttle<C> {
 
 fn window<C: Clock>(config: &ThrottleConfig, clock: &C) -> Result<TimeWindow<C>, ConfigError> {
     TimeWindow::new(config.time_config(), clock.clone())
-        .map_err(|e| ConfigError::new("window", config.window, e.to_string()))
+        .map_err(|e| ConfigError::duration("window", config.window, e.to_string()))
 }
 
 impl<C: Clock> Clone for Throttle<C> {

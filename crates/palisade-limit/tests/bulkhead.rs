@@ -257,7 +257,7 @@ fn configuration_errors_name_the_field_and_range() {
         ),
         (
             BulkheadConfig::new(1).with_queue(1, Duration::ZERO),
-            "`max_wait` is 0ns, allowed 1ns..=86400s",
+            "`max_wait` is 0s, allowed 1ns..=86400s",
         ),
     ];
     for (config, message) in cases {

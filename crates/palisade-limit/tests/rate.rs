@@ -158,7 +158,7 @@ fn configuration_errors_name_the_field_and_range() {
         ),
         (
             RateLimiterConfig::new(1, Duration::ZERO),
-            "`period` is 0ns, allowed 1µs..=86400s",
+            "`period` is 0s, allowed 1us..=86400s",
         ),
         (
             RateLimiterConfig::per_second(5).with_burst(0),

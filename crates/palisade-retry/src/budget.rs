@@ -557,7 +557,7 @@ impl BudgetBuilder {
     /// A [`ConfigError`] naming the first field out of its range.
     pub fn build_with_clock<C: Clock>(self, clock: C) -> Result<RetryBudget<C>, ConfigError> {
         if !(Duration::from_secs(1)..=Duration::from_secs(3600)).contains(&self.window) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "budget.window",
                 self.window,
                 "from 1s to 1h",

@@ -193,7 +193,7 @@ impl HedgingBuilder {
         let tracker = match self.delay {
             HedgeDelay::Fixed(d) => {
                 if d > HOUR {
-                    return Err(ConfigError::new("hedging.delay", d, "at most 1h"));
+                    return Err(ConfigError::duration("hedging.delay", d, "at most 1h"));
                 }
                 if d.is_zero() {
                     tracing::warn!(
@@ -215,7 +215,11 @@ impl HedgingBuilder {
                     ));
                 }
                 if fallback > HOUR {
-                    return Err(ConfigError::new("hedging.fallback", fallback, "at most 1h"));
+                    return Err(ConfigError::duration(
+                        "hedging.fallback",
+                        fallback,
+                        "at most 1h",
+                    ));
                 }
                 Some(Arc::new(LatencyTracker::new(percentile)))
             }
@@ -268,7 +272,7 @@ impl HedgingConfig {
         let mut builder = match (self.delay, self.percentile) {
             (Some(d), None) => {
                 if let Some(f) = self.fallback {
-                    return Err(ConfigError::new(
+                    return Err(ConfigError::duration(
                         "hedging.fallback",
                         f,
                         "only with a percentile delay",

@@ -162,7 +162,7 @@ impl TimeConfig {
             return Err(ConfigError::new("buckets", self.buckets, "from 1 to 1000"));
         }
         if !(MIN_BUCKET_WIDTH..=MAX_BUCKET_WIDTH).contains(&self.bucket_width) {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "bucket_width",
                 self.bucket_width,
                 "from 1µs to 1h",
@@ -170,7 +170,7 @@ impl TimeConfig {
         }
         let window = self.bucket_width.saturating_mul(self.buckets as u32);
         if window > MAX_WINDOW {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "buckets × bucket_width",
                 window,
                 "at most 24h",
@@ -182,9 +182,11 @@ impl TimeConfig {
 
 fn validate_slow(threshold: Option<Duration>) -> Result<(), ConfigError> {
     match threshold {
-        Some(t) if t > MAX_SLOW_CALL_THRESHOLD => {
-            Err(ConfigError::new("slow_call_threshold", t, "at most 24h"))
-        }
+        Some(t) if t > MAX_SLOW_CALL_THRESHOLD => Err(ConfigError::duration(
+            "slow_call_threshold",
+            t,
+            "at most 24h",
+        )),
         _ => Ok(()),
     }
 }
@@ -261,7 +263,7 @@ mod tests {
         assert_eq!(e.field(), "bucket_width");
         assert_eq!(
             e.to_string(),
-            "`bucket_width` is 0ns, allowed from 1µs to 1h"
+            "`bucket_width` is 0s, allowed from 1µs to 1h"
         );
         assert_eq!(
             time(10, Duration::from_secs(3601))

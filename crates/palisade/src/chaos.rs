@@ -259,7 +259,7 @@ impl ChaosBuilder {
         let error_ppm = rate("chaos.error_rate", self.error_rate)?;
         let replace_ppm = rate("chaos.replace.rate", self.replace_rate)?;
         if self.latency > crate::MAX_TIMEOUT {
-            return Err(ConfigError::new(
+            return Err(ConfigError::duration(
                 "chaos.latency.delay",
                 self.latency,
                 "at most 24h",

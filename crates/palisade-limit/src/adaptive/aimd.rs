@@ -3,7 +3,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Sample, check_bounds};
-use crate::config::{ConfigError, MAX_DURATION, check_f64, check_range};
+use crate::config::{ConfigError, MAX_DURATION, check_duration, check_f64};
 
 /// Additive increase, multiplicative decrease, as Netflix's `AIMDLimit`: a drop (or a
 /// call slower than `timeout`) multiplies the limit by `backoff_ratio`; a success
@@ -49,7 +49,7 @@ impl AimdConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_bounds(self.initial_limit, self.min_limit, self.max_limit)?;
         check_f64("backoff_ratio", self.backoff_ratio, 0.5, 0.99)?;
-        check_range(
+        check_duration(
             "timeout",
             self.timeout,
             Duration::from_millis(1),

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, MAX_DURATION, check_range};
+use crate::config::{ConfigError, MAX_DURATION, check_duration, check_range};
 
 /// The most calls a bulkhead admits at once, and the longest queue it keeps: a
 /// million. More is certainly a mistake (each call holds at least a task).
@@ -78,7 +78,7 @@ impl BulkheadConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         check_range("max_concurrent", self.max_concurrent, 1, MAX_BULKHEAD_SIZE)?;
         check_range("max_queue", self.max_queue, 0, MAX_BULKHEAD_SIZE)?;
-        check_range(
+        check_duration(
             "max_wait",
             self.max_wait,
             Duration::from_nanos(1),

@@ -2,7 +2,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ConfigError, MAX_DURATION, check_range};
+use crate::config::{ConfigError, MAX_DURATION, check_duration, check_range};
 
 /// The most calls per period a rate limiter accepts, and the largest burst: a
 /// billion.
@@ -104,7 +104,7 @@ impl RateLimiterConfig {
 
     /// Checks every field against its range.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        check_range(
+        check_duration(
             "period",
             self.period,
             Duration::from_micros(1),
