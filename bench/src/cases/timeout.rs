@@ -39,23 +39,6 @@ pub(super) fn cases() -> Vec<Case> {
         Case::new(
             "timeout",
             READY,
-            "palisade::timeout::timeout",
-            Role::Palisade,
-            bench_async!(
-                (),
-                |_s| palisade::timeout::timeout(palisade_clock::TokioClock, Some(LIMIT), ok_call()),
-                |r: &Result<Result<u64, super::Boom>, palisade::timeout::Elapsed>| matches!(
-                    r,
-                    Ok(Ok(1))
-                )
-            ),
-        )
-        .floor(Floor::Await)
-        .key()
-        .note("the pipeline's attempt timeout: polls once before it arms a timer"),
-        Case::new(
-            "timeout",
-            READY,
             "palisade tower::attempt_timeout layer",
             Role::Palisade,
             bench_async!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use palisade_clock::{Clock, ManualClock, TokioClock};
 use palisade_window::{
-    CountConfig, CountWindow, OutcomeKind, Snapshot, TimeConfig, TimeWindow, Window,
+    CountConfig, CountWindow, OutcomeKind, TimeConfig, TimeWindow, Window, WindowSnapshot,
 };
 
 use super::{Gap, is_ok};
@@ -107,12 +107,12 @@ fn time_100_buckets() -> TimeWindow<ManualClock> {
 
 /// The check of the rows that record successes below the slow-call threshold: the
 /// window holds calls, none failed or slow.
-fn holds_fast_successes(s: &Snapshot) -> bool {
+fn holds_fast_successes(s: &WindowSnapshot) -> bool {
     s.calls() > 0 && s.failures() == 0 && s.slow_calls() == 0
 }
 
 /// [`holds_fast_successes`], with the calls' durations in the latency histogram.
-fn holds_timed_successes(s: &Snapshot) -> bool {
+fn holds_timed_successes(s: &WindowSnapshot) -> bool {
     holds_fast_successes(s) && s.latency().is_some_and(|l| l.count() > 0)
 }
 

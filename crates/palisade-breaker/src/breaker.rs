@@ -12,7 +12,7 @@ use crate::config::{BreakerConfig, ConfigError};
 use crate::error::{CallError, Rejected};
 use crate::event::{Reason, Transition, trace};
 use crate::permit::{OwnedPermit, Permit, Ticket};
-use crate::snapshot::{Opening, Snapshot};
+use crate::snapshot::{BreakerSnapshot, Opening};
 use crate::state::{
     CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN,
     OPENED_MASK, State, TIMED, code, generation, opened_code, pack,
@@ -432,7 +432,7 @@ impl<C: Clock> Breaker<C> {
     }
 
     /// State, counters, rates and time in state, read together.
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> BreakerSnapshot {
         self.inner.snapshot()
     }
 
@@ -1176,7 +1176,7 @@ impl<C: Clock> Inner<C> {
         Ok(())
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self) -> BreakerSnapshot {
         let ctl = self.control.lock();
         let word = self.word.load(Ordering::Acquire);
         let now = self.clock.now();
@@ -1190,7 +1190,7 @@ impl<C: Clock> Inner<C> {
                     .saturating_sub(now.as_nanos()),
             )
         });
-        Snapshot {
+        BreakerSnapshot {
             state,
             generation: generation(word),
             metrics_only: word & METRICS_ONLY != 0,

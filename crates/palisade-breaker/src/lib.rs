@@ -158,5 +158,9 @@ pub use event::{Reason, Transition};
 pub use permit::{OwnedPermit, Permit};
 #[cfg(not(loom))]
 pub use registry::{Registry, RegistryBuilder, RegistryConfig};
-pub use snapshot::{Opening, Snapshot};
+pub use snapshot::{BreakerSnapshot, Opening};
+
+/// The old name of [`BreakerSnapshot`].
+#[deprecated(since = "0.1.0", note = "renamed to `BreakerSnapshot`")]
+pub type Snapshot = BreakerSnapshot;
 pub use state::State;

@@ -9,7 +9,7 @@ use crate::{Reason, State};
 /// What [`Breaker::snapshot`](crate::Breaker::snapshot) returns.
 #[derive(Copy, Clone, Debug, PartialEq)]
 #[non_exhaustive]
-pub struct Snapshot {
+pub struct BreakerSnapshot {
     /// The state.
     pub state: State,
     /// The generation of the state: it grows by one on every transition.
@@ -44,7 +44,7 @@ pub struct Snapshot {
 
 /// Why and when a breaker last opened, with the window's figures at that moment:
 /// from [`Breaker::last_opening`](crate::Breaker::last_opening) and
-/// [`Snapshot::last_opening`]; a rejection carries the reason alone
+/// [`BreakerSnapshot::last_opening`]; a rejection carries the reason alone
 /// ([`Rejected::opened_by`](crate::Rejected::opened_by)).
 #[derive(Copy, Clone, Debug, PartialEq)]
 #[non_exhaustive]

@@ -66,3 +66,8 @@ pub use panic::{CatchPanic, PanicLocation, Panicked, catch_panic, catch_panic_sy
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use retry_after::{RetryAfterError, parse_retry_after, parse_retry_after_at};
 pub use status::{DEFAULT_MAX_RETRY_AFTER, HttpResponse, HttpStatus, classify_status};
+
+/// A boxed error, `Send + Sync + 'static`: what a fallback tier, a probe or an
+/// adapter may fail with. The one definition of the workspace; `palisade::BoxError`
+/// and `palisade_fallback::BoxError` are this type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

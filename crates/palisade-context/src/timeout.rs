@@ -19,7 +19,10 @@ use crate::future::Cancelled;
 /// or it was cancelled). On either error `fut` is dropped, so its work stops.
 ///
 /// One timer serves the call, set for the earlier of the two deadlines; it does not
-/// start the context's own timer.
+/// start the context's own timer. The future is polled once before the timer is
+/// armed: a future that is ready at once (a cache hit, a value already buffered)
+/// never reads the clock nor touches the timer wheel, and `duration` counts from
+/// the first poll that returns `Pending`.
 ///
 /// ```
 /// use palisade_context::{Context, timeout};
@@ -39,21 +42,20 @@ use crate::future::Cancelled;
 ///
 /// # Panics
 ///
-/// Outside a tokio runtime with the time driver enabled.
+/// When the future is still pending after its first poll outside a tokio runtime
+/// with the time driver enabled.
 pub fn timeout<F: IntoFuture>(
     ctx: &Context,
     duration: Duration,
     fut: F,
 ) -> Timeout<'_, F::IntoFuture> {
-    let own = TokioClock.now().saturating_add(duration).as_nanos();
-    let context = ctx.deadline_nanos();
     Timeout {
         fut: Some(fut.into_future()),
-        sleep: TokioClock.sleep_until(Timestamp::from_nanos(own.min(context))),
+        sleep: None,
         ctx,
         cancelled: Cancelled::new(ctx, false),
         duration,
-        context_first: context <= own,
+        context_first: false,
     }
 }
 
@@ -64,11 +66,12 @@ pin_project_lite::pin_project! {
         #[pin]
         fut: Option<F>,
         #[pin]
-        sleep: TokioSleep,
+        sleep: Option<TokioSleep>,
         ctx: &'a Context,
         cancelled: Cancelled<'a>,
         duration: Duration,
-        // Whether the context's deadline is the earlier one.
+        // Whether the context's deadline is the earlier one; set when the timer is
+        // armed.
         context_first: bool,
     }
 }
@@ -91,7 +94,16 @@ impl<F: Future> Future for Timeout<'_, F> {
             if this.cancelled.poll_cancelled(cx).is_ready() {
                 break 'ended TimeoutError::context(this.ctx);
             }
-            if this.sleep.poll(cx).is_ready() {
+            if this.sleep.is_none() {
+                let own = TokioClock.now().saturating_add(*this.duration).as_nanos();
+                let context = this.ctx.deadline_nanos();
+                *this.context_first = context <= own;
+                this.sleep.set(Some(
+                    TokioClock.sleep_until(Timestamp::from_nanos(own.min(context))),
+                ));
+            }
+            let sleep = this.sleep.as_mut().as_pin_mut();
+            if sleep.is_some_and(|sleep| sleep.poll(cx).is_ready()) {
                 if *this.context_first {
                     if let Some(node) = this.ctx.node() {
                         node.expire();

@@ -4,8 +4,7 @@ use std::fmt;
 
 use palisade_classify::{ClassifyError, Outcome};
 
-/// A boxed error, as an alternate source may return.
-pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+pub use palisade_classify::BoxError;
 
 /// A fallback chain that could not replace a failure.
 ///

@@ -9,7 +9,7 @@ use palisade_clock::Timestamp;
 use crate::config::CountConfig;
 use crate::fastmod::FastMod;
 use crate::histogram::nanos;
-use crate::snapshot::Snapshot;
+use crate::snapshot::WindowSnapshot;
 use crate::sync::{AtomicU8, AtomicU64, CachePadded, Ordering::Relaxed};
 use crate::{ConfigError, Window};
 
@@ -53,7 +53,7 @@ fn unpack(mut word: u64) -> [i64; 3] {
 /// counts in one load, whatever the size.
 ///
 /// Ignored outcomes take no slot; they only count in
-/// [`Snapshot::total_ignored`].
+/// [`WindowSnapshot::total_ignored`].
 ///
 /// ```
 /// use palisade_window::{CountConfig, CountWindow, OutcomeKind, Window};
@@ -191,7 +191,7 @@ impl Window for CountWindow {
         self.record_with_duration(kind, elapsed);
     }
 
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self) -> WindowSnapshot {
         let [calls, failures, slow_calls] = unpack(self.counts.load(Relaxed));
         let totals = [
             self.head.load(Relaxed),
@@ -199,7 +199,7 @@ impl Window for CountWindow {
             self.totals.slow_calls.load(Relaxed),
             self.totals.ignored.load(Relaxed),
         ];
-        Snapshot::bounded(self.size as u64, calls, failures, slow_calls, totals, None)
+        WindowSnapshot::bounded(self.size as u64, calls, failures, slow_calls, totals, None)
     }
 
     /// Empties the window; the totals since creation stay.

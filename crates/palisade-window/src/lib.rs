@@ -10,7 +10,7 @@
 //!
 //! Each record carries the [`OutcomeKind`] a classifier decided (success, failure,
 //! ignored) and optionally the call's duration, from which slow calls are counted
-//! against a threshold. A [`Snapshot`] gives the calls, failures and slow calls in the
+//! against a threshold. A [`WindowSnapshot`] gives the calls, failures and slow calls in the
 //! window, their rates, and totals since creation. Both windows implement [`Window`],
 //! so a breaker can be generic over the kind of window.
 //!
@@ -83,7 +83,11 @@ pub use config::{
 pub use count::CountWindow;
 pub use palisade_classify::OutcomeKind;
 pub use palisade_clock::{Clock, DefaultClock, Timestamp};
-pub use snapshot::{Latency, Snapshot};
+pub use snapshot::{Latency, WindowSnapshot};
+
+/// The old name of [`WindowSnapshot`].
+#[deprecated(since = "0.1.0", note = "renamed to `WindowSnapshot`")]
+pub type Snapshot = WindowSnapshot;
 pub use time::TimeWindow;
 
 /// Hooks that break the windows on purpose, for the loom models only.
@@ -136,7 +140,7 @@ pub trait Window: Send + Sync + Debug + sealed::Sealed {
     }
 
     /// The window's counts now.
-    fn snapshot(&self) -> Snapshot;
+    fn snapshot(&self) -> WindowSnapshot;
 
     /// Empties the window. Totals since creation stay.
     fn reset(&self);

@@ -1,4 +1,4 @@
-//! What a window saw: [`Snapshot`] and [`Latency`].
+//! What a window saw: [`WindowSnapshot`] and [`Latency`].
 
 use std::fmt;
 use std::time::Duration;
@@ -8,12 +8,12 @@ use crate::histogram::{self, BINS};
 /// The counts of a window at one moment, and its totals since it was created.
 ///
 /// `calls` counts successes and failures; ignored outcomes are not calls (they are
-/// counted in [`total_ignored`](Snapshot::total_ignored) only). A snapshot taken while
+/// counted in [`total_ignored`](WindowSnapshot::total_ignored) only). A snapshot taken while
 /// other threads record is a consistent bound rather than an instant: every count is
 /// at most the window's capacity, `failures` and `slow_calls` are at most `calls`,
 /// and both rates lie in `[0, 1]`.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Snapshot {
+pub struct WindowSnapshot {
     pub(crate) calls: u64,
     pub(crate) failures: u64,
     pub(crate) slow_calls: u64,
@@ -24,7 +24,7 @@ pub struct Snapshot {
     pub(crate) latency: Option<Latency>,
 }
 
-impl Snapshot {
+impl WindowSnapshot {
     /// Successes and failures in the window.
     pub fn calls(&self) -> u64 {
         self.calls
@@ -100,7 +100,7 @@ impl Snapshot {
         #[cfg(loom)]
         if crate::sync::broken::is(crate::sync::broken::Bug::NoClamp) {
             // Deliberately wrong: the raw counts, for the loom model to catch.
-            return Snapshot {
+            return WindowSnapshot {
                 calls: calls as u64,
                 failures: failures as u64,
                 slow_calls: slow_calls as u64,
@@ -114,7 +114,7 @@ impl Snapshot {
         let calls = (calls.max(0) as u64).min(capacity);
         let failures = (failures.max(0) as u64).min(calls);
         let slow_calls = (slow_calls.max(0) as u64).min(calls);
-        Snapshot {
+        WindowSnapshot {
             calls,
             failures,
             slow_calls,
@@ -135,7 +135,7 @@ fn rate(part: u64, whole: u64) -> f64 {
     }
 }
 
-impl fmt::Debug for Snapshot {
+impl fmt::Debug for WindowSnapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Snapshot");
         d.field("calls", &self.calls)
@@ -280,13 +280,13 @@ mod tests {
 
     #[test]
     fn snapshot_bounds_counts_and_rates() {
-        let s = Snapshot::bounded(10, 12, 20, -3, [5, 9, 1, 0], None);
+        let s = WindowSnapshot::bounded(10, 12, 20, -3, [5, 9, 1, 0], None);
         assert_eq!(s.calls(), 10);
         assert_eq!(s.failures(), 10);
         assert_eq!(s.slow_calls(), 0);
         assert_eq!(s.failure_rate(), 1.0);
         assert_eq!(s.total_failures(), 5);
-        let empty = Snapshot::bounded(10, -1, 1, 1, [0; 4], None);
+        let empty = WindowSnapshot::bounded(10, -1, 1, 1, [0; 4], None);
         assert!(empty.is_empty());
         assert_eq!(empty.failure_rate(), 0.0);
         assert_eq!(empty.slow_call_rate(), 0.0);

@@ -10,7 +10,7 @@ use palisade_clock::{Clock, DefaultClock, Timestamp};
 use crate::config::TimeConfig;
 use crate::fastmod::FastMod;
 use crate::histogram::{self, BINS, nanos};
-use crate::snapshot::{Latency, Snapshot};
+use crate::snapshot::{Latency, WindowSnapshot};
 use crate::sync::{
     AtomicU64, CachePadded,
     Ordering::{AcqRel, Acquire, Relaxed, Release},
@@ -673,7 +673,7 @@ impl<C: Clock> TimeWindow<C> {
         }
     }
 
-    fn snapshot_at(&self, t: u64) -> Snapshot {
+    fn snapshot_at(&self, t: u64) -> WindowSnapshot {
         let cursor = self.advance(self.epoch_of(t));
         let b = self.b;
         let cursor_index = self.modulo.rem(cursor) as usize;
@@ -743,7 +743,7 @@ impl<C: Clock> TimeWindow<C> {
         let latency = self.latency_since(oldest, &bins);
         // A window holds at most what its stripes' 40-bit counters can.
         let capacity = (self.stripe_count as u64 * self.buckets).saturating_mul(COUNT_MASK);
-        Snapshot::bounded(
+        WindowSnapshot::bounded(
             capacity,
             window[0] as i64,
             window[1] as i64,
@@ -822,7 +822,7 @@ impl<C: Clock> Window for TimeWindow<C> {
     /// The counts of the window ending at [`Clock::recent`] (or at the latest time
     /// recorded, if later), with the latency distribution of its calls recorded with
     /// a duration.
-    fn snapshot(&self) -> Snapshot {
+    fn snapshot(&self) -> WindowSnapshot {
         self.snapshot_at(self.clock.recent().as_nanos())
     }
 

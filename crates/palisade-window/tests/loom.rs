@@ -11,7 +11,7 @@ use loom::thread;
 use palisade_clock::{Clock, ManualClock};
 use palisade_window::__loom::{Bug, set};
 use palisade_window::{
-    CountConfig, CountWindow, OutcomeKind, Snapshot, TimeConfig, TimeWindow, Window,
+    CountConfig, CountWindow, OutcomeKind, TimeConfig, TimeWindow, Window, WindowSnapshot,
 };
 
 /// The bug switch is process-wide: one model at a time.
@@ -35,7 +35,7 @@ fn time_window(clock: &ManualClock) -> TimeWindow<ManualClock> {
     TimeWindow::new(config, clock.clone()).unwrap()
 }
 
-fn assert_bounded(s: &Snapshot, capacity: u64) {
+fn assert_bounded(s: &WindowSnapshot, capacity: u64) {
     assert!(s.calls() <= capacity, "{s:?}");
     assert!(s.failures() <= s.calls(), "{s:?}");
     assert!((0.0..=1.0).contains(&s.failure_rate()), "{s:?}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use palisade_clock::{Clock, ManualClock, Timestamp, TokioClock};
-use palisade_window::{OutcomeKind::*, Snapshot, TimeConfig, TimeWindow, Window};
+use palisade_window::{OutcomeKind::*, TimeConfig, TimeWindow, Window, WindowSnapshot};
 
 fn window(
     buckets: usize,
@@ -18,7 +18,7 @@ fn window(
     (clock.clone(), TimeWindow::new(config, clock).unwrap())
 }
 
-fn counts(s: &Snapshot) -> (u64, u64, u64) {
+fn counts(s: &WindowSnapshot) -> (u64, u64, u64) {
     (s.calls(), s.failures(), s.slow_calls())
 }
 

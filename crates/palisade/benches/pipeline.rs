@@ -11,7 +11,6 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use palisade::clock::TokioClock;
 use palisade::{Context, Pipeline};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -95,13 +94,14 @@ fn ready_timeout(c: &mut Criterion) {
             })
         })
     });
-    g.bench_function("palisade::timeout", |b| {
+    g.bench_function("palisade::context::timeout", |b| {
+        let ctx = palisade::Context::background();
         b.iter_custom(|iters| {
             rt.block_on(async {
                 let start = Instant::now();
                 for i in 0..iters {
                     black_box(
-                        palisade::timeout::timeout(TokioClock, Some(limit), dependency(i))
+                        palisade::context::timeout(&ctx, limit, dependency(i))
                             .await
                             .unwrap()
                             .unwrap(),

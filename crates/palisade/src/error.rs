@@ -159,8 +159,7 @@ struct FallbackFailure<E> {
     original: Error<E>,
 }
 
-/// A boxed error: what a fallback tier may fail with.
-pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+pub use palisade_classify::BoxError;
 
 impl<E> Error<E> {
     /// The call's own error, with the outcome its classifier gave it.
@@ -321,6 +320,7 @@ impl<E> Error<E> {
     }
 
     /// Alias of [`inner_error`](Self::inner_error).
+    #[deprecated(since = "0.1.0", note = "use `inner_error`")]
     pub fn get_inner(&self) -> Option<&E> {
         self.inner_error()
     }

@@ -92,7 +92,21 @@ mod tally;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
-pub mod timeout;
+mod timer;
+
+/// The old home of the pipeline's attempt timer, public by mistake.
+///
+/// The one timeout function of Palisade is [`palisade_context::timeout`]
+/// (`palisade::context::timeout`): it honours the call's Context, its error says
+/// whether the timeout or the Context ended the call, and like this one it arms no
+/// timer for a future that is ready on its first poll.
+#[deprecated(
+    since = "0.1.0",
+    note = "use `palisade::context::timeout`, the one timeout function"
+)]
+pub mod timeout {
+    pub use crate::timer::{Elapsed, Timeout, timeout};
+}
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;

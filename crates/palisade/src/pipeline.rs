@@ -20,7 +20,7 @@ use tracing::field::Empty;
 #[cfg(feature = "retry")]
 use crate::error::{Attempt, History};
 use crate::error::{ConfigError, Error, TimeoutKind};
-use crate::timeout::timeout;
+use crate::timer::timeout;
 
 #[cfg(feature = "breaker")]
 use palisade_breaker::Breaker;
@@ -1231,7 +1231,7 @@ pub struct PipelineSnapshot {
     /// The breaker's state and window, if it has one.
     #[cfg(feature = "breaker")]
     #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
-    pub breaker: Option<palisade_breaker::Snapshot>,
+    pub breaker: Option<palisade_breaker::BreakerSnapshot>,
     /// The rate limiter's counters, if it has one.
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]

@@ -261,31 +261,6 @@ fn bad_settings_name_the_field() {
     assert_eq!(e.field(), "total_timeout");
 }
 
-#[test]
-fn the_timeout_polls_once_before_arming_a_timer() {
-    use palisade::clock::ManualClock;
-    use palisade::timeout::timeout;
-    use std::future::Future;
-    use std::pin::pin;
-    use std::task::{Context as TaskCx, Poll, Waker};
-
-    let clock = ManualClock::new();
-    let mut cx = TaskCx::from_waker(Waker::noop());
-    let mut ready = pin!(timeout(clock.clone(), Some(MS), async { 3 }));
-    assert_eq!(ready.as_mut().poll(&mut cx), Poll::Ready(Ok(3)));
-    assert_eq!(clock.pending_sleeps(), 0, "a ready future pays no timer");
-
-    let mut pending = pin!(timeout(
-        clock.clone(),
-        Some(MS),
-        std::future::pending::<()>()
-    ));
-    assert!(pending.as_mut().poll(&mut cx).is_pending());
-    assert_eq!(clock.pending_sleeps(), 1);
-    clock.advance(MS);
-    assert!(matches!(pending.as_mut().poll(&mut cx), Poll::Ready(Err(e)) if e.after() == MS));
-}
-
 /// Polls `fut` once with a waker that does nothing; a panic comes back as `Err`.
 fn poll_once<F: std::future::Future>(
     fut: std::pin::Pin<&mut F>,

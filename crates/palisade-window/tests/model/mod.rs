@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use palisade_clock::{Clock, ManualClock, Timestamp};
 use palisade_window::{
-    CountConfig, CountWindow, OutcomeKind, Snapshot, TimeConfig, TimeWindow, Window,
+    CountConfig, CountWindow, OutcomeKind, TimeConfig, TimeWindow, Window, WindowSnapshot,
 };
 
 /// When a record happens.
@@ -70,7 +70,7 @@ impl Totals {
         }
     }
 
-    fn check(&self, s: &Snapshot) -> Result<(), String> {
+    fn check(&self, s: &WindowSnapshot) -> Result<(), String> {
         let real = (
             s.total_calls(),
             s.total_failures(),
@@ -92,7 +92,7 @@ fn is_slow(threshold: Option<Duration>, elapsed: Option<u64>) -> bool {
     }
 }
 
-fn check_counts(s: &Snapshot, calls: &[&Call]) -> Result<(), String> {
+fn check_counts(s: &WindowSnapshot, calls: &[&Call]) -> Result<(), String> {
     let model = (
         calls.len() as u64,
         calls.iter().filter(|c| c.failed).count() as u64,

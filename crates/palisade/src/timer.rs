@@ -1,26 +1,15 @@
-//! A timeout that costs no timer when the future is already ready.
+//! The pipeline's attempt timer: a timeout that costs no timer when the future is
+//! already ready.
 //!
 //! [`timeout`] polls the wrapped future once before it arms a timer: a future that
 //! completes on its first poll (a cache hit, a value already buffered) never touches
 //! the timer wheel, which is most of what `tokio::time::timeout` costs. Only when the
 //! future returns `Pending` is the clock read and the sleep created; the time limit
-//! counts from then.
+//! counts from then. It runs on the pipeline's [`Clock`], so virtual time drives it.
 //!
-#![cfg_attr(feature = "clock", doc = "```")]
-#![cfg_attr(not(feature = "clock"), doc = "```ignore")]
-//! use palisade::timeout::timeout;
-//! use palisade::clock::TokioClock;
-//! use std::time::Duration;
-//!
-//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
-//! # async fn main() {
-//! let ready = timeout(TokioClock, Some(Duration::from_millis(10)), async { 7 }).await;
-//! assert_eq!(ready.unwrap(), 7);
-//!
-//! let slow = timeout(TokioClock, Some(Duration::from_millis(10)), std::future::pending::<()>());
-//! assert_eq!(slow.await.unwrap_err().after(), Duration::from_millis(10));
-//! # }
-//! ```
+//! The public timeout function is [`palisade_context::timeout`], which also honours
+//! the call's Context; this module is public only as the deprecated
+//! `palisade::timeout`.
 
 use std::fmt;
 use std::future::Future;
@@ -109,5 +98,35 @@ impl<C: Clock, F> fmt::Debug for Timeout<C, F> {
             .field("limit", &self.limit)
             .field("armed", &self.sleep.is_some())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn polls_once_before_arming_a_timer() {
+        use palisade_clock::ManualClock;
+        use std::pin::pin;
+        use std::task::{Context as TaskCx, Waker};
+
+        let clock = ManualClock::new();
+        let mut cx = TaskCx::from_waker(Waker::noop());
+        let mut ready = pin!(timeout(clock.clone(), Some(MS), async { 3 }));
+        assert_eq!(ready.as_mut().poll(&mut cx), Poll::Ready(Ok(3)));
+        assert_eq!(clock.pending_sleeps(), 0, "a ready future pays no timer");
+
+        let mut pending = pin!(timeout(
+            clock.clone(),
+            Some(MS),
+            std::future::pending::<()>()
+        ));
+        assert!(pending.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.pending_sleeps(), 1);
+        clock.advance(MS);
+        assert!(matches!(pending.as_mut().poll(&mut cx), Poll::Ready(Err(e)) if e.after() == MS));
     }
 }
