@@ -13,10 +13,7 @@ use crate::error::{CallError, Rejected};
 use crate::event::{Reason, Transition, trace};
 use crate::permit::{OwnedPermit, Permit, Ticket};
 use crate::snapshot::{BreakerSnapshot, Opening};
-use crate::state::{
-    CLOSED, DISABLED, FAST_MASK, FORCED_CLOSED, FORCED_OPEN, HALF_OPEN, METRICS_ONLY, OPEN,
-    OPENED_MASK, State, TIMED, code, generation, opened_code, pack,
-};
+use crate::state::{AtomicWord, State, Word};
 use crate::sync::{
     Arc, AtomicU32, AtomicU64, Mutex, MutexGuard, Ordering, broken_half_open, broken_keep_busy,
     broken_trip,
@@ -47,8 +44,8 @@ impl<C: Clock> fmt::Debug for Breaker<C> {
         let word = self.inner.word.load(Ordering::Relaxed);
         f.debug_struct("Breaker")
             .field("name", &self.inner.name)
-            .field("state", &State::from_code(code(word)))
-            .field("generation", &generation(word))
+            .field("state", &word.state())
+            .field("generation", &word.generation())
             .finish_non_exhaustive()
     }
 }
@@ -109,17 +106,10 @@ impl<C: Clock> BreakerBuilder<C> {
         let rules = Rules::default();
         rules.store(&self.config);
         let window = ClosedWindow::new(self.config.window, slow, self.clock.clone())?;
-        let mut flags = 0;
-        if self.config.metrics_only {
-            flags |= METRICS_ONLY;
-        }
-        if slow.is_some() {
-            flags |= TIMED;
-        }
         let inner = |#[cfg(not(loom))] me: &std::sync::Weak<Inner<C>>| Inner {
             #[cfg(not(loom))]
             me: me.clone(),
-            word: AtomicU64::new(pack(0, flags, CLOSED)),
+            word: AtomicWord::new(Word::initial(self.config.metrics_only, slow.is_some())),
             retry_at: AtomicU64::new(0),
             consecutive: AtomicU32::new(0),
             probes_busy: AtomicU64::new(NOT_BUSY),
@@ -163,8 +153,8 @@ pub(crate) struct Inner<C: Clock> {
     /// breaker alive.
     #[cfg(not(loom))]
     me: std::sync::Weak<Inner<C>>,
-    /// `generation << 4 | metrics_only << 3 | state`; changed only under `control`.
-    word: AtomicU64,
+    /// The state word (see [`Word`] for its bits); changed only under `control`.
+    word: AtomicWord,
     /// When the open state ends, in clock nanoseconds; stored before the word.
     retry_at: AtomicU64,
     consecutive: AtomicU32,
@@ -227,12 +217,6 @@ impl Rules {
         self.consecutive
             .store(config.consecutive_failures.unwrap_or(0), Ordering::Relaxed);
     }
-}
-
-/// Whether a state word admits a call by the fast path: closed, calls untimed.
-#[inline(always)]
-pub(crate) fn is_fast(word: u64) -> bool {
-    word & FAST_MASK == CLOSED
 }
 
 /// Whether `part` out of `whole` reaches `percent` (with a little slack for the
@@ -421,7 +405,7 @@ impl<C: Clock> Breaker<C> {
 
     /// The current state.
     pub fn state(&self) -> State {
-        State::from_code(code(self.inner.word.load(Ordering::Acquire)))
+        self.inner.word.load(Ordering::Acquire).state()
     }
 
     /// Why and when the breaker last opened, with the window's figures at that
@@ -459,7 +443,7 @@ impl<C: Clock> Breaker<C> {
 
     /// Holds the breaker open: every call is rejected until [`reset`](Self::reset).
     pub fn force_open(&self) {
-        self.inner.force(FORCED_OPEN, Reason::ForcedOpen);
+        self.inner.force(State::ForcedOpen, Reason::ForcedOpen);
     }
 
     /// Opens the breaker for `duration` from now: calls are rejected with the time
@@ -488,13 +472,13 @@ impl<C: Clock> Breaker<C> {
     /// Holds the breaker closed: every call passes and is counted (the snapshot
     /// shows the rates), and nothing trips until [`reset`](Self::reset).
     pub fn force_closed(&self) {
-        self.inner.force(FORCED_CLOSED, Reason::ForcedClosed);
+        self.inner.force(State::ForcedClosed, Reason::ForcedClosed);
     }
 
     /// Turns the breaker off: every call passes and nothing is counted until
     /// [`reset`](Self::reset).
     pub fn disable(&self) {
-        self.inner.force(DISABLED, Reason::Disabled);
+        self.inner.force(State::Disabled, Reason::Disabled);
     }
 
     /// Back to a clean closed state: counters emptied, the open duration back to its
@@ -502,7 +486,7 @@ impl<C: Clock> Breaker<C> {
     /// that is already closed does all that but reports no transition (no event,
     /// no subscriber call): its state does not change.
     pub fn reset(&self) {
-        self.inner.force(CLOSED, Reason::Reset);
+        self.inner.force(State::Closed, Reason::Reset);
     }
 
     /// Applies a changed configuration to the live breaker, keeping its state and
@@ -523,32 +507,32 @@ impl<C: Clock> Inner<C> {
     #[inline(always)]
     pub(crate) fn acquire(&self) -> Result<Ticket, Rejected> {
         let word = self.word.load(Ordering::Acquire);
-        if is_fast(word) {
+        if word.is_fast() {
             // Closed, calls untimed: the word is the whole ticket.
             return Ok(Ticket::Fast { word });
         }
         self.acquire_not_fast(word)
     }
 
-    /// The state word, for a caller that tries [`is_fast`] itself before
+    /// The state word, for a caller that tries [`Word::is_fast`] itself before
     /// [`acquire_not_fast`](Self::acquire_not_fast).
     #[inline(always)]
-    pub(crate) fn load_word(&self) -> u64 {
+    pub(crate) fn load_word(&self) -> Word {
         self.word.load(Ordering::Acquire)
     }
 
     /// [`acquire`](Self::acquire) past the fast path, with the word it read.
     #[inline(always)]
-    pub(crate) fn acquire_not_fast(&self, word: u64) -> Result<Ticket, Rejected> {
-        if code(word) == OPEN {
+    pub(crate) fn acquire_not_fast(&self, word: Word) -> Result<Ticket, Rejected> {
+        if word.is(State::Open) {
             // No lock and no exact clock reading while open: the coarse reading only
             // decides whether to look closer.
             let retry_at = self.retry_at.load(Ordering::Acquire);
             let now = self.clock.recent().as_nanos();
             if now < retry_at {
-                return if word & METRICS_ONLY != 0 {
+                return if word.metrics_only() {
                     Ok(Ticket::Shadow {
-                        generation: generation(word),
+                        generation: word.generation(),
                         started: now,
                     })
                 } else {
@@ -556,10 +540,10 @@ impl<C: Clock> Inner<C> {
                 };
             }
         }
-        if code(word) == CLOSED {
+        if word.is(State::Closed) {
             // Closed, calls timed: the coarse time the call starts.
             return Ok(Ticket::Closed {
-                generation: generation(word),
+                generation: word.generation(),
                 started: self.clock.recent().as_nanos(),
             });
         }
@@ -577,10 +561,10 @@ impl<C: Clock> Inner<C> {
 
     #[cold]
     #[inline(never)]
-    fn acquire_slow(&self, seen: u64) -> Result<Ticket, Rejected> {
-        if code(seen) == HALF_OPEN
-            && seen & METRICS_ONLY == 0
-            && self.probes_busy.load(Ordering::Acquire) == generation(seen)
+    fn acquire_slow(&self, seen: Word) -> Result<Ticket, Rejected> {
+        if seen.is(State::HalfOpen)
+            && !seen.metrics_only()
+            && self.probes_busy.load(Ordering::Acquire) == seen.generation()
         {
             let now = self.clock.recent().as_nanos();
             let until = self.probes_busy_until.load(Ordering::Relaxed);
@@ -597,26 +581,26 @@ impl<C: Clock> Inner<C> {
         } else {
             self.word.load(Ordering::Acquire)
         };
-        let metrics_only = word & METRICS_ONLY != 0;
+        let metrics_only = word.metrics_only();
         let mut event = None;
-        let result = match code(word) {
-            CLOSED | FORCED_CLOSED => Ok(Ticket::Closed {
-                generation: generation(word),
+        let result = match word.state() {
+            State::Closed | State::ForcedClosed => Ok(Ticket::Closed {
+                generation: word.generation(),
                 started: self.start(),
             }),
-            DISABLED => Ok(Ticket::Untracked),
-            FORCED_OPEN if metrics_only => Ok(Ticket::Shadow {
-                generation: generation(word),
+            State::Disabled => Ok(Ticket::Untracked),
+            State::ForcedOpen if metrics_only => Ok(Ticket::Shadow {
+                generation: word.generation(),
                 started: self.start(),
             }),
-            FORCED_OPEN => Err(Rejected::new(word, None)),
-            OPEN => {
+            State::ForcedOpen => Err(Rejected::new(word, None)),
+            State::Open => {
                 let now = self.clock.now();
                 let retry_at = self.retry_at.load(Ordering::Acquire);
                 if now.as_nanos() < retry_at {
                     if metrics_only {
                         Ok(Ticket::Shadow {
-                            generation: generation(word),
+                            generation: word.generation(),
                             started: self.start(),
                         })
                     } else {
@@ -629,14 +613,14 @@ impl<C: Clock> Inner<C> {
                     event = self.transition(
                         &mut ctl,
                         word,
-                        HALF_OPEN,
+                        State::HalfOpen,
                         Reason::OpenDurationElapsed,
                         now,
                     );
                     self.probe(&mut ctl, now, metrics_only)
                 }
             }
-            _ => {
+            State::HalfOpen => {
                 let now = self.clock.now();
                 self.probe(&mut ctl, now, metrics_only)
             }
@@ -683,14 +667,14 @@ impl<C: Clock> Inner<C> {
                 ctl.next_lease += 1;
                 ctl.probes[slot] = Some(Lease { id, started: now });
                 Ok(Ticket::Probe {
-                    generation: generation(self.word.load(Ordering::Relaxed)),
+                    generation: self.word.load(Ordering::Relaxed).generation(),
                     slot: slot as u32,
                     lease: id,
                     started: now.as_nanos(),
                 })
             }
             _ if metrics_only => Ok(Ticket::Shadow {
-                generation: generation(self.word.load(Ordering::Relaxed)),
+                generation: self.word.load(Ordering::Relaxed).generation(),
                 started: now.as_nanos(),
             }),
             _ => {
@@ -706,7 +690,7 @@ impl<C: Clock> Inner<C> {
                 if let Some(until) = first_expiry {
                     self.probes_busy_until
                         .store(until.as_nanos(), Ordering::Relaxed);
-                    self.probes_busy.store(generation(word), Ordering::Release);
+                    self.probes_busy.store(word.generation(), Ordering::Release);
                 }
                 Err(Rejected::new(
                     word,
@@ -727,7 +711,7 @@ impl<C: Clock> Inner<C> {
 
     /// Records the outcome of a call admitted by the fast path under `word`.
     #[inline(always)]
-    pub(crate) fn complete_fast(&self, word: u64, outcome: Outcome) {
+    pub(crate) fn complete_fast(&self, word: Word, outcome: Outcome) {
         let kind = outcome.kind();
         if kind == OutcomeKind::Success && self.word.load(Ordering::Acquire) == word {
             // The healthy call, in the state it was admitted under.
@@ -740,9 +724,9 @@ impl<C: Clock> Inner<C> {
     /// A fast-path call that failed, was ignored, or ended after the word changed
     /// (a transition, or metrics-only switched).
     #[inline(never)]
-    fn complete_fast_other(&self, word: u64, kind: OutcomeKind) {
+    fn complete_fast_other(&self, word: Word, kind: OutcomeKind) {
         // Fast tickets are untimed: there is no start time to pass on.
-        self.record_closed(generation(word), 0, kind);
+        self.record_closed(word.generation(), 0, kind);
     }
 
     #[inline(never)]
@@ -772,7 +756,7 @@ impl<C: Clock> Inner<C> {
     /// state is dropped, as in the closed state.
     #[cold]
     fn record_shadow(&self, gen_: u64, started: u64, kind: OutcomeKind) {
-        if kind != OutcomeKind::Ignored && generation(self.word.load(Ordering::Acquire)) == gen_ {
+        if kind != OutcomeKind::Ignored && self.word.load(Ordering::Acquire).generation() == gen_ {
             self.window.record(kind, self.timed(started));
         }
     }
@@ -813,12 +797,12 @@ impl<C: Clock> Inner<C> {
     #[inline]
     fn record_closed(&self, gen_: u64, started: u64, kind: OutcomeKind) {
         let word = self.word.load(Ordering::Acquire);
-        if generation(word) != gen_ || kind == OutcomeKind::Ignored {
+        if word.generation() != gen_ || kind == OutcomeKind::Ignored {
             // Not counted, or admitted under an earlier state: not evidence about
             // this one.
             return;
         }
-        if kind == OutcomeKind::Success && is_fast(word) {
+        if kind == OutcomeKind::Success && word.is_fast() {
             self.count_healthy();
             return;
         }
@@ -838,10 +822,10 @@ impl<C: Clock> Inner<C> {
 
     /// Failures, timed calls and the forced-closed state.
     #[inline(never)]
-    fn record_closed_slow(&self, word: u64, started: u64, kind: OutcomeKind) {
+    fn record_closed_slow(&self, word: Word, started: u64, kind: OutcomeKind) {
         let timed = self.timed(started);
         self.window.record(kind, timed);
-        if code(word) != CLOSED {
+        if !word.is(State::Closed) {
             // Forced closed: counted, never tripped.
             return;
         }
@@ -869,7 +853,7 @@ impl<C: Clock> Inner<C> {
     }
 
     /// Applies the rate rules to the window after a failure or a slow call.
-    fn evaluate(&self, word: u64) {
+    fn evaluate(&self, word: Word) {
         let counts = self.window.counts();
         if counts.calls < u64::from(self.rules.minimum_calls.load(Ordering::Relaxed)) {
             return;
@@ -889,15 +873,15 @@ impl<C: Clock> Inner<C> {
 
     /// Opens the breaker if it is still in the closed state `seen`.
     #[cold]
-    fn trip(&self, seen: u64, reason: Reason) {
+    fn trip(&self, seen: Word, reason: Reason) {
         let mut ctl = self.control.lock();
         let word = self.word.load(Ordering::Acquire);
-        if (generation(word) != generation(seen) || code(word) != CLOSED) && !broken_trip() {
+        if (word.generation() != seen.generation() || !word.is(State::Closed)) && !broken_trip() {
             // Another call already moved it on: open once only.
             return;
         }
         let now = self.clock.now();
-        let event = self.transition(&mut ctl, word, OPEN, reason, now);
+        let event = self.transition(&mut ctl, word, State::Open, reason, now);
         drop(ctl);
         self.emit(event);
     }
@@ -913,7 +897,7 @@ impl<C: Clock> Inner<C> {
     ) {
         let mut ctl = self.control.lock();
         let word = self.word.load(Ordering::Acquire);
-        if generation(word) != gen_ {
+        if word.generation() != gen_ {
             return;
         }
         match ctl.probes.get(slot as usize) {
@@ -933,7 +917,7 @@ impl<C: Clock> Inner<C> {
             // nothing is counted.
             _ => return,
         };
-        if word & METRICS_ONLY != 0 {
+        if word.metrics_only() {
             // Metrics-only: every call reaches the window, probes too.
             self.window.record(kind, timed);
         }
@@ -946,10 +930,10 @@ impl<C: Clock> Inner<C> {
         let to_reopen = failures_to_reopen(ctl.config.half_open.failure_rate_threshold, probes);
         let event = if ctl.probe_failures >= to_reopen {
             let now = self.clock.now();
-            self.transition(&mut ctl, word, OPEN, Reason::ProbesFailed, now)
+            self.transition(&mut ctl, word, State::Open, Reason::ProbesFailed, now)
         } else if ctl.probe_successes > probes - to_reopen {
             let now = self.clock.now();
-            self.transition(&mut ctl, word, CLOSED, Reason::ProbesSucceeded, now)
+            self.transition(&mut ctl, word, State::Closed, Reason::ProbesSucceeded, now)
         } else {
             None
         };
@@ -964,13 +948,14 @@ impl<C: Clock> Inner<C> {
     fn transition(
         &self,
         ctl: &mut MutexGuard<'_, Control>,
-        word: u64,
-        to: u64,
+        word: Word,
+        to: State,
         reason: Reason,
         now: Timestamp,
     ) -> Events {
-        let from = State::from_code(code(word));
-        let next_gen = generation(word) + 1;
+        let from = word.state();
+        let next = word.next(to, reason);
+        let next_gen = next.generation();
         #[cfg(not(loom))]
         drop(ctl.timer.take());
         self.probes_busy.store(NOT_BUSY, Ordering::Release);
@@ -978,7 +963,7 @@ impl<C: Clock> Inner<C> {
         ctl.probe_successes = 0;
         ctl.probe_failures = 0;
         match to {
-            OPEN => {
+            State::Open => {
                 let retry_at = match ctl.open_until.take() {
                     // Chosen by an operator: the schedule does not move on.
                     Some(until) => until,
@@ -1005,20 +990,20 @@ impl<C: Clock> Inner<C> {
                     self.arm_timer(ctl, next_gen, retry_at);
                 }
             }
-            HALF_OPEN => {
+            State::HalfOpen => {
                 let probes = ctl.config.half_open.probes as usize;
                 ctl.probes.resize(probes, None);
             }
-            CLOSED | FORCED_CLOSED => {
+            State::Closed | State::ForcedClosed => {
                 ctl.reopenings = 0;
                 ctl.delays = None;
                 self.window.reset();
                 self.consecutive.store(0, Ordering::Relaxed);
             }
-            _ => {}
+            State::ForcedOpen | State::Disabled => {}
         }
-        let opened = match to {
-            OPEN | FORCED_OPEN => {
+        if let State::Open | State::ForcedOpen = to {
+            {
                 let counts = self.window.counts();
                 let rate = |part: u64| percent(part, counts.calls);
                 ctl.last_opening = Some(Opening {
@@ -1032,21 +1017,17 @@ impl<C: Clock> Inner<C> {
                     slow_call_rate: rate(counts.slow_calls),
                     consecutive_failures: self.consecutive.load(Ordering::Relaxed),
                 });
-                opened_code(reason)
             }
-            HALF_OPEN => word & OPENED_MASK,
-            _ => 0,
-        };
+        }
         self.state_since.store(now.as_nanos(), Ordering::Relaxed);
-        self.word
-            .store(pack(next_gen, word, to) | opened, Ordering::Release);
+        self.word.store(next, Ordering::Release);
         let t = Transition {
             from,
-            to: State::from_code(to),
+            to,
             generation: next_gen,
             reason,
             at: now,
-            metrics_only: word & METRICS_ONLY != 0,
+            metrics_only: word.metrics_only(),
         };
         if t.from == t.to {
             return None;
@@ -1079,13 +1060,19 @@ impl<C: Clock> Inner<C> {
         let mut ctl = self.control.lock();
         let word = self.word.load(Ordering::Acquire);
         let now = self.clock.now();
-        if generation(word) != generation_
-            || code(word) != OPEN
+        if word.generation() != generation_
+            || !word.is(State::Open)
             || now.as_nanos() < self.retry_at.load(Ordering::Acquire)
         {
             return;
         }
-        let event = self.transition(&mut ctl, word, HALF_OPEN, Reason::OpenDurationElapsed, now);
+        let event = self.transition(
+            &mut ctl,
+            word,
+            State::HalfOpen,
+            Reason::OpenDurationElapsed,
+            now,
+        );
         drop(ctl);
         self.emit(event);
     }
@@ -1117,15 +1104,15 @@ impl<C: Clock> Inner<C> {
         let word = self.word.load(Ordering::Acquire);
         let now = self.clock.now();
         ctl.open_until = Some(until);
-        let event = self.transition(&mut ctl, word, OPEN, Reason::OpenedFor, now);
+        let event = self.transition(&mut ctl, word, State::Open, Reason::OpenedFor, now);
         drop(ctl);
         self.emit(event);
     }
 
-    fn force(&self, to: u64, reason: Reason) {
+    fn force(&self, to: State, reason: Reason) {
         let mut ctl = self.control.lock();
         let word = self.word.load(Ordering::Acquire);
-        if code(word) == to && to != CLOSED {
+        if word.is(to) && to != State::Closed {
             return;
         }
         let now = self.clock.now();
@@ -1160,12 +1147,10 @@ impl<C: Clock> Inner<C> {
         }
         self.rules.store(&config);
         let word = self.word.load(Ordering::Acquire);
-        let flagged = if config.metrics_only {
-            word | METRICS_ONLY
-        } else {
-            word & !METRICS_ONLY
-        };
-        self.word.store(flagged, Ordering::Release);
+        self.word.store(
+            word.with_metrics_only(config.metrics_only),
+            Ordering::Release,
+        );
         // A changed lease length changes when the busy probes' first lease ends.
         self.probes_busy.store(NOT_BUSY, Ordering::Release);
         if config.open != ctl.config.open {
@@ -1182,7 +1167,7 @@ impl<C: Clock> Inner<C> {
         let now = self.clock.now();
         let counts = self.window.counts();
         let rate = |part: u64| percent(part, counts.calls);
-        let state = State::from_code(code(word));
+        let state = word.state();
         let retry_after = (state == State::Open).then(|| {
             Duration::from_nanos(
                 self.retry_at
@@ -1192,8 +1177,8 @@ impl<C: Clock> Inner<C> {
         });
         BreakerSnapshot {
             state,
-            generation: generation(word),
-            metrics_only: word & METRICS_ONLY != 0,
+            generation: word.generation(),
+            metrics_only: word.metrics_only(),
             calls: counts.calls,
             failures: counts.failures,
             slow_calls: counts.slow_calls,

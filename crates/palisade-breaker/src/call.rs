@@ -10,7 +10,7 @@ use palisade_classify::Classify;
 use palisade_clock::Clock;
 use pin_project_lite::pin_project;
 
-use crate::breaker::{Inner, is_fast};
+use crate::breaker::Inner;
 use crate::error::CallError;
 use crate::permit::Ticket;
 
@@ -70,7 +70,7 @@ where
         // the future is for a drop (or a panic) while the call is under way.
         let ticket = match *this.ticket {
             Ticket::Unpolled => match this.inner.load_word() {
-                word if is_fast(word) => {
+                word if word.is_fast() => {
                     // The healthy call, spelled out so that the ticket stays one
                     // word in a register rather than a whole ticket in memory.
                     *this.ticket = Ticket::Fast { word };

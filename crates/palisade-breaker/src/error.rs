@@ -6,7 +6,7 @@ use std::time::Duration;
 use palisade_classify::{Rejection, Strategy};
 
 use crate::state::{
-    CODE_MASK, FORCED_OPEN, HALF_OPEN, OPEN, OPENED_SHIFT, code, opened_bits, opened_by,
+    CODE_MASK, FORCED_OPEN, HALF_OPEN, OPEN, OPENED_SHIFT, Word, opened_bits, opened_by,
 };
 use crate::{Reason, State};
 
@@ -68,9 +68,9 @@ enum Refusal {
 impl Refusal {
     /// The refusal by the open state of `word`.
     #[inline(always)]
-    const fn open(word: u64) -> Refusal {
+    const fn open(word: Word) -> Refusal {
         use Refusal::*;
-        match opened_bits(word) {
+        match word.opened_bits() {
             0 => Open0,
             1 => Open1,
             2 => Open2,
@@ -84,10 +84,10 @@ impl Refusal {
 
     /// The refusal by the state of `word`: open, half-open or forced open.
     #[inline]
-    const fn new(word: u64) -> Refusal {
+    const fn new(word: Word) -> Refusal {
         use Refusal::*;
-        let opened = opened_bits(word);
-        match code(word) {
+        let opened = word.opened_bits();
+        match word.bits() & CODE_MASK {
             OPEN => Refusal::open(word),
             HALF_OPEN => match opened {
                 0 => HalfOpen0,
@@ -128,7 +128,7 @@ const NO_HINT: u64 = u64::MAX;
 
 impl Rejected {
     #[inline]
-    pub(crate) const fn new(word: u64, retry_after: Option<Duration>) -> Self {
+    pub(crate) const fn new(word: Word, retry_after: Option<Duration>) -> Self {
         let nanos = match retry_after {
             Some(d) => {
                 let n = d.as_nanos();
@@ -149,7 +149,7 @@ impl Rejected {
     /// Rejected by the open state of `word`, `nanos` before it tries again: less
     /// than the stored end of the open state, which is kept below `NO_HINT`.
     #[inline]
-    pub(crate) const fn open(word: u64, nanos: u64) -> Self {
+    pub(crate) const fn open(word: Word, nanos: u64) -> Self {
         debug_assert!(nanos != NO_HINT);
         Rejected {
             refusal: Refusal::open(word),
@@ -280,13 +280,13 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{FLAGS, pack};
 
     #[test]
     fn a_rejection_keeps_the_state_and_the_reason_of_its_word() {
         for code in [OPEN, HALF_OPEN, FORCED_OPEN] {
             for bits in 0..8u8 {
-                let word = pack(5, FLAGS, code) | (u64::from(bits) << OPENED_SHIFT);
+                let word =
+                    Word::from_bits((5 << 8) | 0b1_1000 | code | (u64::from(bits) << OPENED_SHIFT));
                 let r = Rejected::new(word, None);
                 assert_eq!(r.state(), State::from_code(code));
                 assert_eq!(r.opened_by(), opened_by(bits));

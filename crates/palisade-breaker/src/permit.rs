@@ -6,6 +6,7 @@ use palisade_classify::Outcome;
 use palisade_clock::{Clock, DefaultClock};
 
 use crate::breaker::Inner;
+use crate::state::Word;
 use crate::sync::Arc;
 
 /// What a permit was admitted as.
@@ -14,7 +15,7 @@ pub(crate) enum Ticket {
     /// A call admitted by the closed state's fast path (closed, calls untimed):
     /// `word` is the state word it was admitted under, compared whole when the
     /// outcome comes back.
-    Fast { word: u64 },
+    Fast { word: Word },
     /// A call in the closed (or forced-closed) state of `generation`; `started` is
     /// the coarse time it began, when calls are timed.
     Closed { generation: u64, started: u64 },
