@@ -1,7 +1,6 @@
 //! The time-based window: `B` buckets of width `W`, rotated lazily.
 
 use std::fmt;
-use std::ops::Index;
 use std::time::Duration;
 
 use palisade_classify::OutcomeKind;
@@ -18,89 +17,9 @@ use crate::sync::{
 };
 use crate::{ConfigError, Window};
 
-// A bucket counter is one word: the low 24 bits of the bucket's epoch (its tag) and
-// a 40-bit count, so that a bucket's epoch and its count change together in one
-// atomic step. A stale tag means the bucket still holds an older epoch and is reset
-// by the next call that lands in it.
-const COUNT_BITS: u32 = 40;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
-const TAG_BITS: u32 = 24;
-const TAG_MASK: u64 = (1 << TAG_BITS) - 1;
-// Every 2^20 epochs the advancing cursor sweeps every bucket, and a jump of 2^22
-// epochs or more clears them all, so no tag lags the cursor by 2^23 epochs and tags
-// never alias (they would after 2^24).
-const SWEEP_BITS: u32 = 20;
+mod layout;
 
-// A stripe's current bucket, packed in one word: the epoch above, and in the low
-// bits the position in the stripe of the bucket's first counter (`counter(CALLED,
-// i)`, below 4096 as `MAX_BUCKETS` is 1000), so that a record finds the word to add
-// to in the word it has just read. 52 bits of epoch last 142 years of 1 µs buckets.
-const POS_BITS: u32 = 12;
-const POS_MASK: u64 = (1 << POS_BITS) - 1;
-const _: () = assert!(counter(SLOW, crate::config::MAX_BUCKETS - 1) < 1 << POS_BITS);
-
-// The layout of a stripe's words. Stripes lie at least `GAP` words (128 bytes, which
-// covers the adjacent-line prefetch of x86-64 too) from each other, so they never
-// share a cache line.
-const GAP: usize = 16;
-const CURRENT: usize = 0;
-// The current bucket of a stripe no call has been recorded into yet: a snapshot
-// skips its buckets and bins.
-const UNUSED: u64 = 0;
-// Then three counters per bucket, side by side (see `counter`), the cumulative
-// latency bins, the counts that left the buckets (for the totals since creation)
-// and the ignored outcomes.
-const CALLS: usize = 1;
-// The kinds of counter: calls, failures and slow calls.
-const CALLED: usize = 0;
-const FAILED: usize = 1;
-const SLOW: usize = 2;
-const RETIRED_CALLS: usize = 0;
-const RETIRED_FAILURES: usize = 1;
-const RETIRED_SLOW: usize = 2;
-const IGNORED: usize = 3;
-const EXTRAS: usize = 4;
-
-/// A stripe: the counters of the threads whose index falls on it, `stripe[i]` being
-/// word `base + i` of the window's words.
-#[derive(Copy, Clone)]
-struct Stripe<'a> {
-    words: &'a [AtomicU64],
-    base: usize,
-}
-
-impl Index<usize> for Stripe<'_> {
-    type Output = AtomicU64;
-
-    #[inline(always)]
-    fn index(&self, i: usize) -> &AtomicU64 {
-        &self.words[self.base + i]
-    }
-}
-
-impl<'a> Stripe<'a> {
-    fn range(&self, first: usize, len: usize) -> &'a [AtomicU64] {
-        &self.words[self.base + first..self.base + first + len]
-    }
-}
-
-/// The word, in a stripe, of the counter of `kind` (`CALLED`, `FAILED` or `SLOW`)
-/// of bucket `i`: a bucket's three counters are adjacent, so that a snapshot reads
-/// the stripe's counters in one sweep.
-#[inline(always)]
-const fn counter(kind: usize, i: usize) -> usize {
-    CALLS + 3 * i + kind
-}
-
-/// The latency bins summed over the stripes at the start of an epoch: the window's
-/// distribution is the bins now minus those at the start of its oldest epoch.
-struct Base {
-    /// The epoch this base belongs to, or `WRITING` while it is rewritten.
-    epoch: AtomicU64,
-    bins: [AtomicU64; BINS],
-}
-
-const WRITING: u64 = u64::MAX;
+use layout::*;
 
 /// A window over the last `buckets × bucket_width` of time.
 ///
@@ -752,35 +671,6 @@ impl<C: Clock> TimeWindow<C> {
             Some(latency),
         )
     }
-}
-
-/// Sorts the counters of a bucket some of whose words do not hold the expected
-/// tag: `counts` are the words with the expected tag flipped off, so a word that
-/// held it is its count, and the low bits of any word are its count.
-#[inline(always)]
-fn tally_stale(counts: [u64; 3], in_window: &mut [u64; 3], stale: &mut [u64; 3]) {
-    for ((count, in_window), stale) in counts.into_iter().zip(in_window).zip(stale) {
-        let fresh = count <= COUNT_MASK;
-        *in_window += if fresh { count } else { 0 };
-        *stale += if fresh { 0 } else { count & COUNT_MASK };
-    }
-}
-
-/// The epoch bucket `i` holds in the window that ends at `cursor`.
-#[inline]
-fn expected_epoch(cursor: u64, cursor_index: u64, buckets: u64, i: usize) -> u64 {
-    let i = i as u64;
-    if i <= cursor_index {
-        cursor - cursor_index + i
-    } else {
-        cursor - cursor_index + i - buckets
-    }
-}
-
-/// Whether tag `a` is a later epoch than tag `b` (tags within 2^23 epochs).
-#[inline]
-fn is_newer(a: u64, b: u64) -> bool {
-    a != b && (a.wrapping_sub(b) & TAG_MASK) < 1 << (TAG_BITS - 1)
 }
 
 impl<C: Clock> Window for TimeWindow<C> {
