@@ -1,10 +1,8 @@
+use crate::origin::origin;
+use crate::{Clock, Timestamp};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
-
-use crate::origin::origin;
-use crate::{Clock, Timestamp};
 
 /// The default clock: tokio's time.
 ///
@@ -51,7 +49,7 @@ impl Clock for MonotonicClock {
 
     #[inline]
     fn now(&self) -> Timestamp {
-        origin().since(Instant::now())
+        origin().precise()
     }
 
     #[inline]
@@ -140,6 +138,21 @@ mod tests {
         sleep.as_mut().reset(t0 + Duration::from_secs(2));
         sleep.await;
         assert_eq!(clock.now() - t0, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn the_direct_reading_is_on_the_instant_axis() {
+        use std::time::Instant;
+        for _ in 0..1000 {
+            let before = origin().since(Instant::now());
+            let direct = origin().precise();
+            let after = origin().since(Instant::now());
+            assert!(direct >= before, "{direct:?} is before {before:?}");
+            assert!(
+                direct - after < Duration::from_millis(50),
+                "{direct:?} is far after {after:?}"
+            );
+        }
     }
 
     #[test]
