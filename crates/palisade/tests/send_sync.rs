@@ -29,6 +29,34 @@ fn the_pipeline_its_error_and_its_snapshots_are_send_and_sync() {
     send_sync::<Report<'static, io::Error>>();
 }
 
+/// Every named public future of the strategy crates, for the clock it runs on by
+/// default: `Send`, so a task that awaits one can move between threads, and `Sync`
+/// where it holds nothing but shared references and atomics.
+#[test]
+fn every_public_future_is_send() {
+    use palisade::clock::{ManualSleep, TokioClock, TokioSleep};
+    use std::future::Ready;
+    type Call = Ready<Result<u8, io::Error>>;
+
+    send_sync::<TokioSleep>();
+    send_sync::<ManualSleep>();
+    send_sync::<palisade::classify::CatchPanic<Call>>();
+    send_sync::<palisade::context::Run<'static, Call>>();
+    send_sync::<palisade::context::Timeout<'static, Call>>();
+    send_sync::<palisade::context::Scope<Call>>();
+    send_sync::<palisade::context::Spawned<u8>>();
+    send_sync::<palisade::context::Cancelled<'static>>();
+    send_sync::<
+        palisade::breaker::Call<'static, TokioClock, palisade::classify::AnyErrorIsTransient, Call>,
+    >();
+    send_sync::<palisade::limit::bulkhead::Acquire<'static, TokioClock>>();
+    send_sync::<palisade::limit::bulkhead::AcquireOwned<TokioClock>>();
+    send_sync::<palisade::limit::bulkhead::AcquireMany<'static, TokioClock>>();
+    send_sync::<palisade::limit::bulkhead::AcquireManyOwned<TokioClock>>();
+    send_sync::<palisade::limit::rate::UntilReady<'static, TokioClock>>();
+    send_sync::<palisade::limit::rate::UntilNReady<'static, TokioClock>>();
+}
+
 #[tokio::test]
 async fn the_execute_futures_are_send() {
     let pipeline = Pipeline::builder("send").build().unwrap();
