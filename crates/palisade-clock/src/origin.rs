@@ -32,7 +32,7 @@ pub(crate) fn origin() -> &'static Origin {
         {
             // `Instant` is `CLOCK_MONOTONIC` on Linux: read both and anchor the raw
             // origin so that coarse readings land on the same axis.
-            let raw = linux::read(libc::CLOCK_MONOTONIC);
+            let raw = i128::from(linux::read(libc::CLOCK_MONOTONIC));
             let since = Instant::now().saturating_duration_since(instant).as_nanos() as i128;
             Origin {
                 instant,
@@ -75,7 +75,7 @@ impl Origin {
     pub(crate) fn precise(&self) -> Timestamp {
         #[cfg(target_os = "linux")]
         {
-            let raw = linux::read_u64(libc::CLOCK_MONOTONIC) as i64;
+            let raw = linux::read(libc::CLOCK_MONOTONIC) as i64;
             let nanos = raw.saturating_sub(self.raw_nanos as i64);
             Timestamp::from_nanos(if nanos < 0 { 0 } else { nanos as u64 })
         }
@@ -90,7 +90,7 @@ impl Origin {
     pub(crate) fn coarse(&self) -> Timestamp {
         #[cfg(target_os = "linux")]
         {
-            let raw = linux::read(libc::CLOCK_MONOTONIC_COARSE);
+            let raw = i128::from(linux::read(libc::CLOCK_MONOTONIC_COARSE));
             let nanos = raw - self.raw_nanos;
             Timestamp::from_nanos(nanos.clamp(0, u64::MAX as i128) as u64)
         }
@@ -126,28 +126,16 @@ pub fn recent_resolution() -> Duration {
 mod linux {
     use std::time::Duration;
 
-    #[inline]
-    pub(super) fn read(clock: libc::clockid_t) -> i128 {
+    /// The clock's reading in nanoseconds: the monotonic clocks never read
+    /// negative, and 2^63 nanoseconds are 292 years of uptime.
+    #[inline(always)]
+    pub(super) fn read(clock: libc::clockid_t) -> u64 {
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: `ts` is a valid, writable timespec; the monotonic clocks exist on
         // every Linux this crate supports, so the call cannot fail.
-        let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-        debug_assert_eq!(rc, 0);
-        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-    }
-
-    /// [`read`] in 64 bits: the monotonic clocks never read negative, and 2^63
-    /// nanoseconds are 292 years of uptime.
-    #[inline(always)]
-    pub(super) fn read_u64(clock: libc::clockid_t) -> u64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: as in `read`.
         let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
         debug_assert_eq!(rc, 0);
         (ts.tv_sec as u64)
