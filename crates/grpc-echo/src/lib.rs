@@ -30,6 +30,7 @@ pub struct EchoService {
     calls: Arc<AtomicU32>,
     fail_first: u32,
     failure: Option<(tonic::Code, Option<String>)>,
+    delay: Option<std::time::Duration>,
 }
 
 impl EchoService {
@@ -38,6 +39,12 @@ impl EchoService {
     pub fn fail_first(mut self, n: u32, code: tonic::Code, pushback: Option<&str>) -> Self {
         self.fail_first = n;
         self.failure = Some((code, pushback.map(str::to_owned)));
+        self
+    }
+
+    /// Answers each call after `delay` (of tokio's time, paused or not).
+    pub fn delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay = Some(delay);
         self
     }
 
@@ -63,12 +70,20 @@ impl pb::echo_server::Echo for EchoService {
         request: Request<pb::EchoRequest>,
     ) -> Result<Response<pb::EchoReply>, Status> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        if let Some(delay) = self.delay {
+            // A test's server: the handler is slow on purpose, and the
+            // layers around it are what is tested.
+            #[allow(clippy::disallowed_methods)]
+            tokio::time::sleep(delay).await;
+        }
         if n < self.fail_first {
             if let Some((code, pushback)) = &self.failure {
                 let mut status = Status::new(*code, "failing as told");
                 if let Some(p) = pushback {
                     if let Ok(value) = p.parse() {
-                        status.metadata_mut().insert("grpc-retry-pushback-ms", value);
+                        status
+                            .metadata_mut()
+                            .insert("grpc-retry-pushback-ms", value);
                     }
                 }
                 return Err(status);
