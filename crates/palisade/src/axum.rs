@@ -17,22 +17,71 @@
 //! said is not for the client to read. Log the error itself where it is
 //! handled.
 //!
-//! ```
-//! use axum::{Router, routing::get};
-//! use palisade::{Context, Error, Pipeline};
+//! A server whose handler calls a dependency through a breaker and answers
+//! with `?`, and a hyper client whose requests carry their deadline and trace
+//! (the [`edge`](crate::edge) layers on both sides):
 //!
-//! async fn user(pipeline: Pipeline) -> Result<String, Error<std::io::Error>> {
-//!     # #[allow(clippy::disallowed_methods)]
-//!     let ctx = Context::background();
-//!     let name = pipeline
-//!         .execute(&ctx, |_ctx| async { Ok::<_, std::io::Error>("ada".to_owned()) })
-//!         .await?; // an open breaker answers 503 with Retry-After
+//! ```
+//! use axum::{Router, extract::Request, routing::get};
+//! use http_body_util::{BodyExt, Empty};
+//! use hyper::body::Bytes;
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use palisade::breaker::{Breaker, BreakerConfig};
+//! use palisade::classify::HttpStatus;
+//! use palisade::edge::{Inbound, Outbound};
+//! use palisade::{Context, Error, Pipeline};
+//! use std::time::Duration;
+//! use tower::{Layer, ServiceExt};
+//!
+//! /// Calls a database that is down: the breaker opens after two failures.
+//! async fn user(db: Pipeline, request: Request) -> Result<String, Error<std::io::Error>> {
+//!     // The request's context, made by `Inbound` from its headers.
+//!     let ctx = request.extensions().get::<Context>().cloned().unwrap_or_default();
+//!     let name = db
+//!         .execute(&ctx, |_attempt| async { Err(std::io::Error::other("connection refused")) })
+//!         .await?; // 502 for the failure, 503 with Retry-After once the breaker is open
 //!     Ok(name)
 //! }
 //!
-//! let pipeline = Pipeline::builder("users").build().unwrap();
-//! let app: Router = Router::new().route("/user", get(move || user(pipeline.clone())));
-//! # let _ = app;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let db = Pipeline::builder("db")
+//!     .breaker(Breaker::new(BreakerConfig::default().consecutive_failures(Some(2)))?)
+//!     .build()?;
+//! let app = Router::new()
+//!     .route("/user", get(move |request: Request| user(db.clone(), request)))
+//!     .layer(Inbound::new().layer());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let uri: hyper::Uri = format!("http://{}/user", listener.local_addr()?).parse()?;
+//! # #[allow(clippy::disallowed_methods)]
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! // The client: hyper-util's, under the outbound layer, called through a
+//! // pipeline that puts each attempt's context in the request.
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+//! let client = Outbound::new().layer().layer(client);
+//! let upstream = Pipeline::builder("user-service").classifier(HttpStatus::new()).build()?;
+//! # #[allow(clippy::disallowed_methods)]
+//! let (ctx, _guard) = Context::background().with_timeout(Duration::from_secs(2));
+//! let mut statuses = Vec::new();
+//! for _ in 0..3 {
+//!     let response = upstream
+//!         .execute(&ctx, |attempt| {
+//!             let mut request = http::Request::get(uri.clone()).body(Empty::new()).unwrap();
+//!             request.extensions_mut().insert(attempt); // sent as x-request-timeout-ms
+//!             client.clone().oneshot(request)
+//!         })
+//!         .await?;
+//!     let retry_after = response.headers().get("retry-after").cloned();
+//!     statuses.push((response.status().as_u16(), retry_after));
+//!     response.into_body().collect().await?;
+//! }
+//! assert_eq!(statuses[0], (502, None));
+//! assert_eq!(statuses[2].0, 503);
+//! assert!(statuses[2].1.is_some());
+//! # Ok(())
+//! # }
 //! ```
 
 use std::time::Duration;

@@ -22,26 +22,50 @@
 //! pipeline whose policy says so; a refused connection
 //! ([`Delivery::NotDelivered`]) is retried either way.
 //!
-//! ```no_run
+//! ```
+//! use axum::{Router, http::StatusCode, routing::get};
 //! use palisade::reqwest::{ReqwestClassifier, RequestBuilderExt};
 //! use palisade::retry::RetryPolicy;
 //! use palisade::{Context, Pipeline};
+//! use std::sync::Arc;
+//! use std::sync::atomic::{AtomicU32, Ordering};
 //! use std::time::Duration;
 //!
-//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // A server on loopback whose first answer is a 503.
+//! let calls = Arc::new(AtomicU32::new(0));
+//! let counted = calls.clone();
+//! let app = Router::new().route(
+//!     "/users/7",
+//!     get(move || {
+//!         let n = counted.fetch_add(1, Ordering::SeqCst);
+//!         async move {
+//!             match n {
+//!                 0 => (StatusCode::SERVICE_UNAVAILABLE, "warming up"),
+//!                 _ => (StatusCode::OK, "ada"),
+//!             }
+//!         }
+//!     }),
+//! );
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! let url = format!("http://{}/users/7", listener.local_addr()?);
+//! # #[allow(clippy::disallowed_methods)]
+//! tokio::spawn(async move { axum::serve(listener, app).await });
+//!
+//! // One pipeline per dependency: a 503 is transient and retried.
 //! let users = Pipeline::builder("users-api")
 //!     .classifier(ReqwestClassifier::new())
 //!     .retry(RetryPolicy::builder().build()?)
-//!     .attempt_timeout(Duration::from_millis(300))
+//!     .attempt_timeout(Duration::from_millis(500))
 //!     .build()?;
 //! let client = reqwest::Client::new();
 //! # #[allow(clippy::disallowed_methods)]
-//! let ctx = Context::background();
-//! let response = client
-//!     .get("http://127.0.0.1:8080/users/7")
-//!     .send_with(&users, &ctx)
-//!     .await?;
-//! println!("{}", response.status());
+//! let (ctx, _guard) = Context::background().with_timeout(Duration::from_secs(5));
+//! // Each attempt carries `x-request-timeout-ms`: what is left of the 5 s.
+//! let response = client.get(&url).send_with(&users, &ctx).await?;
+//! assert_eq!(response.text().await?, "ada");
+//! assert_eq!(calls.load(Ordering::SeqCst), 2);
 //! # Ok(())
 //! # }
 //! ```
@@ -334,19 +358,34 @@ mod middleware {
     ///   exhausted) is a `reqwest_middleware::Error::Middleware` holding the
     ///   pipeline's [`Error`]: [`pipeline_error`] finds it.
     ///
-    /// ```no_run
-    /// use palisade::reqwest::{PipelineMiddleware, ReqwestClassifier};
+    /// ```
+    /// use axum::{Router, http::StatusCode, routing::get};
+    /// use palisade::reqwest::{PipelineMiddleware, ReqwestClassifier, pipeline_error};
+    /// use palisade::breaker::{Breaker, BreakerConfig};
     /// use palisade::Pipeline;
     ///
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// // A server on loopback that is down.
+    /// let app = Router::new().route("/", get(|| async { StatusCode::SERVICE_UNAVAILABLE }));
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let url = format!("http://{}/", listener.local_addr()?);
+    /// # #[allow(clippy::disallowed_methods)]
+    /// tokio::spawn(async move { axum::serve(listener, app).await });
+    ///
     /// let pipeline = Pipeline::builder("users-api")
     ///     .classifier(ReqwestClassifier::new())
+    ///     .breaker(Breaker::new(BreakerConfig::default().consecutive_failures(Some(2)))?)
     ///     .build()?;
     /// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
     ///     .with(PipelineMiddleware::new(pipeline))
     ///     .build();
-    /// let response = client.get("http://127.0.0.1:8080/users/7").send().await?;
-    /// # let _ = response;
+    /// for _ in 0..2 {
+    ///     assert_eq!(client.get(&url).send().await?.status(), 503);
+    /// }
+    /// // Two failures in a row: the breaker is open, nothing is sent.
+    /// let error = client.get(&url).send().await.unwrap_err();
+    /// assert!(pipeline_error(&error).unwrap().is_breaker_open());
     /// # Ok(())
     /// # }
     /// ```

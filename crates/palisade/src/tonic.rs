@@ -389,6 +389,20 @@ pub fn request<T>(ctx: &Context, message: T) -> Result<tonic::Request<T>, Status
     Ok(request)
 }
 
+/// The context of a `tonic::Request` is the one in its extensions
+/// ([`request`] puts the attempt's there; on a server,
+/// [`Inbound`](crate::edge::Inbound) puts the call's in the `http::Request`,
+/// and tonic carries the extensions over).
+impl<T> ContextOf for tonic::Request<T> {
+    fn context(&self) -> Option<&Context> {
+        self.extensions().get::<Context>()
+    }
+
+    fn set_context(&mut self, ctx: Context) {
+        self.extensions_mut().insert(ctx);
+    }
+}
+
 fn grpc_outbound() -> Outbound {
     Outbound::new().deadline_header(Some(DeadlineHeader::GrpcTimeout))
 }
