@@ -358,23 +358,36 @@ pub fn into_status(error: Error<Status>) -> Status {
 /// (`x-request-id`). Fails with `DEADLINE_EXCEEDED` when the context has
 /// ended or too little of it is left (the request is not worth sending).
 ///
-/// ```no_run
-/// # use palisade::{Context, Pipeline};
-/// # use palisade::tonic::{GrpcClassifier, into_status, request};
-/// # async fn run(ctx: Context) -> Result<(), tonic::Status> {
-/// # let pipeline = Pipeline::builder("x").classifier(GrpcClassifier::new()).build().unwrap();
-/// # #[derive(Clone)] struct Client;
-/// # impl Client { async fn say(&mut self, _: tonic::Request<String>) -> Result<tonic::Response<String>, tonic::Status> { todo!() } }
-/// # let client = Client;
+/// A generated client's call, retried with each attempt's metadata (the
+/// complete program, against a real server, is `crates/grpc-echo/tests/guide.rs`):
+///
+/// ```
+/// use palisade::tonic::{GrpcClassifier, into_status, request};
+/// use palisade::{Context, Pipeline};
+///
+/// # #[derive(Clone)]
+/// # struct EchoClient;
+/// # impl EchoClient {
+/// #     async fn say(&mut self, r: tonic::Request<String>) -> Result<tonic::Response<String>, tonic::Status> {
+/// #         assert!(r.metadata().get("grpc-timeout").is_some());
+/// #         Ok(tonic::Response::new(r.into_inner()))
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tonic::Status> {
+/// # let client = EchoClient;
+/// # #[allow(clippy::disallowed_methods)]
+/// # let (ctx, _guard) = Context::background().with_timeout(std::time::Duration::from_secs(1));
+/// let pipeline = Pipeline::builder("echo").classifier(GrpcClassifier::new()).build().unwrap();
 /// let reply = pipeline
-///     .execute(&ctx, |ctx| {
-///         let mut client = client.clone();
-///         let request = request(&ctx, "hello".to_owned());
+///     .execute(&ctx, |attempt| {
+///         let mut client = client.clone(); // a generated client: a cheap handle
+///         let request = request(&attempt, "hello".to_owned());
 ///         async move { client.say(request?).await }
 ///     })
 ///     .await
 ///     .map_err(into_status)?;
-/// # let _ = reply;
+/// assert_eq!(reply.into_inner(), "hello");
 /// # Ok(())
 /// # }
 /// ```
