@@ -78,7 +78,7 @@ use palisade_classify::{
 };
 use palisade_clock::Clock;
 
-use crate::edge::{BudgetExhausted, Outbound, OutboundError};
+use crate::edge::{Outbound, OutboundError};
 use crate::{Context, Error, Pipeline};
 
 /// The error of one attempt of [`send`]: the request was not sent (its
@@ -88,7 +88,7 @@ pub type SendError = OutboundError<reqwest::Error>;
 /// Classifies reqwest's responses and errors.
 ///
 /// A response is classified by its status, as
-/// [`HttpStatus`](crate::classify::HttpStatus) does (`Retry-After` read on 429
+/// [`HttpStatus`] does (`Retry-After` read on 429
 /// and 503, clamped to [`max_retry_after`](Self::max_retry_after), a malformed
 /// one giving no hint). An error by what failed:
 ///
@@ -203,7 +203,7 @@ impl Classify<reqwest::Response, reqwest_middleware::Error> for ReqwestClassifie
             Ok(response) => self.classify_response(response),
             Err(reqwest_middleware::Error::Reqwest(e)) => self.classify_error(e),
             Err(reqwest_middleware::Error::Middleware(e)) => {
-                if e.downcast_ref::<BudgetExhausted>().is_some() {
+                if e.downcast_ref::<crate::edge::BudgetExhausted>().is_some() {
                     not_sent()
                 } else {
                     Outcome::Permanent

@@ -21,7 +21,7 @@
 //!   limits and the timeouts, and leaves with `grpc-timeout` and trace metadata.
 //!   A call through it is sent once (a gRPC request body is a stream): retry
 //!   with [`request`] and `execute` above it.
-//! - [`server_layer`] is the server's: a [`ServerLayer`](crate::tower::ServerLayer)
+//! - [`server_layer`] is the server's: a [`ServerLayer`]
 //!   whose rejections and timeouts answer with the statuses of
 //!   [`status_of`]. Put [`Inbound::grpc`](crate::edge::Inbound::grpc) outside it
 //!   for the deadline of each call from its `grpc-timeout` (enforced, and a

@@ -24,17 +24,20 @@ use palisade::reqwest::{
 use palisade::retry::RetryPolicy;
 use palisade::{Context, Pipeline};
 
+/// A scripted answer: a status and a `Retry-After`.
+type Answer = (u16, Option<&'static str>);
+
 /// What the server saw and what it answers next.
 #[derive(Clone, Default)]
 struct Server {
     /// Answers to give, in order, before the 200s: (status, Retry-After).
-    script: Arc<Mutex<Vec<(u16, Option<&'static str>)>>>,
+    script: Arc<Mutex<Vec<Answer>>>,
     /// The headers of every request, in order.
     seen: Arc<Mutex<Vec<HeaderMap>>>,
 }
 
 impl Server {
-    fn script(self, answers: &[(u16, Option<&'static str>)]) -> Self {
+    fn script(self, answers: &[Answer]) -> Self {
         *self.script.lock().unwrap() = answers.iter().rev().copied().collect();
         self
     }
