@@ -216,7 +216,23 @@ impl Classify<reqwest::Response, reqwest_middleware::Error> for ReqwestClassifie
 /// Whether `request` can only be sent once: its body is a stream, which
 /// `try_clone` cannot copy. [`send`] gives such a request one attempt.
 pub fn is_one_shot(request: &reqwest::Request) -> bool {
-    request.try_clone().is_none()
+    is_streamed(request)
+}
+
+/// Whether the pipeline may make more than one attempt.
+fn retries<K, C: Clock>(pipeline: &Pipeline<K, C>) -> bool {
+    #[cfg(feature = "retry")]
+    return pipeline.retry_policy().is_some();
+    #[cfg(not(feature = "retry"))]
+    {
+        let _ = pipeline;
+        false
+    }
+}
+
+/// Whether the body is a stream (checked without copying the request).
+fn is_streamed(request: &reqwest::Request) -> bool {
+    request.body().is_some_and(|body| body.as_bytes().is_none())
 }
 
 /// Sends `request` through `pipeline` under `ctx`: each attempt sends a clone
@@ -225,7 +241,9 @@ pub fn is_one_shot(request: &reqwest::Request) -> bool {
 /// [`send_with_outbound`] to choose the headers.
 ///
 /// A request whose body cannot be cloned gets one attempt, through
-/// [`Pipeline::execute_once`] (no retry; the other layers apply). A request
+/// [`Pipeline::execute_once`] (no retry; the other layers apply), and its
+/// budget header is written from `ctx` itself: it does not know the attempt
+/// timeout, which still bounds the call on this side. A request
 /// that does not build fails with the builder's error, classified as ignored,
 /// before any layer runs.
 pub fn send<'a, K, C>(
@@ -257,16 +275,43 @@ where
             Ok(request) => request,
             Err(e) => return Err(Error::inner(OutboundError::Service(e), Outcome::Ignored)),
         };
-        if is_one_shot(&request) {
+        let streamed = is_streamed(&request);
+        if !retries(pipeline) {
+            // At most one attempt: the request goes to it as it is.
+            let mut slot = Some(request);
+            return pipeline
+                .execute(ctx, |attempt_ctx| {
+                    let attempt = slot.take().map(|mut request| {
+                        outbound
+                            .inject(&attempt_ctx, request.headers_mut())
+                            .map(|()| request)
+                    });
+                    let client = &client;
+                    async move {
+                        match attempt {
+                            Some(Ok(request)) => client
+                                .execute(request)
+                                .await
+                                .map_err(OutboundError::Service),
+                            Some(Err(budget)) => Err(OutboundError::Budget(budget)),
+                            None => unreachable!("a pipeline without a retry policy retried"),
+                        }
+                    }
+                })
+                .await;
+        }
+        if streamed {
+            // Retries would need a copy of the stream: one attempt.
             let mut request = request;
-            let attempt = match outbound.inject(ctx, request.headers_mut()) {
-                Ok(()) => Ok(client.execute(request)),
-                Err(budget) => Err(budget),
-            };
+            let injected = outbound.inject(ctx, request.headers_mut());
+            let client = &client;
             return pipeline
                 .execute_once(ctx, async move {
-                    match attempt {
-                        Ok(fut) => fut.await.map_err(OutboundError::Service),
+                    match injected {
+                        Ok(()) => client
+                            .execute(request)
+                            .await
+                            .map_err(OutboundError::Service),
                         Err(budget) => Err(OutboundError::Budget(budget)),
                     }
                 })
@@ -274,17 +319,21 @@ where
         }
         pipeline
             .execute(ctx, |attempt_ctx| {
-                // Cloned before: a request that cloned once clones again.
+                // A body of bytes always clones (`is_streamed` is false).
                 let attempt = request.try_clone().map(|mut request| {
                     outbound
                         .inject(&attempt_ctx, request.headers_mut())
-                        .map(|()| client.execute(request))
+                        .map(|()| request)
                 });
+                let client = &client;
                 async move {
                     match attempt {
-                        Some(Ok(fut)) => fut.await.map_err(OutboundError::Service),
+                        Some(Ok(request)) => client
+                            .execute(request)
+                            .await
+                            .map_err(OutboundError::Service),
                         Some(Err(budget)) => Err(OutboundError::Budget(budget)),
-                        None => unreachable!("the request was cloned before"),
+                        None => unreachable!("a request whose body is bytes failed to clone"),
                     }
                 }
             })
@@ -425,6 +474,19 @@ mod middleware {
         }
     }
 
+    /// A request asked to be sent a second time where it could be sent only
+    /// once (never, unless a pipeline without a retry policy retried).
+    #[derive(Debug)]
+    struct SentOnce;
+
+    impl fmt::Display for SentOnce {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("the request was already sent and cannot be sent again")
+        }
+    }
+
+    impl std::error::Error for SentOnce {}
+
     /// The pipeline's error in a middleware error, if it holds one.
     pub fn pipeline_error(
         error: &reqwest_middleware::Error,
@@ -460,11 +522,13 @@ mod middleware {
             extensions: &mut Extensions,
             next: Next<'_>,
         ) -> reqwest_middleware::Result<reqwest::Response> {
-            let ctx = match extensions.get::<Context>() {
-                Some(ctx) => ctx.clone(),
-                None => palisade_context::current(),
+            let (ctx, given) = match extensions.get::<Context>() {
+                Some(ctx) => (ctx.clone(), true),
+                None => (palisade_context::current(), false),
             };
-            if request.try_clone().is_none() {
+            let streamed = super::is_streamed(&request);
+            if streamed && super::retries(&self.pipeline) {
+                // Retries would need a copy of the stream: one attempt.
                 let mut request = request;
                 if let Err(budget) = self.outbound.inject(&ctx, request.headers_mut()) {
                     return flatten(
@@ -481,13 +545,45 @@ mod middleware {
                     .await;
                 return flatten(result);
             }
+            if !super::retries(&self.pipeline) {
+                // At most one attempt: the request and the extensions go to
+                // it as they are, with no copy.
+                let mut slot = Some((request, extensions, next));
+                let result = self
+                    .pipeline
+                    .execute(&ctx, |attempt_ctx| {
+                        let taken = slot.take().map(|(mut request, extensions, next)| {
+                            if given {
+                                extensions.insert(attempt_ctx.clone());
+                            }
+                            self.outbound
+                                .inject(&attempt_ctx, request.headers_mut())
+                                .map(|()| (request, extensions, next))
+                        });
+                        async move {
+                            match taken {
+                                Some(Ok((request, extensions, next))) => {
+                                    next.run(request, extensions).await
+                                }
+                                Some(Err(budget)) => {
+                                    Err(reqwest_middleware::Error::middleware(budget))
+                                }
+                                None => Err(reqwest_middleware::Error::middleware(SentOnce)),
+                            }
+                        }
+                    })
+                    .await;
+                return flatten(result);
+            }
             let base: &Extensions = extensions;
             let result = self
                 .pipeline
                 .execute(&ctx, |attempt_ctx| {
                     let next = next.clone();
                     let mut extensions = base.clone();
-                    extensions.insert(attempt_ctx.clone());
+                    if given {
+                        extensions.insert(attempt_ctx.clone());
+                    }
                     let attempt = request.try_clone().map(|mut request| {
                         self.outbound
                             .inject(&attempt_ctx, request.headers_mut())
@@ -497,7 +593,7 @@ mod middleware {
                         match attempt {
                             Some(Ok(request)) => next.run(request, &mut extensions).await,
                             Some(Err(budget)) => Err(reqwest_middleware::Error::middleware(budget)),
-                            None => unreachable!("the request was cloned before"),
+                            None => Err(reqwest_middleware::Error::middleware(SentOnce)),
                         }
                     }
                 })
