@@ -29,6 +29,9 @@
 //! | `chaos` | `chaos` | injected latency, errors and outcomes |
 //! | `health` | `health` (endpoints: `health-http`, gRPC: `health-grpc`) | startup, liveness and readiness from what the pipelines count (palisade-health) |
 //! | `testing` | `testing` | the test kit: no task left alive, drop at every poll, leak checks of every primitive |
+//! | `reqwest` | `reqwest` (middleware: `reqwest-middleware`) | reqwest's responses and errors classified, requests sent through a pipeline with the attempt's deadline and trace |
+//! | `tonic` | `tonic` | gRPC statuses classified, rejections as gRPC statuses, client and server layers |
+//! | `axum` | `axum` | palisade's errors as axum responses (503 with `Retry-After`, 504, 500) |
 //!
 //! # Example
 //!
@@ -64,6 +67,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub mod axum;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub mod chaos;
@@ -88,6 +94,9 @@ pub mod panic {
     pub use palisade_classify::{PanicLocation, Panicked, install_hook};
 }
 mod pipeline;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 mod tally;
 #[cfg(feature = "testing")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
@@ -107,6 +116,9 @@ mod timer;
 pub mod timeout {
     pub use crate::timer::{Elapsed, Timeout, timeout};
 }
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower;

@@ -56,6 +56,12 @@ use crate::{Context, Error, Pipeline};
 /// The default reads none: the call runs under the background context. For
 /// `http::Request` (with the `http` feature) it is the `Context` in the request's
 /// extensions, if a server layer put one there.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not implement `palisade::tower::ContextOf`, which palisade's tower layers need of a request type",
+    label = "a request of this type cannot go through a `PipelineLayer` or `ServerLayer`",
+    note = "implement `palisade::tower::ContextOf` for `{Self}` (an empty `impl ContextOf for {Self} {{}}` runs every call under the background context), or send it as an `http::Request` (the `http` feature)",
+    note = "a `PipelineLayer` also needs the request to be `Clone` (a retry sends it again); a request that cannot be cloned goes through `ServerLayer` (one attempt), or `palisade::reqwest::send` for reqwest"
+)]
 pub trait ContextOf {
     /// The request's context, if it carries one.
     fn context(&self) -> Option<&Context> {
