@@ -74,6 +74,7 @@ mod error;
 mod future;
 pub(crate) mod gcra;
 mod keyed;
+mod shared;
 
 use std::fmt;
 use std::time::Duration;
@@ -84,6 +85,7 @@ use palisade_context::Context;
 pub use config::{MAX_RATE, RateLimiterConfig};
 pub use error::RateLimited;
 pub use future::{UntilNReady, UntilReady};
+pub use shared::{Acquire, RateLimit};
 pub use keyed::{KeyedRateLimiter, KeyedRateLimiterConfig, KeyedRateLimiterSnapshot, MAX_KEYS};
 
 use self::gcra::Gcra;
