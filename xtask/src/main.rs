@@ -197,9 +197,8 @@ fn ensure_test_tools() -> Result<(), String> {
 }
 
 fn on_path(program: &str) -> bool {
-    env::var_os("PATH").is_some_and(|paths| {
-        env::split_paths(&paths).any(|dir| dir.join(program).is_file())
-    })
+    env::var_os("PATH")
+        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
 }
 
 /// `cargo xtask test`: what the tests need, then the tests.
@@ -233,7 +232,11 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             ],
         ),
         Step::xtask("lint fixtures", root, &["lint-fixtures"])?,
-        Step::xtask("tests (installing redis-server if missing)", root, &["test"])?,
+        Step::xtask(
+            "tests (installing redis-server if missing)",
+            root,
+            &["test"],
+        )?,
         Step::new(
             "docs",
             root,

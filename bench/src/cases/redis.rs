@@ -92,10 +92,7 @@ fn shared() -> Result<Arc<Shared>, String> {
 }
 
 async fn decide(s: &Shared) -> bool {
-    let d = s
-        .limiter
-        .decide(&Context::background(), b"hot", 1)
-        .await;
+    let d = s.limiter.decide(&Context::background(), b"hot", 1).await;
     d.allowed && d.source == Source::Redis
 }
 
@@ -160,18 +157,29 @@ pub(super) fn cases() -> Vec<Case> {
     };
     *SHARED.lock().unwrap_or_else(|e| e.into_inner()) = Some(s.clone());
     vec![
-        case(&s, "palisade-limit-redis decision (EVALSHA)", Role::Palisade, |s| async move {
-            decide(&s).await
-        })
+        case(
+            &s,
+            "palisade-limit-redis decision (EVALSHA)",
+            Role::Palisade,
+            |s| async move { decide(&s).await },
+        )
         .note("GCRA script with Redis TIME, one key; a multiplexed connection"),
-        case(&s, "bare PING, same connection", Role::Reference, |s| async move {
-            ping(&s).await
-        })
+        case(
+            &s,
+            "bare PING, same connection",
+            Role::Reference,
+            |s| async move { ping(&s).await },
+        )
         .note("the round trip itself"),
-        case(&s, "fixed window INCRBY + EXPIRE (Envoy's method)", Role::Reference, |s| async move {
-            fixed_window(&s).await
-        })
-        .note("two commands pipelined in one round trip; lets 2× the limit through at window edges"),
+        case(
+            &s,
+            "fixed window INCRBY + EXPIRE (Envoy's method)",
+            Role::Reference,
+            |s| async move { fixed_window(&s).await },
+        )
+        .note(
+            "two commands pipelined in one round trip; lets 2× the limit through at window edges",
+        ),
     ]
 }
 
@@ -235,7 +243,10 @@ pub(crate) fn latency_report(
                 let key = format!("spread-{t}");
                 let mut n = 0u64;
                 while started.elapsed() < for_how_long && n < 10_000_000 {
-                    let d = s.limiter.decide(&Context::background(), key.as_bytes(), 1).await;
+                    let d = s
+                        .limiter
+                        .decide(&Context::background(), key.as_bytes(), 1)
+                        .await;
                     assert!(d.source == Source::Redis, "{d:?}");
                     n += 1;
                 }

@@ -147,7 +147,9 @@ fn default_breaker() -> BreakerConfig {
     BreakerConfig::default()
         .failure_rate_threshold(None)
         .consecutive_failures(Some(5))
-        .open(palisade_breaker::OpenDuration::fixed(Duration::from_secs(1)))
+        .open(palisade_breaker::OpenDuration::fixed(Duration::from_secs(
+            1,
+        )))
 }
 
 impl RedisLimitConfig {

@@ -112,9 +112,7 @@ mod script;
 
 pub use config::{ConfigError, FallbackMode, MAX_RATE_PER_SECOND, RedisLimitConfig};
 pub use error::Error;
-pub use limiter::{
-    Decide, Decision, RedisKeyLimit, RedisLimitSnapshot, RedisRateLimiter, Source,
-};
+pub use limiter::{Decide, Decision, RedisKeyLimit, RedisLimitSnapshot, RedisRateLimiter, Source};
 
 /// The Lua script of one decision, for reading or loading by hand.
 pub const SCRIPT: &str = script::GCRA;

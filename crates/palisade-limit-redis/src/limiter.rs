@@ -13,9 +13,7 @@ use palisade_breaker::{Breaker, State};
 use palisade_classify::Outcome;
 use palisade_clock::{Clock, DefaultClock, Timestamp};
 use palisade_context::Context;
-use palisade_limit::{
-    Acquire, KeyedRateLimiter, KeyedRateLimiterConfig, RateLimit, RateLimited,
-};
+use palisade_limit::{Acquire, KeyedRateLimiter, KeyedRateLimiterConfig, RateLimit, RateLimited};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, ServerErrorKind, Value};
 
@@ -326,7 +324,10 @@ impl<C: Clock> RedisRateLimiter<C> {
     /// One `PING` on the limiter's connection, bounded by the decision timeout: a
     /// readiness probe, and the round trip a decision is measured against.
     pub async fn ping(&self) -> Result<(), Error> {
-        match self.send(&redis::cmd("PING"), self.inner.config.timeout).await? {
+        match self
+            .send(&redis::cmd("PING"), self.inner.config.timeout)
+            .await?
+        {
             Value::SimpleString(_) | Value::BulkString(_) => Ok(()),
             other => Err(Error::reply(format!("PING answered {other:?}"))),
         }
@@ -347,9 +348,11 @@ impl<C: Clock> RedisRateLimiter<C> {
         let burst = self.inner.burst;
         match self.decide_at_once(key, cost) {
             Some(decision) => Acquire::ready(decision.into_result(cost, burst)),
-            None => Acquire::pending(async move {
-                self.ask(ctx, key, cost).await.into_result(cost, burst)
-            }),
+            None => {
+                Acquire::pending(
+                    async move { self.ask(ctx, key, cost).await.into_result(cost, burst) },
+                )
+            }
         }
     }
 
@@ -461,8 +464,9 @@ impl<C: Clock> RedisRateLimiter<C> {
                     Ordering::Relaxed,
                 );
                 #[cfg(feature = "metrics")]
-                metrics::histogram!("palisade_redis_limit_round_trip_seconds").record(took.as_secs_f64());
-                self.from_reply(key, reply, sent)
+                metrics::histogram!("palisade_redis_limit_round_trip_seconds")
+                    .record(took.as_secs_f64());
+                self.decided(key, reply, sent)
             }
             Err(error) => {
                 permit.record(Outcome::transient());
@@ -477,7 +481,12 @@ impl<C: Clock> RedisRateLimiter<C> {
 
     /// After a `NOSCRIPT`: loads the script, then asks again, within what is left
     /// of the bound.
-    async fn load_and_retry(&self, cmd: &Cmd, sent: Timestamp, bound: Duration) -> Result<Value, Error> {
+    async fn load_and_retry(
+        &self,
+        cmd: &Cmd,
+        sent: Timestamp,
+        bound: Duration,
+    ) -> Result<Value, Error> {
         bump(&self.inner.counters.script_loads);
         let left = || bound.saturating_sub(self.inner.clock.now().saturating_duration_since(sent));
         let mut load = redis::cmd("SCRIPT");
@@ -490,7 +499,7 @@ impl<C: Clock> RedisRateLimiter<C> {
         self.send(cmd, left()).await
     }
 
-    fn from_reply(&self, key: &[u8], reply: Reply, sent: Timestamp) -> Decision {
+    fn decided(&self, key: &[u8], reply: Reply, sent: Timestamp) -> Decision {
         let inner = &*self.inner;
         let c = &inner.counters;
         if reply.allowed {
@@ -522,13 +531,18 @@ impl<C: Clock> RedisRateLimiter<C> {
         let inner = &*self.inner;
         bump(&inner.counters.fallbacks);
         #[cfg(feature = "metrics")]
-        metrics::counter!("palisade_redis_limit_fallbacks_total", "reason" => error.kind_str()).increment(1);
+        metrics::counter!("palisade_redis_limit_fallbacks_total", "reason" => error.kind_str())
+            .increment(1);
         tracing::debug!(reason = error.kind_str(), error = %error, mode = ?inner.config.fallback, "redis rate limit: falling back");
         let source = Source::Fallback(error);
         let decision = match inner.config.fallback {
             FallbackMode::Allow => Decision::allowed(0, source),
             FallbackMode::Deny => {
-                let retry = inner.breaker.try_acquire().err().and_then(|r| r.retry_after());
+                let retry = inner
+                    .breaker
+                    .try_acquire()
+                    .err()
+                    .and_then(|r| r.retry_after());
                 Decision::refused(retry.unwrap_or(inner.config.timeout), 0, source)
             }
             _ => match &inner.local {

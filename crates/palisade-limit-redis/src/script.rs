@@ -57,7 +57,9 @@ pub(crate) struct Reply {
 /// 1 first is [`Error::Reply`].
 pub(crate) fn parse(value: &Value) -> Result<Reply, Error> {
     let Value::Array(items) = value else {
-        return Err(Error::reply(format!("expected an array of 4 integers, got {value:?}")));
+        return Err(Error::reply(format!(
+            "expected an array of 4 integers, got {value:?}"
+        )));
     };
     let mut n = [0u64; 4];
     if items.len() != 4 {
@@ -93,7 +95,12 @@ mod tests {
 
     #[test]
     fn reads_a_well_formed_reply() {
-        let v = Value::Array(vec![Value::Int(0), Value::Int(1500), Value::Int(0), Value::Int(500)]);
+        let v = Value::Array(vec![
+            Value::Int(0),
+            Value::Int(1500),
+            Value::Int(0),
+            Value::Int(500),
+        ]);
         let r = parse(&v).unwrap();
         assert!(!r.allowed);
         assert_eq!(r.retry_after_us, 1500);
@@ -107,9 +114,24 @@ mod tests {
             Value::Int(1),
             Value::Okay,
             Value::Array(vec![Value::Int(1)]),
-            Value::Array(vec![Value::Int(2), Value::Int(0), Value::Int(0), Value::Int(0)]),
-            Value::Array(vec![Value::Int(1), Value::Int(-1), Value::Int(0), Value::Int(0)]),
-            Value::Array(vec![Value::Int(1), Value::Nil, Value::Int(0), Value::Int(0)]),
+            Value::Array(vec![
+                Value::Int(2),
+                Value::Int(0),
+                Value::Int(0),
+                Value::Int(0),
+            ]),
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Int(-1),
+                Value::Int(0),
+                Value::Int(0),
+            ]),
+            Value::Array(vec![
+                Value::Int(1),
+                Value::Nil,
+                Value::Int(0),
+                Value::Int(0),
+            ]),
         ] {
             let err = parse(&v).unwrap_err();
             assert!(err.to_string().contains("reply"), "{err}");

@@ -51,20 +51,36 @@ async fn a_pipeline_takes_a_redis_limit() {
         .unwrap_err();
     assert_eq!(err.rejected_by(), Some(Strategy::RateLimiter));
     let retry = err.rejection().unwrap().retry_after().unwrap();
-    assert!(retry > Duration::from_secs(10) && retry <= Duration::from_secs(20), "{retry:?}");
-    assert_eq!(calls.load(Ordering::Relaxed), 3, "a refused attempt never calls");
+    assert!(
+        retry > Duration::from_secs(10) && retry <= Duration::from_secs(20),
+        "{retry:?}"
+    );
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        3,
+        "a refused attempt never calls"
+    );
     assert_eq!(limiter.snapshot().allowed, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_takes_the_local_limiter_through_the_same_interface() {
     let local = RateLimiter::new(RateLimiterConfig::new(2, Duration::from_secs(60))).unwrap();
-    let pipeline = Pipeline::builder("local").rate_limit(local).build().unwrap();
+    let pipeline = Pipeline::builder("local")
+        .rate_limit(local)
+        .build()
+        .unwrap();
     let ctx = Context::background();
     for _ in 0..2 {
-        pipeline.execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) }).await.unwrap();
+        pipeline
+            .execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) })
+            .await
+            .unwrap();
     }
-    let err = pipeline.execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) }).await.unwrap_err();
+    let err = pipeline
+        .execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) })
+        .await
+        .unwrap_err();
     assert_eq!(err.rejected_by(), Some(Strategy::RateLimiter));
 }
 
@@ -113,19 +129,24 @@ async fn a_configuration_file_takes_a_redis_section() {
     let billing = registry.pipeline("billing").unwrap();
     let ctx = Context::background();
     for _ in 0..2 {
-        billing.execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) }).await.unwrap();
+        billing
+            .execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) })
+            .await
+            .unwrap();
     }
-    let err = billing.execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) }).await.unwrap_err();
+    let err = billing
+        .execute(&ctx, |_| async { Ok::<_, std::io::Error>(()) })
+        .await
+        .unwrap_err();
     assert_eq!(err.rejected_by(), Some(Strategy::RateLimiter));
     // The key is the pipeline's name, under the prefix (with its hash tag).
     let ttl = String::from_utf8(server.command(&[b"PTTL", b"{billing}:billing"])).unwrap();
     assert!(ttl.starts_with(':') && !ttl.starts_with(":-"), "{ttl}");
 
     // A bad value is refused, naming the field.
-    let err = Registry::from_toml(
-        "[pipelines.x.redis]\nurl = \"redis://127.0.0.1:1\"\ntimeout = \"0s\"",
-    )
-    .unwrap_err();
+    let err =
+        Registry::from_toml("[pipelines.x.redis]\nurl = \"redis://127.0.0.1:1\"\ntimeout = \"0s\"")
+            .unwrap_err();
     assert_eq!(err.field(), "pipelines.x.redis.timeout");
     let err = Registry::from_toml("[pipelines.x.redis]\nurl = \"ftp://h\"").unwrap_err();
     assert_eq!(err.field(), "pipelines.x.redis.url");

@@ -12,9 +12,7 @@ use palisade_breaker::{BreakerConfig, OpenDuration};
 use palisade_clock::ManualClock;
 use palisade_context::Context;
 use palisade_limit::RateLimit;
-use palisade_limit_redis::{
-    Error, FallbackMode, RedisLimitConfig, RedisRateLimiter, Source,
-};
+use palisade_limit_redis::{Error, FallbackMode, RedisLimitConfig, RedisRateLimiter, Source};
 use support::RedisServer;
 
 fn config(server: &RedisServer, rate: u32, period: Duration) -> RedisLimitConfig {
@@ -24,9 +22,10 @@ fn config(server: &RedisServer, rate: u32, period: Duration) -> RedisLimitConfig
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_round_trip_decides_with_remaining_and_retry_after() {
     let server = RedisServer::start();
-    let limiter = RedisRateLimiter::connect(config(&server, 10, Duration::from_secs(60)).with_burst(3))
-        .await
-        .unwrap();
+    let limiter =
+        RedisRateLimiter::connect(config(&server, 10, Duration::from_secs(60)).with_burst(3))
+            .await
+            .unwrap();
     let ctx = Context::background();
     let first = limiter.decide(&ctx, b"k", 1).await;
     assert!(first.allowed);
@@ -37,7 +36,11 @@ async fn one_round_trip_decides_with_remaining_and_retry_after() {
     assert!(!refused.allowed);
     assert_eq!(refused.source, Source::Redis);
     // 10 a minute: one unit every 6 s.
-    assert!(refused.retry_after > Duration::from_secs(5) && refused.retry_after <= Duration::from_secs(6), "{refused:?}");
+    assert!(
+        refused.retry_after > Duration::from_secs(5)
+            && refused.retry_after <= Duration::from_secs(6),
+        "{refused:?}"
+    );
     // The next ask is answered by the cache of refused keys, without a round trip.
     let trips = limiter.snapshot().round_trips;
     let cached = limiter.decide(&ctx, b"k", 1).await;
@@ -121,7 +124,10 @@ async fn instances_sharing_a_key_keep_the_fleet_bound() {
             while started.elapsed() < run_for && asked < 200_000 {
                 asked += 1;
                 let d = limiter.decide(&ctx, b"fleet", 1).await;
-                assert!(matches!(d.source, Source::Redis | Source::RefusedCache), "{d:?}");
+                assert!(
+                    matches!(d.source, Source::Redis | Source::RefusedCache),
+                    "{d:?}"
+                );
                 if d.allowed {
                     admitted.fetch_add(1, Ordering::Relaxed);
                 } else if d.source == Source::RefusedCache {
@@ -137,8 +143,14 @@ async fn instances_sharing_a_key_keep_the_fleet_bound() {
     let elapsed_us = server.time_micros() - start_us;
     let bound = f64::from(rate) * elapsed_us as f64 / 1e6 + f64::from(burst);
     let admitted = admitted.load(Ordering::Relaxed) as f64;
-    assert!(admitted <= bound + 1.0, "admitted {admitted} > bound {bound}");
-    assert!(admitted >= 0.99 * bound - 2.0, "admitted {admitted} < 99% of bound {bound}");
+    assert!(
+        admitted <= bound + 1.0,
+        "admitted {admitted} > bound {bound}"
+    );
+    assert!(
+        admitted >= 0.99 * bound - 2.0,
+        "admitted {admitted} < 99% of bound {bound}"
+    );
 }
 
 /// Two instances whose local clocks are an hour apart agree: the time is Redis's.
@@ -148,9 +160,15 @@ async fn skewed_local_clocks_agree() {
     let early = ManualClock::new();
     let late = ManualClock::new();
     late.advance(Duration::from_secs(3600));
-    let cfg = config(&server, 10, Duration::from_secs(60)).with_burst(4).with_refused_cache(0);
-    let a = RedisRateLimiter::connect_with_clock(cfg.clone(), early).await.unwrap();
-    let b = RedisRateLimiter::connect_with_clock(cfg, late).await.unwrap();
+    let cfg = config(&server, 10, Duration::from_secs(60))
+        .with_burst(4)
+        .with_refused_cache(0);
+    let a = RedisRateLimiter::connect_with_clock(cfg.clone(), early)
+        .await
+        .unwrap();
+    let b = RedisRateLimiter::connect_with_clock(cfg, late)
+        .await
+        .unwrap();
     let ctx = Context::background();
     let mut passed = 0;
     for i in 0..10 {
@@ -160,8 +178,14 @@ async fn skewed_local_clocks_agree() {
         passed += u32::from(d.allowed);
     }
     assert_eq!(passed, 4);
-    let (ra, rb) = (a.decide(&ctx, b"skew", 1).await, b.decide(&ctx, b"skew", 1).await);
-    assert!(ra.retry_after.abs_diff(rb.retry_after) < Duration::from_millis(100), "{ra:?} {rb:?}");
+    let (ra, rb) = (
+        a.decide(&ctx, b"skew", 1).await,
+        b.decide(&ctx, b"skew", 1).await,
+    );
+    assert!(
+        ra.retry_after.abs_diff(rb.retry_after) < Duration::from_millis(100),
+        "{ra:?} {rb:?}"
+    );
 }
 
 fn fault_config(server: &RedisServer, mode: FallbackMode) -> RedisLimitConfig {
@@ -184,7 +208,9 @@ const BOUND: Duration = Duration::from_millis(30 + 70);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_redis_falls_back_then_recovers() {
     let mut server = RedisServer::start();
-    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Local)).await.unwrap();
+    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Local))
+        .await
+        .unwrap();
     let ctx = Context::background();
     assert_eq!(limiter.decide(&ctx, b"f", 1).await.source, Source::Redis);
     server.kill();
@@ -212,7 +238,11 @@ async fn a_killed_redis_falls_back_then_recovers() {
         if d.source == Source::Redis {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(10), "no recovery: {:?}", limiter.snapshot());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recovery: {:?}",
+            limiter.snapshot()
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(limiter.snapshot().script_loads > loads);
@@ -221,7 +251,9 @@ async fn a_killed_redis_falls_back_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_redis_is_bounded_by_the_timeout_and_the_deadline() {
     let server = RedisServer::start();
-    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Deny)).await.unwrap();
+    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Deny))
+        .await
+        .unwrap();
     let ctx = Context::background();
     assert!(limiter.decide(&ctx, b"s", 1).await.allowed);
     // Redis busy for 600 ms: each decision gives up after 30 ms and fails closed.
@@ -232,7 +264,13 @@ async fn a_slow_redis_is_bounded_by_the_timeout_and_the_deadline() {
         let d = limiter.decide(&ctx, b"s", 1).await;
         assert!(started.elapsed() < BOUND, "took {:?}", started.elapsed());
         assert!(!d.allowed);
-        assert!(matches!(d.source, Source::Fallback(Error::Timeout | Error::BreakerOpen)), "{d:?}");
+        assert!(
+            matches!(
+                d.source,
+                Source::Fallback(Error::Timeout | Error::BreakerOpen)
+            ),
+            "{d:?}"
+        );
     }
     assert!(limiter.snapshot().timeouts >= 3);
     // A call's deadline shorter than the timeout bounds the wait.
@@ -240,20 +278,30 @@ async fn a_slow_redis_is_bounded_by_the_timeout_and_the_deadline() {
     let (short, _guard) = ctx.with_timeout(Duration::from_millis(5));
     let started = Instant::now();
     let d = limiter.decide(&short, b"s", 1).await;
-    assert!(started.elapsed() < Duration::from_millis(5 + 60), "took {:?}", started.elapsed());
-    assert!(matches!(d.source, Source::Fallback(Error::Timeout)), "{d:?}");
+    assert!(
+        started.elapsed() < Duration::from_millis(5 + 60),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(d.source, Source::Fallback(Error::Timeout)),
+        "{d:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fallback_modes_allow_deny_and_shadow() {
     let mut server = RedisServer::start();
-    let allow = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Allow)).await.unwrap();
-    let deny = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Deny)).await.unwrap();
-    let shadow = RedisRateLimiter::connect(
-        config(&server, 1, Duration::from_secs(60)).with_shadow(true),
-    )
-    .await
-    .unwrap();
+    let allow = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Allow))
+        .await
+        .unwrap();
+    let deny = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Deny))
+        .await
+        .unwrap();
+    let shadow =
+        RedisRateLimiter::connect(config(&server, 1, Duration::from_secs(60)).with_shadow(true))
+            .await
+            .unwrap();
     let ctx = Context::background();
     assert!(shadow.decide(&ctx, b"sh", 1).await.allowed);
     let d = shadow.decide(&ctx, b"sh", 1).await;
@@ -271,34 +319,64 @@ async fn fallback_modes_allow_deny_and_shadow() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_replies_and_bad_keys_fall_back_with_a_clear_error() {
     let server = RedisServer::start();
-    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Allow)).await.unwrap();
+    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Allow))
+        .await
+        .unwrap();
     let ctx = Context::background();
     // A key of another type: Redis's own error.
     server.command(&[b"HSET", b"t:hash", b"a", b"b"]);
     let d = limiter.decide(&ctx, b"hash", 1).await;
-    let Source::Fallback(Error::Redis(message)) = &d.source else { panic!("{d:?}") };
+    let Source::Fallback(Error::Redis(message)) = &d.source else {
+        panic!("{d:?}")
+    };
     assert!(message.contains("WRONGTYPE"), "{message}");
     // A key holding something that is not the script's state.
     server.command(&[b"SET", b"t:text", b"not a number"]);
     let d = limiter.decide(&ctx, b"text", 1).await;
-    let Source::Fallback(Error::Redis(message)) = &d.source else { panic!("{d:?}") };
+    let Source::Fallback(Error::Redis(message)) = &d.source else {
+        panic!("{d:?}")
+    };
     assert!(message.contains("no rate-limit state"), "{message}");
     assert!(d.allowed, "the configured fallback decided");
     assert!(limiter.snapshot().errors >= 2);
     // A flushed script cache is recovered from.
     server.command(&[b"SCRIPT", b"FLUSH"]);
-    assert_eq!(limiter.decide(&ctx, b"fresh", 1).await.source, Source::Redis);
+    assert_eq!(
+        limiter.decide(&ctx, b"fresh", 1).await.source,
+        Source::Redis
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn start_up_errors_are_clear() {
-    let err = RedisRateLimiter::new(RedisLimitConfig::new("http://nope", 1, Duration::from_secs(1))).unwrap_err();
+    let err = RedisRateLimiter::new(RedisLimitConfig::new(
+        "http://nope",
+        1,
+        Duration::from_secs(1),
+    ))
+    .unwrap_err();
     assert!(matches!(err, Error::Url(_)), "{err}");
-    let err = RedisRateLimiter::new(RedisLimitConfig::new("redis://127.0.0.1:1", 0, Duration::from_secs(1))).unwrap_err();
-    assert!(matches!(err, Error::Config(ref e) if e.field() == "rate"), "{err}");
+    let err = RedisRateLimiter::new(RedisLimitConfig::new(
+        "redis://127.0.0.1:1",
+        0,
+        Duration::from_secs(1),
+    ))
+    .unwrap_err();
+    assert!(
+        matches!(err, Error::Config(ref e) if e.field() == "rate"),
+        "{err}"
+    );
     // Nothing listens there: unreachable, within the connect timeout.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut cfg = RedisLimitConfig::new(format!("redis://127.0.0.1:{port}"), 1, Duration::from_secs(1));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut cfg = RedisLimitConfig::new(
+        format!("redis://127.0.0.1:{port}"),
+        1,
+        Duration::from_secs(1),
+    );
     cfg.connect_timeout = Duration::from_millis(200);
     let started = Instant::now();
     let err = RedisRateLimiter::connect(cfg).await.unwrap_err();
@@ -309,7 +387,9 @@ async fn start_up_errors_are_clear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_key_is_a_rate_limit() {
     let server = RedisServer::start();
-    let limiter = RedisRateLimiter::connect(config(&server, 2, Duration::from_secs(60))).await.unwrap();
+    let limiter = RedisRateLimiter::connect(config(&server, 2, Duration::from_secs(60)))
+        .await
+        .unwrap();
     let limit: Box<dyn RateLimit> = Box::new(limiter.key("upstream"));
     let ctx = Context::background();
     assert!(limit.acquire(&ctx, 1).await.is_ok());

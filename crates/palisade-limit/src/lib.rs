@@ -82,8 +82,8 @@ pub use bulkhead::{
 };
 pub use config::ConfigError;
 pub use rate::{
-    Acquire, KeyedRateLimiter, KeyedRateLimiterConfig, RateLimit, RateLimited, RateLimiter, RateLimiterConfig,
-    RateLimiterSnapshot,
+    Acquire, KeyedRateLimiter, KeyedRateLimiterConfig, RateLimit, RateLimited, RateLimiter,
+    RateLimiterConfig, RateLimiterSnapshot,
 };
 pub use throttle::{Throttle, ThrottleConfig, Throttled};
 pub use wait::WaitError;

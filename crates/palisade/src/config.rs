@@ -573,7 +573,9 @@ fn redis_limit(
     use palisade_limit_redis::{Error as RedisError, RedisRateLimiter};
     let limiter = RedisRateLimiter::new(config.clone()).map_err(|e| match e {
         RedisError::Config(e) => e.within("redis"),
-        RedisError::Url(why) => ConfigError::new("redis.url", &config.url, format!("a redis:// URL ({why})")),
+        RedisError::Url(why) => {
+            ConfigError::new("redis.url", &config.url, format!("a redis:// URL ({why})"))
+        }
         other => ConfigError::without_value("redis", other.to_string()),
     })?;
     Ok(limiter.key(config.key.as_deref().unwrap_or(name)))

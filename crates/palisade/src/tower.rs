@@ -370,9 +370,7 @@ pub fn rate_limiter(limiter: palisade_limit::RateLimiter) -> PipelineLayer {
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 pub fn rate_limit(limit: impl palisade_limit::RateLimit) -> PipelineLayer {
-    PipelineLayer::new(
-        single("rate_limit").rate_limit(limit).build_unchecked(),
-    )
+    PipelineLayer::new(single("rate_limit").rate_limit(limit).build_unchecked())
 }
 
 /// A layer that bounds the calls in flight to the inner service.

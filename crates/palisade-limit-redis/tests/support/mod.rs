@@ -24,7 +24,8 @@ impl RedisServer {
     /// Starts a server and waits (at most 10 s) until it accepts connections.
     pub(crate) fn start() -> Self {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("palisade-redis-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("palisade-redis-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut server = RedisServer {
             child: None,
@@ -89,7 +90,9 @@ impl RedisServer {
     pub(crate) fn command(&self, args: &[&[u8]]) -> Vec<u8> {
         use std::io::{Read, Write};
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut out = format!("*{}\r\n", args.len()).into_bytes();
         for a in args {
             out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());

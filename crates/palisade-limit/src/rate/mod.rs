@@ -85,8 +85,8 @@ use palisade_context::Context;
 pub use config::{MAX_RATE, RateLimiterConfig};
 pub use error::RateLimited;
 pub use future::{UntilNReady, UntilReady};
-pub use shared::{Acquire, RateLimit};
 pub use keyed::{KeyedRateLimiter, KeyedRateLimiterConfig, KeyedRateLimiterSnapshot, MAX_KEYS};
+pub use shared::{Acquire, RateLimit};
 
 use self::gcra::Gcra;
 use crate::config::ConfigError;
