@@ -114,6 +114,23 @@ async fn fixed_window(s: &Shared) -> bool {
     counted.is_ok()
 }
 
+/// The decision's script, sent without the limiter (what the server costs, and
+/// the connection's own overhead).
+async fn bare_script(s: &Shared) -> bool {
+    let mut conn = s.conn.clone();
+    let sha = redis::Script::new(palisade_limit_redis::SCRIPT);
+    let answer: Result<i64, _> = redis::cmd("EVALSHA")
+        .arg(sha.get_hash())
+        .arg(1)
+        .arg("bench:bare")
+        .arg(1)
+        .arg(0)
+        .arg(1)
+        .query_async(&mut conn)
+        .await;
+    answer.is_ok()
+}
+
 fn case<F, Fut>(s: &Arc<Shared>, label: &'static str, role: Role, op: F) -> Case
 where
     F: Fn(Arc<Shared>) -> Fut + 'static,
@@ -204,9 +221,10 @@ pub(crate) fn latency_report(
         "| round trip | p50 µs | p99 µs | p50 ÷ PING |\n| --- | ---: | ---: | ---: |\n",
     );
     let mut ping_p50 = None;
-    let ops: [(&str, u8); 3] = [
+    let ops: [(&str, u8); 4] = [
         ("bare PING, same connection", 0),
         ("palisade-limit-redis decision (EVALSHA)", 1),
+        ("the same EVALSHA sent bare (no timeout, breaker, cache)", 3),
         ("fixed window INCRBY + EXPIRE", 2),
     ];
     for (label, which) in ops {
@@ -217,6 +235,7 @@ pub(crate) fn latency_report(
                 let ok = match which {
                     0 => ping(&s).await,
                     1 => decide(&s).await,
+                    3 => bare_script(&s).await,
                     _ => fixed_window(&s).await,
                 };
                 times.push(started.elapsed());

@@ -64,7 +64,7 @@
 //! assert_eq!(config.local_share().rate, 50);
 //!
 //! // Out of range is refused, naming the field.
-//! let bad = RedisLimitConfig { timeout: Duration::ZERO, ..config };
+//! let bad = config.with_timeout(Duration::ZERO);
 //! assert_eq!(bad.validate().unwrap_err().field(), "timeout");
 //! ```
 //!
@@ -115,4 +115,8 @@ pub use error::Error;
 pub use limiter::{Decide, Decision, RedisKeyLimit, RedisLimitSnapshot, RedisRateLimiter, Source};
 
 /// The Lua script of one decision, for reading or loading by hand.
+///
+/// `EVALSHA <sha> 1 <key> <interval µs> <tolerance µs> <cost>` answers the
+/// remaining burst (`>= 0`) when the decision passes, or minus the microseconds
+/// until the cost would pass (`< 0`).
 pub const SCRIPT: &str = script::GCRA;

@@ -453,7 +453,7 @@ impl<C: Clock> RedisRateLimiter<C> {
             other => other,
         };
         let took = inner.clock.now().saturating_duration_since(sent);
-        let reply = answer.and_then(|v| script::parse(&v));
+        let reply = answer.and_then(|v| script::parse(&v, cost, inner.interval_us));
         match reply {
             Ok(reply) => {
                 permit.record(Outcome::Success);

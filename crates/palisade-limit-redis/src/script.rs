@@ -11,81 +11,73 @@ use crate::error::Error;
 /// microseconds of that clock, written only when a decision passes, and expiring
 /// (`PX`) once the key is back at a full burst, so idle keys leave nothing behind.
 ///
-/// Reply: `{allowed (1 or 0), retry_after_us (for the whole cost), remaining,
-/// retry_after_one_us (for a single unit)}`, all integers.
+/// The reply is one integer, so that the script does as little as it can (each
+/// `redis.call` and each table costs the server about a microsecond): the
+/// remaining burst (`>= 0`) when the decision passes, or minus the microseconds
+/// until the whole cost would pass (`< 0`) when it does not; [`parse`] works out
+/// the rest from that and the cost.
 pub(crate) const GCRA: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local cost = tonumber(ARGV[3])
-local stored = redis.call('GET', KEYS[1])
-local tat = now
-if stored then
-  tat = tonumber(stored)
+local now = t[1] * 1000000 + t[2]
+local interval = ARGV[1] + 0
+local tat = redis.call('GET', KEYS[1])
+if tat then
+  tat = tonumber(tat)
   if tat == nil then
     return redis.error_reply('PALISADE the key holds no rate-limit state')
   end
   if tat < now then tat = now end
+else
+  tat = now
 end
-local latest = now + tolerance
-local last = tat + interval * (cost - 1)
-if last > latest then
-  local one = tat - latest
-  if one < 0 then one = 0 end
-  local remaining = 0
-  if tat <= latest then remaining = math.floor((latest - tat) / interval) + 1 end
-  return {0, last - latest, remaining, one}
-end
-local next = tat + interval * cost
-redis.call('SET', KEYS[1], string.format('%d', next), 'PX', math.floor((next - now) / 1000) + 1)
-local remaining = 0
-if next <= latest then remaining = math.floor((latest - next) / interval) + 1 end
-return {1, 0, remaining, 0}
+local latest = now + ARGV[2]
+local last = tat + interval * (ARGV[3] - 1)
+if last > latest then return latest - last end
+local next = last + interval
+redis.call('SET', KEYS[1], next, 'PX', math.floor((next - now) / 1000) + 1)
+return math.floor((latest - next) / interval) + 1
 "#;
 
 /// One decision, as the script answered it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Reply {
     pub(crate) allowed: bool,
+    /// Until the whole cost would pass (0 when allowed).
     pub(crate) retry_after_us: u64,
+    /// Single units that would pass right after the decision.
     pub(crate) remaining: u64,
+    /// Until a single unit would pass (0 when one would pass now).
     pub(crate) retry_after_one_us: u64,
 }
 
-/// Reads the script's reply; anything but four non-negative integers with a 0 or
-/// 1 first is [`Error::Reply`].
-pub(crate) fn parse(value: &Value) -> Result<Reply, Error> {
-    let Value::Array(items) = value else {
-        return Err(Error::reply(format!(
-            "expected an array of 4 integers, got {value:?}"
-        )));
+/// Reads the script's reply to a decision of `cost` units at `interval_us`;
+/// anything but an integer is [`Error::Reply`].
+pub(crate) fn parse(value: &Value, cost: u32, interval_us: u64) -> Result<Reply, Error> {
+    let Value::Int(n) = *value else {
+        return Err(Error::reply(format!("expected an integer, got {value:?}")));
     };
-    let mut n = [0u64; 4];
-    if items.len() != 4 {
-        return Err(Error::reply(format!(
-            "expected 4 integers, got {} items",
-            items.len()
-        )));
+    if n >= 0 {
+        return Ok(Reply {
+            allowed: true,
+            retry_after_us: 0,
+            remaining: n as u64,
+            retry_after_one_us: 0,
+        });
     }
-    for (slot, item) in n.iter_mut().zip(items) {
-        match item {
-            Value::Int(i) if *i >= 0 => *slot = *i as u64,
-            other => {
-                return Err(Error::reply(format!(
-                    "expected a non-negative integer, got {other:?}"
-                )));
-            }
-        }
-    }
-    if n[0] > 1 {
-        return Err(Error::reply(format!("expected 0 or 1 first, got {}", n[0])));
-    }
+    // Refused: `-n = tat + interval × (cost - 1) - latest`, so the schedule of a
+    // single unit is `d = -n - interval × (cost - 1)` past what one unit allows.
+    let retry = n.unsigned_abs();
+    let rest = interval_us.saturating_mul(u64::from(cost.saturating_sub(1)));
+    let (retry_one, remaining) = if retry > rest {
+        (retry - rest, 0)
+    } else {
+        (0, (rest - retry) / interval_us.max(1) + 1)
+    };
     Ok(Reply {
-        allowed: n[0] == 1,
-        retry_after_us: n[1],
-        remaining: n[2],
-        retry_after_one_us: n[3],
+        allowed: false,
+        retry_after_us: retry,
+        remaining,
+        retry_after_one_us: retry_one,
     })
 }
 
@@ -94,46 +86,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_a_well_formed_reply() {
-        let v = Value::Array(vec![
-            Value::Int(0),
-            Value::Int(1500),
-            Value::Int(0),
-            Value::Int(500),
-        ]);
-        let r = parse(&v).unwrap();
+    fn reads_a_decision_that_passed() {
+        let r = parse(&Value::Int(4), 1, 1000).unwrap();
+        assert!(r.allowed);
+        assert_eq!(r.remaining, 4);
+    }
+
+    #[test]
+    fn works_out_a_refusal() {
+        // One unit refused for 1.5 ms.
+        let r = parse(&Value::Int(-1500), 1, 1000).unwrap();
         assert!(!r.allowed);
-        assert_eq!(r.retry_after_us, 1500);
-        assert_eq!(r.retry_after_one_us, 500);
+        assert_eq!(
+            (r.retry_after_us, r.retry_after_one_us, r.remaining),
+            (1500, 1500, 0)
+        );
+        // Three units refused for 1.5 ms at 1 ms each: one unit passes now, and
+        // one more after it.
+        let r = parse(&Value::Int(-1500), 3, 1000).unwrap();
+        assert_eq!(
+            (r.retry_after_us, r.retry_after_one_us, r.remaining),
+            (1500, 0, 1)
+        );
     }
 
     #[test]
     fn refuses_every_other_shape() {
         for v in [
             Value::Nil,
-            Value::Int(1),
             Value::Okay,
             Value::Array(vec![Value::Int(1)]),
-            Value::Array(vec![
-                Value::Int(2),
-                Value::Int(0),
-                Value::Int(0),
-                Value::Int(0),
-            ]),
-            Value::Array(vec![
-                Value::Int(1),
-                Value::Int(-1),
-                Value::Int(0),
-                Value::Int(0),
-            ]),
-            Value::Array(vec![
-                Value::Int(1),
-                Value::Nil,
-                Value::Int(0),
-                Value::Int(0),
-            ]),
+            Value::BulkString(b"1".to_vec()),
+            Value::SimpleString("1".into()),
         ] {
-            let err = parse(&v).unwrap_err();
+            let err = parse(&v, 1, 1000).unwrap_err();
             assert!(err.to_string().contains("reply"), "{err}");
         }
     }
