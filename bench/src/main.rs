@@ -359,6 +359,14 @@ mod tests {
     /// it shares their build.
     #[test]
     fn every_case_checks_out() {
+        // The redis area's server stops with the test, passed or failed.
+        struct StopRedis;
+        impl Drop for StopRedis {
+            fn drop(&mut self) {
+                cases::redis::stop_server();
+            }
+        }
+        let _stop = StopRedis;
         let mut cases = cases::cases(|_| true);
         let gaps = cases::gaps(|_| true);
         assert!(cases.len() > 20, "only {} cases", cases.len());

@@ -79,9 +79,12 @@ impl Future for Acquire<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         match &mut self.get_mut().inner {
-            // A ready decision polled again (after it was taken) passes: it was
-            // already answered once.
-            Inner::Ready(decision) => Poll::Ready(decision.take().unwrap_or(Ok(()))),
+            // Polled again after it answered: stays pending (never a second,
+            // made-up answer).
+            Inner::Ready(decision) => match decision.take() {
+                Some(decision) => Poll::Ready(decision),
+                None => Poll::Pending,
+            },
             Inner::Pending(fut) => fut.as_mut().poll(cx),
         }
     }
