@@ -121,6 +121,13 @@ fn area_selected(args: &Args, area: &str) -> bool {
 }
 
 fn main() -> ExitCode {
+    let code = run();
+    // The redis area's server, if it started one.
+    cases::redis::stop_server();
+    code
+}
+
+fn run() -> ExitCode {
     let args = match parse(std::env::args().skip(1).collect()) {
         Ok(args) => args,
         Err(e) if e.is_empty() => {
@@ -279,6 +286,14 @@ fn measure(args: &Args, mut cases: Vec<Case>, gaps: &[cases::Gap]) -> ExitCode {
     eprintln!(" rounds ({:.1} s)", started.elapsed().as_secs_f64());
     let rows = report::rows(&cases, &samples, gaps);
     println!("{}", report::console(&rows));
+    let (samples, run_for) = if args.quick {
+        (500, Duration::from_millis(300))
+    } else {
+        (5000, Duration::from_secs(2))
+    };
+    if let Some(latency) = cases::redis::latency_report(samples, 64, run_for) {
+        println!("redis: latency per round trip ({samples} each, back to back)\n\n{latency}");
+    }
 
     let (counts, callgrind_note) = if args.quick || args.no_callgrind {
         (
@@ -344,6 +359,14 @@ mod tests {
     /// it shares their build.
     #[test]
     fn every_case_checks_out() {
+        // The redis area's server stops with the test, passed or failed.
+        struct StopRedis;
+        impl Drop for StopRedis {
+            fn drop(&mut self) {
+                cases::redis::stop_server();
+            }
+        }
+        let _stop = StopRedis;
         let mut cases = cases::cases(|_| true);
         let gaps = cases::gaps(|_| true);
         assert!(cases.len() > 20, "only {} cases", cases.len());

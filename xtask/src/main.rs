@@ -1,5 +1,8 @@
 //! The project's own commands, in plain Rust so they run the same everywhere.
 //!
+//! - `cargo xtask test`: the workspace's tests, after installing what they need
+//!   (`redis-server`, for the Redis rate limit's tests against a real server) when
+//!   it is missing; the README's test command and the `ci` tests step.
 //! - `cargo xtask ci`: everything CI checks, in order, stopping at the first failure.
 //!   The benchmarks' smoke run (`palisade-bench --check`) is one of the workspace's
 //!   tests, so it shares their build.
@@ -32,6 +35,7 @@ fn main() -> ExitCode {
     let root = workspace_root();
     let result = match args.first().map(String::as_str) {
         Some("ci") => ci(&root, &args[1..]),
+        Some("test") => no_arguments("test", &args[1..]).and_then(|()| test(&root)),
         Some("lint-fixtures") => no_arguments("lint-fixtures", &args[1..])
             .and_then(|()| lint_fixtures::lint_fixtures(&root)),
         Some("bench") => bench(&root, &args[1..]),
@@ -51,6 +55,7 @@ fn main() -> ExitCode {
                 "usage: cargo xtask <command>\n\n\
                  commands:\n  \
                  ci              formatting, clippy, lint fixtures, tests (with a benchmark smoke run), docs, loom models, fuzzing, fuzz builds\n  \
+                 test            the workspace's tests, installing redis-server first when it is missing\n  \
                  lint-fixtures   each rule of docs/clippy-context.toml fires on its misuse and nowhere else\n  \
                  fuzz [--seconds N] [--seed S] [target...]\n                  each fuzz target for N seconds (default 3), on stable Rust\n  \
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
@@ -149,8 +154,58 @@ fn print_timings(timings: &[(String, f64, bool)], total: f64) {
     println!("  total   {total:>7.1}s");
 }
 
-/// The README's test command.
+/// The cargo command of the workspace's tests (`cargo xtask test` runs it).
 const TEST_ARGS: &[&str] = &["test", "--workspace", "--all-features"];
+
+/// What the tests need besides the Rust toolchain: `redis-server` (the Redis
+/// rate limit's tests start real servers on loopback, and fail without one).
+/// Installed from the Debian package when it is not on `PATH`.
+fn ensure_test_tools() -> Result<(), String> {
+    if on_path("redis-server") {
+        return Ok(());
+    }
+    println!("==> redis-server is not installed: installing it (apt-get install redis-server)");
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    let sudo: &[&str] = if root { &[] } else { &["sudo"] };
+    for args in [
+        &["apt-get", "update"][..],
+        &["apt-get", "install", "-y", "redis-server"][..],
+    ] {
+        let mut full: Vec<&str> = sudo.to_vec();
+        full.extend_from_slice(args);
+        let status = Command::new(full[0])
+            .args(&full[1..])
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map_err(|e| format!("cannot run `{}`: {e}", full.join(" ")))?;
+        if !status.success() {
+            return Err(format!(
+                "`{}` failed ({status}): the tests need redis-server; install it and run again",
+                full.join(" ")
+            ));
+        }
+    }
+    if on_path("redis-server") {
+        Ok(())
+    } else {
+        Err("redis-server is still not on PATH after installing it".to_owned())
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    env::var_os("PATH")
+        .is_some_and(|paths| env::split_paths(&paths).any(|dir| dir.join(program).is_file()))
+}
+
+/// `cargo xtask test`: what the tests need, then the tests.
+fn test(root: &Path) -> Result<(), String> {
+    ensure_test_tools()?;
+    run_steps(vec![Step::new("tests", root, TEST_ARGS)])
+}
 
 fn no_arguments(command: &str, args: &[String]) -> Result<(), String> {
     match args.first() {
@@ -177,7 +232,11 @@ fn ci(root: &Path, args: &[String]) -> Result<(), String> {
             ],
         ),
         Step::xtask("lint fixtures", root, &["lint-fixtures"])?,
-        Step::new("tests", root, TEST_ARGS),
+        Step::xtask(
+            "tests (installing redis-server if missing)",
+            root,
+            &["test"],
+        )?,
         Step::new(
             "docs",
             root,

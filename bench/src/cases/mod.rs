@@ -15,6 +15,7 @@ mod edge;
 mod floors;
 mod pipeline;
 mod ratelimit;
+pub(crate) mod redis;
 mod retry;
 mod timeout;
 mod window;
@@ -32,6 +33,7 @@ pub(crate) const AREAS: &[&str] = &[
     "timeout",
     "pipeline",
     "window",
+    "redis",
 ];
 
 /// A cell a peer cannot fill, and why.
@@ -68,6 +70,7 @@ pub(crate) fn cases(select: impl Fn(&str) -> bool) -> Vec<Case> {
             "timeout" => timeout::cases(),
             "pipeline" => pipeline::cases(),
             "window" => window::cases(),
+            "redis" => redis::cases(),
             _ => Vec::new(),
         });
         all.extend(cases);

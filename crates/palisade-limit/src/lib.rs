@@ -6,6 +6,7 @@
 //! | [`Bulkhead`] | calls in flight at once, with an optional bounded FIFO wait queue | [`Strategy::Bulkhead`](palisade_classify::Strategy::Bulkhead) |
 //! | [`RateLimiter`] | calls per period (GCRA, one atomic word), with a burst | [`Strategy::RateLimiter`](palisade_classify::Strategy::RateLimiter), with when to retry |
 //! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
+//! | [`RateLimit`] | the interface a pipeline asks of any rate limit: the [`RateLimiter`], or one kept on a server for a whole fleet (`palisade-limit-redis`) | as above |
 //! | [`Throttle`] | calls sent while the dependency refuses many (the SRE book's client-side throttling) | [`Strategy::Throttle`](palisade_classify::Strategy::Throttle) |
 //! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
@@ -81,8 +82,8 @@ pub use bulkhead::{
 };
 pub use config::ConfigError;
 pub use rate::{
-    KeyedRateLimiter, KeyedRateLimiterConfig, RateLimited, RateLimiter, RateLimiterConfig,
-    RateLimiterSnapshot,
+    Acquire, KeyedRateLimiter, KeyedRateLimiterConfig, RateLimit, RateLimited, RateLimiter,
+    RateLimiterConfig, RateLimiterSnapshot,
 };
 pub use throttle::{Throttle, ThrottleConfig, Throttled};
 pub use wait::WaitError;

@@ -14,6 +14,7 @@
 //! | circuit breaker | reconfigured in place: state, window and counters kept (an open breaker stays open); a changed window shape (kind, size, buckets, slow-call duration) builds a new breaker |
 //! | bulkhead | reconfigured in place: calls in flight keep their permits |
 //! | rate limiter | reconfigured in place: the schedule continues |
+//! | redis rate limit (feature `redis`) | rebuilt: the schedule lives in Redis and continues; the connection, its breaker and the cache of refused keys start afresh |
 //! | retry | rebuilt (its budget starts afresh) |
 //!
 //! Every duration of the file, in every section, is written in one
@@ -132,6 +133,26 @@ pub struct PipelineConfig {
     pub rate_limiter: Option<RateLimiterConfig>,
     /// The bulkhead.
     pub bulkhead: Option<BulkheadConfig>,
+    /// A fleet-wide rate limit on Redis (feature `redis`): the URL, the key
+    /// prefix, the rate, the timeouts and the fallback, as
+    /// [`RedisLimitConfig`](palisade_limit_redis::RedisLimitConfig) reads them.
+    /// Its key is `key`, or the pipeline's name. The connection is made on the
+    /// first call (until then, and whenever Redis cannot answer, the fallback
+    /// decides), so a registry is built without waiting for Redis; it must be
+    /// built within a tokio runtime.
+    ///
+    /// ```toml
+    /// [pipelines.billing.redis]
+    /// url = "redis://10.0.0.5:6379"
+    /// key_prefix = "{billing}:"
+    /// rate = 1000
+    /// period = "1s"
+    /// timeout = "20ms"
+    /// replicas = 20
+    /// ```
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub redis: Option<palisade_limit_redis::RedisLimitConfig>,
 }
 
 impl RegistryConfig {
@@ -196,6 +217,10 @@ impl PipelineConfig {
         }
         if let Some(b) = &self.bulkhead {
             b.validate().map_err(|e| e.within("bulkhead"))?;
+        }
+        #[cfg(feature = "redis")]
+        if let Some(r) = &self.redis {
+            r.validate().map_err(|e| e.within("redis"))?;
         }
         Ok(())
     }
@@ -532,7 +557,28 @@ fn build<K: Clone>(
         };
         b = b.bulkhead(bulkhead);
     }
+    #[cfg(feature = "redis")]
+    if let Some(c) = &config.redis {
+        b = b.rate_limit(redis_limit(name, c)?);
+    }
     b.build()
+}
+
+/// The pipeline's Redis rate limit, bound to its key.
+#[cfg(feature = "redis")]
+fn redis_limit(
+    name: &str,
+    config: &palisade_limit_redis::RedisLimitConfig,
+) -> Result<palisade_limit_redis::RedisKeyLimit, ConfigError> {
+    use palisade_limit_redis::{Error as RedisError, RedisRateLimiter};
+    let limiter = RedisRateLimiter::new(config.clone()).map_err(|e| match e {
+        RedisError::Config(e) => e.within("redis"),
+        RedisError::Url(why) => {
+            ConfigError::new("redis.url", &config.url, format!("a redis:// URL ({why})"))
+        }
+        other => ConfigError::without_value("redis", other.to_string()),
+    })?;
+    Ok(limiter.key(config.key.as_deref().unwrap_or(name)))
 }
 
 /// A handle on one named pipeline of a [`Registry`]: it follows every reload.

@@ -172,3 +172,8 @@ pub use palisade_breaker as breaker;
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 #[doc(inline)]
 pub use palisade_limit as limit;
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use palisade_limit_redis as redis;

@@ -25,9 +25,15 @@ use crate::timer::timeout;
 #[cfg(feature = "breaker")]
 use palisade_breaker::Breaker;
 #[cfg(feature = "limit")]
-use palisade_limit::{Bulkhead, RateLimiter};
+use palisade_limit::{Bulkhead, RateLimit, RateLimiter};
 #[cfg(feature = "retry")]
 use palisade_retry::{RetryError, RetryPolicy, StopReason};
+
+/// The answer of an asynchronous rate limit, still to be awaited.
+#[cfg(feature = "limit")]
+type Asked<'a> = palisade_limit::Acquire<'a>;
+#[cfg(not(feature = "limit"))]
+type Asked<'a> = std::marker::PhantomData<&'a ()>;
 
 /// The longest timeout a pipeline accepts: one day. Anything longer is a
 /// configuration mistake (a unit confusion), not a limit.
@@ -99,7 +105,7 @@ struct Inner<K, C: Clock> {
     /// The retry policy hedges: the executor runs every attempt, the first
     /// included.
     hedged: bool,
-    /// No hedging and no chaos layer: the first attempt of every execution can
+    /// No hedging, no chaos layer and no asynchronous rate limit: the first attempt of every execution can
     /// start inline, decided once here.
     plain: bool,
     /// An attempt or a total timeout: each attempt's context carries a deadline
@@ -131,9 +137,14 @@ impl<K, C: Clock> Inner<K, C> {
         let chaos = layers.chaos.is_some();
         #[cfg(not(feature = "chaos"))]
         let chaos = false;
+        // An asynchronous rate limit is asked on the boxed path.
+        #[cfg(feature = "limit")]
+        let asynchronous = layers.rate_limit.is_some();
+        #[cfg(not(feature = "limit"))]
+        let asynchronous = false;
         Inner {
             hedged,
-            plain: !hedged && !chaos,
+            plain: !hedged && !chaos && !asynchronous,
             timed: layers.total_timeout.is_some() || layers.attempt_timeout.is_some(),
             total_nanos: layers.total_timeout.map_or(0, nanos),
             attempt_nanos: layers.attempt_timeout.map_or(0, nanos),
@@ -167,6 +178,9 @@ struct Layers<C: Clock> {
     breaker: Option<Breaker<C>>,
     #[cfg(feature = "limit")]
     rate_limiter: Option<RateLimiter<C>>,
+    /// A rate limit asked asynchronously (one kept on a server for a fleet).
+    #[cfg(feature = "limit")]
+    rate_limit: Option<Arc<dyn RateLimit>>,
     #[cfg(feature = "limit")]
     bulkhead: Option<Bulkhead<C>>,
     #[cfg(feature = "chaos")]
@@ -187,6 +201,8 @@ impl<C: Clock> Default for Layers<C> {
             #[cfg(feature = "limit")]
             rate_limiter: None,
             #[cfg(feature = "limit")]
+            rate_limit: None,
+            #[cfg(feature = "limit")]
             bulkhead: None,
             #[cfg(feature = "chaos")]
             chaos: None,
@@ -206,6 +222,8 @@ impl<C: Clock> fmt::Debug for Layers<C> {
         d.field("breaker", &self.breaker.as_ref().map(|b| b.state()));
         #[cfg(feature = "limit")]
         d.field("rate_limiter", &self.rate_limiter.is_some());
+        #[cfg(feature = "limit")]
+        d.field("rate_limit", &self.rate_limit);
         #[cfg(feature = "limit")]
         d.field("bulkhead", &self.bulkhead.as_ref().map(|b| b.limit()));
         #[cfg(feature = "chaos")]
@@ -393,6 +411,20 @@ impl<K, C: Clock> PipelineBuilder<K, C> {
         self
     }
 
+    /// Limits the rate of attempts with any [`RateLimit`], such as a fleet-wide
+    /// limit kept on Redis (`palisade::redis`), asked after the breaker, the
+    /// [`rate_limiter`](Self::rate_limiter) and the bulkhead's first try, and
+    /// before the call; an attempt it refuses is rejected with its retry-after.
+    /// Each attempt asks for one unit. A pipeline with one runs its attempts on
+    /// the boxed path (one allocation per execution), since the answer may take a
+    /// round trip; a pipeline without one is unchanged.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub fn rate_limit(mut self, limit: impl RateLimit) -> Self {
+        self.layers.rate_limit = Some(Arc::new(limit));
+        self
+    }
+
     /// Bounds the attempts in flight at once (with the bulkhead's own bounded
     /// queue, if it has one).
     #[cfg(feature = "limit")]
@@ -512,6 +544,14 @@ impl<K, C: Clock> Pipeline<K, C> {
         self.inner.layers.rate_limiter.as_ref()
     }
 
+    /// The asynchronous rate limit given to
+    /// [`rate_limit`](PipelineBuilder::rate_limit), if the pipeline has one.
+    #[cfg(feature = "limit")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+    pub fn rate_limit(&self) -> Option<&dyn RateLimit> {
+        self.inner.layers.rate_limit.as_deref()
+    }
+
     /// The bulkhead, if the pipeline has one.
     #[cfg(feature = "limit")]
     #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
@@ -623,6 +663,10 @@ impl<K, C: Clock> Pipeline<K, C> {
         if retry && self.inner.hedged {
             return true;
         }
+        #[cfg(feature = "limit")]
+        if self.inner.layers.rate_limit.is_some() {
+            return true;
+        }
         #[cfg(feature = "chaos")]
         if self
             .inner
@@ -706,6 +750,7 @@ impl<K, C: Clock> Pipeline<K, C> {
                 let (first, outcome) = self
                     .attempt_admitted(
                         Ok((permit, None)),
+                        None,
                         ctx,
                         total,
                         &call,
@@ -854,6 +899,14 @@ impl<K, C: Clock> Pipeline<K, C> {
         let layers = &self.inner.layers;
         // Admission is synchronous, so that a refused attempt never calls `call`.
         let admitted = self.admit();
+        // An asynchronous rate limit is asked once the others have admitted.
+        #[cfg(feature = "limit")]
+        let asked = match (&admitted, &layers.rate_limit) {
+            (Ok(_), Some(limit)) => Some(limit.acquire(ctx, 1)),
+            _ => None,
+        };
+        #[cfg(not(feature = "limit"))]
+        let asked = None;
         // Chaos decides before the call is made: an injected error replaces it.
         #[cfg(feature = "chaos")]
         let plan = match (&admitted, &layers.chaos) {
@@ -862,6 +915,7 @@ impl<K, C: Clock> Pipeline<K, C> {
         };
         self.attempt_admitted(
             admitted,
+            asked,
             ctx,
             total,
             call,
@@ -878,6 +932,7 @@ impl<K, C: Clock> Pipeline<K, C> {
     fn attempt_admitted<'a, T, E, F, Fut>(
         &'a self,
         admitted: Result<(BreakerPermit<'a, C>, Option<BulkheadPermit<'a>>), Rejection>,
+        asked: Option<Asked<'a>>,
         ctx: &'a Context,
         total: Times,
         call: &'a Mutex<F>,
@@ -905,6 +960,15 @@ impl<K, C: Clock> Pipeline<K, C> {
                     return self.rejected_attempt(&own, rejection);
                 }
             };
+            #[cfg(feature = "limit")]
+            if let Some(Err(limited)) = match asked {
+                Some(asked) => Some(asked.await),
+                None => None,
+            } {
+                return self.rejected_attempt(&own, limited.rejection());
+            }
+            #[cfg(not(feature = "limit"))]
+            let _ = asked;
             // Only a bulkhead that was full at the first try is awaited (its queue,
             // if it has one); the call is made only once it has a slot.
             #[cfg(feature = "limit")]

@@ -370,6 +370,15 @@ pub fn rate_limiter(limiter: palisade_limit::RateLimiter) -> PipelineLayer {
     )
 }
 
+/// A layer that limits the rate of calls to the inner service with any
+/// [`RateLimit`](palisade_limit::RateLimit): a fleet-wide limit kept on Redis
+/// (`palisade::redis::RedisRateLimiter::key`), say.
+#[cfg(feature = "limit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
+pub fn rate_limit(limit: impl palisade_limit::RateLimit) -> PipelineLayer {
+    PipelineLayer::new(single("rate_limit").rate_limit(limit).build_unchecked())
+}
+
 /// A layer that bounds the calls in flight to the inner service.
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]

@@ -34,6 +34,18 @@ impl RateLimited {
         }
     }
 
+    /// A refusal from a limit kept outside this crate (a [`RateLimit`](crate::RateLimit)
+    /// implementation): a call would pass after `retry_after`.
+    pub fn retry_in(retry_after: Duration) -> Self {
+        Self::new(retry_after)
+    }
+
+    /// A refusal from a limit kept outside this crate: `asked` units were asked for
+    /// at once and the burst is `burst`, so they never pass.
+    pub fn over_capacity(asked: u32, burst: u64) -> Self {
+        Self::too_many(asked, burst)
+    }
+
     /// How long from the check until a call would pass (if no other call takes the
     /// capacity first); [`Duration::MAX`] when the calls
     /// [exceed the capacity](RateLimited::exceeds_capacity) and never pass.

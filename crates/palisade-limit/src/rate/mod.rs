@@ -74,6 +74,7 @@ mod error;
 mod future;
 pub(crate) mod gcra;
 mod keyed;
+mod shared;
 
 use std::fmt;
 use std::time::Duration;
@@ -85,6 +86,7 @@ pub use config::{MAX_RATE, RateLimiterConfig};
 pub use error::RateLimited;
 pub use future::{UntilNReady, UntilReady};
 pub use keyed::{KeyedRateLimiter, KeyedRateLimiterConfig, KeyedRateLimiterSnapshot, MAX_KEYS};
+pub use shared::{Acquire, RateLimit};
 
 use self::gcra::Gcra;
 use crate::config::ConfigError;
