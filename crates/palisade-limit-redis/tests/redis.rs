@@ -397,3 +397,72 @@ async fn a_bound_key_is_a_rate_limit() {
     let refused = limit.acquire(&ctx, 1).await.unwrap_err();
     assert!(refused.retry_after() > Duration::from_secs(1));
 }
+
+/// Many tasks deciding while Redis is killed and started again under them:
+/// nothing panics, no decision waits longer than the bound, decisions fall back
+/// while it is away and come from Redis again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_keep_flowing_while_redis_dies_and_returns_under_load() {
+    let mut server = RedisServer::start();
+    let limiter = RedisRateLimiter::connect(fault_config(&server, FallbackMode::Local))
+        .await
+        .unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let slowest = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for t in 0..8u8 {
+        let (limiter, stop, slowest) = (limiter.clone(), stop.clone(), slowest.clone());
+        tasks.push(tokio::spawn(async move {
+            let ctx = Context::background();
+            let (mut redis, mut fallback) = (0u32, 0u32);
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) && n < 200_000 {
+                n += 1;
+                let started = Instant::now();
+                let d = limiter.decide(&ctx, &[b'k', t], 1).await;
+                let took = started.elapsed().as_micros() as u64;
+                slowest.fetch_max(took, Ordering::Relaxed);
+                match d.source {
+                    Source::Redis | Source::RefusedCache => redis += 1,
+                    _ => fallback += 1,
+                }
+                tokio::task::yield_now().await;
+            }
+            (redis, fallback)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    // Back on Redis within a bounded time (the breaker's open second and a probe).
+    let started = Instant::now();
+    let probe = Context::background();
+    while limiter.decide(&probe, b"probe", 1).await.source != Source::Redis {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "no recovery: {:?}",
+            limiter.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let redis_before = limiter.snapshot().allowed;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut redis, mut fallback) = (0, 0);
+    for t in tasks {
+        let (r, f) = t.await.expect("no task panicked");
+        redis += r;
+        fallback += f;
+    }
+    assert!(
+        redis > 0 && fallback > 0,
+        "redis {redis}, fallback {fallback}"
+    );
+    assert!(
+        limiter.snapshot().allowed > redis_before,
+        "decisions came from Redis again"
+    );
+    let slowest = Duration::from_micros(slowest.load(Ordering::Relaxed));
+    assert!(slowest < BOUND, "a decision took {slowest:?}");
+}
