@@ -14,13 +14,14 @@
 //! - With the `reqwest-middleware` feature, [`PipelineMiddleware`] does the
 //!   same inside a `reqwest_middleware::ClientWithMiddleware`.
 //!
-//! The classifier does not know the method: a `POST` whose connection reset
-//! mid-request is a transient failure that *may have reached the server*
-//! ([`Delivery::MaybeDelivered`]), and it is the retry policy's
-//! [`idempotency`](crate::retry::RetryPolicyBuilder::idempotency) that
-//! decides whether such a failure is retried. Give non-idempotent calls a
-//! pipeline whose policy says so; a refused connection
-//! ([`Delivery::NotDelivered`]) is retried either way.
+//! A request whose method is not idempotent (`POST`, `PATCH`) is retried
+//! only after a failure that certainly did not reach the server (a refused
+//! connection, a 429): a reset mid-request or a timeout may have done the work
+//! already, so it is permanent for such a request. A response says nothing of
+//! the method: a `POST` answered 503 is retried like a `GET`, as the server
+//! said it did not serve it. The retry policy's own
+//! [`idempotency`](crate::retry::RetryPolicyBuilder::idempotency) still
+//! applies on top.
 //!
 //! ```
 //! use axum::{Router, http::StatusCode, routing::get};
@@ -74,16 +75,111 @@ use std::future::Future;
 use std::time::Duration;
 
 use palisade_classify::{
-    Classify, Delivery, HttpResponse, HttpStatus, Outcome, Rejection, Strategy, Transient,
+    Classify, Delivery, HttpResponse, HttpStatus, Idempotency, Outcome, Rejection, Strategy,
+    Transient,
 };
 use palisade_clock::Clock;
 
-use crate::edge::{Outbound, OutboundError};
+use crate::edge::{BudgetExhausted, Outbound};
 use crate::{Context, Error, Pipeline};
 
 /// The error of one attempt of [`send`]: the request was not sent (its
 /// budget was spent), or reqwest failed.
-pub type SendError = OutboundError<reqwest::Error>;
+///
+/// It remembers whether the request's method is idempotent (RFC 9110: `GET`,
+/// `HEAD`, `OPTIONS`, `TRACE`, `PUT`, `DELETE`), so that
+/// [`ReqwestClassifier`] does not retry a `POST` that may have reached the
+/// server.
+#[derive(Debug)]
+pub struct SendError {
+    kind: SendErrorKind,
+}
+
+#[derive(Debug)]
+enum SendErrorKind {
+    NotSent(BudgetExhausted),
+    Reqwest {
+        error: reqwest::Error,
+        idempotent: bool,
+    },
+}
+
+impl SendError {
+    fn reqwest(error: reqwest::Error, idempotent: bool) -> Self {
+        SendError {
+            kind: SendErrorKind::Reqwest { error, idempotent },
+        }
+    }
+
+    fn not_sent(budget: BudgetExhausted) -> Self {
+        SendError {
+            kind: SendErrorKind::NotSent(budget),
+        }
+    }
+
+    /// reqwest's error, if reqwest failed.
+    pub fn reqwest_error(&self) -> Option<&reqwest::Error> {
+        match &self.kind {
+            SendErrorKind::Reqwest { error, .. } => Some(error),
+            SendErrorKind::NotSent(_) => None,
+        }
+    }
+
+    /// reqwest's error, or the error itself if the request was not sent.
+    pub fn into_reqwest_error(self) -> Result<reqwest::Error, Self> {
+        match self.kind {
+            SendErrorKind::Reqwest { error, .. } => Ok(error),
+            kind => Err(SendError { kind }),
+        }
+    }
+
+    /// Why the request was not sent, if it was not: its context had ended,
+    /// or too little of its budget was left.
+    pub fn not_sent_because(&self) -> Option<&BudgetExhausted> {
+        match &self.kind {
+            SendErrorKind::NotSent(budget) => Some(budget),
+            SendErrorKind::Reqwest { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            SendErrorKind::NotSent(budget) => budget.fmt(f),
+            SendErrorKind::Reqwest { error, .. } => error.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            SendErrorKind::NotSent(budget) => Some(budget),
+            SendErrorKind::Reqwest { error, .. } => Some(error),
+        }
+    }
+}
+
+/// Whether `method` may be repeated (RFC 9110 §9.2.2).
+fn idempotent(method: &reqwest::Method) -> bool {
+    matches!(
+        Idempotency::of_http_method(method.as_str()),
+        Idempotency::Idempotent
+    )
+}
+
+/// A transient failure that may have reached the server, of a request that
+/// must not be repeated, is not retried: it becomes permanent (still counted
+/// by a breaker).
+fn for_method(outcome: Outcome, idempotent: bool) -> Outcome {
+    match outcome {
+        Outcome::Transient(t) if !idempotent && t.delivery() == Delivery::MaybeDelivered => {
+            Outcome::Permanent
+        }
+        outcome => outcome,
+    }
+}
 
 /// Classifies reqwest's responses and errors.
 ///
@@ -104,7 +200,7 @@ pub type SendError = OutboundError<reqwest::Error>;
 /// | anything else | transient, may have been delivered | |
 ///
 /// The errors of this module's own making: a request not sent for lack of
-/// budget ([`OutboundError::Budget`]) is a rejection by the
+/// budget ([`SendError::not_sent_because`]) is a rejection by the
 /// [deadline](Strategy::Deadline) (neither retried nor counted); with
 /// `reqwest-middleware`, an error of another middleware is permanent.
 #[derive(Copy, Clone, Debug, Default)]
@@ -186,11 +282,16 @@ impl Classify<reqwest::Response, reqwest::Error> for ReqwestClassifier {
     }
 }
 
+/// As the table says, except that a transient failure that may have reached
+/// the server, of a request whose method is not idempotent (a `POST` whose
+/// connection reset, a `PATCH` that timed out), is permanent: not retried.
 impl Classify<reqwest::Response, SendError> for ReqwestClassifier {
     fn classify(&self, result: &Result<reqwest::Response, SendError>) -> Outcome {
         match result {
             Ok(response) => self.classify_response(response),
-            Err(OutboundError::Service(e)) => self.classify_error(e),
+            Err(SendError {
+                kind: SendErrorKind::Reqwest { error, idempotent },
+            }) => for_method(self.classify_error(error), *idempotent),
             Err(_) => not_sent(),
         }
     }
@@ -203,7 +304,9 @@ impl Classify<reqwest::Response, reqwest_middleware::Error> for ReqwestClassifie
             Ok(response) => self.classify_response(response),
             Err(reqwest_middleware::Error::Reqwest(e)) => self.classify_error(e),
             Err(reqwest_middleware::Error::Middleware(e)) => {
-                if e.downcast_ref::<crate::edge::BudgetExhausted>().is_some() {
+                if let Some(once) = e.downcast_ref::<middleware::NonIdempotent>() {
+                    for_method(self.classify_error(&once.0), false)
+                } else if e.downcast_ref::<BudgetExhausted>().is_some() {
                     not_sent()
                 } else {
                     Outcome::Permanent
@@ -273,9 +376,10 @@ where
     async move {
         let request = match request {
             Ok(request) => request,
-            Err(e) => return Err(Error::inner(OutboundError::Service(e), Outcome::Ignored)),
+            Err(e) => return Err(Error::inner(SendError::reqwest(e, true), Outcome::Ignored)),
         };
         let streamed = is_streamed(&request);
+        let idempotent = idempotent(request.method());
         if !retries(pipeline) {
             // At most one attempt: the request goes to it as it is.
             let mut slot = Some(request);
@@ -292,8 +396,8 @@ where
                             Some(Ok(request)) => client
                                 .execute(request)
                                 .await
-                                .map_err(OutboundError::Service),
-                            Some(Err(budget)) => Err(OutboundError::Budget(budget)),
+                                .map_err(|e| SendError::reqwest(e, idempotent)),
+                            Some(Err(budget)) => Err(SendError::not_sent(budget)),
                             None => unreachable!("a pipeline without a retry policy retried"),
                         }
                     }
@@ -311,8 +415,8 @@ where
                         Ok(()) => client
                             .execute(request)
                             .await
-                            .map_err(OutboundError::Service),
-                        Err(budget) => Err(OutboundError::Budget(budget)),
+                            .map_err(|e| SendError::reqwest(e, idempotent)),
+                        Err(budget) => Err(SendError::not_sent(budget)),
                     }
                 })
                 .await;
@@ -331,8 +435,8 @@ where
                         Some(Ok(request)) => client
                             .execute(request)
                             .await
-                            .map_err(OutboundError::Service),
-                        Some(Err(budget)) => Err(OutboundError::Budget(budget)),
+                            .map_err(|e| SendError::reqwest(e, idempotent)),
+                        Some(Err(budget)) => Err(SendError::not_sent(budget)),
                         None => unreachable!("a request whose body is bytes failed to clone"),
                     }
                 }
@@ -474,6 +578,38 @@ mod middleware {
         }
     }
 
+    /// reqwest's error of a request whose method is not idempotent, on its way
+    /// from the attempt to the classifier (which then retries it only if it
+    /// certainly did not reach the server); given back to the caller as the
+    /// plain reqwest error.
+    #[derive(Debug)]
+    pub(super) struct NonIdempotent(pub(super) reqwest::Error);
+
+    impl fmt::Display for NonIdempotent {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl std::error::Error for NonIdempotent {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// Marks the reqwest error of a non-idempotent request.
+    fn mark(
+        result: reqwest_middleware::Result<reqwest::Response>,
+        idempotent: bool,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        match result {
+            Err(reqwest_middleware::Error::Reqwest(e)) if !idempotent => {
+                Err(reqwest_middleware::Error::middleware(NonIdempotent(e)))
+            }
+            result => result,
+        }
+    }
+
     /// A request asked to be sent a second time where it could be sent only
     /// once (never, unless a pipeline without a retry policy retried).
     #[derive(Debug)]
@@ -503,6 +639,11 @@ mod middleware {
         match result {
             Ok(response) => Ok(response),
             Err(e) if e.is_inner() => match e.into_inner() {
+                Ok(reqwest_middleware::Error::Middleware(e)) => match e.downcast::<NonIdempotent>()
+                {
+                    Ok(once) => Err(reqwest_middleware::Error::Reqwest(once.0)),
+                    Err(e) => Err(reqwest_middleware::Error::Middleware(e)),
+                },
                 Ok(inner) => Err(inner),
                 Err(e) => Err(reqwest_middleware::Error::middleware(e)),
             },
@@ -527,6 +668,7 @@ mod middleware {
                 None => (palisade_context::current(), false),
             };
             let streamed = super::is_streamed(&request);
+            let idempotent = super::idempotent(request.method());
             if streamed && super::retries(&self.pipeline) {
                 // Retries would need a copy of the stream: one attempt.
                 let mut request = request;
@@ -541,7 +683,9 @@ mod middleware {
                 }
                 let result = self
                     .pipeline
-                    .execute_once(&ctx, next.run(request, extensions))
+                    .execute_once(&ctx, async move {
+                        mark(next.run(request, extensions).await, idempotent)
+                    })
                     .await;
                 return flatten(result);
             }
@@ -563,7 +707,7 @@ mod middleware {
                         async move {
                             match taken {
                                 Some(Ok((request, extensions, next))) => {
-                                    next.run(request, extensions).await
+                                    mark(next.run(request, extensions).await, idempotent)
                                 }
                                 Some(Err(budget)) => {
                                     Err(reqwest_middleware::Error::middleware(budget))
@@ -591,7 +735,9 @@ mod middleware {
                     });
                     async move {
                         match attempt {
-                            Some(Ok(request)) => next.run(request, &mut extensions).await,
+                            Some(Ok(request)) => {
+                                mark(next.run(request, &mut extensions).await, idempotent)
+                            }
                             Some(Err(budget)) => Err(reqwest_middleware::Error::middleware(budget)),
                             None => Err(reqwest_middleware::Error::middleware(SentOnce)),
                         }

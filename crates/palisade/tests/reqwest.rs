@@ -17,7 +17,6 @@ use palisade::backoff::{Backoff, Jitter};
 use palisade::breaker::{Breaker, BreakerConfig, OpenDuration};
 use palisade::classify::{Classify, Delivery, Outcome, Strategy};
 use palisade::context::trace::{RequestId, TraceContext, TraceFlags};
-use palisade::edge::OutboundError;
 use palisade::reqwest::{
     PipelineMiddleware, RequestBuilderExt, ReqwestClassifier, is_one_shot, pipeline_error,
 };
@@ -238,7 +237,10 @@ async fn a_request_without_budget_is_not_sent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(error.inner_error(), Some(OutboundError::Budget(_))),
+        error
+            .inner_error()
+            .and_then(|e| e.not_sent_because())
+            .is_some(),
         "{error}"
     );
     match error.outcome() {
@@ -411,4 +413,87 @@ async fn the_middleware_passes_the_clients_error_through() {
 
     let error = client.get(&url).send().await.unwrap_err();
     assert!(error.is_connect(), "{error}");
+}
+
+/// A server that reads each request and closes the connection without an
+/// answer: the request reached it, and the client sees a reset.
+async fn hang_up() -> (String, Arc<std::sync::atomic::AtomicU32>) {
+    use tokio::io::AsyncReadExt;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let hits = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        // Bounded: no test sends more.
+        for _ in 0..64 {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut buf = [0u8; 1024];
+            let _ = socket.read(&mut buf).await;
+            drop(socket);
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test]
+async fn a_reset_is_retried_only_for_an_idempotent_method() {
+    let (url, hits) = hang_up().await;
+    let pipeline = retrying("hangs-up", 3, Duration::from_millis(1));
+    let client = reqwest::Client::new();
+    let ctx = Context::background();
+
+    let error = client
+        .get(&url)
+        .send_with(&pipeline, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(error.attempts(), Some(3), "{error}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 3);
+
+    let error = client
+        .post(&url)
+        .body("charge the card")
+        .send_with(&pipeline, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(error.outcome(), Outcome::Permanent, "{error}");
+    assert!(error.inner_error().unwrap().reqwest_error().is_some());
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        4,
+        "the POST was sent once"
+    );
+
+    // Refused: it never reached a server, so even a POST is retried.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let error = client
+        .post(&refused)
+        .body("charge the card")
+        .send_with(&pipeline, &ctx)
+        .await
+        .unwrap_err();
+    assert_eq!(error.attempts(), Some(3), "{error}");
+}
+
+#[tokio::test]
+async fn the_middleware_retries_a_reset_post_never() {
+    let (url, hits) = hang_up().await;
+    let client = with_middleware(retrying("hangs-up", 3, Duration::from_millis(1)));
+
+    let error = client.post(&url).body("x").send().await.unwrap_err();
+    assert!(
+        error.is_request() || error.is_body(),
+        "the reqwest error itself: {error:?}"
+    );
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let error = client.get(&url).send().await.unwrap_err();
+    let pipeline_error = pipeline_error(&error).expect("retries exhausted");
+    assert_eq!(pipeline_error.attempts(), Some(3), "{error}");
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 4);
 }
