@@ -456,18 +456,47 @@ impl RequestId {
     /// tabs) around it is ignored; what remains must be 1 to
     /// [`MAX_LEN`](RequestId::MAX_LEN) visible ASCII characters.
     pub fn parse(value: &str) -> Result<RequestId, TraceHeaderError> {
-        let err = |reason| TraceHeaderError::new(X_REQUEST_ID, value, reason);
         let id = trim_ows(value);
+        RequestId::check(id.as_bytes())
+            .map(|()| RequestId(id.into()))
+            .map_err(|reason| TraceHeaderError::new(X_REQUEST_ID, value, reason))
+    }
+
+    /// [`RequestId::parse`] of a header value's bytes, as `http`'s
+    /// `HeaderValue::as_bytes` gives them: the same rules, with no need for the
+    /// value to be checked as text first (bytes that are not visible ASCII
+    /// refuse the id).
+    ///
+    /// ```
+    /// use palisade_context::trace::RequestId;
+    ///
+    /// assert_eq!(RequestId::parse_bytes(b" req-42 ").unwrap().as_str(), "req-42");
+    /// assert!(RequestId::parse_bytes(b"caf\xc3\xa9").is_err());
+    /// ```
+    pub fn parse_bytes(value: &[u8]) -> Result<RequestId, TraceHeaderError> {
+        let id = trim_ows_bytes(value);
+        RequestId::check(id)
+            // Visible ASCII only: always text.
+            .and_then(|()| std::str::from_utf8(id).map_err(|_| Reason::RequestIdChars))
+            .map(|id| RequestId(id.into()))
+            .map_err(|reason| {
+                TraceHeaderError::new(X_REQUEST_ID, &String::from_utf8_lossy(value), reason)
+            })
+    }
+
+    /// Whether `id` (trimmed) is one: visible ASCII, 1 to `MAX_LEN` bytes.
+    #[inline]
+    fn check(id: &[u8]) -> Result<(), Reason> {
         if id.is_empty() {
-            return Err(err(Reason::Empty));
+            return Err(Reason::Empty);
         }
         if id.len() > RequestId::MAX_LEN {
-            return Err(err(Reason::RequestIdLen));
+            return Err(Reason::RequestIdLen);
         }
-        if !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err(Reason::RequestIdChars));
+        if !id.iter().all(|b| b.is_ascii_graphic()) {
+            return Err(Reason::RequestIdChars);
         }
-        Ok(RequestId(id.into()))
+        Ok(())
     }
 
     /// A new random id in the form of a version 4 UUID, 36 characters such as
@@ -492,6 +521,11 @@ impl RequestId {
     /// The id, as written in the header.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The id's bytes, as written in the header (visible ASCII).
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 
     /// The request id `ctx` carries, if any: `ctx.get::<RequestId>()`.
@@ -537,24 +571,58 @@ impl fmt::Debug for RequestId {
 /// Encodes `ctx` as a `traceparent` value, always version `00`: 55 characters,
 /// `00-<trace id>-<span id>-<flags>`, lowercase hex.
 pub fn encode_traceparent(ctx: &TraceContext) -> String {
-    // Written as bytes into a fixed buffer, then copied out once.
-    let mut out = [b'-'; 55];
-    out[0] = b'0';
-    out[1] = b'0';
-    hex_into(&mut out[3..35], ctx.trace_id.0.get());
-    hex_into(&mut out[36..52], u128::from(ctx.span_id.0.get()));
-    hex_into(&mut out[53..55], u128::from(ctx.flags.to_w3c()));
     // ASCII throughout: the conversion cannot fail.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    String::from_utf8(encode_traceparent_bytes(ctx).to_vec()).unwrap_or_default()
 }
 
-/// Writes the low `out.len()` hex digits of `value` into `out`, lowercase.
-fn hex_into(out: &mut [u8], mut value: u128) {
+/// The length of a version `00` `traceparent` value.
+pub const TRACEPARENT_LEN: usize = 55;
+
+/// [`encode_traceparent`] into a fixed buffer, with no allocation: the 55
+/// bytes of the value (lowercase hex, `-` and the version `00`), ready to be
+/// copied into a header value.
+///
+/// ```
+/// use palisade_context::trace::{self, TraceContext};
+///
+/// let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let ctx = trace::decode_traceparent(value).unwrap();
+/// assert_eq!(&trace::encode_traceparent_bytes(&ctx)[..], value.as_bytes());
+/// ```
+pub fn encode_traceparent_bytes(ctx: &TraceContext) -> [u8; TRACEPARENT_LEN] {
+    let mut out = [b'-'; TRACEPARENT_LEN];
+    out[0] = b'0';
+    out[1] = b'0';
+    let trace = ctx.trace_id.0.get();
+    // The id's four 32-bit words, most significant first: truncation intended.
+    out[3..11].copy_from_slice(&hex_of_u32((trace >> 96) as u32));
+    out[11..19].copy_from_slice(&hex_of_u32((trace >> 64) as u32));
+    out[19..27].copy_from_slice(&hex_of_u32((trace >> 32) as u32));
+    out[27..35].copy_from_slice(&hex_of_u32(trace as u32));
+    let span = ctx.span_id.0.get();
+    out[36..44].copy_from_slice(&hex_of_u32((span >> 32) as u32));
+    out[44..52].copy_from_slice(&hex_of_u32(span as u32));
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for digit in out.iter_mut().rev() {
-        *digit = HEX[(value & 0xf) as usize];
-        value >>= 4;
-    }
+    let flags = ctx.flags.to_w3c();
+    out[53] = HEX[usize::from(flags >> 4)];
+    out[54] = HEX[usize::from(flags & 0xf)];
+    out
+}
+
+/// The 8 lowercase hex digits of `value`, all eight made at once (in one
+/// `u64`).
+#[inline]
+fn hex_of_u32(value: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from(value);
+    // One nibble a byte, the most significant in the first byte.
+    let x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    let x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+    let x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // 1 in each byte whose nibble is 10 or more: a letter.
+    let letters = ((x + ONES * 6) >> 4) & ONES;
+    // `0` + n for a digit, `a` + (n - 10) for a letter; no byte carries.
+    (x + ONES * u64::from(b'0') + letters * u64::from(b'a' - b'0' - 10)).to_be_bytes()
 }
 
 /// Decodes a `traceparent` value, as the W3C Trace Context spec says; the state
@@ -571,41 +639,132 @@ fn hex_into(out: &mut [u8], mut value: u128) {
 /// - an all-zero trace id or span id is invalid;
 /// - of the flags, only the sampled bit is kept.
 pub fn decode_traceparent(value: &str) -> Result<TraceContext, TraceHeaderError> {
-    let err = |reason| TraceHeaderError::new(TRACEPARENT, value, reason);
-    let v = trim_ows(value).as_bytes();
+    parse_traceparent(value.as_bytes())
+        .map_err(|reason| TraceHeaderError::new(TRACEPARENT, value, reason))
+}
+
+/// [`decode_traceparent`] of a header value's bytes, as `http`'s
+/// `HeaderValue::as_bytes` gives them, with no need for the value to be
+/// checked as text first: the same rules, byte for byte. (The fields a later
+/// version adds after the flags are ignored whatever their bytes; a caller
+/// that wants them visible ASCII checks that itself.)
+///
+/// ```
+/// use palisade_context::trace;
+///
+/// let value = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let ctx = trace::decode_traceparent_bytes(value).unwrap();
+/// assert_eq!(ctx.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert!(trace::decode_traceparent_bytes(b"00-\xff").is_err());
+/// ```
+pub fn decode_traceparent_bytes(value: &[u8]) -> Result<TraceContext, TraceHeaderError> {
+    parse_traceparent(value)
+        .map_err(|reason| TraceHeaderError::new(TRACEPARENT, &String::from_utf8_lossy(value), reason))
+}
+
+fn parse_traceparent(value: &[u8]) -> Result<TraceContext, Reason> {
+    let v = trim_ows_bytes(value);
     if v.is_empty() {
-        return Err(err(Reason::Empty));
+        return Err(Reason::Empty);
     }
     let version = match v {
-        [a, b, b'-', ..] => parse_hex(&[*a, *b]).ok_or_else(|| err(Reason::Version))?,
-        _ => return Err(err(Reason::Version)),
+        [a, b, b'-', ..] => hex_pair(*a, *b).ok_or(Reason::Version)?,
+        _ => return Err(Reason::Version),
     };
     if version == 0xff {
-        return Err(err(Reason::VersionFf));
+        return Err(Reason::VersionFf);
     }
     if version == 0 && v.len() != 55 {
-        return Err(err(Reason::Length00));
+        return Err(Reason::Length00);
     }
     if v.len() < 55 {
-        return Err(err(Reason::TooShort));
+        return Err(Reason::TooShort);
     }
     if v[35] != b'-' {
-        return Err(err(Reason::TraceId));
+        return Err(Reason::TraceId);
     }
-    let trace_id = parse_hex(&v[3..35]).ok_or_else(|| err(Reason::TraceId))?;
-    let trace_id = TraceId::from_u128(trace_id).ok_or_else(|| err(Reason::ZeroTraceId))?;
+    let high = hex_u64(&v[3..19]).ok_or(Reason::TraceId)?;
+    let low = hex_u64(&v[19..35]).ok_or(Reason::TraceId)?;
+    let trace_id = TraceId::from_u128((u128::from(high) << 64) | u128::from(low))
+        .ok_or(Reason::ZeroTraceId)?;
     if v[52] != b'-' {
-        return Err(err(Reason::SpanId));
+        return Err(Reason::SpanId);
     }
-    let span_id = parse_hex(&v[36..52]).ok_or_else(|| err(Reason::SpanId))?;
-    let span_id = SpanId::from_u128(span_id).ok_or_else(|| err(Reason::ZeroSpanId))?;
-    let flags = parse_hex(&v[53..55]).ok_or_else(|| err(Reason::Flags))?;
+    let span_id = hex_u64(&v[36..52]).ok_or(Reason::SpanId)?;
+    let span_id = NonZeroU64::new(span_id)
+        .map(SpanId)
+        .ok_or(Reason::ZeroSpanId)?;
+    let flags = hex_pair(v[53], v[54]).ok_or(Reason::Flags)?;
     if v.len() > 55 && v[55] != b'-' {
-        return Err(err(Reason::AfterFlags));
+        return Err(Reason::AfterFlags);
     }
-    // Two hex digits: fits in a byte.
-    let flags = TraceFlags::from_w3c(flags as u8);
-    Ok(TraceContext::new(trace_id, span_id, flags))
+    Ok(TraceContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::from_w3c(flags),
+    ))
+}
+
+/// The value of each lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+/// What [`HEX_VALUE`] gives a byte that is not a lowercase hex digit.
+const NOT_HEX: u8 = 0x10;
+
+/// The byte of two lowercase hex digits.
+#[inline]
+fn hex_pair(a: u8, b: u8) -> Option<u8> {
+    let (a, b) = (HEX_VALUE[usize::from(a)], HEX_VALUE[usize::from(b)]);
+    ((a | b) & NOT_HEX == 0).then_some((a << 4) | b)
+}
+
+/// The value of 16 lowercase hex digits; `None` if one is not.
+#[inline]
+fn hex_u64(digits: &[u8]) -> Option<u64> {
+    let (high, low) = digits.split_at_checked(8)?;
+    let high = hex8(high.try_into().ok()?)?;
+    let low = hex8(low.try_into().ok()?)?;
+    Some((u64::from(high) << 32) | u64::from(low))
+}
+
+/// The value of 8 lowercase hex digits, all eight bytes weighed at once (in
+/// one `u64`); `None` if one is not a digit.
+#[inline]
+fn hex8(digits: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_be_bytes(digits);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // The high bit of each byte of the result: whether that byte is at
+    // least `c`. Every byte is below 0x80, so no subtraction borrows from
+    // the next byte.
+    let at_least = |c: u8| ((x | HIGH) - ONES * u64::from(c)) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if digit | letter != HIGH {
+        return None;
+    }
+    // Each byte's value: its low four bits, plus 9 for a letter.
+    let nibbles = (x & (ONES * 0x0f)) + (letter >> 7) * 9;
+    // Eight nibbles, one a byte, packed into four bytes, in order.
+    let pairs = (nibbles | (nibbles >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    // Four bytes: fits.
+    Some(((quads | (quads >> 16)) & 0xffff_ffff) as u32)
 }
 
 /// Decodes a `tracestate` value into a [`TraceState`], within its
@@ -959,8 +1118,32 @@ fn valid_value(value: &str) -> bool {
 }
 
 /// Optional whitespace (RFC 9110 `OWS`: spaces and horizontal tabs) trimmed.
+#[inline]
 fn trim_ows(value: &str) -> &str {
-    value.trim_matches([' ', '\t'])
+    let bytes = value.as_bytes();
+    let trimmed = trim_ows_bytes(bytes);
+    let start = bytes.len() - trim_ows_start(bytes).len();
+    // Spaces and tabs are ASCII: both ends are character boundaries.
+    value.get(start..start + trimmed.len()).unwrap_or_default()
+}
+
+/// Leading optional whitespace trimmed.
+#[inline]
+fn trim_ows_start(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    value
+}
+
+/// [`trim_ows`] of bytes.
+#[inline]
+fn trim_ows_bytes(value: &[u8]) -> &[u8] {
+    let mut value = trim_ows_start(value);
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// The value of 1 to 32 lowercase hex digits; `None` for anything else.
@@ -1178,6 +1361,33 @@ impl TraceContext {
 #[allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 mod tests {
     use super::*;
+
+    /// The word-at-a-time hex codecs against the obvious ones: every byte in
+    /// every position, and a spread of values.
+    #[test]
+    fn hex_words_agree_with_the_byte_at_a_time_codecs() {
+        for position in 0..8 {
+            for b in 0..=255u8 {
+                let mut digits = *b"0123abcd";
+                digits[position] = b;
+                let expected = parse_hex(&digits).map(|v| v as u32);
+                assert_eq!(hex8(digits), expected, "{digits:?}");
+            }
+        }
+        let mut value = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..1000 {
+            let word = value as u32;
+            assert_eq!(hex_of_u32(word), *format!("{word:08x}").as_bytes());
+            let digits = format!("{value:016x}");
+            assert_eq!(hex_u64(digits.as_bytes()), Some(value));
+            value = value.rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
+        }
+        for word in [0, 1, 9, 10, 15, 16, 0x9999_9999, 0xaaaa_aaaa, u32::MAX] {
+            assert_eq!(hex_of_u32(word), *format!("{word:08x}").as_bytes());
+        }
+        assert_eq!(hex_u64(b"0123456789abcdeF"), None);
+        assert_eq!(hex_u64(b"0123456789abcde"), None);
+    }
 
     fn trace_id(hex: &str) -> TraceId {
         TraceId::from_u128(parse_hex(hex.as_bytes()).unwrap()).unwrap()
