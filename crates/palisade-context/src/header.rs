@@ -101,6 +101,7 @@ pub fn decode_grpc_timeout_with_max(value: &str, max: Duration) -> Result<Durati
 /// assert_eq!(header::decode_grpc_timeout_bytes_with_max(b"1500m", max), Ok(Duration::from_millis(1500)));
 /// assert!(header::decode_grpc_timeout_bytes_with_max(b"15\xc2\xb5", max).is_err());
 /// ```
+#[inline]
 pub fn decode_grpc_timeout_bytes_with_max(
     value: &[u8],
     max: Duration,
@@ -173,6 +174,7 @@ pub fn decode_millis_with_max(value: &str, max: Duration) -> Result<Duration, He
 /// assert_eq!(header::decode_millis_bytes_with_max(b"90000", max), Ok(max));
 /// assert!(header::decode_millis_bytes_with_max(b"-1", max).is_err());
 /// ```
+#[inline]
 pub fn decode_millis_bytes_with_max(value: &[u8], max: Duration) -> Result<Duration, HeaderError> {
     millis(trim_ows(value), max)
         .map_err(|reason| HeaderError::new(MILLIS, &String::from_utf8_lossy(value), reason))
@@ -269,6 +271,7 @@ enum Reason {
 const SHOWN: usize = 32;
 
 impl HeaderError {
+    #[cold]
     fn new(field: &'static str, value: &str, reason: Reason) -> Self {
         let mut shown: String = value.chars().take(SHOWN).collect();
         if value.chars().nth(SHOWN).is_some() {

@@ -425,8 +425,10 @@ impl fmt::Debug for TraceContext {
 /// Visible ASCII is `!` to `~` (0x21 to 0x7E): printable ASCII without the space,
 /// so the id is one token in a log line, and nothing a header, a log or a
 /// terminal treats specially. It is a value of the [`Context`]: attach it with
-/// [`Context::with_value`], read it with [`RequestId::from_context`]. Cloning is a
-/// reference-count increment.
+/// [`Context::with_value`], read it with [`RequestId::from_context`]. An id of
+/// up to 38 characters (a UUID is 36) is held in place, so that making,
+/// cloning and dropping it allocates nothing; a longer one is shared, and
+/// cloning it is a reference-count increment.
 ///
 /// ```
 /// use palisade_context::Context;
@@ -440,8 +442,48 @@ impl fmt::Debug for TraceContext {
 /// assert!(RequestId::parse("two words").is_err());
 /// assert_eq!(RequestId::new_random().as_str().len(), 36);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(Arc<str>);
+#[derive(Clone)]
+pub struct RequestId(IdRepr);
+
+/// How long an id [`RequestId`] holds in place can be.
+const INLINE_ID: usize = 38;
+
+#[derive(Clone)]
+enum IdRepr {
+    /// Up to [`INLINE_ID`] visible ASCII bytes, the first `len` of `bytes`.
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    /// A longer id.
+    Shared(Arc<str>),
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &RequestId) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for RequestId {}
+
+impl std::hash::Hash for RequestId {
+    /// As the id's text hashes.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl PartialOrd for RequestId {
+    fn partial_cmp(&self, other: &RequestId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RequestId {
+    /// As the ids' texts compare.
+    fn cmp(&self, other: &RequestId) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
 
 impl RequestId {
     /// The longest request id accepted, in bytes (characters: they are ASCII).
@@ -455,10 +497,11 @@ impl RequestId {
     /// The request id in `value`, a header value: optional whitespace (spaces,
     /// tabs) around it is ignored; what remains must be 1 to
     /// [`MAX_LEN`](RequestId::MAX_LEN) visible ASCII characters.
+    #[inline]
     pub fn parse(value: &str) -> Result<RequestId, TraceHeaderError> {
         let id = trim_ows(value);
         RequestId::check(id.as_bytes())
-            .map(|()| RequestId(id.into()))
+            .map(|()| RequestId::from_checked(id))
             .map_err(|reason| TraceHeaderError::new(X_REQUEST_ID, value, reason))
     }
 
@@ -478,10 +521,24 @@ impl RequestId {
         RequestId::check(id)
             // Visible ASCII only: always text.
             .and_then(|()| std::str::from_utf8(id).map_err(|_| Reason::RequestIdChars))
-            .map(|id| RequestId(id.into()))
+            .map(RequestId::from_checked)
             .map_err(|reason| {
                 TraceHeaderError::new(X_REQUEST_ID, &String::from_utf8_lossy(value), reason)
             })
+    }
+
+    /// The id of `id`, checked: in place if it is short enough.
+    #[inline]
+    fn from_checked(id: &str) -> RequestId {
+        let text = id.as_bytes();
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE_ID => {
+                let mut bytes = [0; INLINE_ID];
+                bytes[..text.len()].copy_from_slice(text);
+                RequestId(IdRepr::Inline { len, bytes })
+            }
+            _ => RequestId(IdRepr::Shared(id.into())),
+        }
     }
 
     /// Whether `id` (trimmed) is one: visible ASCII, 1 to `MAX_LEN` bytes.
@@ -493,7 +550,7 @@ impl RequestId {
         if id.len() > RequestId::MAX_LEN {
             return Err(Reason::RequestIdLen);
         }
-        if !id.iter().all(|b| b.is_ascii_graphic()) {
+        if !all_visible(id) {
             return Err(Reason::RequestIdChars);
         }
         Ok(())
@@ -508,24 +565,40 @@ impl RequestId {
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         let value = u128::from_be_bytes(bytes);
-        let mut out = String::with_capacity(36);
-        for (shift, digits) in [(96, 8), (80, 4), (64, 4), (48, 4), (0, 12)] {
-            if !out.is_empty() {
-                out.push('-');
-            }
-            push_hex(&mut out, value >> shift, digits);
+        // 8-4-4-4-12 hex digits: the 32 digits, with a `-` before the 9th,
+        // 13th, 17th and 21st. Truncations intended: the id's 32-bit words.
+        let mut digits = [0u8; 32];
+        for (i, word) in digits.chunks_exact_mut(8).enumerate() {
+            word.copy_from_slice(&hex_of_u32((value >> (96 - 32 * i)) as u32));
         }
-        RequestId(out.into())
+        let mut text = [b'-'; INLINE_ID];
+        text[..8].copy_from_slice(&digits[..8]);
+        text[9..13].copy_from_slice(&digits[8..12]);
+        text[14..18].copy_from_slice(&digits[12..16]);
+        text[19..23].copy_from_slice(&digits[16..20]);
+        text[24..36].copy_from_slice(&digits[20..32]);
+        RequestId(IdRepr::Inline {
+            len: 36,
+            bytes: text,
+        })
     }
 
     /// The id, as written in the header.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Visible ASCII, checked when the id was made: always text.
+            IdRepr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            IdRepr::Shared(text) => text,
+        }
     }
 
     /// The id's bytes, as written in the header (visible ASCII).
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
-        self.0.as_bytes()
+        match &self.0 {
+            IdRepr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            IdRepr::Shared(text) => text.as_bytes(),
+        }
     }
 
     /// The request id `ctx` carries, if any: `ctx.get::<RequestId>()`.
@@ -552,7 +625,10 @@ impl AsRef<str> for RequestId {
 /// The id's text, shared: what an enriched error or a log field keeps.
 impl From<RequestId> for Arc<str> {
     fn from(id: RequestId) -> Arc<str> {
-        id.0
+        match id.0 {
+            IdRepr::Inline { .. } => Arc::from(id.as_str()),
+            IdRepr::Shared(text) => text,
+        }
     }
 }
 
@@ -657,6 +733,7 @@ pub fn decode_traceparent(value: &str) -> Result<TraceContext, TraceHeaderError>
 /// assert_eq!(ctx.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
 /// assert!(trace::decode_traceparent_bytes(b"00-\xff").is_err());
 /// ```
+#[inline]
 pub fn decode_traceparent_bytes(value: &[u8]) -> Result<TraceContext, TraceHeaderError> {
     parse_traceparent(value)
         .map_err(|reason| TraceHeaderError::new(TRACEPARENT, &String::from_utf8_lossy(value), reason))
@@ -680,22 +757,26 @@ fn parse_traceparent(value: &[u8]) -> Result<TraceContext, Reason> {
     if v.len() < 55 {
         return Err(Reason::TooShort);
     }
-    if v[35] != b'-' {
+    let Some((fields, rest)) = v.split_first_chunk::<55>() else {
+        return Err(Reason::TooShort);
+    };
+    if fields[35] != b'-' {
         return Err(Reason::TraceId);
     }
-    let high = hex_u64(&v[3..19]).ok_or(Reason::TraceId)?;
-    let low = hex_u64(&v[19..35]).ok_or(Reason::TraceId)?;
+    let word = |at: usize| hex_u64(&fields[at..at + 16]);
+    let high = word(3).ok_or(Reason::TraceId)?;
+    let low = word(19).ok_or(Reason::TraceId)?;
     let trace_id = TraceId::from_u128((u128::from(high) << 64) | u128::from(low))
         .ok_or(Reason::ZeroTraceId)?;
-    if v[52] != b'-' {
+    if fields[52] != b'-' {
         return Err(Reason::SpanId);
     }
-    let span_id = hex_u64(&v[36..52]).ok_or(Reason::SpanId)?;
+    let span_id = word(36).ok_or(Reason::SpanId)?;
     let span_id = NonZeroU64::new(span_id)
         .map(SpanId)
         .ok_or(Reason::ZeroSpanId)?;
-    let flags = hex_pair(v[53], v[54]).ok_or(Reason::Flags)?;
-    if v.len() > 55 && v[55] != b'-' {
+    let flags = hex_pair(fields[53], fields[54]).ok_or(Reason::Flags)?;
+    if rest.first().is_some_and(|&b| b != b'-') {
         return Err(Reason::AfterFlags);
     }
     Ok(TraceContext::new(
@@ -703,6 +784,27 @@ fn parse_traceparent(value: &[u8]) -> Result<TraceContext, Reason> {
         span_id,
         TraceFlags::from_w3c(flags),
     ))
+}
+
+/// Whether every byte is visible ASCII (`!` to `~`), eight bytes weighed at
+/// once.
+#[inline]
+fn all_visible(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            return false;
+        };
+        let x = u64::from_le_bytes(chunk);
+        // As in `hex8`: with no byte at 0x80 or above, no subtraction borrows.
+        let at_least = |c: u8| ((x | HIGH) - ONES * u64::from(c)) & HIGH;
+        if x & HIGH != 0 || at_least(b'!') & !at_least(0x7f) != HIGH {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(u8::is_ascii_graphic)
 }
 
 /// The value of each lowercase hex digit, or [`NOT_HEX`].
@@ -731,7 +833,7 @@ fn hex_pair(a: u8, b: u8) -> Option<u8> {
 }
 
 /// The value of 16 lowercase hex digits; `None` if one is not.
-#[inline]
+#[inline(always)]
 fn hex_u64(digits: &[u8]) -> Option<u64> {
     let (high, low) = digits.split_at_checked(8)?;
     let high = hex8(high.try_into().ok()?)?;
@@ -1120,6 +1222,9 @@ fn valid_value(value: &str) -> bool {
 /// Optional whitespace (RFC 9110 `OWS`: spaces and horizontal tabs) trimmed.
 #[inline]
 fn trim_ows(value: &str) -> &str {
+    if !matches!(value.as_bytes(), [b' ' | b'\t', ..] | [.., b' ' | b'\t']) {
+        return value;
+    }
     let bytes = value.as_bytes();
     let trimmed = trim_ows_bytes(bytes);
     let start = bytes.len() - trim_ows_start(bytes).len();
@@ -1139,6 +1244,13 @@ fn trim_ows_start(mut value: &[u8]) -> &[u8] {
 /// [`trim_ows`] of bytes.
 #[inline]
 fn trim_ows_bytes(value: &[u8]) -> &[u8] {
+    match value {
+        [b' ' | b'\t', ..] | [.., b' ' | b'\t'] => trim_ows_ends(value),
+        _ => value,
+    }
+}
+
+fn trim_ows_ends(value: &[u8]) -> &[u8] {
     let mut value = trim_ows_start(value);
     while let [rest @ .., b' ' | b'\t'] = value {
         value = rest;
@@ -1221,6 +1333,7 @@ enum Reason {
 const SHOWN: usize = 32;
 
 impl TraceHeaderError {
+    #[cold]
     fn new(field: &'static str, value: &str, reason: Reason) -> Self {
         let mut shown: String = value.chars().take(SHOWN).collect();
         if value.chars().nth(SHOWN).is_some() {

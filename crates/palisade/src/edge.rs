@@ -442,12 +442,16 @@ impl<'a> Found<'a> {
     fn scan(config: &Inbound, headers: &'a HeaderMap) -> Found<'a> {
         let bit = |name: &str| 1u64 << (name.len() % 64);
         let request_id = config.request_id_header.as_str();
+        // The names of the deadline headers, once; "" (no header's name) for
+        // a slot the list does not fill.
+        let mut deadline_names = [""; SCANNED_DEADLINES];
         let mut lengths = bit(trace::TRACEPARENT)
             | bit(trace::TRACESTATE)
             | bit(trace::B3)
             | bit(request_id);
-        for header in &config.deadline_headers {
-            lengths |= bit(header.name());
+        for (slot, header) in deadline_names.iter_mut().zip(&config.deadline_headers) {
+            *slot = header.name();
+            lengths |= bit(slot);
         }
         let mut found = Found {
             scanned: true,
@@ -471,8 +475,8 @@ impl<'a> Found<'a> {
             // Lengths first: most names are ruled out without a comparison of
             // their bytes.
             let is = |wanted: &str| name.len() == wanted.len() && name == wanted;
-            for (slot, header) in found.deadlines.iter_mut().zip(&config.deadline_headers) {
-                if is(header.name()) {
+            for (slot, wanted) in found.deadlines.iter_mut().zip(deadline_names) {
+                if is(wanted) {
                     see(slot, value);
                 }
             }
