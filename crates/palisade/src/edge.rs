@@ -1003,12 +1003,15 @@ impl Outbound {
                     HeaderValue::try_from(encode_grpc_timeout(budget)).ok()
                 }
                 // Whole milliseconds, rounded up, written without a string.
+                // (The seconds' milliseconds are whole: only the rest rounds.)
                 DeadlineHeader::Millis(_) => Some(millis_value(
-                    u64::try_from(budget.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
+                    budget.as_secs().saturating_mul(1000).saturating_add(u64::from(
+                        budget.subsec_nanos().div_ceil(1_000_000),
+                    )),
                 )),
             };
             if let Some(value) = value {
-                headers.insert(header.header_name().clone(), value);
+                headers.insert(header.header_name(), value);
             }
         }
         if let Some(parent) = TraceContext::from_context(ctx) {
@@ -1039,24 +1042,37 @@ impl Outbound {
 #[inline]
 fn insert_bytes(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
     if let Ok(value) = HeaderValue::from_bytes(value) {
-        headers.insert(name.clone(), value);
+        // By reference: the name is cloned only if the map does not hold it.
+        headers.insert(name, value);
     }
 }
 
 /// The header value of `millis`, its decimal digits written on the stack and
 /// copied into the value once.
 fn millis_value(millis: u64) -> HeaderValue {
+    // Two digits a division, from a table of the hundred pairs.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut start = digits.len();
     let mut rest = millis;
-    loop {
+    while rest >= 100 {
+        // Below 100: fits.
+        let pair = usize::from((rest % 100) as u8) * 2;
+        rest /= 100;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = usize::from(rest as u8) * 2;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         start -= 1;
-        // One digit: fits in a byte.
-        digits[start] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
+        digits[start] = b'0' + rest as u8;
     }
     HeaderValue::from_bytes(&digits[start..]).unwrap_or_else(|_| HeaderValue::from(millis))
 }
@@ -1260,5 +1276,67 @@ mod otel {
         let span = cx.span();
         let ctx = TraceContext::from_span_context(span.span_context())?;
         (ctx.trace_id() == parent.trace_id()).then(|| ctx.with_state(parent.state().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The milliseconds value is the number's decimal digits, at every length.
+    #[test]
+    fn millis_values_are_the_decimal_digits() {
+        let mut n = 1u64;
+        let mut values = vec![0, 9, 10, 99, 100, 101, 999, 1000, 1500, u64::MAX];
+        while let Some(next) = n.checked_mul(10) {
+            values.extend([n - 1, n, n + 1, n * 7 + 3]);
+            n = next;
+        }
+        for value in values {
+            assert_eq!(
+                millis_value(value).as_bytes(),
+                value.to_string().as_bytes(),
+                "{value}"
+            );
+        }
+    }
+
+    /// One pass over a small map and lookups in a large one read the same.
+    #[test]
+    fn a_small_and_a_large_map_are_read_alike() {
+        let inbound = Inbound::new();
+        let mut headers = HeaderMap::new();
+        headers.append("x-request-timeout-ms", "1500".parse().unwrap());
+        headers.append("grpc-timeout", "2S".parse().unwrap());
+        headers.append("grpc-timeout", "3S".parse().unwrap());
+        headers.append("x-request-id", " id-1 ".parse().unwrap());
+        headers.append("x-request-id", "id-2".parse().unwrap());
+        headers.append(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.append("tracestate", "a=1".parse().unwrap());
+        headers.append("tracestate", "b=2".parse().unwrap());
+        let small = inbound.read(&headers).unwrap();
+        for i in 0..SCAN_LIMIT {
+            headers.append(
+                HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+        }
+        let large = inbound.read(&headers).unwrap();
+        for read in [&small, &large] {
+            // grpc-timeout twice: bad, so the milliseconds header gives it.
+            assert_eq!(read.deadline, Some(Duration::from_millis(1500)));
+            assert_eq!(read.bad, 1);
+            assert_eq!(read.request_id.as_str(), "id-1");
+            assert_eq!(
+                read.trace.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+            assert_eq!(read.trace.state().as_str(), "a=1,b=2");
+        }
     }
 }
