@@ -47,7 +47,7 @@ use crate::trace::{RequestId, TraceContext};
 pub struct Context {
     /// `None` for a context that can never be cancelled (background, `without_cancel`).
     node: Option<Arc<Node>>,
-    values: Option<Arc<ValueNode>>,
+    values: Link,
     /// A deadline of this handle's own, set by [`Context::capped`], or [`NO_CAP`]:
     /// the deadline in nanoseconds on the [`TokioClock`] axis with its two low
     /// bits replaced by the [`Abandoned`] code it ends the context with.
@@ -210,7 +210,7 @@ impl Context {
     pub const fn background() -> Context {
         Context {
             node: None,
-            values: None,
+            values: Link(None),
             cap: NO_CAP,
         }
     }
@@ -314,14 +314,14 @@ impl Context {
         Context {
             node: self.node.clone(),
             cap: self.cap,
-            values: Some(value_node(
+            values: Link(Some(value_node(
                 Entry::One {
                     type_id: TypeId::of::<T>(),
                     type_name: std::any::type_name::<T>(),
                     value: Box::new(value),
                 },
-                self.values.clone(),
-            )),
+                self.values.0.clone(),
+            ))),
         }
     }
 
@@ -363,14 +363,14 @@ impl Context {
         Context {
             node: self.node.clone(),
             cap: self.cap,
-            values: Some(value_node(entry, self.values.clone())),
+            values: Link(Some(value_node(entry, self.values.0.clone()))),
         }
     }
 
     /// The nearest value of type `T`, if any.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         let wanted = TypeId::of::<T>();
-        let mut link = self.values.as_deref();
+        let mut link = self.values.0.as_deref();
         while let Some(node) = link {
             if let Some(value) = node.get(wanted) {
                 return value.downcast_ref::<T>();
@@ -697,7 +697,18 @@ impl Drop for Context {
         if let Some(node) = self.node.take() {
             node::release(node);
         }
-        if let Some(values) = self.values.take() {
+    }
+}
+
+/// A context's handle of the first link of its values. Its drop keeps the
+/// link for reuse when it was the last handle ([`value_pool`]).
+#[derive(Clone)]
+struct Link(Option<Arc<ValueNode>>);
+
+impl Drop for Link {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(values) = self.0.take() {
             release_values(values);
         }
     }
@@ -720,8 +731,9 @@ fn value_node(entry: Entry, next: Option<Arc<ValueNode>>) -> Arc<ValueNode> {
 
 /// Drops a context's handle of its values' link; the last handle of a link
 /// keeps it on this thread for the next link made here (its values are
-/// dropped now, as they would be with it).
-#[inline]
+/// dropped now, as they would be with it). Out of line: a context without
+/// values pays one compare.
+#[inline(never)]
 fn release_values(values: Arc<ValueNode>) {
     #[cfg(not(loom))]
     if Arc::strong_count(&values) == 1 {
@@ -774,7 +786,7 @@ mod value_pool {
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut values = Vec::new();
-        let mut link = self.values.as_deref();
+        let mut link = self.values.0.as_deref();
         while let Some(node) = link {
             node.type_names(&mut values);
             link = node.next.as_deref();
