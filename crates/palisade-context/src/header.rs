@@ -106,9 +106,8 @@ pub fn decode_grpc_timeout_bytes_with_max(
     value: &[u8],
     max: Duration,
 ) -> Result<Duration, HeaderError> {
-    grpc_timeout(trim_ows(value), max).map_err(|reason| {
-        HeaderError::new(GRPC_TIMEOUT, &String::from_utf8_lossy(value), reason)
-    })
+    grpc_timeout(trim_ows(value), max)
+        .map_err(|reason| HeaderError::new(GRPC_TIMEOUT, &String::from_utf8_lossy(value), reason))
 }
 
 fn grpc_timeout(trimmed: &[u8], max: Duration) -> Result<Duration, Reason> {

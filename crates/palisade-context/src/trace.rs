@@ -735,8 +735,9 @@ pub fn decode_traceparent(value: &str) -> Result<TraceContext, TraceHeaderError>
 /// ```
 #[inline]
 pub fn decode_traceparent_bytes(value: &[u8]) -> Result<TraceContext, TraceHeaderError> {
-    parse_traceparent(value)
-        .map_err(|reason| TraceHeaderError::new(TRACEPARENT, &String::from_utf8_lossy(value), reason))
+    parse_traceparent(value).map_err(|reason| {
+        TraceHeaderError::new(TRACEPARENT, &String::from_utf8_lossy(value), reason)
+    })
 }
 
 fn parse_traceparent(value: &[u8]) -> Result<TraceContext, Reason> {

@@ -138,7 +138,9 @@ impl DeadlineHeader {
         // The bytes as they are: a value that decodes is digits (and a unit)
         // within optional whitespace, visible ASCII.
         let decoded = match self {
-            DeadlineHeader::GrpcTimeout => decode_grpc_timeout_bytes_with_max(value.as_bytes(), max),
+            DeadlineHeader::GrpcTimeout => {
+                decode_grpc_timeout_bytes_with_max(value.as_bytes(), max)
+            }
             DeadlineHeader::Millis(_) => decode_millis_bytes_with_max(value.as_bytes(), max),
         };
         match decoded {
@@ -445,10 +447,8 @@ impl<'a> Found<'a> {
         // The names of the deadline headers, once; "" (no header's name) for
         // a slot the list does not fill.
         let mut deadline_names = [""; SCANNED_DEADLINES];
-        let mut lengths = bit(trace::TRACEPARENT)
-            | bit(trace::TRACESTATE)
-            | bit(trace::B3)
-            | bit(request_id);
+        let mut lengths =
+            bit(trace::TRACEPARENT) | bit(trace::TRACESTATE) | bit(trace::B3) | bit(request_id);
         for (slot, header) in deadline_names.iter_mut().zip(&config.deadline_headers) {
             *slot = header.name();
             lengths |= bit(slot);
@@ -1005,9 +1005,10 @@ impl Outbound {
                 // Whole milliseconds, rounded up, written without a string.
                 // (The seconds' milliseconds are whole: only the rest rounds.)
                 DeadlineHeader::Millis(_) => Some(millis_value(
-                    budget.as_secs().saturating_mul(1000).saturating_add(u64::from(
-                        budget.subsec_nanos().div_ceil(1_000_000),
-                    )),
+                    budget
+                        .as_secs()
+                        .saturating_mul(1000)
+                        .saturating_add(u64::from(budget.subsec_nanos().div_ceil(1_000_000))),
                 )),
             };
             if let Some(value) = value {

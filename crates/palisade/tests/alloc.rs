@@ -198,7 +198,10 @@ fn an_inbound_context_allocates_nothing() {
     let inbound = Inbound::new();
     let mut headers = http::HeaderMap::new();
     headers.insert("x-request-timeout-ms", "1500".parse().unwrap());
-    headers.insert("x-request-id", "0b9d7f2e-6c1a-4f3e-9a57-3c2e8d41b6a0".parse().unwrap());
+    headers.insert(
+        "x-request-id",
+        "0b9d7f2e-6c1a-4f3e-9a57-3c2e8d41b6a0".parse().unwrap(),
+    );
     headers.insert(
         "traceparent",
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
