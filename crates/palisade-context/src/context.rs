@@ -9,6 +9,7 @@ use crate::cause::{Abandoned, Cause};
 use crate::future::{Cancelled, Run};
 use crate::node::{self, Listener, NO_DEADLINE, Node};
 use crate::sync::Arc;
+use crate::trace::{RequestId, TraceContext};
 
 /// A cancellation signal, a deadline and typed values, carried by every call.
 ///
@@ -46,7 +47,7 @@ use crate::sync::Arc;
 pub struct Context {
     /// `None` for a context that can never be cancelled (background, `without_cancel`).
     node: Option<Arc<Node>>,
-    values: Option<Arc<ValueNode>>,
+    values: Link,
     /// A deadline of this handle's own, set by [`Context::capped`], or [`NO_CAP`]:
     /// the deadline in nanoseconds on the [`TokioClock`] axis with its two low
     /// bits replaced by the [`Abandoned`] code it ends the context with.
@@ -101,10 +102,107 @@ pub(crate) fn cap_node(node: Option<&Arc<Node>>, cap: u64) -> Arc<Node> {
 }
 
 struct ValueNode {
-    type_id: TypeId,
-    type_name: &'static str,
-    value: Box<dyn Any + Send + Sync>,
+    entry: Entry,
     next: Option<Arc<ValueNode>>,
+}
+
+/// What one [`ValueNode`] holds: a value ([`Context::with_value`]) or several
+/// attached together ([`Context::with_values`]).
+enum Entry {
+    /// Nothing: a node kept for reuse ([`value_pool`]).
+    #[cfg_attr(loom, allow(dead_code))]
+    Empty,
+    One {
+        type_id: TypeId,
+        type_name: &'static str,
+        value: Box<dyn Any + Send + Sync>,
+    },
+    /// The trace context and the request id that the inbound edge attaches
+    /// to every request's context, held in the node itself.
+    Request(TraceContext, RequestId),
+    Many(Box<dyn values::Set>),
+}
+
+impl ValueNode {
+    #[inline]
+    fn get(&self, wanted: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+        match &self.entry {
+            Entry::One { type_id, value, .. } => (*type_id == wanted).then_some(&**value),
+            Entry::Request(trace, id) => {
+                if wanted == TypeId::of::<RequestId>() {
+                    Some(id)
+                } else if wanted == TypeId::of::<TraceContext>() {
+                    Some(trace)
+                } else {
+                    None
+                }
+            }
+            Entry::Many(set) => set.get(wanted),
+            Entry::Empty => None,
+        }
+    }
+
+    fn type_names(&self, out: &mut Vec<&'static str>) {
+        match &self.entry {
+            Entry::One { type_name, .. } => out.push(type_name),
+            Entry::Request(..) => {
+                out.push(std::any::type_name::<RequestId>());
+                out.push(std::any::type_name::<TraceContext>());
+            }
+            Entry::Many(set) => set.type_names(out),
+            Entry::Empty => {}
+        }
+    }
+}
+
+/// Several values attached to a [`Context`] together, by
+/// [`Context::with_values`]: a tuple of one to four values, each
+/// `Send + Sync + 'static`.
+///
+/// Implemented for tuples only; the trait cannot be implemented elsewhere.
+pub trait Values: values::Set {}
+
+mod values {
+    use std::any::{Any, TypeId};
+
+    /// What a [`ValueNode`](super::ValueNode) of several values answers.
+    pub trait Set: Send + Sync + 'static {
+        /// The last value of type `wanted` (a later one shadows an earlier one
+        /// of its type, as a later [`with_value`](super::Context::with_value)
+        /// does).
+        fn get(&self, wanted: TypeId) -> Option<&(dyn Any + Send + Sync)>;
+        /// The values' type names, last first (nearest first, as the
+        /// context's `Debug` lists them).
+        fn type_names(&self, out: &mut Vec<&'static str>);
+    }
+
+    // The types in order, then again last first: the order they are looked up in.
+    macro_rules! tuple {
+        ($($name:ident),+ ; $($last:ident $index:tt),+) => {
+            impl<$($name: Send + Sync + 'static),+> Set for ($($name,)+) {
+                #[inline]
+                fn get(&self, wanted: TypeId) -> Option<&(dyn Any + Send + Sync)> {
+                    $(
+                        if TypeId::of::<$last>() == wanted {
+                            return Some(&self.$index);
+                        }
+                    )+
+                    None
+                }
+
+                fn type_names(&self, out: &mut Vec<&'static str>) {
+                    $(out.push(std::any::type_name::<$last>());)+
+                }
+            }
+
+            impl<$($name: Send + Sync + 'static),+> super::Values for ($($name,)+) {}
+        };
+    }
+
+    tuple!(A; A 0);
+    tuple!(A, B; B 1, A 0);
+    tuple!(A, B, C; C 2, B 1, A 0);
+    tuple!(A, B, C, D; D 3, C 2, B 1, A 0);
 }
 
 impl Context {
@@ -112,7 +210,7 @@ impl Context {
     pub const fn background() -> Context {
         Context {
             node: None,
-            values: None,
+            values: Link(None),
             cap: NO_CAP,
         }
     }
@@ -216,22 +314,66 @@ impl Context {
         Context {
             node: self.node.clone(),
             cap: self.cap,
-            values: Some(Arc::new(ValueNode {
-                type_id: TypeId::of::<T>(),
-                type_name: std::any::type_name::<T>(),
-                value: Box::new(value),
-                next: self.values.clone(),
-            })),
+            values: Link(Some(value_node(
+                Entry::One {
+                    type_id: TypeId::of::<T>(),
+                    type_name: std::any::type_name::<T>(),
+                    value: Box::new(value),
+                },
+                self.values.0.clone(),
+            ))),
+        }
+    }
+
+    /// A context with the same cancellation and deadline that also carries
+    /// each of `values`, a tuple: the same as a [`with_value`](Self::with_value)
+    /// of each in turn (a later value shadows an earlier one of its type), in
+    /// one link of the context's values, so that it costs at most two
+    /// allocations however many values it attaches, not two for each. (The
+    /// pair the inbound edge attaches to every request, a
+    /// [`TraceContext`] and a [`RequestId`], costs none once a context of
+    /// this thread has been dropped: it is held in the link itself, and a
+    /// link is reused as [`with_cancel`](Self::with_cancel) reuses a node.)
+    ///
+    /// ```
+    /// use palisade_context::Context;
+    ///
+    /// #[derive(Debug, PartialEq)]
+    /// struct RequestId(u64);
+    /// #[derive(Debug, PartialEq)]
+    /// struct Tenant(&'static str);
+    ///
+    /// let ctx = Context::background().with_values((RequestId(7), Tenant("acme")));
+    /// assert_eq!(ctx.get::<RequestId>(), Some(&RequestId(7)));
+    /// assert_eq!(ctx.get::<Tenant>(), Some(&Tenant("acme")));
+    /// assert_eq!(ctx.get::<String>(), None);
+    /// ```
+    pub fn with_values<V: Values>(&self, values: V) -> Context {
+        let mut values = Some(values);
+        // The edge's pair is held in the link; any other set is boxed. (The
+        // type is known at compile time: the test costs nothing.)
+        let request = (&mut values as &mut dyn Any)
+            .downcast_mut::<Option<(TraceContext, RequestId)>>()
+            .and_then(Option::take);
+        let entry = match (request, values) {
+            (Some((trace, id)), _) => Entry::Request(trace, id),
+            (None, Some(values)) => Entry::Many(Box::new(values)),
+            (None, None) => Entry::Empty,
+        };
+        Context {
+            node: self.node.clone(),
+            cap: self.cap,
+            values: Link(Some(value_node(entry, self.values.0.clone()))),
         }
     }
 
     /// The nearest value of type `T`, if any.
     pub fn get<T: Send + Sync + 'static>(&self) -> Option<&T> {
         let wanted = TypeId::of::<T>();
-        let mut link = self.values.as_deref();
+        let mut link = self.values.0.as_deref();
         while let Some(node) = link {
-            if node.type_id == wanted {
-                return node.value.downcast_ref::<T>();
+            if let Some(value) = node.get(wanted) {
+                return value.downcast_ref::<T>();
             }
             link = node.next.as_deref();
         }
@@ -558,12 +700,95 @@ impl Drop for Context {
     }
 }
 
+/// A context's handle of the first link of its values. Its drop keeps the
+/// link for reuse when it was the last handle ([`value_pool`]).
+#[derive(Clone)]
+struct Link(Option<Arc<ValueNode>>);
+
+impl Drop for Link {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(values) = self.0.take() {
+            release_values(values);
+        }
+    }
+}
+
+/// A link of a context's values: one this thread kept ([`value_pool`]) if
+/// there is one, else a new allocation.
+#[inline]
+fn value_node(entry: Entry, next: Option<Arc<ValueNode>>) -> Arc<ValueNode> {
+    #[cfg(not(loom))]
+    if let Some(mut kept) = value_pool::take() {
+        if let Some(fields) = Arc::get_mut(&mut kept) {
+            fields.entry = entry;
+            fields.next = next;
+            return kept;
+        }
+    }
+    Arc::new(ValueNode { entry, next })
+}
+
+/// Drops a context's handle of its values' link; the last handle of a link
+/// keeps it on this thread for the next link made here (its values are
+/// dropped now, as they would be with it). Out of line: a context without
+/// values pays one compare.
+#[inline(never)]
+fn release_values(values: Arc<ValueNode>) {
+    #[cfg(not(loom))]
+    if Arc::strong_count(&values) == 1 {
+        value_pool::keep(values);
+        return;
+    }
+    drop(values);
+}
+
+/// One link of values kept for reuse per thread, as [`node`]'s pool keeps a
+/// node: a request's context that comes and goes with its values costs no
+/// allocation and free of the link. A kept link holds nothing (no value, no
+/// next link); a link released while the slot is full is freed.
+#[cfg(not(loom))]
+mod value_pool {
+    use std::cell::Cell;
+
+    use super::{Arc, Entry, ValueNode};
+
+    std::thread_local! {
+        static SLOT: Cell<Option<Arc<ValueNode>>> = const { Cell::new(None) };
+    }
+
+    /// The kept link, if this thread has one.
+    #[inline]
+    pub(super) fn take() -> Option<Arc<ValueNode>> {
+        SLOT.try_with(Cell::take).ok().flatten()
+    }
+
+    /// Empties `link` and keeps it if it is the last handle and the slot is
+    /// free; frees it otherwise.
+    #[inline(never)]
+    pub(super) fn keep(mut link: Arc<ValueNode>) {
+        let Some(fields) = Arc::get_mut(&mut link) else {
+            return;
+        };
+        // The values and the rest of the chain go now, outside the slot.
+        let entry = std::mem::replace(&mut fields.entry, Entry::Empty);
+        let next = fields.next.take();
+        drop(entry);
+        drop(next);
+        let mut link = Some(link);
+        let _ = SLOT.try_with(|slot| {
+            let kept = slot.take();
+            slot.set(kept.or_else(|| link.take()));
+        });
+    }
+}
+
 impl fmt::Debug for Context {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut values = Vec::new();
-        let mut link = self.values.as_deref();
+        let mut link = self.values.0.as_deref();
         while let Some(node) = link {
-            values.push(node.type_name);
+            node.type_names(&mut values);
             link = node.next.as_deref();
         }
         f.debug_struct("Context")

@@ -83,31 +83,58 @@ pub fn decode_grpc_timeout(value: &str) -> Result<Duration, HeaderError> {
 
 /// Decodes a `grpc-timeout` value, clamped to `max`.
 pub fn decode_grpc_timeout_with_max(value: &str, max: Duration) -> Result<Duration, HeaderError> {
-    let trimmed = value.trim();
-    let Some(unit) = trimmed.chars().last() else {
-        return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::Empty));
+    grpc_timeout(value.trim().as_bytes(), max)
+        .map_err(|reason| HeaderError::new(GRPC_TIMEOUT, value, reason))
+}
+
+/// [`decode_grpc_timeout_with_max`] of a header value's bytes, as `http`'s
+/// `HeaderValue::as_bytes` gives them, with no need for the value to be
+/// checked as text first. Optional whitespace around the value (spaces and
+/// tabs, all a header value can hold) is ignored; any other byte that is not
+/// the format refuses it.
+///
+/// ```
+/// use palisade_context::header;
+/// use std::time::Duration;
+///
+/// let max = Duration::from_secs(60);
+/// assert_eq!(header::decode_grpc_timeout_bytes_with_max(b"1500m", max), Ok(Duration::from_millis(1500)));
+/// assert!(header::decode_grpc_timeout_bytes_with_max(b"15\xc2\xb5", max).is_err());
+/// ```
+#[inline]
+pub fn decode_grpc_timeout_bytes_with_max(
+    value: &[u8],
+    max: Duration,
+) -> Result<Duration, HeaderError> {
+    grpc_timeout(trim_ows(value), max)
+        .map_err(|reason| HeaderError::new(GRPC_TIMEOUT, &String::from_utf8_lossy(value), reason))
+}
+
+fn grpc_timeout(trimmed: &[u8], max: Duration) -> Result<Duration, Reason> {
+    let Some((&unit, digits)) = trimmed.split_last() else {
+        return Err(Reason::Empty);
     };
-    let digits = &trimmed[..trimmed.len() - unit.len_utf8()];
     let scale: u64 = match unit {
-        'H' => 3_600_000_000_000,
-        'M' => 60_000_000_000,
-        'S' => 1_000_000_000,
-        'm' => 1_000_000,
-        'u' => 1_000,
-        'n' => 1,
-        _ => return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::Unit)),
+        b'H' => 3_600_000_000_000,
+        b'M' => 60_000_000_000,
+        b'S' => 1_000_000_000,
+        b'm' => 1_000_000,
+        b'u' => 1_000,
+        b'n' => 1,
+        _ => return Err(Reason::Unit),
     };
     if digits.is_empty() {
-        return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::NoDigits));
+        return Err(Reason::NoDigits);
     }
     if digits.len() > GRPC_MAX_DIGITS {
-        return Err(HeaderError::new(GRPC_TIMEOUT, value, Reason::TooManyDigits));
+        return Err(Reason::TooManyDigits);
     }
-    let amount = parse_digits(digits)
-        .ok_or_else(|| HeaderError::new(GRPC_TIMEOUT, value, Reason::NotDigits))?;
+    let amount = parse_digits(digits).ok_or(Reason::NotDigits)?;
     // At most 99_999_999 hours: fits in u128 nanoseconds, not always in u64.
-    let nanos = u128::from(amount) * u128::from(scale);
-    Ok(clamp(nanos, max))
+    Ok(match amount.checked_mul(scale) {
+        Some(nanos) => Duration::from_nanos(nanos).min(max),
+        None => clamp(u128::from(amount) * u128::from(scale), max),
+    })
 }
 
 /// Encodes `remaining` as whole milliseconds, rounded up so the receiver never sees
@@ -128,27 +155,83 @@ pub fn decode_millis(value: &str) -> Result<Duration, HeaderError> {
 /// digits only that is longer than 20 digits or larger than `u64::MAX` is refused
 /// as too large.
 pub fn decode_millis_with_max(value: &str, max: Duration) -> Result<Duration, HeaderError> {
-    const FIELD: &str = "milliseconds timeout";
-    let digits = value.trim();
-    if digits.is_empty() {
-        return Err(HeaderError::new(FIELD, value, Reason::Empty));
-    }
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(HeaderError::new(FIELD, value, Reason::NotDigits));
-    }
-    if digits.len() > 20 {
-        return Err(HeaderError::new(FIELD, value, Reason::TooManyDigits));
-    }
-    let millis =
-        parse_digits(digits).ok_or_else(|| HeaderError::new(FIELD, value, Reason::TooLarge))?;
-    Ok(clamp(u128::from(millis) * 1_000_000, max))
+    millis(value.trim().as_bytes(), max).map_err(|reason| HeaderError::new(MILLIS, value, reason))
 }
 
-fn parse_digits(digits: &str) -> Option<u64> {
-    if !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+/// [`decode_millis_with_max`] of a header value's bytes, as `http`'s
+/// `HeaderValue::as_bytes` gives them, with no need for the value to be
+/// checked as text first. Optional whitespace around the value (spaces and
+/// tabs, all a header value can hold) is ignored; any other byte that is not
+/// a digit refuses it.
+///
+/// ```
+/// use palisade_context::header;
+/// use std::time::Duration;
+///
+/// let max = Duration::from_secs(60);
+/// assert_eq!(header::decode_millis_bytes_with_max(b" 1500", max), Ok(Duration::from_millis(1500)));
+/// assert_eq!(header::decode_millis_bytes_with_max(b"90000", max), Ok(max));
+/// assert!(header::decode_millis_bytes_with_max(b"-1", max).is_err());
+/// ```
+#[inline]
+pub fn decode_millis_bytes_with_max(value: &[u8], max: Duration) -> Result<Duration, HeaderError> {
+    millis(trim_ows(value), max)
+        .map_err(|reason| HeaderError::new(MILLIS, &String::from_utf8_lossy(value), reason))
+}
+
+/// The field name of a milliseconds header's errors.
+const MILLIS: &str = "milliseconds timeout";
+
+fn millis(digits: &[u8], max: Duration) -> Result<Duration, Reason> {
+    if digits.is_empty() {
+        return Err(Reason::Empty);
     }
-    digits.parse().ok()
+    // Up to 19 digits cannot overflow a `u64`: one pass checks and adds.
+    if digits.len() < 20 {
+        let mut millis = 0u64;
+        for &b in digits {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(Reason::NotDigits);
+            }
+            millis = millis * 10 + u64::from(digit);
+        }
+        return Ok(Duration::from_millis(millis).min(max));
+    }
+    if !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Reason::NotDigits);
+    }
+    if digits.len() > 20 {
+        return Err(Reason::TooManyDigits);
+    }
+    let millis = parse_digits(digits).ok_or(Reason::TooLarge)?;
+    // Whole milliseconds: `from_millis` holds every `u64`.
+    Ok(Duration::from_millis(millis).min(max))
+}
+
+/// The value of ASCII digits (at most 20), or `None` if one is not a digit or
+/// the value is more than a `u64` holds.
+fn parse_digits(digits: &[u8]) -> Option<u64> {
+    let mut value = 0u64;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        value = value.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(value)
+}
+
+/// Optional whitespace (spaces and horizontal tabs) trimmed.
+#[inline]
+fn trim_ows(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 fn clamp(nanos: u128, max: Duration) -> Duration {
@@ -187,6 +270,7 @@ enum Reason {
 const SHOWN: usize = 32;
 
 impl HeaderError {
+    #[cold]
     fn new(field: &'static str, value: &str, reason: Reason) -> Self {
         let mut shown: String = value.chars().take(SHOWN).collect();
         if value.chars().nth(SHOWN).is_some() {

@@ -118,7 +118,7 @@ mod timeout;
 pub mod trace;
 
 pub use cause::{Abandoned, Cause, UserCause};
-pub use context::{AfterCancel, CancelGuard, Context};
+pub use context::{AfterCancel, CancelGuard, Context, Values};
 pub use future::{Cancelled, Run};
 pub use task::{Scope, Spawned, TaskError, Tracker, current, scope, spawn};
 pub use timeout::{Timeout, TimeoutError, timeout};

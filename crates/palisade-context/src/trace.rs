@@ -425,8 +425,10 @@ impl fmt::Debug for TraceContext {
 /// Visible ASCII is `!` to `~` (0x21 to 0x7E): printable ASCII without the space,
 /// so the id is one token in a log line, and nothing a header, a log or a
 /// terminal treats specially. It is a value of the [`Context`]: attach it with
-/// [`Context::with_value`], read it with [`RequestId::from_context`]. Cloning is a
-/// reference-count increment.
+/// [`Context::with_value`], read it with [`RequestId::from_context`]. An id of
+/// up to 38 characters (a UUID is 36) is held in place, so that making,
+/// cloning and dropping it allocates nothing; a longer one is shared, and
+/// cloning it is a reference-count increment.
 ///
 /// ```
 /// use palisade_context::Context;
@@ -440,8 +442,48 @@ impl fmt::Debug for TraceContext {
 /// assert!(RequestId::parse("two words").is_err());
 /// assert_eq!(RequestId::new_random().as_str().len(), 36);
 /// ```
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct RequestId(Arc<str>);
+#[derive(Clone)]
+pub struct RequestId(IdRepr);
+
+/// How long an id [`RequestId`] holds in place can be.
+const INLINE_ID: usize = 38;
+
+#[derive(Clone)]
+enum IdRepr {
+    /// Up to [`INLINE_ID`] visible ASCII bytes, the first `len` of `bytes`.
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    /// A longer id.
+    Shared(Arc<str>),
+}
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &RequestId) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for RequestId {}
+
+impl std::hash::Hash for RequestId {
+    /// As the id's text hashes.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write(self.as_bytes());
+        state.write_u8(0xff);
+    }
+}
+
+impl PartialOrd for RequestId {
+    fn partial_cmp(&self, other: &RequestId) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RequestId {
+    /// As the ids' texts compare.
+    fn cmp(&self, other: &RequestId) -> std::cmp::Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
 
 impl RequestId {
     /// The longest request id accepted, in bytes (characters: they are ASCII).
@@ -455,19 +497,63 @@ impl RequestId {
     /// The request id in `value`, a header value: optional whitespace (spaces,
     /// tabs) around it is ignored; what remains must be 1 to
     /// [`MAX_LEN`](RequestId::MAX_LEN) visible ASCII characters.
+    #[inline]
     pub fn parse(value: &str) -> Result<RequestId, TraceHeaderError> {
-        let err = |reason| TraceHeaderError::new(X_REQUEST_ID, value, reason);
         let id = trim_ows(value);
+        RequestId::check(id.as_bytes())
+            .map(|()| RequestId::from_checked(id))
+            .map_err(|reason| TraceHeaderError::new(X_REQUEST_ID, value, reason))
+    }
+
+    /// [`RequestId::parse`] of a header value's bytes, as `http`'s
+    /// `HeaderValue::as_bytes` gives them: the same rules, with no need for the
+    /// value to be checked as text first (bytes that are not visible ASCII
+    /// refuse the id).
+    ///
+    /// ```
+    /// use palisade_context::trace::RequestId;
+    ///
+    /// assert_eq!(RequestId::parse_bytes(b" req-42 ").unwrap().as_str(), "req-42");
+    /// assert!(RequestId::parse_bytes(b"caf\xc3\xa9").is_err());
+    /// ```
+    pub fn parse_bytes(value: &[u8]) -> Result<RequestId, TraceHeaderError> {
+        let id = trim_ows_bytes(value);
+        RequestId::check(id)
+            // Visible ASCII only: always text.
+            .and_then(|()| std::str::from_utf8(id).map_err(|_| Reason::RequestIdChars))
+            .map(RequestId::from_checked)
+            .map_err(|reason| {
+                TraceHeaderError::new(X_REQUEST_ID, &String::from_utf8_lossy(value), reason)
+            })
+    }
+
+    /// The id of `id`, checked: in place if it is short enough.
+    #[inline]
+    fn from_checked(id: &str) -> RequestId {
+        let text = id.as_bytes();
+        match u8::try_from(text.len()) {
+            Ok(len) if text.len() <= INLINE_ID => {
+                let mut bytes = [0; INLINE_ID];
+                bytes[..text.len()].copy_from_slice(text);
+                RequestId(IdRepr::Inline { len, bytes })
+            }
+            _ => RequestId(IdRepr::Shared(id.into())),
+        }
+    }
+
+    /// Whether `id` (trimmed) is one: visible ASCII, 1 to `MAX_LEN` bytes.
+    #[inline]
+    fn check(id: &[u8]) -> Result<(), Reason> {
         if id.is_empty() {
-            return Err(err(Reason::Empty));
+            return Err(Reason::Empty);
         }
         if id.len() > RequestId::MAX_LEN {
-            return Err(err(Reason::RequestIdLen));
+            return Err(Reason::RequestIdLen);
         }
-        if !id.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(err(Reason::RequestIdChars));
+        if !all_visible(id) {
+            return Err(Reason::RequestIdChars);
         }
-        Ok(RequestId(id.into()))
+        Ok(())
     }
 
     /// A new random id in the form of a version 4 UUID, 36 characters such as
@@ -479,19 +565,40 @@ impl RequestId {
         bytes[6] = (bytes[6] & 0x0f) | 0x40;
         bytes[8] = (bytes[8] & 0x3f) | 0x80;
         let value = u128::from_be_bytes(bytes);
-        let mut out = String::with_capacity(36);
-        for (shift, digits) in [(96, 8), (80, 4), (64, 4), (48, 4), (0, 12)] {
-            if !out.is_empty() {
-                out.push('-');
-            }
-            push_hex(&mut out, value >> shift, digits);
+        // 8-4-4-4-12 hex digits: the 32 digits, with a `-` before the 9th,
+        // 13th, 17th and 21st. Truncations intended: the id's 32-bit words.
+        let mut digits = [0u8; 32];
+        for (i, word) in digits.chunks_exact_mut(8).enumerate() {
+            word.copy_from_slice(&hex_of_u32((value >> (96 - 32 * i)) as u32));
         }
-        RequestId(out.into())
+        let mut text = [b'-'; INLINE_ID];
+        text[..8].copy_from_slice(&digits[..8]);
+        text[9..13].copy_from_slice(&digits[8..12]);
+        text[14..18].copy_from_slice(&digits[12..16]);
+        text[19..23].copy_from_slice(&digits[16..20]);
+        text[24..36].copy_from_slice(&digits[20..32]);
+        RequestId(IdRepr::Inline {
+            len: 36,
+            bytes: text,
+        })
     }
 
     /// The id, as written in the header.
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            // Visible ASCII, checked when the id was made: always text.
+            IdRepr::Inline { .. } => std::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            IdRepr::Shared(text) => text,
+        }
+    }
+
+    /// The id's bytes, as written in the header (visible ASCII).
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            IdRepr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            IdRepr::Shared(text) => text.as_bytes(),
+        }
     }
 
     /// The request id `ctx` carries, if any: `ctx.get::<RequestId>()`.
@@ -518,7 +625,10 @@ impl AsRef<str> for RequestId {
 /// The id's text, shared: what an enriched error or a log field keeps.
 impl From<RequestId> for Arc<str> {
     fn from(id: RequestId) -> Arc<str> {
-        id.0
+        match id.0 {
+            IdRepr::Inline { .. } => Arc::from(id.as_str()),
+            IdRepr::Shared(text) => text,
+        }
     }
 }
 
@@ -537,24 +647,58 @@ impl fmt::Debug for RequestId {
 /// Encodes `ctx` as a `traceparent` value, always version `00`: 55 characters,
 /// `00-<trace id>-<span id>-<flags>`, lowercase hex.
 pub fn encode_traceparent(ctx: &TraceContext) -> String {
-    // Written as bytes into a fixed buffer, then copied out once.
-    let mut out = [b'-'; 55];
-    out[0] = b'0';
-    out[1] = b'0';
-    hex_into(&mut out[3..35], ctx.trace_id.0.get());
-    hex_into(&mut out[36..52], u128::from(ctx.span_id.0.get()));
-    hex_into(&mut out[53..55], u128::from(ctx.flags.to_w3c()));
     // ASCII throughout: the conversion cannot fail.
-    String::from_utf8(out.to_vec()).unwrap_or_default()
+    String::from_utf8(encode_traceparent_bytes(ctx).to_vec()).unwrap_or_default()
 }
 
-/// Writes the low `out.len()` hex digits of `value` into `out`, lowercase.
-fn hex_into(out: &mut [u8], mut value: u128) {
+/// The length of a version `00` `traceparent` value.
+pub const TRACEPARENT_LEN: usize = 55;
+
+/// [`encode_traceparent`] into a fixed buffer, with no allocation: the 55
+/// bytes of the value (lowercase hex, `-` and the version `00`), ready to be
+/// copied into a header value.
+///
+/// ```
+/// use palisade_context::trace::{self, TraceContext};
+///
+/// let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let ctx = trace::decode_traceparent(value).unwrap();
+/// assert_eq!(&trace::encode_traceparent_bytes(&ctx)[..], value.as_bytes());
+/// ```
+pub fn encode_traceparent_bytes(ctx: &TraceContext) -> [u8; TRACEPARENT_LEN] {
+    let mut out = [b'-'; TRACEPARENT_LEN];
+    out[0] = b'0';
+    out[1] = b'0';
+    let trace = ctx.trace_id.0.get();
+    // The id's four 32-bit words, most significant first: truncation intended.
+    out[3..11].copy_from_slice(&hex_of_u32((trace >> 96) as u32));
+    out[11..19].copy_from_slice(&hex_of_u32((trace >> 64) as u32));
+    out[19..27].copy_from_slice(&hex_of_u32((trace >> 32) as u32));
+    out[27..35].copy_from_slice(&hex_of_u32(trace as u32));
+    let span = ctx.span_id.0.get();
+    out[36..44].copy_from_slice(&hex_of_u32((span >> 32) as u32));
+    out[44..52].copy_from_slice(&hex_of_u32(span as u32));
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for digit in out.iter_mut().rev() {
-        *digit = HEX[(value & 0xf) as usize];
-        value >>= 4;
-    }
+    let flags = ctx.flags.to_w3c();
+    out[53] = HEX[usize::from(flags >> 4)];
+    out[54] = HEX[usize::from(flags & 0xf)];
+    out
+}
+
+/// The 8 lowercase hex digits of `value`, all eight made at once (in one
+/// `u64`).
+#[inline]
+fn hex_of_u32(value: u32) -> [u8; 8] {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from(value);
+    // One nibble a byte, the most significant in the first byte.
+    let x = ((x & 0xffff_0000) << 16) | (x & 0xffff);
+    let x = ((x & 0x0000_ff00_0000_ff00) << 8) | (x & 0x0000_00ff_0000_00ff);
+    let x = ((x & 0x00f0_00f0_00f0_00f0) << 4) | (x & 0x000f_000f_000f_000f);
+    // 1 in each byte whose nibble is 10 or more: a letter.
+    let letters = ((x + ONES * 6) >> 4) & ONES;
+    // `0` + n for a digit, `a` + (n - 10) for a letter; no byte carries.
+    (x + ONES * u64::from(b'0') + letters * u64::from(b'a' - b'0' - 10)).to_be_bytes()
 }
 
 /// Decodes a `traceparent` value, as the W3C Trace Context spec says; the state
@@ -571,41 +715,159 @@ fn hex_into(out: &mut [u8], mut value: u128) {
 /// - an all-zero trace id or span id is invalid;
 /// - of the flags, only the sampled bit is kept.
 pub fn decode_traceparent(value: &str) -> Result<TraceContext, TraceHeaderError> {
-    let err = |reason| TraceHeaderError::new(TRACEPARENT, value, reason);
-    let v = trim_ows(value).as_bytes();
+    parse_traceparent(value.as_bytes())
+        .map_err(|reason| TraceHeaderError::new(TRACEPARENT, value, reason))
+}
+
+/// [`decode_traceparent`] of a header value's bytes, as `http`'s
+/// `HeaderValue::as_bytes` gives them, with no need for the value to be
+/// checked as text first: the same rules, byte for byte. (The fields a later
+/// version adds after the flags are ignored whatever their bytes; a caller
+/// that wants them visible ASCII checks that itself.)
+///
+/// ```
+/// use palisade_context::trace;
+///
+/// let value = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// let ctx = trace::decode_traceparent_bytes(value).unwrap();
+/// assert_eq!(ctx.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert!(trace::decode_traceparent_bytes(b"00-\xff").is_err());
+/// ```
+#[inline]
+pub fn decode_traceparent_bytes(value: &[u8]) -> Result<TraceContext, TraceHeaderError> {
+    parse_traceparent(value).map_err(|reason| {
+        TraceHeaderError::new(TRACEPARENT, &String::from_utf8_lossy(value), reason)
+    })
+}
+
+fn parse_traceparent(value: &[u8]) -> Result<TraceContext, Reason> {
+    let v = trim_ows_bytes(value);
     if v.is_empty() {
-        return Err(err(Reason::Empty));
+        return Err(Reason::Empty);
     }
     let version = match v {
-        [a, b, b'-', ..] => parse_hex(&[*a, *b]).ok_or_else(|| err(Reason::Version))?,
-        _ => return Err(err(Reason::Version)),
+        [a, b, b'-', ..] => hex_pair(*a, *b).ok_or(Reason::Version)?,
+        _ => return Err(Reason::Version),
     };
     if version == 0xff {
-        return Err(err(Reason::VersionFf));
+        return Err(Reason::VersionFf);
     }
     if version == 0 && v.len() != 55 {
-        return Err(err(Reason::Length00));
+        return Err(Reason::Length00);
     }
     if v.len() < 55 {
-        return Err(err(Reason::TooShort));
+        return Err(Reason::TooShort);
     }
-    if v[35] != b'-' {
-        return Err(err(Reason::TraceId));
+    let Some((fields, rest)) = v.split_first_chunk::<55>() else {
+        return Err(Reason::TooShort);
+    };
+    if fields[35] != b'-' {
+        return Err(Reason::TraceId);
     }
-    let trace_id = parse_hex(&v[3..35]).ok_or_else(|| err(Reason::TraceId))?;
-    let trace_id = TraceId::from_u128(trace_id).ok_or_else(|| err(Reason::ZeroTraceId))?;
-    if v[52] != b'-' {
-        return Err(err(Reason::SpanId));
+    let word = |at: usize| hex_u64(&fields[at..at + 16]);
+    let high = word(3).ok_or(Reason::TraceId)?;
+    let low = word(19).ok_or(Reason::TraceId)?;
+    let trace_id = TraceId::from_u128((u128::from(high) << 64) | u128::from(low))
+        .ok_or(Reason::ZeroTraceId)?;
+    if fields[52] != b'-' {
+        return Err(Reason::SpanId);
     }
-    let span_id = parse_hex(&v[36..52]).ok_or_else(|| err(Reason::SpanId))?;
-    let span_id = SpanId::from_u128(span_id).ok_or_else(|| err(Reason::ZeroSpanId))?;
-    let flags = parse_hex(&v[53..55]).ok_or_else(|| err(Reason::Flags))?;
-    if v.len() > 55 && v[55] != b'-' {
-        return Err(err(Reason::AfterFlags));
+    let span_id = word(36).ok_or(Reason::SpanId)?;
+    let span_id = NonZeroU64::new(span_id)
+        .map(SpanId)
+        .ok_or(Reason::ZeroSpanId)?;
+    let flags = hex_pair(fields[53], fields[54]).ok_or(Reason::Flags)?;
+    if rest.first().is_some_and(|&b| b != b'-') {
+        return Err(Reason::AfterFlags);
     }
-    // Two hex digits: fits in a byte.
-    let flags = TraceFlags::from_w3c(flags as u8);
-    Ok(TraceContext::new(trace_id, span_id, flags))
+    Ok(TraceContext::new(
+        trace_id,
+        span_id,
+        TraceFlags::from_w3c(flags),
+    ))
+}
+
+/// Whether every byte is visible ASCII (`!` to `~`), eight bytes weighed at
+/// once.
+#[inline]
+fn all_visible(bytes: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let Ok(chunk) = <[u8; 8]>::try_from(chunk) else {
+            return false;
+        };
+        let x = u64::from_le_bytes(chunk);
+        // As in `hex8`: with no byte at 0x80 or above, no subtraction borrows.
+        let at_least = |c: u8| ((x | HIGH) - ONES * u64::from(c)) & HIGH;
+        if x & HIGH != 0 || at_least(b'!') & !at_least(0x7f) != HIGH {
+            return false;
+        }
+    }
+    chunks.remainder().iter().all(u8::is_ascii_graphic)
+}
+
+/// The value of each lowercase hex digit, or [`NOT_HEX`].
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        table[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        table[b'a' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    table
+};
+/// What [`HEX_VALUE`] gives a byte that is not a lowercase hex digit.
+const NOT_HEX: u8 = 0x10;
+
+/// The byte of two lowercase hex digits.
+#[inline]
+fn hex_pair(a: u8, b: u8) -> Option<u8> {
+    let (a, b) = (HEX_VALUE[usize::from(a)], HEX_VALUE[usize::from(b)]);
+    ((a | b) & NOT_HEX == 0).then_some((a << 4) | b)
+}
+
+/// The value of 16 lowercase hex digits; `None` if one is not.
+#[inline(always)]
+fn hex_u64(digits: &[u8]) -> Option<u64> {
+    let (high, low) = digits.split_at_checked(8)?;
+    let high = hex8(high.try_into().ok()?)?;
+    let low = hex8(low.try_into().ok()?)?;
+    Some((u64::from(high) << 32) | u64::from(low))
+}
+
+/// The value of 8 lowercase hex digits, all eight bytes weighed at once (in
+/// one `u64`); `None` if one is not a digit.
+#[inline]
+fn hex8(digits: [u8; 8]) -> Option<u32> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let x = u64::from_be_bytes(digits);
+    if x & HIGH != 0 {
+        return None;
+    }
+    // The high bit of each byte of the result: whether that byte is at
+    // least `c`. Every byte is below 0x80, so no subtraction borrows from
+    // the next byte.
+    let at_least = |c: u8| ((x | HIGH) - ONES * u64::from(c)) & HIGH;
+    let digit = at_least(b'0') & !at_least(b'9' + 1);
+    let letter = at_least(b'a') & !at_least(b'f' + 1);
+    if digit | letter != HIGH {
+        return None;
+    }
+    // Each byte's value: its low four bits, plus 9 for a letter.
+    let nibbles = (x & (ONES * 0x0f)) + (letter >> 7) * 9;
+    // Eight nibbles, one a byte, packed into four bytes, in order.
+    let pairs = (nibbles | (nibbles >> 4)) & 0x00ff_00ff_00ff_00ff;
+    let quads = (pairs | (pairs >> 8)) & 0x0000_ffff_0000_ffff;
+    // Four bytes: fits.
+    Some(((quads | (quads >> 16)) & 0xffff_ffff) as u32)
 }
 
 /// Decodes a `tracestate` value into a [`TraceState`], within its
@@ -959,8 +1221,42 @@ fn valid_value(value: &str) -> bool {
 }
 
 /// Optional whitespace (RFC 9110 `OWS`: spaces and horizontal tabs) trimmed.
+#[inline]
 fn trim_ows(value: &str) -> &str {
-    value.trim_matches([' ', '\t'])
+    if !matches!(value.as_bytes(), [b' ' | b'\t', ..] | [.., b' ' | b'\t']) {
+        return value;
+    }
+    let bytes = value.as_bytes();
+    let trimmed = trim_ows_bytes(bytes);
+    let start = bytes.len() - trim_ows_start(bytes).len();
+    // Spaces and tabs are ASCII: both ends are character boundaries.
+    value.get(start..start + trimmed.len()).unwrap_or_default()
+}
+
+/// Leading optional whitespace trimmed.
+#[inline]
+fn trim_ows_start(mut value: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = value {
+        value = rest;
+    }
+    value
+}
+
+/// [`trim_ows`] of bytes.
+#[inline]
+fn trim_ows_bytes(value: &[u8]) -> &[u8] {
+    match value {
+        [b' ' | b'\t', ..] | [.., b' ' | b'\t'] => trim_ows_ends(value),
+        _ => value,
+    }
+}
+
+fn trim_ows_ends(value: &[u8]) -> &[u8] {
+    let mut value = trim_ows_start(value);
+    while let [rest @ .., b' ' | b'\t'] = value {
+        value = rest;
+    }
+    value
 }
 
 /// The value of 1 to 32 lowercase hex digits; `None` for anything else.
@@ -1038,6 +1334,7 @@ enum Reason {
 const SHOWN: usize = 32;
 
 impl TraceHeaderError {
+    #[cold]
     fn new(field: &'static str, value: &str, reason: Reason) -> Self {
         let mut shown: String = value.chars().take(SHOWN).collect();
         if value.chars().nth(SHOWN).is_some() {
@@ -1178,6 +1475,33 @@ impl TraceContext {
 #[allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 mod tests {
     use super::*;
+
+    /// The word-at-a-time hex codecs against the obvious ones: every byte in
+    /// every position, and a spread of values.
+    #[test]
+    fn hex_words_agree_with_the_byte_at_a_time_codecs() {
+        for position in 0..8 {
+            for b in 0..=255u8 {
+                let mut digits = *b"0123abcd";
+                digits[position] = b;
+                let expected = parse_hex(&digits).map(|v| v as u32);
+                assert_eq!(hex8(digits), expected, "{digits:?}");
+            }
+        }
+        let mut value = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..1000 {
+            let word = value as u32;
+            assert_eq!(hex_of_u32(word), *format!("{word:08x}").as_bytes());
+            let digits = format!("{value:016x}");
+            assert_eq!(hex_u64(digits.as_bytes()), Some(value));
+            value = value.rotate_left(7).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5555;
+        }
+        for word in [0, 1, 9, 10, 15, 16, 0x9999_9999, 0xaaaa_aaaa, u32::MAX] {
+            assert_eq!(hex_of_u32(word), *format!("{word:08x}").as_bytes());
+        }
+        assert_eq!(hex_u64(b"0123456789abcdeF"), None);
+        assert_eq!(hex_u64(b"0123456789abcde"), None);
+    }
 
     fn trace_id(hex: &str) -> TraceId {
         TraceId::from_u128(parse_hex(hex.as_bytes()).unwrap()).unwrap()

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use palisade_context::header::{
-    MAX_HEADER_TIMEOUT, decode_grpc_timeout, decode_grpc_timeout_with_max, decode_millis,
+    MAX_HEADER_TIMEOUT, decode_grpc_timeout, decode_grpc_timeout_bytes_with_max,
+    decode_grpc_timeout_with_max, decode_millis, decode_millis_bytes_with_max,
     decode_millis_with_max, encode_grpc_timeout, encode_millis,
 };
 use proptest::prelude::*;
@@ -50,5 +51,28 @@ proptest! {
         let read = decode_millis(&encode_millis(left)).unwrap();
         prop_assert!(read >= left);
         prop_assert!(read - left < Duration::from_millis(1));
+    }
+}
+
+proptest! {
+    /// The byte decoders never panic, and on the text a header value can hold
+    /// (visible ASCII, spaces and tabs) they decide as the text decoders do.
+    #[test]
+    fn byte_decoders_never_panic_and_agree_with_text(
+        value in prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..40),
+            "[ \t]{0,2}[0-9]{0,24}[HMSmun]?[ \t]{0,2}".prop_map(String::into_bytes),
+            "[ -~\t]{0,30}".prop_map(String::into_bytes),
+        ],
+        max in any::<u64>(),
+    ) {
+        let max = Duration::from_nanos(max);
+        let grpc = decode_grpc_timeout_bytes_with_max(&value, max);
+        let millis = decode_millis_bytes_with_max(&value, max);
+        if value.iter().all(|&b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+            let text = std::str::from_utf8(&value).unwrap();
+            prop_assert_eq!(grpc.ok(), decode_grpc_timeout_with_max(text, max).ok());
+            prop_assert_eq!(millis.ok(), decode_millis_with_max(text, max).ok());
+        }
     }
 }

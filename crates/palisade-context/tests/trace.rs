@@ -205,3 +205,50 @@ fn random_request_ids_parse_back() {
         assert_eq!(RequestId::parse(id.as_str()).unwrap(), id);
     }
 }
+
+/// Bytes that look like the headers (as text), and any bytes at all.
+fn header_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        header_text().prop_map(String::into_bytes),
+        proptest::collection::vec(any::<u8>(), 0..80),
+    ]
+}
+
+proptest! {
+    /// The byte decoders never panic, and on text they decide as the text
+    /// decoders do.
+    #[test]
+    fn byte_decoders_never_panic_and_agree_with_text(value in header_bytes()) {
+        let parent = trace::decode_traceparent_bytes(&value);
+        let id = RequestId::parse_bytes(&value);
+        if let Ok(text) = std::str::from_utf8(&value) {
+            prop_assert_eq!(parent.ok(), trace::decode_traceparent(text).ok());
+            prop_assert_eq!(id.ok(), RequestId::parse(text).ok());
+        } else if let Ok(id) = id {
+            prop_assert!(id.as_bytes().iter().all(u8::is_ascii_graphic));
+        }
+    }
+
+    /// What `encode_traceparent_bytes` writes is `encode_traceparent`'s text
+    /// and decodes back to the same context.
+    #[test]
+    fn traceparent_bytes_round_trip(ctx in context()) {
+        let bytes = trace::encode_traceparent_bytes(&ctx);
+        let text = trace::encode_traceparent(&ctx);
+        prop_assert_eq!(&bytes[..], text.as_bytes());
+        let back = trace::decode_traceparent_bytes(&bytes).unwrap();
+        prop_assert_eq!(back.trace_id(), ctx.trace_id());
+        prop_assert_eq!(back.span_id(), ctx.span_id());
+    }
+
+    /// A request id reads back as it was written, held in place or shared.
+    #[test]
+    fn request_ids_round_trip(id in "[!-~]{1,128}") {
+        let parsed = RequestId::parse(&id).unwrap();
+        prop_assert_eq!(parsed.as_str(), id.as_str());
+        prop_assert_eq!(parsed.as_bytes(), id.as_bytes());
+        prop_assert_eq!(&RequestId::parse_bytes(id.as_bytes()).unwrap(), &parsed);
+        let shared: std::sync::Arc<str> = parsed.clone().into();
+        prop_assert_eq!(&*shared, id.as_str());
+    }
+}

@@ -75,11 +75,12 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
 use palisade_clock::{Clock, Timestamp, TokioClock};
 use palisade_context::header::{
-    GRPC_TIMEOUT, decode_grpc_timeout_with_max, decode_millis_with_max, encode_grpc_timeout,
+    GRPC_TIMEOUT, decode_grpc_timeout_bytes_with_max, decode_grpc_timeout_with_max,
+    decode_millis_bytes_with_max, decode_millis_with_max, encode_grpc_timeout,
 };
 use palisade_context::trace::{
-    self, RequestId, TraceContext, TraceFlags, decode_b3, decode_b3_multi, decode_traceparent,
-    decode_tracestate, encode_b3, encode_traceparent,
+    self, RequestId, TRACEPARENT_LEN, TraceContext, TraceFlags, decode_b3, decode_b3_multi,
+    decode_traceparent_bytes, decode_tracestate, encode_b3, encode_traceparent_bytes,
 };
 use palisade_context::{CancelGuard, Cause, Context};
 use tower_layer::Layer;
@@ -131,7 +132,29 @@ impl DeadlineHeader {
         }
     }
 
-    fn decode(&self, value: &str, max: Duration) -> Result<Duration, String> {
+    /// The deadline in `value`; the reason it has none, as text, if not.
+    #[inline]
+    fn decode(&self, value: &HeaderValue, max: Duration) -> Result<Duration, String> {
+        // The bytes as they are: a value that decodes is digits (and a unit)
+        // within optional whitespace, visible ASCII.
+        let decoded = match self {
+            DeadlineHeader::GrpcTimeout => {
+                decode_grpc_timeout_bytes_with_max(value.as_bytes(), max)
+            }
+            DeadlineHeader::Millis(_) => decode_millis_bytes_with_max(value.as_bytes(), max),
+        };
+        match decoded {
+            Ok(d) => Ok(d),
+            Err(_) => self.refusal(value, max),
+        }
+    }
+
+    /// Why `value` gives no deadline, worked out from its text.
+    #[cold]
+    fn refusal(&self, value: &HeaderValue, max: Duration) -> Result<Duration, String> {
+        let Ok(value) = value.to_str() else {
+            return Err("the value is not visible ASCII".to_string());
+        };
         match self {
             DeadlineHeader::GrpcTimeout => decode_grpc_timeout_with_max(value, max),
             DeadlineHeader::Millis(_) => decode_millis_with_max(value, max),
@@ -281,20 +304,14 @@ impl Inbound {
     /// What a request's headers say: its deadline (after the limits), its
     /// trace context and request id, and the bad deadline headers seen.
     fn read(&self, headers: &HeaderMap) -> Result<Incoming, BadDeadlineHeader> {
+        let found = Found::of(self, headers);
         let mut deadline = None;
         let mut bad = 0;
-        for header in &self.deadline_headers {
-            let mut values = headers.get_all(header.header_name()).iter();
-            let Some(first) = values.next() else {
-                continue;
-            };
-            let decoded = if values.next().is_some() {
-                Err("the header is sent more than once".to_string())
-            } else {
-                match first.to_str() {
-                    Ok(value) => header.decode(value, self.max_deadline),
-                    Err(_) => Err("the value is not visible ASCII".to_string()),
-                }
+        for (i, header) in self.deadline_headers.iter().enumerate() {
+            let decoded = match found.deadline(i, header, headers) {
+                None => continue,
+                Some(Ok(value)) => header.decode(value, self.max_deadline),
+                Some(Err(())) => Err("the header is sent more than once".to_string()),
             };
             match decoded {
                 Ok(d) => {
@@ -319,9 +336,9 @@ impl Inbound {
         };
         Ok(Incoming {
             deadline,
-            trace: self.trace_of(headers),
-            request_id: headers
-                .get(&self.request_id_header)
+            trace: self.trace_of(&found, headers),
+            request_id: found
+                .request_id
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| RequestId::parse(v).ok())
                 .unwrap_or_else(RequestId::new_random),
@@ -332,21 +349,20 @@ impl Inbound {
     /// The trace context of the request: `traceparent` (with `tracestate`),
     /// else `b3`, else the `X-B3-*` headers, else a new trace. A bad header
     /// starts a new trace; it never fails the request.
-    fn trace_of(&self, headers: &HeaderMap) -> TraceContext {
-        let text = |name: &HeaderName| {
-            let mut values = headers.get_all(name).iter();
-            let first = values.next()?;
-            // Twice is as bad as garbage: the trace restarts.
-            if values.next().is_some() {
-                return Some(Err(()));
-            }
-            Some(first.to_str().map_err(|_| ()))
-        };
-        if let Some(Ok(parent)) = text(&TRACEPARENT_NAME) {
-            if let Ok(mut ctx) = decode_traceparent(parent) {
-                let mut states = headers.get_all(&TRACESTATE_NAME).iter().peekable();
-                if states.peek().is_some() {
-                    let joined = states
+    fn trace_of(&self, found: &Found<'_>, headers: &HeaderMap) -> TraceContext {
+        // Twice is as bad as garbage: the trace restarts.
+        if let Some(Ok(parent)) = found.traceparent {
+            // Decoded from the bytes as they are: a version 00 value that decodes
+            // is visible ASCII; what a later version adds must be too.
+            let decoded = decode_traceparent_bytes(parent.as_bytes())
+                .ok()
+                .filter(|_| parent.len() <= TRACEPARENT_LEN || parent.to_str().is_ok());
+            if let Some(mut ctx) = decoded {
+                // Looked up only when present: in order, every field.
+                if found.tracestate {
+                    let joined = headers
+                        .get_all(&TRACESTATE_NAME)
+                        .iter()
                         .filter_map(|v| v.to_str().ok())
                         .collect::<Vec<_>>()
                         .join(",");
@@ -357,7 +373,7 @@ impl Inbound {
                 return ctx;
             }
         }
-        if let Some(Ok(single)) = text(&B3_NAME) {
+        if let Some(Ok(single)) = found.b3.map(|v| v.and_then(|v| v.to_str().map_err(|_| ()))) {
             if let Ok(b3) = decode_b3(single) {
                 return b3.into_trace_context();
             }
@@ -378,6 +394,127 @@ impl Inbound {
             TraceFlags::NOT_SAMPLED
         }
     }
+}
+
+/// A header's value as the inbound layer reads it: `None` if it is absent,
+/// `Some(Err(()))` if it is sent more than once.
+type One<'a> = Option<Result<&'a HeaderValue, ()>>;
+
+/// A map of at most this many values is read in one pass, comparing names;
+/// a larger one is looked up by name. Hashing a name for a lookup costs more
+/// than comparing it with a few: one lookup of each of the five or so names
+/// the layer reads costs about what one pass over some 40 values does.
+const SCAN_LIMIT: usize = 32;
+/// The deadline headers one pass can read; a longer list is looked up.
+const SCANNED_DEADLINES: usize = 4;
+
+/// The headers a request's context is made from.
+struct Found<'a> {
+    /// Whether the deadline headers were read in the pass (else they are
+    /// looked up when asked for).
+    scanned: bool,
+    deadlines: [One<'a>; SCANNED_DEADLINES],
+    traceparent: One<'a>,
+    /// Whether a `tracestate` is present (read later, by lookup, in order).
+    tracestate: bool,
+    b3: One<'a>,
+    /// The first value: a repeated request id is not refused.
+    request_id: Option<&'a HeaderValue>,
+}
+
+impl<'a> Found<'a> {
+    #[inline]
+    fn of(config: &Inbound, headers: &'a HeaderMap) -> Found<'a> {
+        if headers.len() <= SCAN_LIMIT && config.deadline_headers.len() <= SCANNED_DEADLINES {
+            Found::scan(config, headers)
+        } else {
+            Found {
+                scanned: false,
+                deadlines: [None; SCANNED_DEADLINES],
+                traceparent: only(headers, &TRACEPARENT_NAME),
+                tracestate: true,
+                b3: only(headers, &B3_NAME),
+                request_id: headers.get(&config.request_id_header),
+            }
+        }
+    }
+
+    /// One pass over `headers`. A name's length rules out most names before
+    /// it is compared.
+    fn scan(config: &Inbound, headers: &'a HeaderMap) -> Found<'a> {
+        let bit = |name: &str| 1u64 << (name.len() % 64);
+        let request_id = config.request_id_header.as_str();
+        // The names of the deadline headers, once; "" (no header's name) for
+        // a slot the list does not fill.
+        let mut deadline_names = [""; SCANNED_DEADLINES];
+        let mut lengths =
+            bit(trace::TRACEPARENT) | bit(trace::TRACESTATE) | bit(trace::B3) | bit(request_id);
+        for (slot, header) in deadline_names.iter_mut().zip(&config.deadline_headers) {
+            *slot = header.name();
+            lengths |= bit(slot);
+        }
+        let mut found = Found {
+            scanned: true,
+            deadlines: [None; SCANNED_DEADLINES],
+            traceparent: None,
+            tracestate: false,
+            b3: None,
+            request_id: None,
+        };
+        let see = |slot: &mut One<'a>, value| {
+            *slot = Some(match slot {
+                None => Ok(value),
+                Some(_) => Err(()),
+            });
+        };
+        for (name, value) in headers {
+            let name = name.as_str();
+            if lengths & bit(name) == 0 {
+                continue;
+            }
+            // Lengths first: most names are ruled out without a comparison of
+            // their bytes.
+            let is = |wanted: &str| name.len() == wanted.len() && name == wanted;
+            for (slot, wanted) in found.deadlines.iter_mut().zip(deadline_names) {
+                if is(wanted) {
+                    see(slot, value);
+                }
+            }
+            if is(trace::TRACEPARENT) {
+                see(&mut found.traceparent, value);
+            } else if is(trace::TRACESTATE) {
+                found.tracestate = true;
+            } else if is(trace::B3) {
+                see(&mut found.b3, value);
+            }
+            if found.request_id.is_none() && is(request_id) {
+                found.request_id = Some(value);
+            }
+        }
+        found
+    }
+
+    /// The value of `header`, the `i`th deadline header.
+    #[inline]
+    fn deadline(&self, i: usize, header: &DeadlineHeader, headers: &'a HeaderMap) -> One<'a> {
+        if self.scanned {
+            self.deadlines.get(i).copied().flatten()
+        } else {
+            only(headers, header.header_name())
+        }
+    }
+}
+
+/// The one value of header `name`: `None` if it is absent, `Some(Err(()))` if
+/// it is sent more than once.
+#[inline]
+fn only<'a>(headers: &'a HeaderMap, name: &HeaderName) -> Option<Result<&'a HeaderValue, ()>> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    Some(match values.next() {
+        None => Ok(first),
+        Some(_) => Err(()),
+    })
 }
 
 /// What the headers of one request say.
@@ -423,9 +560,7 @@ impl Incoming {
         // and never leads it: the deadline is never later than the caller's.
         let deadline = self.deadline.map(|d| TokioClock.recent().saturating_add(d));
         #[allow(clippy::disallowed_methods)] // the inbound edge is where a request's context begins
-        let base = Context::background()
-            .with_value(self.trace)
-            .with_value(self.request_id);
+        let base = Context::background().with_values((self.trace, self.request_id));
         let (ctx, guard) = match deadline {
             Some(at) => base.with_deadline(at),
             None => base.with_cancel(),
@@ -840,11 +975,14 @@ impl Outbound {
     /// below [`min_budget`](Self::min_budget): such a request should not be
     /// sent.
     pub fn inject(&self, ctx: &Context, headers: &mut HeaderMap) -> Result<(), BudgetExhausted> {
-        if let Some(cause) = ctx.cause() {
-            return Err(BudgetExhausted {
-                remaining: Duration::ZERO,
-                cause: Some(cause),
-            });
+        // `is_cancelled` is a load or two; the cause is made only for an end.
+        if ctx.is_cancelled() {
+            if let Some(cause) = ctx.cause() {
+                return Err(BudgetExhausted {
+                    remaining: Duration::ZERO,
+                    cause: Some(cause),
+                });
+            }
         }
         let budget = match ctx.remaining() {
             Some(remaining) => {
@@ -865,12 +1003,16 @@ impl Outbound {
                     HeaderValue::try_from(encode_grpc_timeout(budget)).ok()
                 }
                 // Whole milliseconds, rounded up, written without a string.
-                DeadlineHeader::Millis(_) => Some(HeaderValue::from(
-                    u64::try_from(budget.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX),
+                // (The seconds' milliseconds are whole: only the rest rounds.)
+                DeadlineHeader::Millis(_) => Some(millis_value(
+                    budget
+                        .as_secs()
+                        .saturating_mul(1000)
+                        .saturating_add(u64::from(budget.subsec_nanos().div_ceil(1_000_000))),
                 )),
             };
             if let Some(value) = value {
-                headers.insert(header.header_name().clone(), value);
+                headers.insert(header.header_name(), value);
             }
         }
         if let Some(parent) = TraceContext::from_context(ctx) {
@@ -879,9 +1021,10 @@ impl Outbound {
             #[cfg(not(feature = "opentelemetry"))]
             let span = parent.child();
             if matches!(self.trace_format, TraceFormat::W3c | TraceFormat::Both) {
-                insert(headers, &TRACEPARENT_NAME, encode_traceparent(&span));
+                // Written into a buffer on the stack, copied into the value once.
+                insert_bytes(headers, &TRACEPARENT_NAME, &encode_traceparent_bytes(&span));
                 if !span.state().is_empty() {
-                    insert(headers, &TRACESTATE_NAME, span.state().as_str().to_string());
+                    insert_bytes(headers, &TRACESTATE_NAME, span.state().as_str().as_bytes());
                 }
             }
             if matches!(self.trace_format, TraceFormat::B3 | TraceFormat::Both) {
@@ -889,10 +1032,50 @@ impl Outbound {
             }
         }
         if let Some(id) = RequestId::from_context(ctx) {
-            insert(headers, &self.request_id_header, id.as_str().to_string());
+            insert_bytes(headers, &self.request_id_header, id.as_bytes());
         }
         Ok(())
     }
+}
+
+/// Writes a header from bytes the codecs made (always visible ASCII), copied
+/// into the value.
+#[inline]
+fn insert_bytes(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
+    if let Ok(value) = HeaderValue::from_bytes(value) {
+        // By reference: the name is cloned only if the map does not hold it.
+        headers.insert(name, value);
+    }
+}
+
+/// The header value of `millis`, its decimal digits written on the stack and
+/// copied into the value once.
+fn millis_value(millis: u64) -> HeaderValue {
+    // Two digits a division, from a table of the hundred pairs.
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    let mut rest = millis;
+    while rest >= 100 {
+        // Below 100: fits.
+        let pair = usize::from((rest % 100) as u8) * 2;
+        rest /= 100;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if rest >= 10 {
+        let pair = usize::from(rest as u8) * 2;
+        start -= 2;
+        digits[start..start + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
+        start -= 1;
+        digits[start] = b'0' + rest as u8;
+    }
+    HeaderValue::from_bytes(&digits[start..]).unwrap_or_else(|_| HeaderValue::from(millis))
 }
 
 /// Writes a header from a value the codecs made (always visible ASCII).
@@ -1094,5 +1277,67 @@ mod otel {
         let span = cx.span();
         let ctx = TraceContext::from_span_context(span.span_context())?;
         (ctx.trace_id() == parent.trace_id()).then(|| ctx.with_state(parent.state().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The milliseconds value is the number's decimal digits, at every length.
+    #[test]
+    fn millis_values_are_the_decimal_digits() {
+        let mut n = 1u64;
+        let mut values = vec![0, 9, 10, 99, 100, 101, 999, 1000, 1500, u64::MAX];
+        while let Some(next) = n.checked_mul(10) {
+            values.extend([n - 1, n, n + 1, n * 7 + 3]);
+            n = next;
+        }
+        for value in values {
+            assert_eq!(
+                millis_value(value).as_bytes(),
+                value.to_string().as_bytes(),
+                "{value}"
+            );
+        }
+    }
+
+    /// One pass over a small map and lookups in a large one read the same.
+    #[test]
+    fn a_small_and_a_large_map_are_read_alike() {
+        let inbound = Inbound::new();
+        let mut headers = HeaderMap::new();
+        headers.append("x-request-timeout-ms", "1500".parse().unwrap());
+        headers.append("grpc-timeout", "2S".parse().unwrap());
+        headers.append("grpc-timeout", "3S".parse().unwrap());
+        headers.append("x-request-id", " id-1 ".parse().unwrap());
+        headers.append("x-request-id", "id-2".parse().unwrap());
+        headers.append(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                .parse()
+                .unwrap(),
+        );
+        headers.append("tracestate", "a=1".parse().unwrap());
+        headers.append("tracestate", "b=2".parse().unwrap());
+        let small = inbound.read(&headers).unwrap();
+        for i in 0..SCAN_LIMIT {
+            headers.append(
+                HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("x"),
+            );
+        }
+        let large = inbound.read(&headers).unwrap();
+        for read in [&small, &large] {
+            // grpc-timeout twice: bad, so the milliseconds header gives it.
+            assert_eq!(read.deadline, Some(Duration::from_millis(1500)));
+            assert_eq!(read.bad, 1);
+            assert_eq!(read.request_id.as_str(), "id-1");
+            assert_eq!(
+                read.trace.trace_id().to_string(),
+                "4bf92f3577b34da6a3ce929d0e0e4736"
+            );
+            assert_eq!(read.trace.state().as_str(), "a=1,b=2");
+        }
     }
 }
