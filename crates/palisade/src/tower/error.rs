@@ -165,10 +165,17 @@ impl<E: fmt::Display> fmt::Display for LayerError<E> {
     }
 }
 
-impl<E: std::error::Error + 'static> std::error::Error for LayerError<E> {
+/// An error: so it converts into a [`BoxError`](crate::BoxError), as tower's
+/// `load_shed`, `Buffer` and `timeout` ask, even when the inner error is itself a
+/// `BoxError` (which does not implement `std::error::Error`). Its source is the
+/// inner error ([`IntoLayerError::source_of`]).
+impl<E> std::error::Error for LayerError<E>
+where
+    E: IntoLayerError<Inner = E> + fmt::Debug + fmt::Display,
+{
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            LayerError::Inner(e) => Some(e),
+            LayerError::Inner(e) => e.source_of(),
             _ => None,
         }
     }
@@ -202,6 +209,13 @@ pub trait IntoLayerError: Sized {
     /// This error as a layer error: a plain error is [`LayerError::Inner`], a
     /// `LayerError` is itself.
     fn into_layer_error(self) -> LayerError<Self::Inner>;
+
+    /// This error as the source of the [`LayerError::Inner`] that holds it. The
+    /// default is none; [`impl_into_layer_error!`](crate::impl_into_layer_error)
+    /// gives the error itself.
+    fn source_of(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        None
+    }
 }
 
 impl<E> IntoLayerError for LayerError<E> {
@@ -232,28 +246,59 @@ macro_rules! impl_into_layer_error {
                 fn into_layer_error(self) -> $crate::tower::LayerError<$t> {
                     $crate::tower::LayerError::Inner(self)
                 }
+
+                fn source_of(&self) -> ::std::option::Option<&(dyn ::std::error::Error + 'static)> {
+                    ::std::option::Option::Some(self)
+                }
             }
         )+
     };
 }
 
-crate::impl_into_layer_error!(
-    std::io::Error,
-    crate::BoxError,
-    std::convert::Infallible,
-    String,
-    &'static str
-);
+crate::impl_into_layer_error!(std::io::Error, std::convert::Infallible);
+
+macro_rules! plain_without_source {
+    ($($t:ty),+) => {
+        $(
+            impl IntoLayerError for $t {
+                type Inner = $t;
+
+                #[inline(always)]
+                fn into_layer_error(self) -> LayerError<$t> {
+                    LayerError::Inner(self)
+                }
+            }
+        )+
+    };
+}
+plain_without_source!(String, &'static str);
+
+impl IntoLayerError for crate::BoxError {
+    type Inner = crate::BoxError;
+
+    #[inline(always)]
+    fn into_layer_error(self) -> LayerError<Self> {
+        LayerError::Inner(self)
+    }
+
+    fn source_of(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&**self)
+    }
+}
 
 #[cfg(feature = "http")]
 crate::impl_into_layer_error!(http::Error);
 
-impl<E> IntoLayerError for crate::Error<E> {
+impl<E: std::error::Error + 'static> IntoLayerError for crate::Error<E> {
     type Inner = crate::Error<E>;
 
     #[inline(always)]
     fn into_layer_error(self) -> LayerError<Self> {
         LayerError::Inner(self)
+    }
+
+    fn source_of(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self)
     }
 }
 
