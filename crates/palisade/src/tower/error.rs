@@ -20,6 +20,11 @@ use crate::TimeoutKind;
 /// `LayerError<E>`, never `LayerError<LayerError<E>>`. Each refusal carries the
 /// name of the layer that made it.
 ///
+/// A layer's own error is one pointer wide (its fields live on the heap, one
+/// allocation on that failure path), so that a call's `Result` stays as small as
+/// the inner service's: the healthy path moves no more than it would without the
+/// layers.
+///
 /// New variants may be added; a `match` needs a wildcard arm.
 #[non_exhaustive]
 pub enum LayerError<E> {
@@ -29,19 +34,47 @@ pub enum LayerError<E> {
     /// breaker (when the call did not wait for readiness), a bulkhead whose queue
     /// was full or whose wait ran out, a rate limiter without a token, a retry
     /// whose context ended before any attempt completed.
-    Rejected {
-        /// The name of the layer that refused.
-        layer: Arc<str>,
-        /// Which strategy refused, and when to try again.
-        rejection: Rejection,
-    },
+    Rejected(Box<Refused>),
     /// An attempt took longer than an attempt timeout.
-    TimedOut {
-        /// The name of the layer whose limit ran out.
-        layer: Arc<str>,
-        /// The limit.
-        after: Duration,
-    },
+    TimedOut(Box<TimedOut>),
+}
+
+/// A layer's refusal of a call ([`LayerError::Rejected`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    layer: Arc<str>,
+    rejection: Rejection,
+}
+
+impl Refused {
+    /// The name of the layer that refused.
+    pub fn layer(&self) -> &str {
+        &self.layer
+    }
+
+    /// Which strategy refused, and when to try again.
+    pub fn rejection(&self) -> Rejection {
+        self.rejection
+    }
+}
+
+/// An attempt timeout of a layer ran out ([`LayerError::TimedOut`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimedOut {
+    layer: Arc<str>,
+    after: Duration,
+}
+
+impl TimedOut {
+    /// The name of the layer whose limit ran out.
+    pub fn layer(&self) -> &str {
+        &self.layer
+    }
+
+    /// The limit.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
 }
 
 impl<E> LayerError<E> {
@@ -68,13 +101,13 @@ impl<E> LayerError<E> {
 
     /// Whether a strategy refused the call.
     pub fn is_rejected(&self) -> bool {
-        matches!(self, LayerError::Rejected { .. })
+        matches!(self, LayerError::Rejected(_))
     }
 
     /// The refusal, if a strategy refused the call.
     pub fn rejection(&self) -> Option<Rejection> {
         match self {
-            LayerError::Rejected { rejection, .. } => Some(*rejection),
+            LayerError::Rejected(r) => Some(r.rejection),
             _ => None,
         }
     }
@@ -86,7 +119,7 @@ impl<E> LayerError<E> {
 
     /// Whether an attempt timeout ran out.
     pub fn is_timeout(&self) -> bool {
-        matches!(self, LayerError::TimedOut { .. })
+        matches!(self, LayerError::TimedOut(_))
     }
 
     /// Which timeout ran out: always [`TimeoutKind::Attempt`] for a layer (a layer
@@ -100,7 +133,8 @@ impl<E> LayerError<E> {
     /// inner service's own error.
     pub fn layer(&self) -> Option<&str> {
         match self {
-            LayerError::Rejected { layer, .. } | LayerError::TimedOut { layer, .. } => Some(layer),
+            LayerError::Rejected(r) => Some(&r.layer),
+            LayerError::TimedOut(t) => Some(&t.layer),
             _ => None,
         }
     }
@@ -112,8 +146,8 @@ impl<E> LayerError<E> {
     pub fn layer_outcome(&self) -> Option<Outcome> {
         match self {
             LayerError::Inner(_) => None,
-            LayerError::Rejected { rejection, .. } => Some(Outcome::Rejected(*rejection)),
-            LayerError::TimedOut { .. } => Some(Outcome::transient()),
+            LayerError::Rejected(r) => Some(Outcome::Rejected(r.rejection)),
+            LayerError::TimedOut(_) => Some(Outcome::transient()),
         }
     }
 
@@ -121,17 +155,25 @@ impl<E> LayerError<E> {
     pub fn map_inner<E2>(self, f: impl FnOnce(E) -> E2) -> LayerError<E2> {
         match self {
             LayerError::Inner(e) => LayerError::Inner(f(e)),
-            LayerError::Rejected { layer, rejection } => LayerError::Rejected { layer, rejection },
-            LayerError::TimedOut { layer, after } => LayerError::TimedOut { layer, after },
+            LayerError::Rejected(r) => LayerError::Rejected(r),
+            LayerError::TimedOut(t) => LayerError::TimedOut(t),
         }
     }
 
     #[cold]
     pub(crate) fn rejected(layer: &Arc<str>, rejection: Rejection) -> Self {
-        LayerError::Rejected {
+        LayerError::Rejected(Box::new(Refused {
             layer: layer.clone(),
             rejection,
-        }
+        }))
+    }
+
+    #[cold]
+    pub(crate) fn timed_out(layer: &Arc<str>, after: Duration) -> Self {
+        LayerError::TimedOut(Box::new(TimedOut {
+            layer: layer.clone(),
+            after,
+        }))
     }
 }
 
@@ -139,16 +181,8 @@ impl<E: fmt::Debug> fmt::Debug for LayerError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LayerError::Inner(e) => f.debug_tuple("Inner").field(e).finish(),
-            LayerError::Rejected { layer, rejection } => f
-                .debug_struct("Rejected")
-                .field("layer", layer)
-                .field("rejection", rejection)
-                .finish(),
-            LayerError::TimedOut { layer, after } => f
-                .debug_struct("TimedOut")
-                .field("layer", layer)
-                .field("after", after)
-                .finish(),
+            LayerError::Rejected(r) => f.debug_tuple("Rejected").field(r).finish(),
+            LayerError::TimedOut(t) => f.debug_tuple("TimedOut").field(t).finish(),
         }
     }
 }
@@ -157,9 +191,9 @@ impl<E: fmt::Display> fmt::Display for LayerError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LayerError::Inner(e) => e.fmt(f),
-            LayerError::Rejected { layer, rejection } => write!(f, "{layer}: {rejection}"),
-            LayerError::TimedOut { layer, after } => {
-                write!(f, "{layer}: attempt timed out after {after:?}")
+            LayerError::Rejected(r) => write!(f, "{}: {}", r.layer, r.rejection),
+            LayerError::TimedOut(t) => {
+                write!(f, "{}: attempt timed out after {:?}", t.layer, t.after)
             }
         }
     }

@@ -548,7 +548,7 @@ mod limit;
 #[cfg(feature = "retry")]
 mod retry;
 
-pub use error::{IntoLayerError, LayerError};
+pub use error::{IntoLayerError, LayerError, Refused, TimedOut};
 pub use timeout::{AttemptTimeout, AttemptTimeoutFuture, AttemptTimeoutLayer};
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]

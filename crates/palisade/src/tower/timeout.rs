@@ -178,10 +178,10 @@ where
         match this.inner.poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Ok(result)) => Poll::Ready(result.map_err(IntoLayerError::into_layer_error)),
-            Poll::Ready(Err(elapsed)) => Poll::Ready(Err(LayerError::TimedOut {
-                layer: this.name.take().unwrap_or_else(|| name("attempt_timeout")),
-                after: elapsed.after(),
-            })),
+            Poll::Ready(Err(elapsed)) => {
+                let layer = this.name.take().unwrap_or_else(|| name("attempt_timeout"));
+                Poll::Ready(Err(LayerError::timed_out(&layer, elapsed.after())))
+            }
         }
     }
 }
