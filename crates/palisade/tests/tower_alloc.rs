@@ -4,7 +4,12 @@
 //! A counting global allocator counts the allocations made on this thread while a
 //! flag is up; the pipeline runs on a current-thread runtime on the same thread.
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
-#![cfg(all(feature = "tower", feature = "retry", feature = "breaker", feature = "limit"))]
+#![cfg(all(
+    feature = "tower",
+    feature = "retry",
+    feature = "breaker",
+    feature = "limit"
+))]
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -61,7 +66,6 @@ fn allocations_during<F: FnOnce()>(f: F) -> usize {
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
-
 /// Allocations made by 1000 successful ready + call rounds through `svc`, after
 /// a warm-up: the fewest of three rounds (see alloc.rs). Only the calls count.
 fn allocations_per_1000_calls<S>(mut svc: S) -> usize
@@ -93,7 +97,9 @@ where
     })
 }
 
-fn echo() -> impl Service<u32, Response = u32, Error = std::io::Error, Future: Send> + Clone + Send + 'static {
+fn echo()
+-> impl Service<u32, Response = u32, Error = std::io::Error, Future: Send> + Clone + Send + 'static
+{
     service_fn(|i: u32| async move { Ok::<u32, std::io::Error>(i) })
 }
 
@@ -111,11 +117,31 @@ fn a_successful_call_through_each_layer_allocates_nothing() {
     let slots = || Bulkhead::new(BulkheadConfig::new(100)).unwrap();
     let timeout = || attempt_timeout(Duration::from_millis(100)).unwrap();
 
-    assert_eq!(allocations_per_1000_calls(retry(policy()).layer(echo())), 0, "retry");
-    assert_eq!(allocations_per_1000_calls(breaker(b()).layer(echo())), 0, "breaker");
-    assert_eq!(allocations_per_1000_calls(rate_limiter(limiter()).layer(echo())), 0, "rate limiter");
-    assert_eq!(allocations_per_1000_calls(bulkhead(slots()).layer(echo())), 0, "bulkhead");
-    assert_eq!(allocations_per_1000_calls(timeout().layer(echo())), 0, "attempt timeout");
+    assert_eq!(
+        allocations_per_1000_calls(retry(policy()).layer(echo())),
+        0,
+        "retry"
+    );
+    assert_eq!(
+        allocations_per_1000_calls(breaker(b()).layer(echo())),
+        0,
+        "breaker"
+    );
+    assert_eq!(
+        allocations_per_1000_calls(rate_limiter(limiter()).layer(echo())),
+        0,
+        "rate limiter"
+    );
+    assert_eq!(
+        allocations_per_1000_calls(bulkhead(slots()).layer(echo())),
+        0,
+        "bulkhead"
+    );
+    assert_eq!(
+        allocations_per_1000_calls(timeout().layer(echo())),
+        0,
+        "attempt timeout"
+    );
 
     let stack = ServiceBuilder::new()
         .layer(retry(policy()))

@@ -136,7 +136,11 @@ async fn an_open_breaker_is_shed_by_load_shed_without_calling_the_inner_service(
         e.is::<tower::load_shed::error::Overloaded>(),
         "shed, not refused: {e}"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 0, "the inner service was called");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        0,
+        "the inner service was called"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -208,10 +212,7 @@ async fn a_full_bulkhead_is_shed_by_load_shed() {
     let layer = bulkhead(limit.clone());
     let mut holder = layer.layer(svc.clone());
     holder.ready().await.unwrap(); // reserves the only permit
-    let mut service = ServiceBuilder::new()
-        .load_shed()
-        .layer(layer)
-        .service(svc);
+    let mut service = ServiceBuilder::new().load_shed().layer(layer).service(svc);
     let e = service.ready().await.unwrap().call(1).await.unwrap_err();
     assert!(e.is::<tower::load_shed::error::Overloaded>(), "{e}");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -230,7 +231,10 @@ async fn a_clone_does_not_carry_the_reserved_permit() {
     assert_eq!(limit.snapshot().in_flight, 1);
     let mut clone = service.clone();
     let mut ready = tokio_test::task::spawn(poll_fn(|cx| clone.poll_ready(cx)));
-    assert!(ready.poll().is_pending(), "the clone has no permit of its own");
+    assert!(
+        ready.poll().is_pending(),
+        "the clone has no permit of its own"
+    );
     // The original's call ends and wakes the clone.
     assert_eq!(service.call(1).await.unwrap(), 200);
     assert!(ready.is_woken());
@@ -272,7 +276,10 @@ async fn a_bulkhead_refusal_names_its_layer() {
 async fn the_pipeline_layer_is_not_ready_while_its_breaker_is_open() {
     let (calls, svc) = counted();
     let b = trips_after(1);
-    let pipeline = Pipeline::builder("users").breaker(b.clone()).build().unwrap();
+    let pipeline = Pipeline::builder("users")
+        .breaker(b.clone())
+        .build()
+        .unwrap();
     let mut service = ServiceBuilder::new()
         .load_shed()
         .layer(PipelineLayer::new(pipeline.clone()))
@@ -284,9 +291,8 @@ async fn the_pipeline_layer_is_not_ready_while_its_breaker_is_open() {
 
     // Ready again when the open duration ends.
     let mut plain = PipelineLayer::new(pipeline).layer(svc);
-    let mut ready = tokio_test::task::spawn(poll_fn(|cx| {
-        Service::<u32>::poll_ready(&mut plain, cx)
-    }));
+    let mut ready =
+        tokio_test::task::spawn(poll_fn(|cx| Service::<u32>::poll_ready(&mut plain, cx)));
     assert!(ready.poll().is_pending());
     tokio::time::advance(Duration::from_secs(5) + MS).await;
     assert!(ready.is_woken());
@@ -307,7 +313,10 @@ async fn the_pipeline_layer_is_not_ready_while_its_bulkhead_is_full() {
         }
     });
     let limit = Bulkhead::new(BulkheadConfig::new(1)).unwrap();
-    let pipeline = Pipeline::builder("db").bulkhead(limit.clone()).build().unwrap();
+    let pipeline = Pipeline::builder("db")
+        .bulkhead(limit.clone())
+        .build()
+        .unwrap();
     let layer = PipelineLayer::new(pipeline);
     let mut first = layer.layer(svc.clone());
     let mut second = layer.layer(svc);
@@ -319,9 +328,8 @@ async fn the_pipeline_layer_is_not_ready_while_its_bulkhead_is_full() {
         tokio::task::yield_now().await;
     }
     assert_eq!(limit.snapshot().in_flight, 1);
-    let mut ready = tokio_test::task::spawn(poll_fn(|cx| {
-        Service::<u32>::poll_ready(&mut second, cx)
-    }));
+    let mut ready =
+        tokio_test::task::spawn(poll_fn(|cx| Service::<u32>::poll_ready(&mut second, cx)));
     assert!(ready.poll().is_pending(), "full: not ready");
     release.send(()).unwrap();
     assert_eq!(call.await.unwrap().unwrap(), 7);

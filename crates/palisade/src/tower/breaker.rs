@@ -15,7 +15,6 @@ use tower_service::Service;
 use super::BREAKER_RECHECK;
 use super::error::{IntoLayerError, LayerError, Name, judge, name};
 
-
 /// A [`Layer`] that guards the inner service with a [`Breaker`]; see
 /// [`breaker`](super::breaker).
 pub struct BreakerLayer<K = AnyErrorIsTransient, C: Clock = DefaultClock> {
@@ -279,8 +278,10 @@ where
                 classifier,
             } => {
                 let result = std::task::ready!(fut.poll(cx));
-                let (result, outcome) =
-                    judge(&*classifier, result.map_err(IntoLayerError::into_layer_error));
+                let (result, outcome) = judge(
+                    &*classifier,
+                    result.map_err(IntoLayerError::into_layer_error),
+                );
                 if let Some(permit) = permit.take() {
                     permit.record(outcome);
                 }

@@ -538,21 +538,20 @@ where
     }
 }
 
-mod error;
-mod gate;
-mod timeout;
 #[cfg(feature = "breaker")]
 mod breaker;
+mod error;
+mod gate;
 #[cfg(feature = "limit")]
 mod limit;
 #[cfg(feature = "retry")]
 mod retry;
+mod timeout;
 
-pub use error::{IntoLayerError, LayerError, Refused, TimedOut};
-pub use timeout::{AttemptTimeout, AttemptTimeoutFuture, AttemptTimeoutLayer};
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
+pub use error::{IntoLayerError, LayerError, Refused, TimedOut};
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 pub use limit::{
@@ -562,6 +561,7 @@ pub use limit::{
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use retry::{RetryFuture, RetryLayer, RetryService};
+pub use timeout::{AttemptTimeout, AttemptTimeoutFuture, AttemptTimeoutLayer};
 
 /// How long a breaker that gives no hint of when it lets calls through again
 /// (forced open) leaves a service not ready before it is asked again.
@@ -577,7 +577,9 @@ pub fn attempt_timeout(limit: Duration) -> Result<AttemptTimeoutLayer, crate::Co
 /// `Err` is transient until [`RetryLayer::classifier`] says otherwise.
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
-pub fn retry<C: palisade_clock::Clock>(policy: palisade_retry::RetryPolicy<C>) -> RetryLayer<AnyErrorIsTransient, C> {
+pub fn retry<C: palisade_clock::Clock>(
+    policy: palisade_retry::RetryPolicy<C>,
+) -> RetryLayer<AnyErrorIsTransient, C> {
     RetryLayer::new(policy)
 }
 
@@ -585,7 +587,9 @@ pub fn retry<C: palisade_clock::Clock>(policy: palisade_retry::RetryPolicy<C>) -
 /// `Err` counts as a failure until [`BreakerLayer::classifier`] says otherwise.
 #[cfg(feature = "breaker")]
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
-pub fn breaker<C: palisade_clock::Clock>(breaker: palisade_breaker::Breaker<C>) -> BreakerLayer<AnyErrorIsTransient, C> {
+pub fn breaker<C: palisade_clock::Clock>(
+    breaker: palisade_breaker::Breaker<C>,
+) -> BreakerLayer<AnyErrorIsTransient, C> {
     BreakerLayer::new(breaker)
 }
 
@@ -593,7 +597,9 @@ pub fn breaker<C: palisade_clock::Clock>(breaker: palisade_breaker::Breaker<C>) 
 /// ([`RateLimiterLayer`]).
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-pub fn rate_limiter<C: palisade_clock::Clock>(limiter: palisade_limit::RateLimiter<C>) -> RateLimiterLayer<C> {
+pub fn rate_limiter<C: palisade_clock::Clock>(
+    limiter: palisade_limit::RateLimiter<C>,
+) -> RateLimiterLayer<C> {
     RateLimiterLayer::new(limiter)
 }
 
@@ -601,6 +607,8 @@ pub fn rate_limiter<C: palisade_clock::Clock>(limiter: palisade_limit::RateLimit
 /// ([`BulkheadLayer`]).
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
-pub fn bulkhead<C: palisade_clock::Clock>(bulkhead: palisade_limit::Bulkhead<C>) -> BulkheadLayer<C> {
+pub fn bulkhead<C: palisade_clock::Clock>(
+    bulkhead: palisade_limit::Bulkhead<C>,
+) -> BulkheadLayer<C> {
     BulkheadLayer::new(bulkhead)
 }

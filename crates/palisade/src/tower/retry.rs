@@ -160,6 +160,12 @@ impl<S, K, C: Clock> RetryService<S, K, C> {
 
 type Flat<S, Req> = LayerError<<<S as Service<Req>>::Error as IntoLayerError>::Inner>;
 
+/// A settled attempt: its result and the classifier's verdict on it.
+type Settled<T, E> = (Result<T, E>, Outcome);
+
+/// An attempt as the executor sees it: the verdict travels with the value.
+type Judged<T, E> = Result<(T, Outcome), (E, Outcome)>;
+
 /// The boxed rest of a retried call.
 type Retried<T, E> = Pin<Box<dyn Future<Output = Result<T, LayerError<E>>> + Send>>;
 
@@ -269,7 +275,9 @@ where
         let (first, outcome, rest) = match self.as_mut().project().state.project() {
             StateProj::First { fut, rest } => {
                 let result = std::task::ready!(fut.poll(cx));
-                let rest = rest.take().expect("a retry future polled after it completed");
+                let rest = rest
+                    .take()
+                    .expect("a retry future polled after it completed");
                 let (result, outcome) = judge(
                     &rest.shared.classifier,
                     result.map_err(IntoLayerError::into_layer_error),
@@ -307,7 +315,7 @@ fn retried<S, K, C, Req, T>(
     shared: Arc<Shared<K, C>>,
     service: S,
     request: Req,
-    first: Option<(Result<T, Flat<S, Req>>, Outcome)>,
+    first: Option<Settled<T, Flat<S, Req>>>,
 ) -> Retried<T, <S::Error as IntoLayerError>::Inner>
 where
     S: Service<Req, Response = T> + Clone + Send + 'static,
@@ -323,7 +331,7 @@ where
         let ctx = request.context().cloned().unwrap_or_default();
         let mut replay = first;
         // Each attempt carries its own verdict, given by value (see `judge`).
-        let by_attempt = |r: &Result<(T, Outcome), (Flat<S, Req>, Outcome)>| match r {
+        let by_attempt = |r: &Judged<T, Flat<S, Req>>| match r {
             Ok((_, outcome)) | Err((_, outcome)) => *outcome,
         };
         let shared = &shared;
@@ -366,7 +374,7 @@ where
 }
 
 #[inline(always)]
-fn settle<T, E>(result: Result<T, E>, outcome: Outcome) -> Result<(T, Outcome), (E, Outcome)> {
+fn settle<T, E>(result: Result<T, E>, outcome: Outcome) -> Judged<T, E> {
     match result {
         Ok(v) => Ok((v, outcome)),
         Err(e) => Err((e, outcome)),

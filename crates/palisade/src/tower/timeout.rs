@@ -177,7 +177,9 @@ where
         let this = self.project();
         match this.inner.poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(result)) => Poll::Ready(result.map_err(IntoLayerError::into_layer_error)),
+            Poll::Ready(Ok(result)) => {
+                Poll::Ready(result.map_err(IntoLayerError::into_layer_error))
+            }
             Poll::Ready(Err(elapsed)) => {
                 let layer = this.name.take().unwrap_or_else(|| name("attempt_timeout"));
                 Poll::Ready(Err(LayerError::timed_out(&layer, elapsed.after())))
