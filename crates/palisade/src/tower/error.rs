@@ -264,10 +264,26 @@ impl<E> IntoLayerError for LayerError<E> {
 /// Implements [`IntoLayerError`](crate::tower::IntoLayerError) for error types of
 /// your own, as plain errors (each becomes `LayerError::Inner`).
 ///
+/// The types must implement `std::error::Error`: the error is the source of the
+/// `LayerError::Inner` that holds it.
+///
 /// ```
 /// #[derive(Debug)]
 /// struct ApiError;
+///
+/// impl std::fmt::Display for ApiError {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("the API failed")
+///     }
+/// }
+///
+/// impl std::error::Error for ApiError {}
+///
 /// palisade::impl_into_layer_error!(ApiError);
+///
+/// let e: palisade::tower::LayerError<ApiError> =
+///     palisade::tower::IntoLayerError::into_layer_error(ApiError);
+/// assert!(e.is_inner());
 /// ```
 #[macro_export]
 macro_rules! impl_into_layer_error {
