@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use palisade_classify::{Classify, Outcome, Rejection, Strategy};
+use palisade_classify::{Outcome, Rejection, Strategy};
 
 use crate::TimeoutKind;
 
@@ -161,6 +161,7 @@ impl<E> LayerError<E> {
     }
 
     #[cold]
+    #[cfg(any(feature = "retry", feature = "breaker", feature = "limit"))]
     pub(crate) fn rejected(layer: &Arc<str>, rejection: Rejection) -> Self {
         LayerError::Rejected(Box::new(Refused {
             layer: layer.clone(),
@@ -356,7 +357,8 @@ impl<E: std::error::Error + 'static> IntoLayerError for crate::Error<E> {
 /// layer's own error by [`LayerError::layer_outcome`]. By value, because a
 /// classifier reads a `&Result<T, E>` and a `&Result<T, LayerError<E>>` holds none.
 #[inline(always)]
-pub(crate) fn judge<T, E, K: Classify<T, E> + ?Sized>(
+#[cfg(any(feature = "retry", feature = "breaker"))]
+pub(crate) fn judge<T, E, K: palisade_classify::Classify<T, E> + ?Sized>(
     k: &K,
     result: Result<T, LayerError<E>>,
 ) -> (Result<T, LayerError<E>>, Outcome) {

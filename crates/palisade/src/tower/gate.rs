@@ -18,6 +18,7 @@ pub(crate) struct Gate {
 impl Gate {
     /// Registers `waker` to be woken at the next release.
     #[cold]
+    #[cfg(feature = "limit")]
     pub(crate) fn park(&self, waker: &Waker) {
         let mut wakers = self.wakers.lock();
         if !wakers.iter().any(|w| w.will_wake(waker)) {

@@ -244,6 +244,7 @@ pub struct PipelineService<S, K = AnyErrorIsTransient> {
     inner: S,
     pipeline: Pipeline<K>,
     gate: std::sync::Arc<gate::Gate>,
+    #[cfg_attr(not(feature = "breaker"), allow(dead_code))]
     sleep: Option<Pin<Box<<palisade_clock::TokioClock as palisade_clock::Clock>::Sleep>>>,
 }
 
