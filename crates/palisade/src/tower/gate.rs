@@ -42,8 +42,13 @@ impl Gate {
 
     #[cold]
     fn wake_all(&self) {
-        let wakers = std::mem::take(&mut *self.wakers.lock());
-        self.parked.store(0, Ordering::SeqCst);
+        // `parked` is cleared under the lock, so that a service parking right
+        // after is counted (and woken by the next release).
+        let wakers = {
+            let mut wakers = self.wakers.lock();
+            self.parked.store(0, Ordering::SeqCst);
+            std::mem::take(&mut *wakers)
+        };
         for w in wakers {
             w.wake();
         }
