@@ -348,3 +348,41 @@ async fn a_call_without_poll_ready_is_still_guarded() {
     assert_eq!(e.rejected_by(), Some(Strategy::CircuitBreaker));
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
+
+#[test]
+fn services_sharing_a_full_bulkhead_on_two_threads_lose_no_wake_up() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limit = Bulkhead::new(BulkheadConfig::new(1)).unwrap();
+        let layer = bulkhead(limit.clone());
+        let svc = service_fn(|i: u32| async move {
+            tokio::task::yield_now().await;
+            Ok::<u32, std::io::Error>(i)
+        });
+        let tasks: Vec<_> = (0..4)
+            .map(|_| {
+                let mut service = layer.layer(svc.clone());
+                tokio::spawn(async move {
+                    for i in 0..200 {
+                        service.ready().await.unwrap();
+                        assert_eq!(service.call(i).await.unwrap(), i);
+                    }
+                })
+            })
+            .collect();
+        // A guard against a hang, not a measurement: a lost wake-up parks a task
+        // for good.
+        tokio::time::timeout(Duration::from_secs(30), async {
+            for task in tasks {
+                task.await.unwrap();
+            }
+        })
+        .await
+        .expect("a service waiting for the bulkhead was never woken");
+        assert_eq!(limit.snapshot().in_flight, 0);
+    });
+}
