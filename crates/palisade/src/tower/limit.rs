@@ -450,7 +450,7 @@ impl<S, C: Clock> RateLimiterService<S, C> {
         &self.inner
     }
 
-    #[inline]
+    #[inline(always)]
     fn poll_token(&mut self, cx: &mut TaskContext<'_>) -> Poll<()> {
         if self.token {
             return Poll::Ready(());
@@ -496,7 +496,7 @@ where
     type Error = LayerError<<S::Error as IntoLayerError>::Inner>;
     type Future = RateLimiterFuture<S::Future, <S::Error as IntoLayerError>::Inner>;
 
-    #[inline]
+    #[inline(always)]
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Self::Error>> {
         std::task::ready!(self.poll_token(cx));
         self.inner
