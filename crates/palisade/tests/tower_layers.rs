@@ -365,7 +365,7 @@ fn services_sharing_a_full_bulkhead_on_two_threads_lose_no_wake_up() {
         });
         let tasks: Vec<_> = (0..4)
             .map(|_| {
-                let mut service = layer.layer(svc.clone());
+                let mut service = layer.layer(svc);
                 tokio::spawn(async move {
                     for i in 0..200 {
                         service.ready().await.unwrap();
