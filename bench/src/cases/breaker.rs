@@ -317,7 +317,7 @@ pub(super) fn cases() -> Vec<Case> {
         )
         .floor(Floor::Await)
         .key()
-        .note("the facade's tower layer: ready + call, a boxed future per call"),
+        .note("the facade's tower layer: ready (takes the permit) + call, a named future"),
         Case::new(
             "breaker",
             CLOSED,
@@ -400,12 +400,16 @@ pub(super) fn cases() -> Vec<Case> {
             "palisade tower::breaker layer",
             Role::Palisade,
             bench_async!(
-                palisade::tower::breaker(palisade_open()).layer(tower::service_fn(ok_service)),
+                tower::ServiceBuilder::new()
+                    .load_shed()
+                    .layer(palisade::tower::breaker(palisade_open()))
+                    .service(tower::service_fn(ok_service)),
                 |s| tower_call(s),
-                |r: &Result<u64, palisade::Error<Boom>>| r.is_err()
+                |r: &Result<u64, tower::BoxError>| r.is_err()
             ),
         )
-        .floor(Floor::Await),
+        .floor(Floor::Await)
+        .note("open: not ready, shed by tower's load_shed without calling the service"),
         Case::new(
             "breaker",
             OPEN,

@@ -109,6 +109,8 @@ impl fmt::Display for Boom {
 
 impl std::error::Error for Boom {}
 
+palisade::impl_into_layer_error!(Boom);
+
 /// The check of a workload whose call should succeed.
 pub(crate) fn is_ok<T, E>(r: &Result<T, E>) -> bool {
     r.is_ok()

@@ -442,23 +442,6 @@ impl<K, C: Clock> PipelineBuilder<K, C> {
         self
     }
 
-    /// The pipeline without validation, for builders that set no timeout.
-    #[cfg(feature = "tower")]
-    #[cfg_attr(
-        not(any(feature = "retry", feature = "breaker", feature = "limit")),
-        allow(dead_code)
-    )]
-    pub(crate) fn build_unchecked(self) -> Pipeline<K, C> {
-        Pipeline {
-            inner: Arc::new(Inner::new(
-                self.name,
-                self.classifier,
-                self.layers,
-                self.clock,
-            )),
-        }
-    }
-
     /// The pipeline, or the first setting out of range.
     ///
     /// - The name must not be empty or only whitespace: it is the registry's key,

@@ -74,7 +74,16 @@ async fn the_breaker_layer_opens_and_rejects_without_calling() {
         assert!(call.await.unwrap().unwrap_err().is_inner());
     }
     assert_eq!(b.state(), State::Open);
-    let e = service.clone().oneshot("x".to_owned()).await.unwrap_err();
+    // Open: not ready, so `load_shed` sheds the call.
+    let shed = tower::ServiceBuilder::new()
+        .load_shed()
+        .service(service.clone());
+    let e = shed.oneshot("x".to_owned()).await.unwrap_err();
+    assert!(e.is::<tower::load_shed::error::Overloaded>(), "{e}");
+    // A call made without asking for readiness is refused.
+    let e = tower::Service::call(&mut service.clone(), "x".to_owned())
+        .await
+        .unwrap_err();
     assert_eq!(e.rejected_by(), Some(Strategy::CircuitBreaker));
     // The mock saw no third request.
     assert!(
@@ -122,6 +131,15 @@ async fn the_rate_limiter_layer_rejects_over_the_rate() {
     let (_request, respond) = handle.next_request().await.unwrap();
     respond.send_response(1);
     assert_eq!(call.await.unwrap().unwrap(), 1);
-    let e = service.clone().oneshot("2".to_owned()).await.unwrap_err();
+    // No token: not ready, so `load_shed` sheds the call.
+    let shed = tower::ServiceBuilder::new()
+        .load_shed()
+        .service(service.clone());
+    let e = shed.oneshot("2".to_owned()).await.unwrap_err();
+    assert!(e.is::<tower::load_shed::error::Overloaded>(), "{e}");
+    // A call made without asking for readiness is refused.
+    let e = tower::Service::call(&mut service.clone(), "3".to_owned())
+        .await
+        .unwrap_err();
     assert_eq!(e.rejected_by(), Some(Strategy::RateLimiter));
 }
