@@ -32,11 +32,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod coalesce;
+mod config;
 pub mod event;
+mod outlier;
 mod sync;
 
 pub use coalesce::{Call, Coalesce, CoalesceError, DEFAULT_MAX_KEYS};
+pub use config::OutlierConfig;
 pub use event::{EjectReason, Event};
+pub use outlier::{EndpointHealth, EndpointState, Outliers, OutliersBuilder};
 pub use palisade_clock::ConfigError;
 
 /// Hooks that break the strategies on purpose, for the loom models only.
