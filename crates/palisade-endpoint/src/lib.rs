@@ -31,12 +31,16 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod balance;
 mod coalesce;
 mod config;
 pub mod event;
 mod outlier;
 mod sync;
 
+pub use balance::{
+    Balance, BalanceBuilder, BalanceError, Change, ErrorIsFailure, ResponseFuture, Static, Tried, TriedOf,
+};
 pub use coalesce::{Call, Coalesce, CoalesceError, DEFAULT_MAX_KEYS};
 pub use config::OutlierConfig;
 pub use event::{EjectReason, Event};

@@ -575,6 +575,11 @@ impl<C: Clock> EndpointHealth<C> {
         }
     }
 
+    #[inline]
+    pub(crate) fn health_id(&self) -> u64 {
+        self.health.id
+    }
+
     /// When the endpoint's ejection ends, if it is ejected.
     pub(crate) fn ejected_until(&self) -> Option<Timestamp> {
         match self.state() {
