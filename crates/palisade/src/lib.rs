@@ -17,6 +17,7 @@
 //! | [`retry`] | `retry` (default) | the retry executor, retry budgets, hedging |
 //! | [`breaker`] | `breaker` (default) | the circuit breaker |
 //! | [`limit`] | `limit` (default) | bulkhead and rate limiter |
+//! | `endpoint` | `endpoint` | request coalescing, outlier detection, endpoint selection (palisade-endpoint) |
 //!
 //! And modules of the facade's own, behind features that are off by default:
 //!
@@ -146,3 +147,8 @@ pub use palisade_breaker as breaker;
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 #[doc(inline)]
 pub use palisade_limit as limit;
+
+#[cfg(feature = "endpoint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "endpoint")))]
+#[doc(inline)]
+pub use palisade_endpoint as endpoint;
