@@ -12,6 +12,7 @@ mod bulkhead;
 mod clock;
 mod context;
 mod edge;
+mod endpoint;
 mod floors;
 mod pipeline;
 mod ratelimit;
@@ -32,6 +33,7 @@ pub(crate) const AREAS: &[&str] = &[
     "timeout",
     "pipeline",
     "window",
+    "endpoint",
 ];
 
 /// A cell a peer cannot fill, and why.
@@ -68,6 +70,7 @@ pub(crate) fn cases(select: impl Fn(&str) -> bool) -> Vec<Case> {
             "timeout" => timeout::cases(),
             "pipeline" => pipeline::cases(),
             "window" => window::cases(),
+            "endpoint" => endpoint::cases(),
             _ => Vec::new(),
         });
         all.extend(cases);
@@ -87,6 +90,7 @@ pub(crate) fn gaps(select: impl Fn(&str) -> bool) -> Vec<Gap> {
         timeout::GAPS,
         pipeline::GAPS,
         window::GAPS,
+        endpoint::GAPS,
     ]
     .concat()
     .into_iter()
