@@ -17,7 +17,12 @@ const COALESCE: &str = "coalesced call (unique key)";
 
 pub(super) const GAPS: &[Gap] = &[];
 
-fn endpoints() -> impl Iterator<Item = (usize, impl tower::Service<u64, Response = u64, Error = Boom> + Clone)> {
+fn endpoints() -> impl Iterator<
+    Item = (
+        usize,
+        impl tower::Service<u64, Response = u64, Error = Boom> + Clone,
+    ),
+> {
     (0..5).map(|i| (i, tower::service_fn(ok_service)))
 }
 

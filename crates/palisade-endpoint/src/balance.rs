@@ -395,7 +395,13 @@ where
         }
         let (ea, eb) = (&self.endpoints[a], &self.endpoints[b]);
         match (ok(ea), ok(eb)) {
-            (true, true) => return Some(if eb.health.in_flight() < ea.health.in_flight() { b } else { a }),
+            (true, true) => {
+                return Some(if eb.health.in_flight() < ea.health.in_flight() {
+                    b
+                } else {
+                    a
+                });
+            }
             (true, false) => return Some(a),
             (false, true) => return Some(b),
             (false, false) => {}

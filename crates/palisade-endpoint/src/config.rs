@@ -191,7 +191,11 @@ impl OutlierConfig {
         }
         if let Some(f) = self.latency_factor {
             if !(f > 1.0 && f.is_finite()) {
-                return Err(ConfigError::new("latency_factor", f, "a finite number above 1"));
+                return Err(ConfigError::new(
+                    "latency_factor",
+                    f,
+                    "a finite number above 1",
+                ));
             }
         }
         self.window.validate().map_err(|e| e.within("window"))?;

@@ -108,7 +108,8 @@ mod outlier;
 mod sync;
 
 pub use balance::{
-    Balance, BalanceBuilder, BalanceError, Change, ErrorIsFailure, ResponseFuture, Static, Tried, TriedOf,
+    Balance, BalanceBuilder, BalanceError, Change, ErrorIsFailure, ResponseFuture, Static, Tried,
+    TriedOf,
 };
 pub use coalesce::{Call, Coalesce, CoalesceError, DEFAULT_MAX_KEYS};
 pub use config::OutlierConfig;

@@ -54,7 +54,9 @@ struct Core<C: Clock> {
     ejected: usize,
 }
 
-type OnEvent = Arc<dyn Fn(&Event) + Send + Sync>;
+// A `std` `Arc`: the callback is not part of any loom model (and loom's `Arc`
+// does not coerce to a trait object).
+type OnEvent = std::sync::Arc<dyn Fn(&Event) + Send + Sync>;
 
 struct Detector<C: Clock> {
     config: OutlierConfig,
@@ -166,7 +168,7 @@ impl<C: Clock> OutliersBuilder<C> {
 
     /// Called with every [`Event`], outside the detector's lock.
     pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
-        self.on_event = Some(Arc::new(f));
+        self.on_event = Some(std::sync::Arc::new(f));
         self
     }
 
@@ -378,11 +380,19 @@ impl<C: Clock> Detector<C> {
             self.expire(&mut core, now, &mut events);
             if let Some(i) = Self::position(&core, health) {
                 match health.mode.load(Ordering::Acquire) {
-                    PROBATION => self.eject(&mut core, i, EjectReason::ProbationFailed, now, &mut events),
+                    PROBATION => {
+                        self.eject(&mut core, i, EjectReason::ProbationFailed, now, &mut events)
+                    }
                     HEALTHY => {
                         let run = health.consecutive.load(Ordering::Relaxed);
                         if self.config.consecutive_failures.is_some_and(|n| run >= n) {
-                            self.eject(&mut core, i, EjectReason::ConsecutiveFailures, now, &mut events);
+                            self.eject(
+                                &mut core,
+                                i,
+                                EjectReason::ConsecutiveFailures,
+                                now,
+                                &mut events,
+                            );
                         }
                     }
                     _ => {}

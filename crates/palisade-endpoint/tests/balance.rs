@@ -48,9 +48,13 @@ impl Replica {
 impl Service<Req> for Replica {
     type Response = &'static str;
     type Error = &'static str;
-    type Future = std::pin::Pin<Box<dyn Future<Output = Result<&'static str, &'static str>> + Send>>;
+    type Future =
+        std::pin::Pin<Box<dyn Future<Output = Result<&'static str, &'static str>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Self::Error>> {
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
         std::task::Poll::Ready(Ok(()))
     }
 
@@ -72,14 +76,23 @@ fn outliers(clock: &ManualClock) -> Outliers<ManualClock> {
     let config = OutlierConfig::default()
         .with_consecutive_failures(Some(3))
         .with_ejection(Duration::from_secs(10), Duration::from_secs(60));
-    Outliers::builder(config).clock(clock.clone()).build().unwrap()
+    Outliers::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn an_empty_set_is_an_error_not_a_wait() {
     let clock = ManualClock::new();
     let mut b = Balance::builder(outliers(&clock)).endpoints(Vec::<(&str, Replica)>::new());
-    let err = b.ready().await.unwrap().call(Req::default()).await.unwrap_err();
+    let err = b
+        .ready()
+        .await
+        .unwrap()
+        .call(Req::default())
+        .await
+        .unwrap_err();
     assert!(err.is_no_endpoints());
     assert_eq!(err.to_string(), "no endpoints to balance over");
 }
@@ -111,10 +124,17 @@ async fn the_less_loaded_endpoint_takes_the_call() {
     assert_eq!(b.health(&"idle").unwrap().in_flight(), 0);
     // With two endpoints, both are always the two choices: the idle one wins.
     for _ in 0..20 {
-        assert_eq!(b.ready().await.unwrap().call(Req::default()).await.unwrap(), "idle");
+        assert_eq!(
+            b.ready().await.unwrap().call(Req::default()).await.unwrap(),
+            "idle"
+        );
     }
     drop(held);
-    assert_eq!(b.health(&"busy").unwrap().in_flight(), 0, "dropped calls leave the count");
+    assert_eq!(
+        b.health(&"busy").unwrap().in_flight(),
+        0,
+        "dropped calls leave the count"
+    );
 }
 
 #[tokio::test]
@@ -124,14 +144,23 @@ async fn an_ejected_endpoint_gets_no_calls_and_returns_on_probation() {
     let bad = Replica::new("bad", &hits);
     *bad.fail.lock().unwrap() = true;
     let fail = bad.fail.clone();
-    let mut b = Balance::builder(outliers(&clock))
-        .seed(7)
-        .endpoints([("a", Replica::new("a", &hits)), ("b", Replica::new("b", &hits)), ("bad", bad)]);
+    let mut b = Balance::builder(outliers(&clock)).seed(7).endpoints([
+        ("a", Replica::new("a", &hits)),
+        ("b", Replica::new("b", &hits)),
+        ("bad", bad),
+    ]);
     for _ in 0..60 {
         let _ = b.ready().await.unwrap().call(Req::default()).await;
     }
-    assert!(matches!(b.health(&"bad").unwrap().state(), EndpointState::Ejected { .. }));
-    assert_eq!(hits.lock().unwrap()["bad"], 3, "three failures, then no more calls");
+    assert!(matches!(
+        b.health(&"bad").unwrap().state(),
+        EndpointState::Ejected { .. }
+    ));
+    assert_eq!(
+        hits.lock().unwrap()["bad"],
+        3,
+        "three failures, then no more calls"
+    );
     *fail.lock().unwrap() = false;
     clock.advance(Duration::from_secs(10));
     for _ in 0..60 {
@@ -150,7 +179,9 @@ async fn a_retry_and_a_hedge_go_to_endpoints_not_yet_tried() {
         .tried(tried_of)
         .endpoints(names.map(|n| (n, Replica::new(n, &hits))));
     for _ in 0..50 {
-        let req = Req { tried: Some(Tried::new()) };
+        let req = Req {
+            tried: Some(Tried::new()),
+        };
         // Three attempts of one request (say a call, its hedge, its retry): three endpoints.
         let first = b.ready().await.unwrap().call(req.clone());
         let hedge = b.ready().await.unwrap().call(req.clone());
@@ -181,8 +212,16 @@ async fn everything_ejected_falls_back_to_the_least_bad() {
     }
     assert_eq!(b.outliers().ejected(), 1);
     // A retry that tried the one left goes to the ejected one rather than nowhere.
-    let req = Req { tried: Some(Tried::new()) };
-    let first = b.ready().await.unwrap().call(req.clone()).await.unwrap_err();
+    let req = Req {
+        tried: Some(Tried::new()),
+    };
+    let first = b
+        .ready()
+        .await
+        .unwrap()
+        .call(req.clone())
+        .await
+        .unwrap_err();
     let second = b.ready().await.unwrap().call(req).await.unwrap_err();
     assert_ne!(first.into_endpoint(), second.into_endpoint());
 }
@@ -200,7 +239,8 @@ async fn discovery_inserts_and_removes_without_dropping_calls_in_flight() {
     tx.send(Change::Insert("slow", slow)).unwrap();
     let in_flight = b.ready().await.unwrap().call(Req::default());
     assert_eq!(b.len(), 1);
-    tx.send(Change::Insert("next", Replica::new("next", &hits))).unwrap();
+    tx.send(Change::Insert("next", Replica::new("next", &hits)))
+        .unwrap();
     tx.send(Change::Remove("slow")).unwrap();
     b.ready().await.unwrap();
     assert_eq!(b.len(), 1);
@@ -211,11 +251,17 @@ async fn discovery_inserts_and_removes_without_dropping_calls_in_flight() {
     assert_eq!(b.call(Req::default()).await.unwrap(), "next");
     drop(tx);
     b.ready().await.unwrap();
-    assert_eq!(b.call(Req::default()).await.unwrap(), "next", "a finished stream keeps the set");
+    assert_eq!(
+        b.call(Req::default()).await.unwrap(),
+        "next",
+        "a finished stream keeps the set"
+    );
     let _ = clock.now();
 }
 
 /// A `Stream` over an unbounded receiver.
-fn tokio_stream<T>(mut rx: mpsc::UnboundedReceiver<T>) -> impl futures_core::Stream<Item = T> + Unpin {
+fn tokio_stream<T>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures_core::Stream<Item = T> + Unpin {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -95,7 +95,11 @@ async fn cancelling_every_caller_cancels_the_upstream_call() {
     let flight_ctx = seen.lock().unwrap().clone().unwrap();
     assert!(!flight_ctx.is_cancelled());
     drop(calls);
-    assert_eq!(up.dropped.load(Ordering::SeqCst), 1, "the upstream call was dropped");
+    assert_eq!(
+        up.dropped.load(Ordering::SeqCst),
+        1,
+        "the upstream call was dropped"
+    );
     assert!(flight_ctx.is_cancelled(), "and its context cancelled");
     assert_eq!(c.in_flight(), 0);
 }
@@ -161,7 +165,11 @@ async fn a_key_flood_stays_within_the_bound() {
         assert!(poll_once(call).await.is_pending());
     }
     assert_eq!(c.in_flight(), 8, "the map holds at most max_keys");
-    assert_eq!(up.started.load(Ordering::SeqCst), 100, "the rest ran uncoalesced");
+    assert_eq!(
+        up.started.load(Ordering::SeqCst),
+        100,
+        "the rest ran uncoalesced"
+    );
     drop(calls);
     assert_eq!(c.in_flight(), 0);
 }

@@ -58,7 +58,9 @@ fn every_transition_reaches_the_callback() {
                 endpoint: "\"b\"".to_owned(),
                 reason: EjectReason::ConsecutiveFailures
             },
-            Event::Probation { endpoint: a.clone() },
+            Event::Probation {
+                endpoint: a.clone()
+            },
             Event::Restored { endpoint: a },
         ]
     );

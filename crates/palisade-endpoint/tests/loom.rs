@@ -13,8 +13,8 @@ use std::task::{Context as TaskContext, Poll};
 use futures_util::task::noop_waker;
 use loom::thread;
 use palisade_context::Context;
-use palisade_endpoint::Coalesce;
 use palisade_endpoint::__loom::{Bug, set};
+use palisade_endpoint::Coalesce;
 
 fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
     let waker = noop_waker();

@@ -29,7 +29,9 @@ use hyper_util::rt::TokioExecutor;
 use palisade_classify::Outcome;
 use palisade_clock::{Clock, MonotonicClock, Timestamp, TokioSleep};
 use palisade_context::Context;
-use palisade_endpoint::{Balance, BalanceError, Coalesce, EndpointState, Event, OutlierConfig, Outliers};
+use palisade_endpoint::{
+    Balance, BalanceError, Coalesce, EndpointState, Event, OutlierConfig, Outliers,
+};
 use tokio::sync::Notify;
 use tower::{Service, ServiceExt, service_fn};
 
@@ -43,7 +45,8 @@ struct Skipping {
 
 impl Skipping {
     fn skip(&self, by: Duration) {
-        self.offset.fetch_add(by.as_nanos() as u64, Ordering::SeqCst);
+        self.offset
+            .fetch_add(by.as_nanos() as u64, Ordering::SeqCst);
     }
     fn offset(&self) -> Duration {
         Duration::from_nanos(self.offset.load(Ordering::SeqCst))
@@ -126,7 +129,9 @@ async fn a_bad_replica_is_ejected_traffic_moves_and_it_is_readmitted() {
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let mut endpoints = Vec::new();
     for name in names {
-        let router = Router::new().route("/", get(handle)).with_state(replicas[name].clone());
+        let router = Router::new()
+            .route("/", get(handle))
+            .with_state(replicas[name].clone());
         let uri: http::Uri = format!("http://{}/", serve(router).await).parse().unwrap();
         let client = client.clone();
         let service = service_fn(move |()| {
@@ -166,13 +171,20 @@ async fn a_bad_replica_is_ejected_traffic_moves_and_it_is_readmitted() {
     assert!(hits("bad") > 0);
     // Choosing on load alone already gives the slow replica the smallest share.
     let fastest = ["r0", "r1", "r4"].map(hits);
-    assert!(fastest.iter().all(|&f| hits("slow") < f), "slow {} fast {fastest:?}", hits("slow"));
+    assert!(
+        fastest.iter().all(|&f| hits("slow") < f),
+        "slow {} fast {fastest:?}",
+        hits("slow")
+    );
 
     // The rules are judged: the bad replica (30 % failures) is ejected.
     clock.skip(Duration::from_secs(1));
     outliers.tick(clock.now());
     assert!(
-        matches!(balance.health(&"bad").unwrap().state(), EndpointState::Ejected { .. }),
+        matches!(
+            balance.health(&"bad").unwrap().state(),
+            EndpointState::Ejected { .. }
+        ),
         "events: {:?}",
         events.lock().unwrap()
     );
@@ -187,22 +199,43 @@ async fn a_bad_replica_is_ejected_traffic_moves_and_it_is_readmitted() {
     assert!(after >= 995, "{after} of 1000 succeeded");
     assert_eq!(hits("bad"), bad_before, "the ejected replica took calls");
     let slow_share = (hits("slow") - slow_before) as f64 / 1000.0;
-    assert!(slow_share < 0.2, "the slow replica took {slow_share} of the calls");
+    assert!(
+        slow_share < 0.2,
+        "the slow replica took {slow_share} of the calls"
+    );
     assert_eq!(names.iter().map(|n| hits(n)).sum::<usize>(), total + 1000);
 
     // The bad replica recovers; its ejection ends; it passes probation.
     replicas["bad"].flaky.store(false, Ordering::SeqCst);
     clock.skip(Duration::from_secs(30));
     outliers.tick(clock.now());
-    assert_eq!(balance.health(&"bad").unwrap().state(), EndpointState::Probation);
+    assert_eq!(
+        balance.health(&"bad").unwrap().state(),
+        EndpointState::Probation
+    );
     let last = drive(&mut balance, 400, 10).await;
     assert!(last >= 398, "{last} of 400");
     assert!(hits("bad") > bad_before, "readmitted");
-    assert_eq!(balance.health(&"bad").unwrap().state(), EndpointState::Healthy);
+    assert_eq!(
+        balance.health(&"bad").unwrap().state(),
+        EndpointState::Healthy
+    );
     let events = events.lock().unwrap();
-    assert!(events.iter().any(|e| matches!(e, Event::Ejected { endpoint, .. } if endpoint == "\"bad\"")));
-    assert!(events.iter().any(|e| matches!(e, Event::Probation { endpoint } if endpoint == "\"bad\"")));
-    assert!(events.iter().any(|e| matches!(e, Event::Restored { endpoint } if endpoint == "\"bad\"")));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Ejected { endpoint, .. } if endpoint == "\"bad\""))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Probation { endpoint } if endpoint == "\"bad\""))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Restored { endpoint } if endpoint == "\"bad\""))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +251,12 @@ async fn a_stampede_of_coalesced_calls_reaches_the_server_once() {
         "value"
     }
     let upstream = Arc::new(Upstream::default());
-    let addr = serve(Router::new().route("/", get(slow)).with_state(upstream.clone())).await;
+    let addr = serve(
+        Router::new()
+            .route("/", get(slow))
+            .with_state(upstream.clone()),
+    )
+    .await;
     let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
     let uri: http::Uri = format!("http://{addr}/").parse().unwrap();
 
@@ -245,5 +283,9 @@ async fn a_stampede_of_coalesced_calls_reaches_the_server_once() {
     upstream.gate.notify_one();
     let results = calls.await.unwrap();
     assert!(results.iter().all(|r| matches!(r, Ok(200))));
-    assert_eq!(upstream.hits.load(Ordering::SeqCst), 1, "one upstream request");
+    assert_eq!(
+        upstream.hits.load(Ordering::SeqCst),
+        1,
+        "one upstream request"
+    );
 }

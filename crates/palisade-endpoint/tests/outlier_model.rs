@@ -69,7 +69,10 @@ fn expire(models: &mut [Model], now: u64) {
 }
 
 fn try_eject(models: &mut [Model], i: usize, now: u64) {
-    let ejected = models.iter().filter(|m| matches!(m.mode, Mode::Ejected { .. })).count();
+    let ejected = models
+        .iter()
+        .filter(|m| matches!(m.mode, Mode::Ejected { .. }))
+        .count();
     if ejected >= max_ejected(models.len()) {
         models[i].successes = 0;
         return;
@@ -176,7 +179,10 @@ proptest! {
 #[test]
 fn an_ejection_grows_with_each_failed_probation_and_is_capped() {
     let clock = ManualClock::new();
-    let outliers = Outliers::builder(config()).clock(clock.clone()).build().unwrap();
+    let outliers = Outliers::builder(config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let a = outliers.insert("a");
     let _b = outliers.insert("b");
     let mut lengths = Vec::new();
@@ -187,14 +193,19 @@ fn an_ejection_grows_with_each_failed_probation_and_is_capped() {
                 break;
             }
         }
-        let EndpointState::Ejected { until } = a.state() else { panic!("not ejected") };
+        let EndpointState::Ejected { until } = a.state() else {
+            panic!("not ejected")
+        };
         lengths.push(until.saturating_duration_since(clock.now()));
         clock.advance(until.saturating_duration_since(clock.now()));
         outliers.tick(clock.now());
         assert_eq!(a.state(), EndpointState::Probation);
     }
     let s = |ms| Duration::from_millis(ms);
-    assert_eq!(lengths, [s(10_000), s(20_000), s(30_000), s(35_000), s(35_000)]);
+    assert_eq!(
+        lengths,
+        [s(10_000), s(20_000), s(30_000), s(35_000), s(35_000)]
+    );
     // Passing probation forgives the ejections.
     for _ in 0..PROBATION {
         a.record(OutcomeKind::Success, None, clock.now());
@@ -206,7 +217,10 @@ fn an_ejection_grows_with_each_failed_probation_and_is_capped() {
 #[test]
 fn never_more_than_the_share_and_never_all() {
     let clock = ManualClock::new();
-    let outliers = Outliers::builder(config()).clock(clock.clone()).build().unwrap();
+    let outliers = Outliers::builder(config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let all: Vec<_> = (0..5).map(|i| outliers.insert(i)).collect();
     for e in &all {
         for _ in 0..RUN * 3 {
@@ -214,7 +228,10 @@ fn never_more_than_the_share_and_never_all() {
         }
     }
     assert_eq!(outliers.ejected(), 2, "50 % of 5, rounded down");
-    let single = Outliers::builder(config()).clock(clock.clone()).build().unwrap();
+    let single = Outliers::builder(config())
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let only = single.insert("only");
     for _ in 0..RUN * 3 {
         only.record(OutcomeKind::Failure, None, clock.now());
@@ -229,17 +246,31 @@ fn the_rate_and_latency_rules_eject_on_the_interval() {
         .with_consecutive_failures(None)
         .with_minimum_calls(10)
         .with_interval(Duration::from_secs(1));
-    let outliers = Outliers::builder(config).clock(clock.clone()).build().unwrap();
+    let outliers = Outliers::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
     let all: Vec<_> = (0..5).map(|i| outliers.insert(i)).collect();
     for round in 0..20 {
         for (i, e) in all.iter().enumerate() {
             let failed = i == 0 && round % 2 == 0;
-            let kind = if failed { OutcomeKind::Failure } else { OutcomeKind::Success };
-            let took = if i == 1 { Duration::from_millis(100) } else { Duration::from_millis(10) };
+            let kind = if failed {
+                OutcomeKind::Failure
+            } else {
+                OutcomeKind::Success
+            };
+            let took = if i == 1 {
+                Duration::from_millis(100)
+            } else {
+                Duration::from_millis(10)
+            };
             e.record(kind, Some(took), clock.now());
         }
     }
-    assert!(all.iter().all(|e| e.is_available()), "judged only every interval");
+    assert!(
+        all.iter().all(|e| e.is_available()),
+        "judged only every interval"
+    );
     clock.advance(Duration::from_secs(1));
     outliers.tick(clock.now());
     assert!(!all[0].is_available(), "50 % failures: ejected");
