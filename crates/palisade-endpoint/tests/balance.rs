@@ -265,3 +265,68 @@ fn tokio_stream<T>(
 ) -> impl futures_core::Stream<Item = T> + Unpin {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_retry_executor_s_attempts_share_one_tried_set() {
+    use futures_util::FutureExt;
+    use palisade_backoff::{Backoff, Jitter};
+    use palisade_context::Context;
+    use palisade_retry::RetryPolicy;
+
+    let clock = ManualClock::new();
+    let hits = Hits::default();
+    let bad = Replica::new("bad", &hits);
+    *bad.fail.lock().unwrap() = true;
+    // No ejection at all: only the Tried set keeps the retries off "bad".
+    let config = OutlierConfig::default()
+        .with_consecutive_failures(None)
+        .with_failure_rate(None)
+        .with_latency_factor(None);
+    let outliers = Outliers::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut b = Balance::builder(outliers).tried(tried_of).endpoints([
+        ("a", Replica::new("a", &hits)),
+        ("b", Replica::new("b", &hits)),
+        ("bad", bad),
+    ]);
+    let policy = RetryPolicy::builder()
+        .backoff(
+            Backoff::constant(Duration::from_millis(10))
+                .jitter(Jitter::None)
+                .max_attempts(3)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+    for _ in 0..50 {
+        // One set per execution, a clone in every attempt's request.
+        let req = Req {
+            tried: Some(Tried::new()),
+        };
+        let before = hits.lock().unwrap().get("bad").copied().unwrap_or(0);
+        let answer = policy
+            .retry(&ctx, |_attempt| {
+                std::future::poll_fn(|cx| b.poll_ready(cx))
+                    .now_or_never()
+                    .expect("a balancer over a list is always ready")
+                    .unwrap();
+                b.call(req.clone())
+            })
+            .await
+            .unwrap();
+        assert_ne!(answer, "bad");
+        let after = hits.lock().unwrap().get("bad").copied().unwrap_or(0);
+        assert!(
+            after - before <= 1,
+            "a retry went back to the endpoint that failed"
+        );
+    }
+    assert!(
+        hits.lock().unwrap()["bad"] > 0,
+        "the bad endpoint was tried first sometimes"
+    );
+}
