@@ -330,3 +330,83 @@ async fn the_retry_executor_s_attempts_share_one_tried_set() {
         "the bad endpoint was tried first sometimes"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hedge_goes_to_another_endpoint_and_the_loser_leaves_the_count() {
+    use futures_util::FutureExt;
+    use palisade_backoff::{Backoff, Jitter};
+    use palisade_context::Context;
+    use palisade_retry::{Hedging, RetryPolicy};
+
+    let clock = ManualClock::new();
+    let hits = Hits::default();
+    let mut stuck = Replica::new("stuck", &hits);
+    stuck.gate = Some(Arc::new(Notify::new())); // never opened
+    let config = OutlierConfig::default()
+        .with_consecutive_failures(None)
+        .with_failure_rate(None)
+        .with_latency_factor(None);
+    let outliers = Outliers::builder(config)
+        .clock(clock.clone())
+        .build()
+        .unwrap();
+    let mut b = Balance::builder(outliers).tried(tried_of).endpoints([
+        ("stuck", stuck),
+        ("a", Replica::new("a", &hits)),
+        ("b", Replica::new("b", &hits)),
+    ]);
+    let policy = RetryPolicy::builder()
+        .backoff(
+            Backoff::constant(Duration::from_millis(10))
+                .jitter(Jitter::None)
+                .max_attempts(1)
+                .build()
+                .unwrap(),
+        )
+        .hedging(
+            Hedging::fixed(Duration::from_millis(20))
+                .max_hedges(1)
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    let ctx = Context::background();
+    let mut hedged = 0;
+    for _ in 0..50 {
+        let req = Req {
+            tried: Some(Tried::new()),
+        };
+        let stuck_before = hits.lock().unwrap().get("stuck").copied().unwrap_or(0);
+        let answer = policy
+            .retry(&ctx, |_attempt| {
+                std::future::poll_fn(|cx| b.poll_ready(cx))
+                    .now_or_never()
+                    .expect("a balancer over a list is always ready")
+                    .unwrap();
+                b.call(req.clone())
+            })
+            .await
+            .unwrap();
+        assert_ne!(answer, "stuck");
+        let stuck_after = hits.lock().unwrap().get("stuck").copied().unwrap_or(0);
+        assert!(
+            stuck_after - stuck_before <= 1,
+            "the hedge went to the stuck endpoint too"
+        );
+        if stuck_after > stuck_before {
+            hedged += 1;
+            assert_eq!(
+                req.tried.as_ref().unwrap().len(),
+                2,
+                "the primary and its hedge"
+            );
+        }
+        assert_eq!(
+            b.health(&"stuck").unwrap().in_flight(),
+            0,
+            "the losing attempt was dropped"
+        );
+    }
+    assert!(hedged > 0, "some primaries landed on the stuck endpoint");
+}
