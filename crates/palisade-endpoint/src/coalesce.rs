@@ -2,6 +2,7 @@
 //! in-flight call and its result.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry as MapEntry;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
@@ -225,35 +226,56 @@ where
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let mut flights = self.inner.flights.lock();
-        if let Some(shared) = flights.get(&key).and_then(|e| e.flight.upgrade()) {
-            drop(flights);
-            return Call {
-                kind: CallKind::Flight(shared),
-                joined: true,
-            };
+        let len = flights.len();
+        // One hash of the key: look it up, and insert through the same entry.
+        let (shared, joined) = match flights.entry(key) {
+            MapEntry::Occupied(mut e) => match e.get().flight.upgrade() {
+                Some(shared) => (shared, true),
+                None => {
+                    // Every caller of the flight there has gone and its removal is
+                    // under way: a new flight takes the key (the old one then
+                    // leaves it alone, its id no longer matches).
+                    let (entry, shared) = self.new_flight(ctx, e.key().clone(), f);
+                    e.insert(entry);
+                    (shared, false)
+                }
+            },
+            MapEntry::Vacant(v) if len < self.inner.max_keys => {
+                let (entry, shared) = self.new_flight(ctx, v.key().clone(), f);
+                v.insert(entry);
+                (shared, false)
+            }
+            MapEntry::Vacant(_) => {
+                drop(flights);
+                crate::event::coalesce_overflow();
+                return Call {
+                    kind: CallKind::Solo(flight::<K, T, E, F, Fut>(ctx, f, None)),
+                    joined: false,
+                };
+            }
+        };
+        drop(flights);
+        Call {
+            kind: CallKind::Flight(shared),
+            joined,
         }
-        if flights.len() >= self.inner.max_keys && !flights.contains_key(&key) {
-            drop(flights);
-            crate::event::coalesce_overflow();
-            return Call {
-                kind: CallKind::Solo(flight::<K, T, E, F, Fut>(ctx, f, None)),
-                joined: false,
-            };
-        }
+    }
+
+    /// A new flight of `f` for `key`, and its map entry.
+    fn new_flight<F, Fut>(&self, ctx: &Context, key: K, f: F) -> (Entry<T, E>, Shared<Flight<T, E>>)
+    where
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+    {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let remover = Remover {
             inner: self.inner.clone(),
-            key: Some(key.clone()),
+            key: Some(key),
             id,
         };
         let shared = flight(ctx, f, Some(remover)).shared();
         let weak = shared.downgrade().expect("a new flight has not completed");
-        flights.insert(key, Entry { id, flight: weak });
-        drop(flights);
-        Call {
-            kind: CallKind::Flight(shared),
-            joined: false,
-        }
+        (Entry { id, flight: weak }, shared)
     }
 }
 
@@ -293,13 +315,13 @@ impl<K: Eq + Hash, T, E> Drop for Remover<K, T, E> {
     fn drop(&mut self) {
         let Some(key) = self.key.take() else { return };
         let mut flights = self.inner.flights.lock();
-        let ours = flights.get(&key).is_some_and(|e| e.id == self.id);
         // A caller that found this flight's entry dead (every caller gone, this
         // drop not yet run) has put a new flight under the key: that one stays.
-        let removed = if ours || crate::sync::broken_remove_any() {
-            flights.remove(&key)
-        } else {
-            None
+        let removed = match flights.entry(key) {
+            MapEntry::Occupied(e) if e.get().id == self.id || crate::sync::broken_remove_any() => {
+                Some(e.remove())
+            }
+            _ => None,
         };
         drop(flights);
         drop(removed);
