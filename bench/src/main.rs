@@ -41,7 +41,7 @@ options:
   -h, --help         this text
 
 filter: an area (floors, clock, breaker, retry, ratelimit, bulkhead, context,
-timeout, pipeline, window) or any part of a case id (see --list). Floors are always measured.";
+timeout, pipeline, window, endpoint) or any part of a case id (see --list). Floors are always measured.";
 
 #[derive(Debug, Default)]
 struct Args {

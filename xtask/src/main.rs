@@ -12,8 +12,8 @@
 //!   Rust) for N seconds (default 3); a crash is saved under `fuzz/regressions/`,
 //!   which the `regressions` test replays (one of the `ci` steps, at 2 s a target).
 //! - `cargo xtask features`: clippy, warnings as errors, on the facade with no
-//!   feature, each feature alone and the default set, and on palisade-health with
-//!   each of its features alone (one of the `ci` steps).
+//!   feature, each feature alone and the default set, and on palisade-health and
+//!   palisade-endpoint with each of their features alone (one of the `ci` steps).
 //! - `cargo xtask msrv`, `cargo xtask package`: the declared minimum Rust version
 //!   holds, and every publishable crate packages (both `ci` steps);
 //!   `cargo xtask semver [--baseline REV]`: no accidental breaking change (its own
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
                  fuzz [--seconds N] [--seed S] [target...]\n                  each fuzz target for N seconds (default 3), on stable Rust\n  \
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
-                 features        clippy on each feature of the facade and of palisade-health alone\n  \
+                 features        clippy on each feature of the facade, palisade-health and palisade-endpoint alone\n  \
                  msrv            the declared rust-version holds for the publishable crates\n  \
                  package         cargo package of every publishable crate, verified\n  \
                  semver [--baseline REV]\n                  cargo-semver-checks against .semver-baseline (installs it if missing)\n  \
@@ -294,11 +294,16 @@ fn features_of(manifest: &Path) -> Result<Vec<String>, String> {
 }
 
 /// One clippy run per feature set: the facade with none, with each feature
-/// alone and with its default set; palisade-health with each feature alone. A
-/// combination that warns (dead code behind a feature, an unused import) fails.
+/// alone and with its default set; palisade-health and palisade-endpoint with
+/// each feature alone. A combination that warns (dead code behind a feature, an
+/// unused import) fails.
 fn feature_steps(root: &Path) -> Vec<Step> {
     let mut steps = Vec::new();
-    for (package, defaults) in [("palisade", true), ("palisade-health", false)] {
+    for (package, defaults) in [
+        ("palisade", true),
+        ("palisade-health", false),
+        ("palisade-endpoint", false),
+    ] {
         let manifest = root.join("crates").join(package).join("Cargo.toml");
         let features = match features_of(&manifest) {
             Ok(f) => f,

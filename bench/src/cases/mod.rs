@@ -12,6 +12,7 @@ mod bulkhead;
 mod clock;
 mod context;
 mod edge;
+mod endpoint;
 mod floors;
 mod pipeline;
 mod ratelimit;
@@ -34,6 +35,7 @@ pub(crate) const AREAS: &[&str] = &[
     "pipeline",
     "window",
     "redis",
+    "endpoint",
 ];
 
 /// A cell a peer cannot fill, and why.
@@ -71,6 +73,7 @@ pub(crate) fn cases(select: impl Fn(&str) -> bool) -> Vec<Case> {
             "pipeline" => pipeline::cases(),
             "window" => window::cases(),
             "redis" => redis::cases(),
+            "endpoint" => endpoint::cases(),
             _ => Vec::new(),
         });
         all.extend(cases);
@@ -90,6 +93,7 @@ pub(crate) fn gaps(select: impl Fn(&str) -> bool) -> Vec<Gap> {
         timeout::GAPS,
         pipeline::GAPS,
         window::GAPS,
+        endpoint::GAPS,
     ]
     .concat()
     .into_iter()

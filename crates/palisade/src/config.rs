@@ -105,6 +105,14 @@ pub struct RegistryConfig {
     /// The pipelines, by dependency name.
     #[serde(default)]
     pub pipelines: BTreeMap<String, PipelineConfig>,
+    /// Outlier detection of endpoint balancers, by balancer name (feature
+    /// `endpoint`): `[outliers.users-api]` takes every field of
+    /// [`OutlierConfig`](palisade_endpoint::OutlierConfig). Read when a detector
+    /// is built ([`RegistryConfig::outliers_for`]); a reload changes what later
+    /// builds read, not a detector already built.
+    #[cfg(feature = "endpoint")]
+    #[serde(default)]
+    pub outliers: BTreeMap<String, palisade_endpoint::OutlierConfig>,
 }
 
 /// One pipeline as configuration. Every layer is optional; an absent layer is not
@@ -191,7 +199,47 @@ impl RegistryConfig {
             p.validate()
                 .map_err(|e| e.within(&format!("pipelines.{name}")))?;
         }
+        #[cfg(feature = "endpoint")]
+        for (name, o) in &self.outliers {
+            o.validate()
+                .map_err(|e| e.within(&format!("outliers.{name}")))?;
+        }
         Ok(())
+    }
+
+    /// A detector for balancer `name` with its configured outlier detection, named
+    /// `name` in events and metrics; `None` when the file has no
+    /// `[outliers.<name>]` section.
+    ///
+    /// ```
+    /// use palisade::config::RegistryConfig;
+    ///
+    /// let config = RegistryConfig::from_toml(r#"
+    ///     [outliers.users-api]
+    ///     consecutive_failures = 3
+    ///     base_ejection = "10s"
+    ///     max_ejected_percent = 20
+    /// "#).unwrap();
+    /// config.validate().unwrap();
+    /// let outliers = config.outliers_for("users-api").unwrap().unwrap();
+    /// assert_eq!(outliers.config().consecutive_failures, Some(3));
+    ///
+    /// let bad = RegistryConfig::from_toml("[outliers.users-api]\nbase_ejection = \"0s\"").unwrap();
+    /// assert_eq!(bad.validate().unwrap_err().field(), "outliers.users-api.base_ejection");
+    /// ```
+    #[cfg(feature = "endpoint")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "endpoint")))]
+    pub fn outliers_for(
+        &self,
+        name: &str,
+    ) -> Option<Result<palisade_endpoint::Outliers, ConfigError>> {
+        let config = self.outliers.get(name)?;
+        Some(
+            palisade_endpoint::Outliers::builder(config.clone())
+                .name(name)
+                .build()
+                .map_err(|e| e.within(&format!("outliers.{name}"))),
+        )
     }
 }
 

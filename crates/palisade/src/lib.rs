@@ -17,6 +17,7 @@
 //! | [`retry`] | `retry` (default) | the retry executor, retry budgets, hedging |
 //! | [`breaker`] | `breaker` (default) | the circuit breaker |
 //! | [`limit`] | `limit` (default) | bulkhead and rate limiter |
+//! | `endpoint` | `endpoint` | request coalescing, outlier detection, endpoint selection (palisade-endpoint) |
 //!
 //! And modules of the facade's own, behind features that are off by default:
 //!
@@ -177,3 +178,7 @@ pub use palisade_limit as limit;
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 #[doc(inline)]
 pub use palisade_limit_redis as redis;
+#[cfg(feature = "endpoint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "endpoint")))]
+#[doc(inline)]
+pub use palisade_endpoint as endpoint;
