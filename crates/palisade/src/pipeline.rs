@@ -1788,6 +1788,9 @@ where
             if let Some(limiter) = &layers.rate_limiter {
                 if let Err(limited) = limiter.check() {
                     drop(entered);
+                    // Let go before the refusal goes on: a half-open probe's slot
+                    // is free again for a retry.
+                    #[cfg_attr(not(feature = "breaker"), allow(dropping_copy_types))]
                     drop(permit);
                     let total = pipeline.times(now);
                     return refused(this, cx, span, started_at, total, limited.rejection());
@@ -1933,6 +1936,7 @@ where
 /// The first attempt refused by the breaker or a limit in the first poll.
 #[cold]
 #[inline(never)]
+#[cfg_attr(not(any(feature = "breaker", feature = "limit")), allow(dead_code))]
 fn refused<'a, K, C, T, E, F, Fut, S>(
     this: ExecuteProj<'_, 'a, K, C, T, E, F, Fut, S>,
     cx: &mut task::Context<'_>,
