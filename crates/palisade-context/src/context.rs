@@ -692,12 +692,22 @@ impl Context {
 }
 
 impl Drop for Context {
-    #[inline]
+    /// A context without a node of its own (the background context and the
+    /// contexts capped from it, which are what a healthy call's attempt gets)
+    /// drops in a compare or two, inline where it is dropped.
+    #[inline(always)]
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
-            node::release(node);
+            release_node(node);
         }
     }
+}
+
+/// [`node::release`], out of line: the drop of a context without a node stays
+/// small enough to be inlined.
+#[inline(never)]
+fn release_node(node: Arc<Node>) {
+    node::release(node);
 }
 
 /// A context's handle of the first link of its values. Its drop keeps the
@@ -706,7 +716,7 @@ impl Drop for Context {
 struct Link(Option<Arc<ValueNode>>);
 
 impl Drop for Link {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         if let Some(values) = self.0.take() {
             release_values(values);

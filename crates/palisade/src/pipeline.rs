@@ -1748,14 +1748,44 @@ where
             let total = pipeline.times(now);
             return start_slow(this, cx, span, started_at, total, Resume::Start);
         }
-        let (permit, slot) = match pipeline.admit() {
-            Ok(admitted) => admitted,
-            Err(rejection) => {
-                drop(entered);
-                let total = pipeline.times(now);
-                return refused(this, cx, span, started_at, total, rejection);
+        // The strategies are asked one by one, each refusal leaving at once: a
+        // permit that never travels in a combined result stays in registers.
+        #[allow(unused_variables)]
+        let layers = &pipeline.inner.layers;
+        #[cfg(feature = "breaker")]
+        let permit: BreakerPermit<'a, C> = match &layers.breaker {
+            Some(breaker) => match breaker.try_acquire() {
+                Ok(permit) => Some(permit),
+                Err(rejected) => {
+                    drop(entered);
+                    let total = pipeline.times(now);
+                    return refused(this, cx, span, started_at, total, rejected.rejection());
+                }
+            },
+            None => None,
+        };
+        #[cfg(not(feature = "breaker"))]
+        let permit: BreakerPermit<'a, C> = std::marker::PhantomData;
+        #[cfg(feature = "limit")]
+        let slot = {
+            if let Some(limiter) = &layers.rate_limiter {
+                if let Err(limited) = limiter.check() {
+                    drop(entered);
+                    // Let go before the refusal goes on: a half-open probe's slot
+                    // is free again for a retry.
+                    #[cfg_attr(not(feature = "breaker"), allow(dropping_copy_types))]
+                    drop(permit);
+                    let total = pipeline.times(now);
+                    return refused(this, cx, span, started_at, total, limited.rejection());
+                }
+            }
+            match &layers.bulkhead {
+                Some(bulkhead) => bulkhead.try_acquire_uncounted(),
+                None => None,
             }
         };
+        #[cfg(not(feature = "limit"))]
+        let slot: Option<BulkheadPermit<'a>> = None;
         let Some(call) = this.call.as_mut() else {
             // Not reached: the call is only taken for the boxed path.
             return Poll::Pending;
@@ -1889,6 +1919,7 @@ where
 /// The first attempt refused by the breaker or a limit in the first poll.
 #[cold]
 #[inline(never)]
+#[cfg_attr(not(any(feature = "breaker", feature = "limit")), allow(dead_code))]
 fn refused<'a, K, C, T, E, F, Fut, S>(
     this: ExecuteProj<'_, 'a, K, C, T, E, F, Fut, S>,
     cx: &mut task::Context<'_>,
