@@ -7,7 +7,7 @@
 //! | [`RateLimiter`] | calls per period (GCRA, one atomic word), with a burst | [`Strategy::RateLimiter`](palisade_classify::Strategy::RateLimiter), with when to retry |
 //! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
 //! | [`Throttle`] | calls sent while the dependency refuses many (the SRE book's client-side throttling) | [`Strategy::Throttle`](palisade_classify::Strategy::Throttle) |
-//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
+//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2, Vegas) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
 //! in virtual time; is configured by a serde configuration (durations in the
