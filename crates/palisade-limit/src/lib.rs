@@ -7,6 +7,7 @@
 //! | [`RateLimiter`] | calls per period (GCRA, one atomic word), with a burst | [`Strategy::RateLimiter`](palisade_classify::Strategy::RateLimiter), with when to retry |
 //! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
 //! | [`Throttle`] | calls sent while the dependency refuses many (the SRE book's client-side throttling) | [`Strategy::Throttle`](palisade_classify::Strategy::Throttle) |
+//! | [`Admission`](admission::Admission) | requests admitted by a server: an adaptive limit shared by criticality classes, a deadline-aware CoDel queue | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit), with when to retry |
 //! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2, Vegas) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
@@ -67,6 +68,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adaptive;
+pub mod admission;
 pub mod bulkhead;
 mod config;
 pub mod rate;
