@@ -87,6 +87,7 @@ pub const RETRY_HEADER: &str = "x-retry-attempt";
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct Attempt(pub u32);
 
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
 const OUTCOMES: [&str; 6] = [
     "admitted",
     "queue_full",
