@@ -128,6 +128,9 @@ async fn serve(setup: Setup, stats: Arc<ServerStats>, base: Instant) -> (std::ne
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let handle = tokio::spawn(async move {
         axum::serve(listener, app).await.unwrap();
     });
@@ -148,9 +151,11 @@ struct Row {
 async fn phase(setup: Setup, load: u32, run: Duration, base: Instant) -> Row {
     let stats = Arc::new(ServerStats::default());
     let (addr, server) = serve(setup, stats.clone(), base).await;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true); // no 40 ms Nagle / delayed-ACK stalls
     let client = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
-        .build_http::<Empty<Bytes>>();
+        .build::<_, Empty<Bytes>>(connector);
     // Load 0 stands for the unloaded reference, half the capacity.
     let rate = capacity() * if load == 0 { 0.5 } else { f64::from(load) };
     let n = (rate * run.as_secs_f64()) as u64;
