@@ -80,7 +80,11 @@ impl Setup {
     }
 }
 
-async fn serve(setup: Setup, stats: Arc<ServerStats>, base: Instant) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+async fn serve(
+    setup: Setup,
+    stats: Arc<ServerStats>,
+    base: Instant,
+) -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
     let slots = Arc::new(Semaphore::new(C));
     let handler = move |headers: HeaderMap| {
         let slots = slots.clone();
@@ -227,7 +231,11 @@ async fn phase(setup: Setup, load: u32, run: Duration, base: Instant) -> Row {
 #[tokio::main]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let run = if quick { Duration::from_millis(500) } else { Duration::from_secs(3) };
+    let run = if quick {
+        Duration::from_millis(500)
+    } else {
+        Duration::from_secs(3)
+    };
     let base = Instant::now();
     println!(
         "capacity: {C} slots × {} ms = {:.0} req/s; deadline {} ms; 10 % critical; {} s a phase\n",
@@ -242,7 +250,9 @@ async fn main() {
         unloaded.p50.as_secs_f64() * 1e3,
         unloaded.p99.as_secs_f64() * 1e3
     );
-    println!("| setup | load | goodput (of capacity) | p50 | p99 | critical served | wasted work (of slots used) |");
+    println!(
+        "| setup | load | goodput (of capacity) | p50 | p99 | critical served | wasted work (of slots used) |"
+    );
     println!("| --- | --- | --- | --- | --- | --- | --- |");
     for setup in [Setup::Unprotected, Setup::TowerFixed, Setup::Palisade] {
         for load in [1, 2, 4] {

@@ -84,10 +84,12 @@ impl AdmissionConfig {
     /// The defaults with a fixed limit of `limit` concurrent requests (an AIMD
     /// limit pinned at `limit`).
     pub fn fixed(limit: u32) -> Self {
-        let mut aimd = AimdConfig::default();
-        aimd.initial_limit = limit;
-        aimd.min_limit = limit;
-        aimd.max_limit = limit;
+        let aimd = AimdConfig {
+            initial_limit: limit,
+            min_limit: limit,
+            max_limit: limit,
+            ..AimdConfig::default()
+        };
         AdmissionConfig {
             limit: AdaptiveConfig::Aimd(aimd),
             ..AdmissionConfig::default()

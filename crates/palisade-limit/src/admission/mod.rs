@@ -73,7 +73,9 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU8;
+// Not modelled under loom: the standard library's atomics and parking_lot's lock.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -85,7 +87,7 @@ pub use config::AdmissionConfig;
 
 use crate::adaptive::{Algorithm, Sample};
 use crate::config::ConfigError;
-use crate::sync::{Arc, AtomicU32, AtomicU64, Mutex, Ordering};
+use parking_lot::Mutex;
 use crate::wait::{WaitError, under};
 
 /// How much a request matters, for the order in which requests are shed.
