@@ -4,7 +4,7 @@
 //! An [`Admission`] controller decides, for each request arriving at a service,
 //! whether it runs now, waits, or is refused:
 //!
-//! - **The limit** is an adaptive concurrency limit ([`AdaptiveConfig`]: AIMD,
+//! - **The limit** is an adaptive concurrency limit ([`AdaptiveConfig`](crate::adaptive::AdaptiveConfig): AIMD,
 //!   Gradient2 or Vegas) learned from the latency each [`AdmissionPermit`]
 //!   reports, or a fixed one ([`AdmissionConfig::fixed`]).
 //! - **Criticality classes** ([`Criticality`]: critical, default, sheddable) each
