@@ -107,16 +107,19 @@ async fn serve(
             "ok"
         }
     };
-    let app = Router::new().route("/", get(handler));
     let app = match setup {
-        Setup::Unprotected => app,
-        Setup::TowerFixed => app.layer(
+        Setup::Unprotected => Router::new().route("/", get(handler)),
+        // The stack around the handler itself, so that each request goes through
+        // one service's poll_ready and call.
+        Setup::TowerFixed => Router::new().route_service(
+            "/",
             ServiceBuilder::new()
                 .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
                     StatusCode::SERVICE_UNAVAILABLE
                 }))
                 .layer(tower::load_shed::LoadShedLayer::new())
-                .layer(tower::limit::ConcurrencyLimitLayer::new(C)),
+                .layer(tower::limit::ConcurrencyLimitLayer::new(C))
+                .service(axum::handler::HandlerWithoutStateExt::into_service(handler)),
         ),
         Setup::Palisade => {
             let mut vegas = VegasConfig::default();
@@ -127,7 +130,10 @@ async fn serve(
                 .with_limit(AdaptiveConfig::Vegas(vegas))
                 .with_queue(2 * C as u32, Duration::from_millis(50));
             let admission = AdmissionLayer::new(config).unwrap();
-            app.layer(admission).layer(Inbound::new().layer())
+            Router::new()
+                .route("/", get(handler))
+                .layer(admission)
+                .layer(Inbound::new().layer())
         }
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
