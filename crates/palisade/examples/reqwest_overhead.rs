@@ -75,7 +75,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "bare" => bare.get(&url).send().await?.bytes().await?,
                 "empty" => empty.get(&url).send().await?.bytes().await?,
                 "guarded" => guarded.get(&url).send().await?.bytes().await?,
-                other => return Err(format!("REQWEST_OVERHEAD_ONLY is {other}; allowed: plain, bare, empty, guarded").into()),
+                other => {
+                    return Err(format!(
+                        "REQWEST_OVERHEAD_ONLY is {other}; allowed: plain, bare, empty, guarded"
+                    )
+                    .into());
+                }
             };
         }
         return Ok(());
