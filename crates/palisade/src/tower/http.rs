@@ -1,89 +1,5 @@
-//! A [`Pipeline`] over any `http` client (hyper, hyper-util's pooled client,
-//! anything that is a tower `Service<http::Request<_>>`), with retries of
-//! requests whose body can be buffered.
-//!
-//! `http::Request` is not `Clone`, and a body is a stream that can be read
-//! once, so [`PipelineLayer`](super::PipelineLayer) cannot retry it.
-//! [`HttpClientLayer`] reads the body first, up to a limit
-//! ([`DEFAULT_MAX_BUFFER`], 64 KiB, or [`HttpClientLayer::max_buffer`]), and
-//! sends each attempt a copy of the request head with the buffered bytes (a
-//! reference count, not a copy of the bytes). Each attempt carries the
-//! headers [`Outbound`] writes from the attempt's context: its remaining
-//! budget, trace context and request id.
-//!
-//! **One attempt, never silently.** A body longer than the limit (by its
-//! size hint, or found so while reading) is not buffered: the request is sent
-//! once, through [`Pipeline::execute_once`] (the breaker, the limits and the
-//! timeouts still apply; the retry does not), with what was already read
-//! followed by the rest of the stream. Such a call is counted
-//! ([`HttpClientLayer::sent_once`]) and logged (a `tracing` event at debug
-//! level, target `palisade::tower`), and if it fails in a way a retry would
-//! have answered, its error says why it was not retried
-//! ([`HttpClientError::not_retried`], and in its `Display`). A body that
-//! fails while being buffered is sent once too, ending with its error, so
-//! that the client reports it as it would have. A pipeline without a retry
-//! policy never buffers: the request goes to its one attempt as it is.
-//!
-//! **Context.** The call runs under the [`Context`] in the request's
-//! extensions, or else the task's
-//! ([`palisade::context::current`](palisade_context::current)); a request
-//! without one runs under the background context, with no deadline header.
-//! Each attempt gets its attempt's context in its extensions.
-//!
-//! **Readiness.** The service is always ready; the inner client's readiness
-//! is awaited in each attempt, under the attempt timeout. Put tower's
-//! `load_shed` over a [`PipelineLayer`](super::PipelineLayer) for readiness
-//! that reports an open breaker.
-//!
-//! ```
-//! use axum::{Router, body::Bytes, http::StatusCode, routing::post};
-//! use http_body_util::{BodyExt, Full};
-//! use hyper_util::client::legacy::Client;
-//! use hyper_util::rt::TokioExecutor;
-//! use palisade::classify::HttpStatus;
-//! use palisade::retry::RetryPolicy;
-//! use palisade::tower::HttpClientLayer;
-//! use palisade::Pipeline;
-//! use std::sync::Arc;
-//! use std::sync::atomic::{AtomicU32, Ordering};
-//! use tower::{Layer, ServiceExt};
-//!
-//! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! // A server on loopback whose first answer is a 503.
-//! let calls = Arc::new(AtomicU32::new(0));
-//! let counted = calls.clone();
-//! let app = Router::new().route(
-//!     "/echo",
-//!     post(move |body: Bytes| {
-//!         let n = counted.fetch_add(1, Ordering::SeqCst);
-//!         async move {
-//!             match n {
-//!                 0 => (StatusCode::SERVICE_UNAVAILABLE, Bytes::new()),
-//!                 _ => (StatusCode::OK, body),
-//!             }
-//!         }
-//!     }),
-//! );
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-//! let url = format!("http://{}/echo", listener.local_addr()?);
-//! # #[allow(clippy::disallowed_methods)]
-//! tokio::spawn(async move { axum::serve(listener, app).await });
-//!
-//! let pipeline = Pipeline::builder("echo")
-//!     .classifier(HttpStatus::new())
-//!     .retry(RetryPolicy::builder().build()?)
-//!     .build()?;
-//! let client = Client::builder(TokioExecutor::new()).build_http();
-//! let service = HttpClientLayer::new(pipeline).layer(client);
-//! let request = http::Request::post(&url).body(Full::new(Bytes::from_static(b"ada")))?;
-//! let response = service.oneshot(request).await?;
-//! assert_eq!(response.status(), 200);
-//! assert_eq!(&response.into_body().collect().await?.to_bytes()[..], b"ada");
-//! assert_eq!(calls.load(Ordering::SeqCst), 2);
-//! # Ok(())
-//! # }
-//! ```
+//! `HttpClientLayer`: a pipeline over any `http` client, retrying requests
+//! whose body fits in a buffer.
 
 use std::fmt;
 use std::future::Future;
@@ -115,9 +31,92 @@ struct Shared<K> {
     sent_once: AtomicU64,
 }
 
-/// A [`Layer`] running every request of an `http` client through a
-/// [`Pipeline`], retrying requests whose body fits in the buffer; see the
-/// [module](self).
+/// A [`Pipeline`] over any `http` client (hyper, hyper-util's pooled client,
+/// anything that is a tower `Service<http::Request<_>>`), with retries of
+/// requests whose body can be buffered.
+///
+/// `http::Request` is not `Clone`, and a body is a stream that can be read
+/// once, so [`PipelineLayer`](super::PipelineLayer) cannot retry it.
+/// [`HttpClientLayer`] reads the body first, up to a limit
+/// ([`DEFAULT_MAX_BUFFER`], 64 KiB, or [`HttpClientLayer::max_buffer`]), and
+/// sends each attempt a copy of the request head with the buffered bytes (a
+/// reference count, not a copy of the bytes). Each attempt carries the
+/// headers [`Outbound`] writes from the attempt's context: its remaining
+/// budget, trace context and request id.
+///
+/// **One attempt, never silently.** A body longer than the limit (by its
+/// size hint, or found so while reading) is not buffered: the request is sent
+/// once, through [`Pipeline::execute_once`] (the breaker, the limits and the
+/// timeouts still apply; the retry does not), with what was already read
+/// followed by the rest of the stream. Such a call is counted
+/// ([`HttpClientLayer::sent_once`]) and logged (a `tracing` event at debug
+/// level, target `palisade::tower`), and if it fails in a way a retry would
+/// have answered, its error says why it was not retried
+/// ([`HttpClientError::not_retried`], and in its `Display`). A body that
+/// fails while being buffered is sent once too, ending with its error, so
+/// that the client reports it as it would have. A pipeline without a retry
+/// policy never buffers: the request goes to its one attempt as it is.
+///
+/// **Context.** The call runs under the [`Context`] in the request's
+/// extensions, or else the task's
+/// ([`palisade::context::current`](palisade_context::current)); a request
+/// without one runs under the background context, with no deadline header.
+/// Each attempt gets its attempt's context in its extensions.
+///
+/// **Readiness.** The service is always ready; the inner client's readiness
+/// is awaited in each attempt, under the attempt timeout. Put tower's
+/// `load_shed` over a [`PipelineLayer`](super::PipelineLayer) for readiness
+/// that reports an open breaker.
+///
+/// ```
+/// use axum::{Router, body::Bytes, http::StatusCode, routing::post};
+/// use http_body_util::{BodyExt, Full};
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use palisade::classify::HttpStatus;
+/// use palisade::retry::RetryPolicy;
+/// use palisade::tower::HttpClientLayer;
+/// use palisade::Pipeline;
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use tower::{Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // A server on loopback whose first answer is a 503.
+/// let calls = Arc::new(AtomicU32::new(0));
+/// let counted = calls.clone();
+/// let app = Router::new().route(
+///     "/echo",
+///     post(move |body: Bytes| {
+///         let n = counted.fetch_add(1, Ordering::SeqCst);
+///         async move {
+///             match n {
+///                 0 => (StatusCode::SERVICE_UNAVAILABLE, Bytes::new()),
+///                 _ => (StatusCode::OK, body),
+///             }
+///         }
+///     }),
+/// );
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let url = format!("http://{}/echo", listener.local_addr()?);
+/// # #[allow(clippy::disallowed_methods)]
+/// tokio::spawn(async move { axum::serve(listener, app).await });
+///
+/// let pipeline = Pipeline::builder("echo")
+///     .classifier(HttpStatus::new())
+///     .retry(RetryPolicy::builder().build()?)
+///     .build()?;
+/// let client = Client::builder(TokioExecutor::new()).build_http();
+/// let service = HttpClientLayer::new(pipeline).layer(client);
+/// let request = http::Request::post(&url).body(Full::new(Bytes::from_static(b"ada")))?;
+/// let response = service.oneshot(request).await?;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(&response.into_body().collect().await?.to_bytes()[..], b"ada");
+/// assert_eq!(calls.load(Ordering::SeqCst), 2);
+/// # Ok(())
+/// # }
+/// ```
 pub struct HttpClientLayer<K = HttpStatus> {
     shared: Arc<Shared<K>>,
 }
