@@ -30,8 +30,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::client::HttpClient;
+use crate::load::http_client;
 use crate::server::PROBE_PATH;
+use std::sync::Arc;
 
 /// The path the health endpoint answers on.
 pub const HEALTH_PATH: &str = "/health";
@@ -80,7 +81,8 @@ pub fn build(
     probe_timeout: Duration,
     every: Duration,
 ) -> Result<Health, palisade::health::ConfigError> {
-    let probe = HttpClient::new(probe_addr);
+    let probe = http_client();
+    let url: Arc<str> = format!("http://{probe_addr}{PROBE_PATH}").into();
     Health::builder()
         .evaluate_every(every)
         .dependency("dependency", Criticality::Critical, dependency)
@@ -91,9 +93,10 @@ pub fn build(
             ProbeConfig::every(every).timeout(probe_timeout),
             move |_ctx| {
                 let probe = probe.clone();
+                let url = url.clone();
                 async move {
-                    match probe.get(PROBE_PATH).await {
-                        Ok(reply) if (200..300).contains(&reply.status()) => Verdict::pass(),
+                    match probe.get(&*url).send().await {
+                        Ok(reply) if reply.status().is_success() => Verdict::pass(),
                         Ok(reply) => Verdict::fail(format!("probe answered {}", reply.status())),
                         Err(e) => Verdict::fail(format!("probe failed: {e}")),
                     }

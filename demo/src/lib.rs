@@ -37,7 +37,6 @@
 )]
 #![forbid(unsafe_code)]
 
-pub mod client;
 pub mod health;
 pub mod load;
 pub mod protected;

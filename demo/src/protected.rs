@@ -1,19 +1,21 @@
-//! The protected service: the same client of the dependency through a Palisade
-//! pipeline.
+//! The protected service: the same reqwest client of the dependency, through
+//! Palisade's `PipelineMiddleware`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use palisade::backoff::{Backoff, Jitter};
 use palisade::breaker::{Breaker, BreakerConfig, OpenDuration, State, WindowConfig};
-use palisade::classify::{ClassifyError, HttpResponse, HttpStatus, Outcome};
 use palisade::clock::Timestamp;
-use palisade::fallback::{Fallback, Trigger};
+use palisade::health::{Observation, Observe};
 use palisade::limit::{Bulkhead, BulkheadConfig};
+use palisade::reqwest::{PipelineMiddleware, ReqwestClassifier, pipeline_error};
 use palisade::retry::{RetryBudget, RetryPolicy};
-use palisade::{Context, Error, Pipeline, WithFallback};
+use palisade::{Context, Pipeline};
+use reqwest_middleware::ClientWithMiddleware;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::client::{HttpError, Reply};
 use crate::health::BreakerView;
 use crate::load::{CallAttempts, CallFuture, Failure, Served, Service, Transport};
 use crate::services::WORK_PATH;
@@ -102,44 +104,13 @@ impl ProtectionConfig {
     }
 }
 
-/// What the protected service answers: the dependency's reply, or the fallback's.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
-    /// The dependency's reply.
-    Fresh(Reply),
-    /// The fallback's answer: a stale but valid default.
-    Fallback,
-}
-
-impl HttpResponse for Answer {
-    fn status_code(&self) -> u16 {
-        match self {
-            Answer::Fresh(reply) => reply.status_code(),
-            Answer::Fallback => 200,
-        }
-    }
-
-    fn retry_after_header(&self) -> Option<&[u8]> {
-        match self {
-            Answer::Fresh(reply) => reply.retry_after_header(),
-            Answer::Fallback => None,
-        }
-    }
-}
-
-/// Responses by status and `Retry-After`; errors by what they are (a refused
-/// connection was not delivered, a reset may have been).
-fn classify(result: &Result<Answer, HttpError>) -> Outcome {
-    match result {
-        Ok(answer) => HttpStatus::new().classify_response(answer),
-        Err(error) => error.outcome(),
-    }
-}
-
-type Classifier = fn(&Result<Answer, HttpError>) -> Outcome;
-
-/// The service through a pipeline: fallback, total timeout, retry under a budget,
-/// breaker, bulkhead, attempt timeout.
+/// The service through reqwest with Palisade's `PipelineMiddleware`: total
+/// timeout, retry under a budget, breaker, bulkhead, attempt timeout, and a
+/// static default answering whatever the pipeline gave up on.
+///
+/// The client is `reqwest_middleware::ClientBuilder::new(reqwest::Client)`
+/// `.with(PipelineMiddleware::new(pipeline))`, then the transport's attempt
+/// counter: the middleware after the pipeline runs once per attempt.
 #[derive(Clone, Debug)]
 pub struct Protected {
     inner: Arc<Inner>,
@@ -147,19 +118,36 @@ pub struct Protected {
 
 #[derive(Debug)]
 struct Inner {
-    pipeline: WithFallback<Answer, HttpError, Classifier>,
+    client: ClientWithMiddleware,
+    pipeline: Pipeline<ReqwestClassifier>,
     breaker: Breaker,
-    transport: Transport,
+    url: String,
+    /// Executions the static default answered.
+    fallbacks: AtomicU64,
     /// The report of the first execution that gave up, before its fallback
     /// answered.
-    sample: Arc<std::sync::OnceLock<String>>,
+    sample: OnceLock<String>,
+}
+
+/// What the health endpoint observes of the protected service: its pipeline,
+/// with the fallback that answers for it.
+#[derive(Clone, Debug)]
+pub struct Observed(Arc<Inner>);
+
+impl Observe for Observed {
+    fn observe(&self) -> Observation {
+        let mut o = self.0.pipeline.observe();
+        o.has_fallback = true;
+        o.fallback_served = self.0.fallbacks.load(Relaxed);
+        o
+    }
 }
 
 impl Protected {
-    /// The pipeline the service calls through, fallback included: what its
+    /// The pipeline the service calls through, with its fallback: what its
     /// health judges.
-    pub fn pipeline(&self) -> WithFallback<Answer, HttpError, Classifier> {
-        self.inner.pipeline.clone()
+    pub fn pipeline(&self) -> Observed {
+        Observed(self.inner.clone())
     }
 
     /// The report of the first execution that gave up (its retries ran out),
@@ -213,8 +201,10 @@ impl Protected {
         .map_err(|e| format!("protection: {e}"))?;
         let bulkhead = Bulkhead::new(BulkheadConfig::new(config.max_concurrent))
             .map_err(|e| format!("protection: {e}"))?;
+        // Responses by status and `Retry-After`; errors by what failed (a
+        // refused connection was not delivered, a reset may have been).
         let pipeline = Pipeline::builder("dependency")
-            .classifier(classify as Classifier)
+            .classifier(ReqwestClassifier::new())
             .total_timeout(total)
             .retry(retry)
             .breaker(breaker.clone())
@@ -222,45 +212,34 @@ impl Protected {
             .attempt_timeout(config.attempt_timeout)
             .build()
             .map_err(|e| format!("protection: {e}"))?;
-        // A tier that never answers: it keeps the report of the first execution
-        // that gave up, for the demo to show what its error says.
-        let sample = Arc::new(std::sync::OnceLock::new());
-        let keep = sample.clone();
-        let fallback = Fallback::builder()
-            .value(
-                Trigger::when(move |result: &Result<Answer, Error<HttpError>>, _| {
-                    // The first that tried more than once.
-                    if let Err(e) = result {
-                        if e.is_retries_exhausted() && e.history().len() > 1 {
-                            keep.get_or_init(|| e.report().to_string());
-                        }
-                    }
-                    false
-                }),
-                Answer::Fallback,
-            )
-            .named("the report keeper")
-            .value(Trigger::failures(), Answer::Fallback)
-            .named("static default")
+        let client = reqwest_middleware::ClientBuilder::new(transport.http().clone())
+            .with(PipelineMiddleware::new(pipeline.clone()))
+            .with(transport.counter())
             .build();
         Ok(Protected {
             inner: Arc::new(Inner {
-                pipeline: pipeline.with_fallback(fallback),
+                client,
+                pipeline,
                 breaker,
-                transport,
-                sample,
+                url: transport.url(WORK_PATH),
+                fallbacks: AtomicU64::new(0),
+                sample: OnceLock::new(),
             }),
         })
     }
 }
 
-fn failure(error: &Error<HttpError>) -> Failure {
-    if let Some(strategy) = error.rejected_by() {
-        Failure::Rejected(strategy)
-    } else if error.is_timeout() || error.is_cancelled() {
-        Failure::Timeout
-    } else {
-        Failure::Connection
+impl Inner {
+    /// The static default answers: counted, and the first report of
+    /// retries that ran out kept.
+    fn fallback(&self, error: Option<&reqwest_middleware::Error>) -> Served {
+        if let Some(e) = error.and_then(pipeline_error) {
+            if e.is_retries_exhausted() && e.history().len() > 1 {
+                self.sample.get_or_init(|| e.report().to_string());
+            }
+        }
+        self.fallbacks.fetch_add(1, Relaxed);
+        Served::Fallback
     }
 }
 
@@ -274,27 +253,33 @@ impl Service for Protected {
         Box::pin(async move {
             #[allow(clippy::disallowed_methods)] // each simulated request begins here
             let (ctx, _guard) = Context::background().with_deadline(deadline);
+            // The context rides in the extensions: each attempt's budget,
+            // trace and request id travel to the dependency.
             let result = inner
-                .pipeline
-                .execute(&ctx, |ctx| {
-                    let transport = inner.transport.clone();
-                    let attempts = attempts.clone();
-                    // The attempt's context: its budget travels to the dependency.
-                    async move {
-                        transport
-                            .get_in(&ctx, WORK_PATH, &attempts)
-                            .await
-                            .map(Answer::Fresh)
-                    }
-                })
+                .client
+                .get(&inner.url)
+                .with_extension(ctx)
+                .with_extension(attempts)
+                .send()
                 .await;
             match result {
-                Ok(Answer::Fallback) => Served::Fallback,
-                Ok(Answer::Fresh(reply)) if (200..300).contains(&reply.status()) => {
-                    Served::Dependency
+                Ok(response) if response.status().is_success() => match response.bytes().await {
+                    Ok(_) => Served::Dependency,
+                    Err(_) => inner.fallback(None),
+                },
+                // What the pipeline still calls a failure after its retries
+                // (the last 503): the default answers.
+                Ok(response)
+                    if inner
+                        .pipeline
+                        .classifier()
+                        .classify_response(&response)
+                        .is_failure() =>
+                {
+                    inner.fallback(None)
                 }
-                Ok(Answer::Fresh(reply)) => Served::Failed(Failure::Status(reply.status())),
-                Err(error) => Served::Failed(failure(&error)),
+                Ok(response) => Served::Failed(Failure::Status(response.status().as_u16())),
+                Err(error) => inner.fallback(Some(&error)),
             }
         })
     }

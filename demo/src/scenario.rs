@@ -9,9 +9,8 @@ use palisade_clock::{Clock, TokioClock};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::client::HttpClient;
 use crate::health::{HEALTH_PATH, HealthServer};
-use crate::load::{LoadConfig, Progress, Recorder, Service, Transport, run_load};
+use crate::load::{LoadConfig, Progress, Recorder, Service, Transport, http_client, run_load};
 use crate::protected::{Protected, ProtectionConfig};
 use crate::report::RunReport;
 use crate::server::{Dependency, DependencyStats};
@@ -116,8 +115,6 @@ pub struct ScenarioResult {
     pub reports: Vec<RunReport>,
     /// Per run, its dependency's counters after shutdown.
     pub dependencies: Vec<DependencyStats>,
-    /// Per run, the connections its client still had open after shutdown.
-    pub client_connections_left: Vec<usize>,
     /// The health endpoint's answers: when, and what it said.
     pub health: Vec<(Duration, HealthStatus)>,
     /// The protected service's first execution that gave up, as its error
@@ -127,7 +124,6 @@ pub struct ScenarioResult {
 
 struct Run {
     dependency: Dependency,
-    http: HttpClient,
     recorder: Arc<Recorder>,
     service: Arc<dyn Service>,
     protected: Option<Arc<Protected>>,
@@ -159,9 +155,8 @@ pub async fn run_scenario(
     let mut sample: Option<Arc<Protected>> = None;
     for &kind in &config.runs {
         let dependency = Dependency::start(timeline.clone(), config.behaviour, start).await?;
-        let http = HttpClient::new(dependency.addr());
         let recorder = Arc::new(Recorder::new(start, bucket, buckets, timeline));
-        let transport = Transport::new(http.clone(), recorder.clone());
+        let transport = Transport::new(dependency.addr(), recorder.clone());
         let (service, protected): (Arc<dyn Service>, Option<Arc<Protected>>) = match kind {
             RunKind::Unprotected => (Arc::new(Unprotected::new(transport)), None),
             RunKind::Protected => {
@@ -175,7 +170,6 @@ pub async fn run_scenario(
         };
         runs.push(Run {
             dependency,
-            http,
             recorder,
             service,
             protected,
@@ -206,19 +200,20 @@ pub async fn run_scenario(
     let stop_polling = CancellationToken::new();
     #[allow(clippy::disallowed_methods)] // the run's poller, stopped by `stop_polling`
     let poller = {
-        let client = HttpClient::new(health_server.addr());
+        let client = http_client();
+        let url = format!("http://{}{HEALTH_PATH}", health_server.addr());
         let log = health_log.clone();
         let stop = stop_polling.clone();
         let tick = config.tick;
         tokio::spawn(async move {
             loop {
                 let answer = tokio::select! {
-                    r = client.get(HEALTH_PATH) => r.ok(),
+                    r = async { client.get(&url).send().await?.bytes().await } => r.ok(),
                     _ = clock.sleep(Duration::from_secs(1)) => None,
                     _ = stop.cancelled() => break,
                 };
                 if let Some(body) =
-                    answer.and_then(|r| serde_json::from_slice::<HealthBody>(r.body()).ok())
+                    answer.and_then(|r| serde_json::from_slice::<HealthBody>(&r).ok())
                 {
                     let at = clock.now().saturating_duration_since(start);
                     log.lock().expect("not poisoned").push((at, body.status));
@@ -228,7 +223,6 @@ pub async fn run_scenario(
                     _ = stop.cancelled() => break,
                 }
             }
-            client.shutdown().await;
         })
     };
 
@@ -267,7 +261,6 @@ pub async fn run_scenario(
 
     let mut reports = Vec::new();
     let mut dependencies = Vec::new();
-    let mut client_connections_left = Vec::new();
     for (run, records) in runs.into_iter().zip(records) {
         reports.push(RunReport::new(
             run.service.name(),
@@ -279,8 +272,10 @@ pub async fn run_scenario(
             &run.recorder.attempts_per_phase(),
             &run.recorder.breaker_per_bucket(),
         ));
-        run.http.shutdown().await;
-        client_connections_left.push(run.http.open_connections());
+        // The service and its client go first: the dependency's shutdown
+        // then closes what connections are left.
+        drop(run.service);
+        drop(run.protected);
         let stats = run.dependency.shutdown().await;
         if let Some(report) = reports.last_mut() {
             report.downstream_deadline = stats.deadline_p50();
@@ -293,7 +288,6 @@ pub async fn run_scenario(
         timeline: timeline.clone(),
         reports,
         dependencies,
-        client_connections_left,
         health,
         sample_report: sample.and_then(|p| p.sample_report()),
     })

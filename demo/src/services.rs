@@ -1,5 +1,5 @@
-//! The two services under load: the same client of the dependency, unprotected and
-//! protected by a Palisade pipeline.
+//! The two services under load: the same reqwest client of the dependency,
+//! bare, and through Palisade's `PipelineMiddleware` ([`crate::protected`]).
 
 use palisade_clock::{Clock, Timestamp, TokioClock};
 
@@ -31,12 +31,20 @@ impl Service for Unprotected {
         let transport = self.transport.clone();
         Box::pin(async move {
             let clock = TokioClock;
-            tokio::select! {
-                r = transport.get(WORK_PATH, &attempts) => match r {
-                    Ok(reply) if (200..300).contains(&reply.status()) => Served::Dependency,
-                    Ok(reply) => Served::Failed(Failure::Status(reply.status())),
+            let served = async {
+                match transport.get(WORK_PATH, &attempts).await {
+                    Ok(response) if response.status().is_success() => {
+                        match response.bytes().await {
+                            Ok(_) => Served::Dependency,
+                            Err(_) => Served::Failed(Failure::Connection),
+                        }
+                    }
+                    Ok(response) => Served::Failed(Failure::Status(response.status().as_u16())),
                     Err(_) => Served::Failed(Failure::Connection),
-                },
+                }
+            };
+            tokio::select! {
+                served = served => served,
                 _ = clock.sleep_until(deadline) => Served::Failed(Failure::Timeout),
             }
         })

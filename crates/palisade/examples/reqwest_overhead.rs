@@ -7,6 +7,11 @@
 //! ```text
 //! cargo run --release -p palisade --example reqwest_overhead --features reqwest-middleware
 //! ```
+//!
+//! With `REQWEST_OVERHEAD_ONLY` set to `plain`, `bare`, `empty` or `guarded`,
+//! it makes `REQWEST_OVERHEAD_CALLS` (default 2000) calls of that client alone
+//! after a warm-up and exits: run it under
+//! `valgrind --tool=callgrind` for each and compare the instructions per call.
 #![allow(clippy::disallowed_methods)] // `main` is the root and measures wall time
 
 use std::time::{Duration, Instant};
@@ -53,6 +58,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .build()?,
         ))
         .build();
+    if let Ok(only) = std::env::var("REQWEST_OVERHEAD_ONLY") {
+        let calls: usize = std::env::var("REQWEST_OVERHEAD_CALLS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(2000);
+        for _ in 0..50 {
+            plain.get(&url).send().await?.bytes().await?;
+            for client in [&bare, &empty, &guarded] {
+                client.get(&url).send().await?.bytes().await?;
+            }
+        }
+        for _ in 0..calls {
+            match only.as_str() {
+                "plain" => plain.get(&url).send().await?.bytes().await?,
+                "bare" => bare.get(&url).send().await?.bytes().await?,
+                "empty" => empty.get(&url).send().await?.bytes().await?,
+                "guarded" => guarded.get(&url).send().await?.bytes().await?,
+                other => {
+                    return Err(format!(
+                        "REQWEST_OVERHEAD_ONLY is {other}; allowed: plain, bare, empty, guarded"
+                    )
+                    .into());
+                }
+            };
+        }
+        return Ok(());
+    }
     for (name, client) in [
         ("reqwest-middleware, no middleware", &bare),
         ("PipelineMiddleware, empty pipeline", &empty),

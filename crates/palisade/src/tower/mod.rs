@@ -543,6 +543,9 @@ where
 mod breaker;
 mod error;
 mod gate;
+#[cfg(feature = "http-client")]
+#[path = "http.rs"]
+mod http_client;
 #[cfg(feature = "limit")]
 mod limit;
 #[cfg(feature = "retry")]
@@ -553,6 +556,12 @@ mod timeout;
 #[cfg_attr(docsrs, doc(cfg(feature = "breaker")))]
 pub use breaker::{BreakerFuture, BreakerLayer, BreakerService};
 pub use error::{IntoLayerError, LayerError, Refused, TimedOut};
+#[cfg(feature = "http-client")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-client")))]
+pub use http_client::{
+    DEFAULT_MAX_BUFFER, HttpClientError, HttpClientFuture, HttpClientLayer, HttpClientService,
+    NotRetried, RetryBody,
+};
 #[cfg(feature = "limit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "limit")))]
 pub use limit::{
