@@ -87,8 +87,8 @@ pub use config::AdmissionConfig;
 
 use crate::adaptive::{Algorithm, Sample};
 use crate::config::ConfigError;
-use crate::wait::{WaitError, under};
 use parking_lot::Mutex;
+use crate::wait::{WaitError, under};
 
 /// How much a request matters, for the order in which requests are shed.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
