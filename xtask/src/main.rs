@@ -20,12 +20,9 @@
 //!   command: see `release`).
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
-//! - `cargo xtask overload [--quick]`: the goodput benchmark of the admission
-//!   layer (see `overload`); not a `ci` step.
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
 
 mod lint_fixtures;
-mod overload;
 mod release;
 
 use std::env;
@@ -44,7 +41,6 @@ fn main() -> ExitCode {
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
-        Some("overload") => overload::overload(&root, &args[1..]),
         Some("loom") => loom(&root),
         Some("msrv") => no_arguments("msrv", &args[1..]).and_then(|()| release::msrv(&root)),
         Some("semver") => release::semver(&root, &args[1..]),
@@ -65,7 +61,6 @@ fn main() -> ExitCode {
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
                  features        clippy on each feature of the facade, palisade-health and palisade-endpoint alone\n  \
-                 overload [--quick]\n                  goodput under 1x/2x/4x overload: unprotected, tower fixed limit, palisade admission\n  \
                  msrv            the declared rust-version holds for the publishable crates\n  \
                  package         cargo package of every publishable crate, verified\n  \
                  semver [--baseline REV]\n                  cargo-semver-checks against .semver-baseline (installs it if missing)\n  \

@@ -25,7 +25,6 @@
 //! | --- | --- | --- |
 //! | `tower` | `tower` | the pipeline and each strategy as tower layers |
 //! | `edge` | `http` and `tower` | a request's context from its deadline and trace headers, and those headers written on leaving requests; with `opentelemetry`, the ids of the exported spans |
-//! | `admission` | `http`, `tower` and `limit` | overload protection for servers: adaptive, prioritized, deadline-aware admission as a tower layer |
 //! | `config` | `config` | named pipelines from TOML or JSON, hot reload |
 //! | `metrics` | `metrics` | counters and histograms through the `metrics` facade |
 //! | `chaos` | `chaos` | injected latency, errors and outcomes |
@@ -72,12 +71,6 @@
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;
-#[cfg(all(feature = "http", feature = "tower", feature = "limit"))]
-#[cfg_attr(
-    docsrs,
-    doc(cfg(all(feature = "http", feature = "tower", feature = "limit")))
-)]
-pub mod admission;
 #[cfg(feature = "chaos")]
 #[cfg_attr(docsrs, doc(cfg(feature = "chaos")))]
 pub mod chaos;

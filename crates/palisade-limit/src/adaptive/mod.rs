@@ -1,14 +1,12 @@
 //! Adaptive concurrency limits: a bulkhead whose limit follows what the dependency
 //! can take, learned from each call's latency and whether it was dropped.
 //!
-//! Three algorithms, with Netflix concurrency-limits semantics and defaults:
+//! Two algorithms, with Netflix concurrency-limits semantics and defaults:
 //!
 //! - [`AimdConfig`]: additive increase, multiplicative decrease on drops and slow
 //!   calls. Reacts to overload the dependency signals (rejections, timeouts).
 //! - [`Gradient2Config`]: follows the ratio of long-term to current latency, so it
 //!   backs off as soon as queueing makes calls slower, before anything fails.
-//! - [`VegasConfig`]: estimates how many calls queue at the dependency from the
-//!   lowest latency seen, and holds that queue between two small bounds.
 //!
 //! Each call takes an [`AdaptivePermit`] from [`AdaptiveLimiter::try_acquire`] and
 //! reports how it ended ([`AdaptivePermit::success`], [`dropped`](AdaptivePermit::dropped),
@@ -38,7 +36,6 @@
 
 mod aimd;
 mod gradient2;
-mod vegas;
 
 use std::fmt;
 use std::time::Duration;
@@ -49,11 +46,9 @@ use serde::{Deserialize, Serialize};
 
 pub use aimd::AimdConfig;
 pub use gradient2::Gradient2Config;
-pub use vegas::VegasConfig;
 
 use self::aimd::Aimd;
 use self::gradient2::Gradient2;
-use self::vegas::Vegas;
 use crate::bulkhead::{Bulkhead, BulkheadConfig, MAX_BULKHEAD_SIZE, OwnedPermit};
 use crate::config::{ConfigError, check_range};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
@@ -76,8 +71,6 @@ pub enum AdaptiveConfig {
     Aimd(AimdConfig),
     /// Gradient2.
     Gradient2(Gradient2Config),
-    /// Vegas.
-    Vegas(VegasConfig),
 }
 
 impl Default for AdaptiveConfig {
@@ -93,15 +86,13 @@ impl AdaptiveConfig {
         match self {
             AdaptiveConfig::Aimd(c) => c.validate(),
             AdaptiveConfig::Gradient2(c) => c.validate(),
-            AdaptiveConfig::Vegas(c) => c.validate(),
         }
     }
 
-    pub(crate) fn initial_limit(&self) -> u32 {
+    fn initial_limit(&self) -> u32 {
         match self {
             AdaptiveConfig::Aimd(c) => c.initial_limit,
             AdaptiveConfig::Gradient2(c) => c.initial_limit,
-            AdaptiveConfig::Vegas(c) => c.initial_limit,
         }
     }
 }
@@ -122,26 +113,23 @@ pub(crate) struct Sample {
 }
 
 #[derive(Debug)]
-pub(crate) enum Algorithm {
+enum Algorithm {
     Aimd(Aimd),
     Gradient2(Gradient2),
-    Vegas(Vegas),
 }
 
 impl Algorithm {
-    pub(crate) fn new(config: AdaptiveConfig) -> Self {
+    fn new(config: AdaptiveConfig) -> Self {
         match config {
             AdaptiveConfig::Aimd(c) => Algorithm::Aimd(Aimd::new(c)),
             AdaptiveConfig::Gradient2(c) => Algorithm::Gradient2(Gradient2::new(c)),
-            AdaptiveConfig::Vegas(c) => Algorithm::Vegas(Vegas::new(c)),
         }
     }
 
-    pub(crate) fn update(&mut self, sample: Sample) -> u32 {
+    fn update(&mut self, sample: Sample) -> u32 {
         match self {
             Algorithm::Aimd(a) => a.update(sample),
             Algorithm::Gradient2(g) => g.update(sample),
-            Algorithm::Vegas(v) => v.update(sample),
         }
     }
 }
