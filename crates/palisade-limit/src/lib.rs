@@ -8,7 +8,7 @@
 //! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
 //! | [`RateLimit`] | the interface a pipeline asks of any rate limit: the [`RateLimiter`], or one kept on a server for a whole fleet (`palisade-limit-redis`) | as above |
 //! | [`Throttle`] | calls sent while the dependency refuses many (the SRE book's client-side throttling) | [`Strategy::Throttle`](palisade_classify::Strategy::Throttle) |
-//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
+//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2, Vegas) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
 //! in virtual time; is configured by a serde configuration (durations in the
@@ -75,7 +75,7 @@ mod sync;
 pub mod throttle;
 mod wait;
 
-pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached};
+pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached, VegasConfig};
 pub use bulkhead::{
     Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, OwnedPermits, Permit,
     Permits,
