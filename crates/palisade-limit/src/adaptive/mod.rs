@@ -104,15 +104,6 @@ impl AdaptiveConfig {
             AdaptiveConfig::Vegas(c) => c.initial_limit,
         }
     }
-
-    #[allow(dead_code)] // read by the admission controller
-    pub(crate) fn max_limit(&self) -> u32 {
-        match self {
-            AdaptiveConfig::Aimd(c) => c.max_limit,
-            AdaptiveConfig::Gradient2(c) => c.max_limit,
-            AdaptiveConfig::Vegas(c) => c.max_limit,
-        }
-    }
 }
 
 pub(crate) fn check_bounds(initial: u32, min: u32, max: u32) -> Result<(), ConfigError> {
