@@ -844,12 +844,17 @@ impl<C: Clock> AdmissionController<C> {
         self.hand_on();
     }
 
-    fn sample(&self, sample: Sample) {
+    /// Folds one service time into the estimate (an exponential average, 1/8).
+    fn service(&self, rtt: Duration) {
         let inner = &self.inner;
-        let ns = sample.rtt.as_nanos().min(u128::from(u64::MAX)) as u64;
+        let ns = rtt.as_nanos().min(u128::from(u64::MAX)) as u64;
         let old = inner.service_ns.load(Ordering::Relaxed);
         let new = if old == 0 { ns } else { old - old / 8 + ns / 8 };
         inner.service_ns.store(new, Ordering::Relaxed);
+    }
+
+    fn sample(&self, sample: Sample) {
+        let inner = &self.inner;
         let Some(mut algorithm) = inner.algorithm.try_lock() else {
             return;
         };
@@ -969,8 +974,7 @@ impl<C: Clock> Future for Admit<C> {
                 this.state = AdmitState::Done;
                 return Poll::Ready(Err(e));
             }
-            if controller.inner.queued.load(Ordering::SeqCst) == 0 && controller.inner.try_take()
-            {
+            if controller.inner.queued.load(Ordering::SeqCst) == 0 && controller.inner.try_take() {
                 this.state = AdmitState::Done;
                 return Poll::Ready(Ok(controller.permit(this.request)));
             }
@@ -1093,6 +1097,11 @@ impl<C: Clock> AdmissionPermit<C> {
     fn finish(mut self, dropped: Option<bool>) {
         self.done = true;
         let rtt = self.controller.inner.clock.now() - self.start;
+        if dropped == Some(false) {
+            // Before the slot is handed on, so that the next waiter is judged
+            // against the latest service time.
+            self.controller.service(rtt);
+        }
         self.controller.release(self.class);
         if let Some(dropped) = dropped {
             self.controller.sample(Sample {
