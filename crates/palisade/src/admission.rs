@@ -59,7 +59,7 @@ use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
 use http::{Request, Response, StatusCode};
 use palisade_context::Context;
 use palisade_limit::admission::{
-    Admit, AdmissionController, AdmissionPermit, Criticality, Refused, RetryAttempt,
+    AdmissionController, AdmissionPermit, Admit, Criticality, Refused, RetryAttempt,
 };
 use tower_layer::Layer;
 use tower_service::Service;
@@ -231,7 +231,12 @@ impl<S: Service<Request<B>>, B, RB> fmt::Debug for AdmissionFuture<S, B, RB> {
 fn refusal<RB: Default>(refused: &Refused, grpc: bool) -> Response<RB> {
     let class = refused.criticality().as_str();
     let reason = refused.reason().as_str();
-    tracing::debug!(class, reason, retry = refused.is_retry(), "request refused admission");
+    tracing::debug!(
+        class,
+        reason,
+        retry = refused.is_retry(),
+        "request refused admission"
+    );
     #[cfg(feature = "metrics")]
     metrics::counter!(names::REJECTIONS, "class" => class, "reason" => reason).increment(1);
     let pushback = refused.retry_after();
@@ -267,7 +272,10 @@ fn overloaded<RB>(response: &Response<RB>) -> bool {
     }
     // UNAVAILABLE, DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED in trailers-only answers.
     matches!(
-        response.headers().get("grpc-status").map(HeaderValue::as_bytes),
+        response
+            .headers()
+            .get("grpc-status")
+            .map(HeaderValue::as_bytes),
         Some(b"14" | b"4" | b"8")
     )
 }
