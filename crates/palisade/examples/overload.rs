@@ -6,7 +6,6 @@
 //! palisade's inbound layer with the admission layer.
 #![allow(clippy::disallowed_methods)] // a benchmark is the root: it spawns and reads the wall clock
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -238,5 +237,4 @@ fn main() {
     });
     println!();
     println!("whole run: {:.1} s", started.elapsed().as_secs_f64());
-    let _ = Infallible::from;
 }
