@@ -93,7 +93,9 @@ async fn handler(slots: Arc<Semaphore>, stats: Arc<ServerStats>, headers: Header
     StatusCode::OK
 }
 
-async fn serve(protection: Protection) -> (SocketAddr, Arc<ServerStats>, tokio::task::JoinHandle<()>) {
+async fn serve(
+    protection: Protection,
+) -> (SocketAddr, Arc<ServerStats>, tokio::task::JoinHandle<()>) {
     let slots = Arc::new(Semaphore::new(C));
     let stats = Arc::new(ServerStats::default());
     let (sl, st) = (slots.clone(), stats.clone());
@@ -218,11 +220,17 @@ fn main() {
         RUN.as_secs()
     );
     println!();
-    println!("| load | protection | goodput (of capacity) | p50 | p99 | critical served | wasted work |");
+    println!(
+        "| load | protection | goodput (of capacity) | p50 | p99 | critical served | wasted work |"
+    );
     println!("| --- | --- | ---: | ---: | ---: | ---: | ---: |");
     runtime.block_on(async {
         for load in [1.0, 2.0, 4.0] {
-            for protection in [Protection::None, Protection::TowerFixed, Protection::Palisade] {
+            for protection in [
+                Protection::None,
+                Protection::TowerFixed,
+                Protection::Palisade,
+            ] {
                 let r = run(protection, load).await;
                 println!(
                     "| {:.0}x | {} | {:.0} % | {:.1} ms | {:.1} ms | {:.1} % | {:.1} % |",
