@@ -32,6 +32,7 @@
 //! | `reqwest` | `reqwest` (middleware: `reqwest-middleware`) | reqwest's responses and errors classified, requests sent through a pipeline with the attempt's deadline and trace |
 //! | `tonic` | `tonic` | gRPC statuses classified, rejections as gRPC statuses, client and server layers |
 //! | `axum` | `axum` | palisade's errors as axum responses (503 with `Retry-After`, 504, 500) |
+//! | `admission` | `admission` | a tower server layer: adaptive limit, criticality classes, retry-aware shedding, deadline-aware CoDel queue |
 //!
 //! # Example
 //!
