@@ -21,7 +21,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use palisade::admission::AdmissionLayer;
 use palisade::edge::Inbound;
-use palisade::limit::adaptive::{AdaptiveConfig, VegasConfig};
+use palisade::limit::adaptive::{AdaptiveConfig, Gradient2Config};
 use palisade::limit::admission::{AdmissionConfig, AdmissionController};
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
@@ -114,12 +114,12 @@ async fn serve(
                 .concurrency_limit(C),
         ),
         Protection::Palisade => {
-            let mut v = VegasConfig::default();
-            v.initial_limit = C as u32;
-            v.min_limit = 1;
-            v.max_limit = 64;
+            let mut g = Gradient2Config::default();
+            g.initial_limit = C as u32;
+            g.min_limit = 1;
+            g.max_limit = 64;
             // Waits short against a 10 ms service: a queue of about two services.
-            let config = AdmissionConfig::new(AdaptiveConfig::Vegas(v))
+            let config = AdmissionConfig::new(AdaptiveConfig::Gradient2(g))
                 .with_queue(64, Duration::from_millis(20));
             let controller = AdmissionController::new(config).unwrap();
             route
