@@ -20,9 +20,12 @@
 //!   command: see `release`).
 //! - `cargo xtask bench [--quick]`: the side-by-side benchmarks.
 //! - `cargo xtask demo`: the defence against a failing dependency, live.
+//! - `cargo xtask overload`: goodput of an overloaded server, unprotected, behind
+//!   tower's fixed limit and behind palisade's admission layer (not in `ci`).
 #![allow(clippy::disallowed_methods)] // a build tool may read the wall clock
 
 mod lint_fixtures;
+mod overload;
 mod release;
 
 use std::env;
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz(&root, &args[1..]),
         Some("demo") => demo(&root, &args[1..]),
+        Some("overload") => overload::overload(&root, &args[1..]),
         Some("loom") => loom(&root),
         Some("msrv") => no_arguments("msrv", &args[1..]).and_then(|()| release::msrv(&root)),
         Some("semver") => release::semver(&root, &args[1..]),
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
                  bench [--quick] [--callgrind] [filter]\n                  palisade next to its peers, side by side in one run\n  \
                  demo            the defence holding against a failing dependency\n  \
                  features        clippy on each feature of the facade, palisade-health and palisade-endpoint alone\n  \
+                 overload        goodput under 1x, 2x, 4x capacity: unprotected, tower's fixed limit, palisade's admission\n  \
                  msrv            the declared rust-version holds for the publishable crates\n  \
                  package         cargo package of every publishable crate, verified\n  \
                  semver [--baseline REV]\n                  cargo-semver-checks against .semver-baseline (installs it if missing)\n  \

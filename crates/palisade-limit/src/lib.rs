@@ -8,7 +8,8 @@
 //! | [`KeyedRateLimiter`] | calls per period for each key, in bounded memory | as above |
 //! | [`RateLimit`] | the interface a pipeline asks of any rate limit: the [`RateLimiter`], or one kept on a server for a whole fleet (`palisade-limit-redis`) | as above |
 //! | [`Throttle`] | calls sent while the dependency refuses many (the SRE book's client-side throttling) | [`Strategy::Throttle`](palisade_classify::Strategy::Throttle) |
-//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
+//! | [`AdmissionController`](admission::AdmissionController) | requests admitted by a server: an adaptive limit shared by criticality classes, with a deadline-aware CoDel queue | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit), with when to retry |
+//! | [`AdaptiveLimiter`] | calls in flight, with a limit learned from latency and drops (AIMD, Gradient2, Vegas) | [`Strategy::AdaptiveLimit`](palisade_classify::Strategy::AdaptiveLimit) |
 //!
 //! Every strategy reads time through a [`Clock`](palisade_clock::Clock), so tests run
 //! in virtual time; is configured by a serde configuration (durations in the
@@ -68,6 +69,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod adaptive;
+pub mod admission;
 pub mod bulkhead;
 mod config;
 pub mod rate;
@@ -75,7 +77,7 @@ mod sync;
 pub mod throttle;
 mod wait;
 
-pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached};
+pub use adaptive::{AdaptiveConfig, AdaptiveLimiter, AdaptivePermit, LimitReached, VegasConfig};
 pub use bulkhead::{
     Bulkhead, BulkheadConfig, BulkheadFull, BulkheadSnapshot, OwnedPermit, OwnedPermits, Permit,
     Permits,

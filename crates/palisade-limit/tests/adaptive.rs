@@ -159,7 +159,7 @@ fn adaptive_configuration() {
         assert_eq!(config.validate().unwrap_err().to_string(), message);
         assert!(AdaptiveLimiter::new(config).is_err());
     }
-    assert!(serde_json::from_str::<AdaptiveConfig>(r#"{"algorithm":"vegas"}"#).is_err());
+    assert!(serde_json::from_str::<AdaptiveConfig>(r#"{"algorithm":"bbr"}"#).is_err());
     let config: AdaptiveConfig = toml::from_str("algorithm = \"aimd\"\ntimeout = \"2s\"").unwrap();
     let AdaptiveConfig::Aimd(aimd) = &config else {
         panic!("aimd")

@@ -33,6 +33,7 @@
 //! | `reqwest` | `reqwest` (middleware: `reqwest-middleware`) | reqwest's responses and errors classified, requests sent through a pipeline with the attempt's deadline and trace |
 //! | `tonic` | `tonic` | gRPC statuses classified, rejections as gRPC statuses, client and server layers |
 //! | `axum` | `axum` | palisade's errors as axum responses (503 with `Retry-After`, 504, 500) |
+//! | `admission` | `admission` | a tower server layer: adaptive limit, criticality classes, retry-aware shedding, deadline-aware CoDel queue |
 //!
 //! # Example
 //!
@@ -68,6 +69,9 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "admission")]
+#[cfg_attr(docsrs, doc(cfg(feature = "admission")))]
+pub mod admission;
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub mod axum;

@@ -1,12 +1,14 @@
 //! Adaptive concurrency limits: a bulkhead whose limit follows what the dependency
 //! can take, learned from each call's latency and whether it was dropped.
 //!
-//! Two algorithms, with Netflix concurrency-limits semantics and defaults:
+//! Three algorithms, with Netflix concurrency-limits semantics and defaults:
 //!
 //! - [`AimdConfig`]: additive increase, multiplicative decrease on drops and slow
 //!   calls. Reacts to overload the dependency signals (rejections, timeouts).
 //! - [`Gradient2Config`]: follows the ratio of long-term to current latency, so it
 //!   backs off as soon as queueing makes calls slower, before anything fails.
+//! - [`VegasConfig`]: estimates the calls queued at the dependency from the lowest
+//!   latency seen and the latest one (TCP Vegas), and keeps that queue small.
 //!
 //! Each call takes an [`AdaptivePermit`] from [`AdaptiveLimiter::try_acquire`] and
 //! reports how it ended ([`AdaptivePermit::success`], [`dropped`](AdaptivePermit::dropped),
@@ -36,6 +38,7 @@
 
 mod aimd;
 mod gradient2;
+mod vegas;
 
 use std::fmt;
 use std::time::Duration;
@@ -46,9 +49,11 @@ use serde::{Deserialize, Serialize};
 
 pub use aimd::AimdConfig;
 pub use gradient2::Gradient2Config;
+pub use vegas::VegasConfig;
 
 use self::aimd::Aimd;
 use self::gradient2::Gradient2;
+use self::vegas::Vegas;
 use crate::bulkhead::{Bulkhead, BulkheadConfig, MAX_BULKHEAD_SIZE, OwnedPermit};
 use crate::config::{ConfigError, check_range};
 use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
@@ -71,6 +76,8 @@ pub enum AdaptiveConfig {
     Aimd(AimdConfig),
     /// Gradient2.
     Gradient2(Gradient2Config),
+    /// TCP Vegas.
+    Vegas(VegasConfig),
 }
 
 impl Default for AdaptiveConfig {
@@ -86,13 +93,15 @@ impl AdaptiveConfig {
         match self {
             AdaptiveConfig::Aimd(c) => c.validate(),
             AdaptiveConfig::Gradient2(c) => c.validate(),
+            AdaptiveConfig::Vegas(c) => c.validate(),
         }
     }
 
-    fn initial_limit(&self) -> u32 {
+    pub(crate) fn initial_limit(&self) -> u32 {
         match self {
             AdaptiveConfig::Aimd(c) => c.initial_limit,
             AdaptiveConfig::Gradient2(c) => c.initial_limit,
+            AdaptiveConfig::Vegas(c) => c.initial_limit,
         }
     }
 }
@@ -113,23 +122,26 @@ pub(crate) struct Sample {
 }
 
 #[derive(Debug)]
-enum Algorithm {
+pub(crate) enum Algorithm {
     Aimd(Aimd),
     Gradient2(Gradient2),
+    Vegas(Vegas),
 }
 
 impl Algorithm {
-    fn new(config: AdaptiveConfig) -> Self {
+    pub(crate) fn new(config: AdaptiveConfig) -> Self {
         match config {
             AdaptiveConfig::Aimd(c) => Algorithm::Aimd(Aimd::new(c)),
             AdaptiveConfig::Gradient2(c) => Algorithm::Gradient2(Gradient2::new(c)),
+            AdaptiveConfig::Vegas(c) => Algorithm::Vegas(Vegas::new(c)),
         }
     }
 
-    fn update(&mut self, sample: Sample) -> u32 {
+    pub(crate) fn update(&mut self, sample: Sample) -> u32 {
         match self {
             Algorithm::Aimd(a) => a.update(sample),
             Algorithm::Gradient2(g) => g.update(sample),
+            Algorithm::Vegas(v) => v.update(sample),
         }
     }
 }
