@@ -371,9 +371,14 @@ where
         let mut flights = inner.flights.lock();
         // A caller that found this flight's entry dead (every caller gone, this
         // removal not yet run) has put a new flight under the key: that one stays.
-        let removed = match flights.get(key) {
-            Some(e) if e.id == self.id || crate::sync::broken_remove_any() => flights.remove(key),
-            _ => None,
+        // One hash: remove, and put it back in the rare case it is not this one.
+        let removed = match flights.remove_entry(key) {
+            Some((_, e)) if e.id == self.id || crate::sync::broken_remove_any() => Some(e),
+            Some((key, later)) => {
+                flights.insert(key, later);
+                None
+            }
+            None => None,
         };
         drop(flights);
         drop(removed);
@@ -470,14 +475,19 @@ where
     }
 
     fn leave(&self, seat: &Seat) {
-        if self.callers.fetch_sub(1, Ordering::AcqRel) == 1 {
-            // Every caller has gone: the call is cancelled.
+        let last = self.callers.fetch_sub(1, Ordering::AcqRel) == 1;
+        if seat.done {
+            // The call has ended: its driver removed the entry and dropped the future.
+            return;
+        }
+        if last {
+            // Every caller has gone before the end: the call is cancelled.
             self.remove_entry();
             let cancelled = std::mem::replace(&mut *self.stage.lock(), Stage::Done);
             drop(cancelled);
             return;
         }
-        if seat.driver && !seat.done {
+        if seat.driver {
             // Hand the call on to whichever caller polls next.
             let mut state = self.state.lock();
             state.driving = false;
