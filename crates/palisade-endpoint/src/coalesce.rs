@@ -109,8 +109,9 @@ struct Inner<K, T, E> {
 /// ends its key is free again: the next call starts a new flight (no result is
 /// cached).
 ///
-/// - **Drop-safe.** The flight is driven by whichever of its callers polls it; when
-///   the caller that started it is dropped, the others carry it on. It is cancelled
+/// - **Drop-safe.** The flight is driven by the caller that started it, inside its
+///   own future; when that caller is dropped, the next of the others to be polled
+///   carries it on. It is cancelled
 ///   (its future dropped and its [`Context`] cancelled) only when *every* caller has
 ///   gone.
 /// - **Shared outcomes.** The result is `Result<T, CoalesceError<E>>`: `T` is
@@ -346,6 +347,9 @@ enum Stage<F, Fut> {
     Done,
 }
 
+/// The map a flight is under, and its key there.
+type Home<K, T, E> = (Arc<Inner<K, T, E>>, K);
+
 struct Flight<K, T, E, F, Fut> {
     /// The callers that have not gone; 0 once every one has, and for good.
     callers: AtomicUsize,
@@ -354,7 +358,7 @@ struct Flight<K, T, E, F, Fut> {
     /// gone (no driver then polls): never contended, never re-entered.
     stage: Mutex<Stage<F, Fut>>,
     /// The map and key this flight is under (none when uncoalesced).
-    home: Option<(Arc<Inner<K, T, E>>, K)>,
+    home: Option<Home<K, T, E>>,
     id: u64,
 }
 
