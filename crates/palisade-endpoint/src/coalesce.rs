@@ -494,7 +494,7 @@ where
         if seat.driver {
             // Hand the call on to whichever caller polls next.
             let mut state = self.state.lock();
-            state.driving = false;
+            state.driving = crate::sync::broken_keep_driver();
             let wakers: Vec<Waker> = state.wakers.iter_mut().filter_map(Option::take).collect();
             drop(state);
             for w in wakers {
