@@ -512,6 +512,11 @@ where
 ///
 /// Dropping it leaves the flight to its other callers; the flight is cancelled when
 /// the last of them is dropped.
+///
+/// The flight's call runs inside the `Call` of the caller that started it: callers
+/// that joined make progress while that one is polled (each caller awaiting its own
+/// `Call`, in its own task or joined, is the usual shape). A `Call` that is kept but
+/// no longer polled holds the others up until it is polled again or dropped.
 #[must_use = "futures do nothing unless polled"]
 pub struct Call<T, E> {
     flight: std::sync::Arc<dyn Drive<T, E>>,
