@@ -323,7 +323,11 @@ pub(crate) fn semver(root: &Path, args: &[String]) -> Result<(), String> {
     for name in publishable(root)? {
         let at_baseline = Command::new("git")
             .current_dir(root)
-            .args(["cat-file", "-e", &format!("{baseline}:crates/{name}/Cargo.toml")])
+            .args([
+                "cat-file",
+                "-e",
+                &format!("{baseline}:crates/{name}/Cargo.toml"),
+            ])
             .status()
             .map_err(|e| format!("git: {e}"))?
             .success();

@@ -9,11 +9,12 @@ use std::hash::Hash;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use futures_util::future::{BoxFuture, FutureExt, Shared, WeakShared};
-use palisade_classify::{Panicked, catch_panic};
-use palisade_context::Context;
+use std::task::Waker;
 
-use crate::sync::{Arc, AtomicU64, Mutex, Ordering};
+use palisade_classify::{CatchPanic, Panicked, catch_panic};
+use palisade_context::{CancelGuard, Context};
+
+use crate::sync::{Arc, AtomicU64, AtomicUsize, Mutex, Ordering};
 
 /// The default bound on keys in flight at once: [`DEFAULT_MAX_KEYS`].
 ///
@@ -85,13 +86,13 @@ impl<E: std::error::Error + 'static> std::error::Error for CoalesceError<E> {
     }
 }
 
-type Flight<T, E> = BoxFuture<'static, Result<T, CoalesceError<E>>>;
+type Outcome<T, E> = Result<T, CoalesceError<E>>;
 
-/// One key's flight in the map: an id, so that only this flight removes it, and a
-/// weak handle, so that the map alone does not keep the call alive.
+/// One key's flight in the map: an id, so that only this flight removes it, and
+/// the flight itself.
 struct Entry<T, E> {
     id: u64,
-    flight: WeakShared<Flight<T, E>>,
+    flight: std::sync::Arc<dyn Drive<T, E>>,
 }
 
 struct Inner<K, T, E> {
@@ -108,8 +109,9 @@ struct Inner<K, T, E> {
 /// ends its key is free again: the next call starts a new flight (no result is
 /// cached).
 ///
-/// - **Drop-safe.** The flight is driven by whichever of its callers polls it; when
-///   the caller that started it is dropped, the others carry it on. It is cancelled
+/// - **Drop-safe.** The flight is driven by the caller that started it, inside its
+///   own future; when that caller is dropped, the next of the others to be polled
+///   carries it on. It is cancelled
 ///   (its future dropped and its [`Context`] cancelled) only when *every* caller has
 ///   gone.
 /// - **Shared outcomes.** The result is `Result<T, CoalesceError<E>>`: `T` is
@@ -228,127 +230,322 @@ where
         let mut flights = self.inner.flights.lock();
         let len = flights.len();
         // One hash of the key: look it up, and insert through the same entry.
-        let (shared, joined) = match flights.entry(key) {
-            MapEntry::Occupied(mut e) => match e.get().flight.upgrade() {
-                Some(shared) => (shared, true),
-                None => {
-                    // Every caller of the flight there has gone and its removal is
-                    // under way: a new flight takes the key (the old one then
-                    // leaves it alone, its id no longer matches).
-                    let (entry, shared) = self.new_flight(ctx, e.key().clone(), f);
-                    e.insert(entry);
-                    (shared, false)
-                }
-            },
+        let (flight, joined) = match flights.entry(key) {
+            MapEntry::Occupied(mut e) if !e.get().flight.join() => {
+                // Every caller of the flight there has gone and its removal is
+                // under way: a new flight takes the key (the old one then leaves
+                // it alone, its id no longer matches).
+                let (entry, flight) = self.new_flight(ctx, Some(e.key().clone()), f);
+                e.insert(entry);
+                (flight, false)
+            }
+            MapEntry::Occupied(e) => (e.get().flight.clone(), true),
             MapEntry::Vacant(v) if len < self.inner.max_keys => {
-                let (entry, shared) = self.new_flight(ctx, v.key().clone(), f);
+                let (entry, flight) = self.new_flight(ctx, Some(v.key().clone()), f);
                 v.insert(entry);
-                (shared, false)
+                (flight, false)
             }
             MapEntry::Vacant(_) => {
                 drop(flights);
                 crate::event::coalesce_overflow();
-                return Call {
-                    kind: CallKind::Solo(flight::<K, T, E, F, Fut>(ctx, f, None)),
-                    joined: false,
-                };
+                let (_, flight) = self.new_flight(ctx, None, f);
+                return Call::new(flight, false);
             }
         };
         drop(flights);
-        Call {
-            kind: CallKind::Flight(shared),
-            joined,
-        }
+        Call::new(flight, joined)
     }
 
-    /// A new flight of `f` for `key`, and its map entry.
-    fn new_flight<F, Fut>(&self, ctx: &Context, key: K, f: F) -> (Entry<T, E>, Shared<Flight<T, E>>)
+    /// A new flight of `f`, for `key` (none: uncoalesced), and its map entry.
+    fn new_flight<F, Fut>(
+        &self,
+        ctx: &Context,
+        key: Option<K>,
+        f: F,
+    ) -> (Entry<T, E>, std::sync::Arc<dyn Drive<T, E>>)
     where
         F: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
     {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let remover = Remover {
-            inner: self.inner.clone(),
-            key: Some(key),
+        let (child, guard) = ctx.without_cancel().with_cancel();
+        let flight: std::sync::Arc<dyn Drive<T, E>> = std::sync::Arc::new(Flight {
+            callers: AtomicUsize::new(1),
+            state: Mutex::new(State {
+                driving: true,
+                result: None,
+                wakers: Vec::new(),
+            }),
+            stage: Mutex::new(Stage::Start {
+                f,
+                ctx: child,
+                guard,
+            }),
+            home: key.map(|key| (self.inner.clone(), key)),
             id,
-        };
-        let shared = flight(ctx, f, Some(remover)).shared();
-        let weak = shared.downgrade().expect("a new flight has not completed");
-        (Entry { id, flight: weak }, shared)
+        });
+        (
+            Entry {
+                id,
+                flight: flight.clone(),
+            },
+            flight,
+        )
     }
 }
 
-/// The flight's future: `f` under a context of its own, its panic caught, and the
-/// key's removal when it ends or is dropped.
-fn flight<K, T, E, F, Fut>(ctx: &Context, f: F, remover: Option<Remover<K, T, E>>) -> Flight<T, E>
-where
-    K: Eq + Hash + Clone + Send + Sync + 'static,
-    T: Send + Sync + 'static,
-    E: Send + Sync + 'static,
-    F: FnOnce(Context) -> Fut + Send + 'static,
-    Fut: Future<Output = Result<T, E>> + Send + 'static,
-{
-    let (child, guard) = ctx.without_cancel().with_cancel();
-    async move {
-        // Dropped with the future: on completion, or when the last caller goes.
-        let _remover = remover;
-        let _guard = guard;
-        match catch_panic(f(child)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) => Err(CoalesceError::Failed(std::sync::Arc::new(e))),
-            Err(panic) => Err(CoalesceError::Panicked(std::sync::Arc::new(panic))),
-        }
-    }
-    .boxed()
+/// A flight's side of its callers: one allocation holds the call's future, its
+/// outcome for the callers that wait, and their wakers.
+///
+/// The future is polled by one caller at a time, the *driver*: at first the caller
+/// that started the flight, then, if it is dropped before the end, whichever of
+/// the others polls next. The other callers register their wakers and are woken by
+/// the outcome (or by the driver leaving).
+trait Drive<T, E>: Send + Sync {
+    /// Counts one more caller, unless every caller has gone (then `false`).
+    fn join(&self) -> bool;
+    /// Polls for the outcome on behalf of the caller in `seat`.
+    fn poll_seat(&self, seat: &mut Seat, cx: &mut TaskContext<'_>) -> Poll<Outcome<T, E>>;
+    /// The caller in `seat` has gone.
+    fn leave(&self, seat: &Seat);
 }
 
-/// Removes its flight's entry from the map when the flight's future is dropped,
-/// unless a later flight has taken the key.
-struct Remover<K: Eq + Hash, T, E> {
-    inner: Arc<Inner<K, T, E>>,
-    key: Option<K>,
+/// One caller's place in its flight.
+struct Seat {
+    /// Whether this caller polls the call's future.
+    driver: bool,
+    /// This caller's slot in the flight's wakers, once it has waited.
+    slot: Option<usize>,
+    /// Whether this caller has received the outcome.
+    done: bool,
+}
+
+/// What the callers of a flight share under its lock.
+struct State<T, E> {
+    /// Whether a caller holds the driver's role.
+    driving: bool,
+    /// The outcome, once the call has ended and another caller is waiting.
+    result: Option<Outcome<T, E>>,
+    /// The waiting callers' wakers, by slot.
+    wakers: Vec<Option<Waker>>,
+}
+
+/// The call's future through its life.
+enum Stage<F, Fut> {
+    /// Not polled yet: `f`, its context and the guard that cancels it.
+    Start {
+        f: F,
+        ctx: Context,
+        guard: CancelGuard,
+    },
+    /// Running, its panic caught; the guard cancels its context when dropped.
+    Running {
+        fut: Pin<Box<CatchPanic<Fut>>>,
+        _guard: CancelGuard,
+    },
+    /// Ended, or cancelled.
+    Done,
+}
+
+/// The map a flight is under, and its key there.
+type Home<K, T, E> = (Arc<Inner<K, T, E>>, K);
+
+struct Flight<K, T, E, F, Fut> {
+    /// The callers that have not gone; 0 once every one has, and for good.
+    callers: AtomicUsize,
+    state: Mutex<State<T, E>>,
+    /// Locked only by the driver, or by the last caller once every other has
+    /// gone (no driver then polls): never contended, never re-entered.
+    stage: Mutex<Stage<F, Fut>>,
+    /// The map and key this flight is under (none when uncoalesced).
+    home: Option<Home<K, T, E>>,
     id: u64,
 }
 
-impl<K: Eq + Hash, T, E> Drop for Remover<K, T, E> {
-    fn drop(&mut self) {
-        let Some(key) = self.key.take() else { return };
-        let mut flights = self.inner.flights.lock();
+impl<K, T, E, F, Fut> Flight<K, T, E, F, Fut>
+where
+    K: Eq + Hash,
+{
+    /// Removes this flight's entry from the map, unless a later flight has taken
+    /// the key.
+    fn remove_entry(&self) {
+        let Some((inner, key)) = &self.home else {
+            return;
+        };
+        let mut flights = inner.flights.lock();
         // A caller that found this flight's entry dead (every caller gone, this
-        // drop not yet run) has put a new flight under the key: that one stays.
-        let removed = match flights.entry(key) {
-            MapEntry::Occupied(e) if e.get().id == self.id || crate::sync::broken_remove_any() => {
-                Some(e.remove())
+        // removal not yet run) has put a new flight under the key: that one stays.
+        // One hash: remove, and put it back in the rare case it is not this one.
+        let removed = match flights.remove_entry(key) {
+            Some((_, e)) if e.id == self.id || crate::sync::broken_remove_any() => Some(e),
+            Some((key, later)) => {
+                flights.insert(key, later);
+                None
             }
-            _ => None,
+            None => None,
         };
         drop(flights);
         drop(removed);
     }
 }
 
-enum CallKind<T, E> {
-    /// Waits for the key's shared flight.
-    Flight(Shared<Flight<T, E>>),
-    /// Runs on its own: the map was full.
-    Solo(Flight<T, E>),
+impl<K, T, E, F, Fut> Drive<T, E> for Flight<K, T, E, F, Fut>
+where
+    K: Eq + Hash + Send + Sync,
+    T: Clone + Send + Sync,
+    E: Send + Sync,
+    F: FnOnce(Context) -> Fut + Send,
+    Fut: Future<Output = Result<T, E>> + Send,
+{
+    fn join(&self) -> bool {
+        let mut n = self.callers.load(Ordering::Relaxed);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            match self
+                .callers
+                .compare_exchange_weak(n, n + 1, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => n = now,
+            }
+        }
+    }
+
+    fn poll_seat(&self, seat: &mut Seat, cx: &mut TaskContext<'_>) -> Poll<Outcome<T, E>> {
+        if !seat.driver {
+            let mut state = self.state.lock();
+            if let Some(result) = &state.result {
+                seat.done = true;
+                return Poll::Ready(result.clone());
+            }
+            if state.driving {
+                match seat.slot {
+                    Some(i) => match &mut state.wakers[i] {
+                        Some(w) if w.will_wake(cx.waker()) => {}
+                        w => *w = Some(cx.waker().clone()),
+                    },
+                    None => {
+                        seat.slot = Some(state.wakers.len());
+                        state.wakers.push(Some(cx.waker().clone()));
+                    }
+                }
+                return Poll::Pending;
+            }
+            // The driver has gone before the end: this caller carries the call on.
+            state.driving = true;
+            seat.driver = true;
+        }
+        // This caller holds the driver's role: the stage's lock is its alone.
+        let mut stage = self.stage.lock();
+        if matches!(*stage, Stage::Start { .. }) {
+            let Stage::Start { f, ctx, guard } = std::mem::replace(&mut *stage, Stage::Done) else {
+                unreachable!()
+            };
+            *stage = Stage::Running {
+                fut: Box::pin(catch_panic(f(ctx))),
+                _guard: guard,
+            };
+        }
+        let Stage::Running { fut, .. } = &mut *stage else {
+            unreachable!("a coalesced call polled after it ended")
+        };
+        let out = match fut.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(Ok(value))) => Ok(value),
+            Poll::Ready(Ok(Err(e))) => Err(CoalesceError::Failed(std::sync::Arc::new(e))),
+            Poll::Ready(Err(panic)) => Err(CoalesceError::Panicked(std::sync::Arc::new(panic))),
+        };
+        // The future and its context's guard are dropped outside the lock.
+        let ended = std::mem::replace(&mut *stage, Stage::Done);
+        drop(stage);
+        drop(ended);
+        seat.done = true;
+        self.remove_entry();
+        // The entry is gone: no caller joins now. Alone, the outcome is this
+        // caller's without a clone.
+        if self.callers.load(Ordering::Acquire) == 1 {
+            return Poll::Ready(out);
+        }
+        let mut state = self.state.lock();
+        state.result = Some(out.clone());
+        let wakers = std::mem::take(&mut state.wakers);
+        drop(state);
+        for w in wakers.into_iter().flatten() {
+            w.wake();
+        }
+        Poll::Ready(out)
+    }
+
+    fn leave(&self, seat: &Seat) {
+        let last = self.callers.fetch_sub(1, Ordering::AcqRel) == 1;
+        if seat.done {
+            // The call has ended: its driver removed the entry and dropped the future.
+            return;
+        }
+        if last {
+            // Every caller has gone before the end: the call is cancelled.
+            self.remove_entry();
+            let cancelled = std::mem::replace(&mut *self.stage.lock(), Stage::Done);
+            drop(cancelled);
+            return;
+        }
+        if seat.driver {
+            // Hand the call on to whichever caller polls next.
+            let mut state = self.state.lock();
+            state.driving = crate::sync::broken_keep_driver();
+            let wakers: Vec<Waker> = state.wakers.iter_mut().filter_map(Option::take).collect();
+            drop(state);
+            for w in wakers {
+                w.wake();
+            }
+        } else if let Some(i) = seat.slot {
+            if let Some(w) = self.state.lock().wakers.get_mut(i) {
+                *w = None;
+            }
+        }
+    }
 }
 
 /// The future of one caller of [`Coalesce::call`]: the shared flight's result.
 ///
 /// Dropping it leaves the flight to its other callers; the flight is cancelled when
 /// the last of them is dropped.
+///
+/// The flight's call runs inside the `Call` of the caller that started it: callers
+/// that joined make progress while that one is polled (each caller awaiting its own
+/// `Call`, in its own task or joined, is the usual shape). A `Call` that is kept but
+/// no longer polled holds the others up until it is polled again or dropped.
 #[must_use = "futures do nothing unless polled"]
 pub struct Call<T, E> {
-    kind: CallKind<T, E>,
+    flight: std::sync::Arc<dyn Drive<T, E>>,
+    seat: Seat,
     joined: bool,
 }
 
 impl<T, E> Call<T, E> {
+    fn new(flight: std::sync::Arc<dyn Drive<T, E>>, joined: bool) -> Self {
+        Call {
+            flight,
+            seat: Seat {
+                driver: !joined,
+                slot: None,
+                done: false,
+            },
+            joined,
+        }
+    }
+
     /// Whether this call joined a flight another caller started.
     pub fn joined(&self) -> bool {
         self.joined
+    }
+}
+
+impl<T, E> Drop for Call<T, E> {
+    fn drop(&mut self) {
+        self.flight.leave(&self.seat);
     }
 }
 
@@ -356,7 +553,7 @@ impl<T, E> fmt::Debug for Call<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Call")
             .field("joined", &self.joined)
-            .field("solo", &matches!(self.kind, CallKind::Solo(_)))
+            .field("driver", &self.seat.driver)
             .finish()
     }
 }
@@ -365,10 +562,7 @@ impl<T: Clone, E> Future for Call<T, E> {
     type Output = Result<T, CoalesceError<E>>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        // Both futures are `Unpin` (a `Shared` handle, a boxed future).
-        match &mut self.kind {
-            CallKind::Flight(shared) => Pin::new(shared).poll(cx),
-            CallKind::Solo(fut) => fut.as_mut().poll(cx),
-        }
+        let this = &mut *self;
+        this.flight.poll_seat(&mut this.seat, cx)
     }
 }

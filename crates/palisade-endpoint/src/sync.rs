@@ -66,6 +66,9 @@ pub(crate) mod broken {
         /// A flight that ends removes whatever entry its key has, even one a later
         /// flight put there.
         RemoveAnyFlight = 1,
+        /// A flight's driver that is dropped before the end does not hand the call
+        /// on: the callers left wait for ever.
+        KeepDriverRole = 2,
     }
 
     /// Switches `bug` on for the models run by this thread.
@@ -84,6 +87,19 @@ pub(crate) fn broken_remove_any() -> bool {
     #[cfg(loom)]
     {
         broken::is(broken::Bug::RemoveAnyFlight)
+    }
+    #[cfg(not(loom))]
+    {
+        false
+    }
+}
+
+/// Whether the loom broken twin of the driver hand-over model is running.
+#[inline(always)]
+pub(crate) fn broken_keep_driver() -> bool {
+    #[cfg(loom)]
+    {
+        broken::is(broken::Bug::KeepDriverRole)
     }
     #[cfg(not(loom))]
     {

@@ -62,3 +62,61 @@ fn flight_removal_broken() {
     set(Bug::RemoveAnyFlight);
     a_flight_that_ends_leaves_a_later_flight_in_place();
 }
+
+/// A call that is pending on its first poll and ends on its second.
+struct TwoPolls(bool);
+
+impl Future for TwoPolls {
+    type Output = Result<u8, ()>;
+
+    fn poll(mut self: Pin<&mut Self>, _cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        if self.0 {
+            Poll::Ready(Ok(5))
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+/// The caller that drives a flight polls it once and is dropped, racing a
+/// follower's poll. Whichever way it goes, once the driver has gone the follower
+/// carries the call on: its next poll ends the call.
+fn a_dropped_driver_hands_the_call_on() {
+    loom::model(|| {
+        let c: Coalesce<u8, u8, ()> = Coalesce::new();
+        let ctx = Context::background();
+        let mut leader = c.call(&ctx, 1, |_| TwoPolls(false));
+        let mut follower = c.call(&ctx, 1, |_| TwoPolls(false));
+        assert!(follower.joined());
+        let t = thread::spawn(move || {
+            let _ = poll_once(&mut leader);
+            drop(leader);
+        });
+        let first = poll_once(&mut follower);
+        t.join().unwrap();
+        let outcome = match first {
+            Poll::Ready(r) => r,
+            Poll::Pending => match poll_once(&mut follower) {
+                Poll::Ready(r) => r,
+                Poll::Pending => panic!("the driver left without handing the call on"),
+            },
+        };
+        assert_eq!(outcome.unwrap(), 5);
+        drop(follower);
+        assert!(!c.contains(&1));
+    });
+}
+
+#[test]
+fn driver_hand_over() {
+    set(Bug::None);
+    a_dropped_driver_hands_the_call_on();
+}
+
+#[test]
+#[should_panic(expected = "without handing the call on")]
+fn driver_hand_over_broken() {
+    set(Bug::KeepDriverRole);
+    a_dropped_driver_hands_the_call_on();
+}

@@ -178,11 +178,11 @@ pub use palisade_breaker as breaker;
 #[doc(inline)]
 pub use palisade_limit as limit;
 
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-#[doc(inline)]
-pub use palisade_limit_redis as redis;
 #[cfg(feature = "endpoint")]
 #[cfg_attr(docsrs, doc(cfg(feature = "endpoint")))]
 #[doc(inline)]
 pub use palisade_endpoint as endpoint;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+#[doc(inline)]
+pub use palisade_limit_redis as redis;
