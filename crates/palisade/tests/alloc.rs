@@ -6,9 +6,6 @@
 #![allow(clippy::disallowed_methods)] // a test is the root: its own tasks, timers and contexts
 #![cfg(all(feature = "retry", feature = "breaker", feature = "limit"))]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use palisade::breaker::{Breaker, BreakerConfig};
@@ -16,49 +13,16 @@ use palisade::limit::{Bulkhead, BulkheadConfig, RateLimiter, RateLimiterConfig};
 use palisade::retry::{RetryBudget, RetryPolicy};
 use palisade::{Context, Pipeline};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-thread_local! {
-    static COUNTING: Cell<bool> = const { Cell::new(false) };
+mod support {
+    pub(crate) mod counting;
 }
 
-// SAFETY: every method forwards to the system allocator unchanged; counting only
-// reads a thread-local flag and bumps an atomic, neither of which allocates.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract is passed through unchanged.
-        unsafe { System.alloc(layout) }
-    }
+use std::sync::atomic::Ordering;
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's contract is passed through unchanged.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.with(Cell::get) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-        // SAFETY: the caller's contract is passed through unchanged.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use support::counting::{ALLOCATIONS, COUNTING, Counting, allocations_during};
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-fn allocations_during<F: FnOnce()>(f: F) -> usize {
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    COUNTING.with(|c| c.set(true));
-    f();
-    COUNTING.with(|c| c.set(false));
-    ALLOCATIONS.load(Ordering::Relaxed) - before
-}
 
 async fn calls(pipeline: &Pipeline, ctx: &Context, n: u32) {
     for i in 0..n {
