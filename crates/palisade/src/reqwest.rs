@@ -333,6 +333,33 @@ fn retries<K, C: Clock>(pipeline: &Pipeline<K, C>) -> bool {
     }
 }
 
+/// `request` with the attempt's deadline, trace and request id written in, or why
+/// it must not be sent (its budget is spent).
+fn injected(
+    outbound: &Outbound,
+    ctx: &Context,
+    mut request: reqwest::Request,
+) -> Result<reqwest::Request, BudgetExhausted> {
+    outbound
+        .inject(ctx, request.headers_mut())
+        .map(|()| request)
+}
+
+/// One attempt: the prepared request sent, or the budget's refusal.
+async fn send_attempt(
+    client: &reqwest::Client,
+    attempt: Result<reqwest::Request, BudgetExhausted>,
+    idempotent: bool,
+) -> Result<reqwest::Response, SendError> {
+    match attempt {
+        Ok(request) => client
+            .execute(request)
+            .await
+            .map_err(|e| SendError::reqwest(e, idempotent)),
+        Err(budget) => Err(SendError::not_sent(budget)),
+    }
+}
+
 /// Whether the body is a stream (checked without copying the request).
 fn is_streamed(request: &reqwest::Request) -> bool {
     request.body().is_some_and(|body| body.as_bytes().is_none())
@@ -385,60 +412,34 @@ where
             let mut slot = Some(request);
             return pipeline
                 .execute(ctx, |attempt_ctx| {
-                    let attempt = slot.take().map(|mut request| {
-                        outbound
-                            .inject(&attempt_ctx, request.headers_mut())
-                            .map(|()| request)
-                    });
+                    let attempt = slot
+                        .take()
+                        .map(|request| injected(&outbound, &attempt_ctx, request));
                     let client = &client;
                     async move {
-                        match attempt {
-                            Some(Ok(request)) => client
-                                .execute(request)
-                                .await
-                                .map_err(|e| SendError::reqwest(e, idempotent)),
-                            Some(Err(budget)) => Err(SendError::not_sent(budget)),
-                            None => unreachable!("a pipeline without a retry policy retried"),
-                        }
+                        let attempt = attempt.expect("a pipeline without a retry policy retried");
+                        send_attempt(client, attempt, idempotent).await
                     }
                 })
                 .await;
         }
         if streamed {
             // Retries would need a copy of the stream: one attempt.
-            let mut request = request;
-            let injected = outbound.inject(ctx, request.headers_mut());
-            let client = &client;
+            let attempt = injected(&outbound, ctx, request);
             return pipeline
-                .execute_once(ctx, async move {
-                    match injected {
-                        Ok(()) => client
-                            .execute(request)
-                            .await
-                            .map_err(|e| SendError::reqwest(e, idempotent)),
-                        Err(budget) => Err(SendError::not_sent(budget)),
-                    }
-                })
+                .execute_once(ctx, send_attempt(&client, attempt, idempotent))
                 .await;
         }
         pipeline
             .execute(ctx, |attempt_ctx| {
                 // A body of bytes always clones (`is_streamed` is false).
-                let attempt = request.try_clone().map(|mut request| {
-                    outbound
-                        .inject(&attempt_ctx, request.headers_mut())
-                        .map(|()| request)
-                });
+                let attempt = request
+                    .try_clone()
+                    .map(|request| injected(&outbound, &attempt_ctx, request));
                 let client = &client;
                 async move {
-                    match attempt {
-                        Some(Ok(request)) => client
-                            .execute(request)
-                            .await
-                            .map_err(|e| SendError::reqwest(e, idempotent)),
-                        Some(Err(budget)) => Err(SendError::not_sent(budget)),
-                        None => unreachable!("a request whose body is bytes failed to clone"),
-                    }
+                    let attempt = attempt.expect("a request whose body is bytes failed to clone");
+                    send_attempt(client, attempt, idempotent).await
                 }
             })
             .await
